@@ -1,0 +1,100 @@
+"""The anystore library API, importable from one place.
+
+Attributes load lazily (PEP 562), so `import anystore_cli.core` costs nothing until a name is
+used, and no backend package (fsspec, redis, sqlalchemy) is imported before a store needs it.
+
+Example:
+    ```python
+    from anystore_cli.core import get_store
+
+    store = get_store("s3://bucket/prefix")
+    store.put("foo", {"a": 1})
+    ```
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+_EXPORTS: dict[str, str] = {
+    "get_store": "anystore_cli.core.store.registry",
+    "register_backend": "anystore_cli.core.store.registry",
+    "BaseStore": "anystore_cli.core.store.base",
+    "VirtualIOMixin": "anystore_cli.core.store.base",
+    "check_readonly": "anystore_cli.core.store.base",
+    "Store": "anystore_cli.core.store.fs",
+    "LocalStore": "anystore_cli.core.store.local",
+    "MemoryStore": "anystore_cli.core.store.memory",
+    "ZipStore": "anystore_cli.core.store.zip",
+    "RedisStore": "anystore_cli.core.store.redis",
+    "SqlStore": "anystore_cli.core.store.sql",
+    "BaseStats": "anystore_cli.core.model",
+    "Stats": "anystore_cli.core.model",
+    "StoreModel": "anystore_cli.core.model",
+    "Settings": "anystore_cli.core.settings",
+    "AnystoreError": "anystore_cli.core.exceptions",
+    "DoesNotExist": "anystore_cli.core.exceptions",
+    "AlreadyExists": "anystore_cli.core.exceptions",
+    "ReadOnlyError": "anystore_cli.core.exceptions",
+    "InvalidKey": "anystore_cli.core.exceptions",
+    "InvalidUri": "anystore_cli.core.exceptions",
+    "InvalidData": "anystore_cli.core.exceptions",
+    "StoreError": "anystore_cli.core.exceptions",
+    "MissingDependency": "anystore_cli.core.exceptions",
+    "to_store": "anystore_cli.core.serialize",
+    "from_store": "anystore_cli.core.serialize",
+    "Mode": "anystore_cli.core.serialize",
+    "DEFAULT_HASH_ALGORITHM": "anystore_cli.core.checksum",
+    "make_checksum": "anystore_cli.core.checksum",
+    "make_data_checksum": "anystore_cli.core.checksum",
+    "make_signature_key": "anystore_cli.core.checksum",
+    "ensure_uri": "anystore_cli.core.uri",
+    "join_uri": "anystore_cli.core.uri",
+    "mask_uri": "anystore_cli.core.uri",
+    "clean_dict": "anystore_cli.core.uri",
+    "smart_open": "anystore_cli.core.io",
+    "smart_read": "anystore_cli.core.io",
+    "smart_write": "anystore_cli.core.io",
+    "smart_stream": "anystore_cli.core.io",
+    "anycache": "anystore_cli.core.decorators",
+    "async_anycache": "anystore_cli.core.decorators",
+    "mirror": "anystore_cli.core.mirror",
+    "MirrorStatus": "anystore_cli.core.mirror",
+    "get_virtual": "anystore_cli.core.virtual",
+    "open_virtual": "anystore_cli.core.virtual",
+    "VirtualStore": "anystore_cli.core.virtual",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    module_name = _EXPORTS.get(name)
+    if module_name is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(module_name), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return __all__
+
+
+if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
+    from anystore_cli.core.checksum import DEFAULT_HASH_ALGORITHM, make_checksum  # noqa: F401
+    from anystore_cli.core.decorators import anycache  # noqa: F401
+    from anystore_cli.core.exceptions import DoesNotExist, ReadOnlyError  # noqa: F401
+    from anystore_cli.core.io import smart_open, smart_read, smart_stream, smart_write  # noqa: F401
+    from anystore_cli.core.mirror import mirror  # noqa: F401
+    from anystore_cli.core.model import BaseStats, Stats, StoreModel  # noqa: F401
+    from anystore_cli.core.serialize import Mode, from_store, to_store  # noqa: F401
+    from anystore_cli.core.settings import Settings  # noqa: F401
+    from anystore_cli.core.store.base import BaseStore, VirtualIOMixin, check_readonly  # noqa: F401
+    from anystore_cli.core.store.fs import Store  # noqa: F401
+    from anystore_cli.core.store.memory import MemoryStore  # noqa: F401
+    from anystore_cli.core.store.registry import get_store  # noqa: F401
+    from anystore_cli.core.store.zip import ZipStore  # noqa: F401
+    from anystore_cli.core.uri import ensure_uri, join_uri  # noqa: F401
+    from anystore_cli.core.virtual import get_virtual, open_virtual  # noqa: F401

@@ -1,0 +1,153 @@
+"""Generic I/O on any uri: local paths, `-` (stdin/stdout) and every fsspec protocol.
+
+Local paths and `-` never import fsspec, so the common case stays cheap.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import os
+import sys
+from collections.abc import Generator, Iterator
+from typing import IO, Any
+
+from anystore_cli.core.exceptions import DoesNotExist, InvalidUri, StoreError
+from anystore_cli.core.uri import ensure_uri, get_scheme, mask_uri
+
+DEFAULT_MODE = "rb"
+DEFAULT_WRITE_MODE = "wb"
+CHUNK_SIZE = 1024 * 1024
+
+
+def _std_stream(mode: str) -> IO[Any]:
+    stream = sys.stdin if "r" in mode else sys.stdout
+    if "b" in mode:
+        return stream.buffer
+    return stream
+
+
+def get_filesystem(uri: str, **storage_options: Any) -> tuple[Any, str]:
+    """Return the fsspec filesystem and path for `uri`, with a clear error for a missing package."""
+    try:
+        import fsspec
+        from fsspec.core import url_to_fs
+    except ImportError as exc:  # pragma: no cover - fsspec is a dependency
+        from anystore_cli.core.exceptions import MissingDependency
+
+        raise MissingDependency("Install fsspec: pip install 'anystore-cli[remote]'") from exc
+    protocol = get_scheme(uri)
+    if protocol and protocol not in fsspec.available_protocols():
+        raise InvalidUri(f"Unknown uri scheme `{protocol}://` in `{mask_uri(uri)}`")
+    try:
+        return url_to_fs(uri, **storage_options)
+    except ImportError as exc:
+        from anystore_cli.core.exceptions import MissingDependency
+
+        raise MissingDependency(f"`{protocol}://` needs a package that is missing: {exc}") from exc
+
+
+@contextlib.contextmanager
+def smart_open(uri: Any, mode: str | None = DEFAULT_MODE, **kwargs: Any) -> Generator[IO[Any], None, None]:
+    """Open any uri like the built-in `open()`; `-` is stdin (read) or stdout (write).
+
+    Local writes are atomic: the data goes to a temporary file that replaces the target only
+    when the block ends without an error.
+
+    Example:
+        ```python
+        with smart_open("s3://mybucket/foo.csv") as fh:
+            data = fh.read()
+        ```
+
+    Args:
+        uri: Path or uri, e.g. `./local/data.txt` or `s3://mybucket/foo`
+        mode: Open mode, default `rb`
+        **kwargs: Options passed to the fsspec filesystem
+
+    Yields:
+        A file-like handle
+
+    Raises:
+        DoesNotExist: If the uri does not exist (reading)
+    """
+    mode = mode or DEFAULT_MODE
+    uri = ensure_uri(uri)
+    if uri == "-":
+        yield _std_stream(mode)
+        return
+    if uri.startswith("file://"):
+        from anystore_cli.core.store.local import atomic_open, local_read_open
+
+        path = uri[len("file://") :]
+        if "r" in mode and "+" not in mode:
+            with local_read_open(path, mode, uri) as handle:
+                yield handle
+        else:
+            with atomic_open(path, mode) as handle:
+                yield handle
+        return
+    fs, path = get_filesystem(uri, **kwargs)
+    try:
+        handle = fs.open(path, mode)
+    except FileNotFoundError as exc:
+        raise DoesNotExist(f"Does not exist: `{mask_uri(uri)}`") from exc
+    except (PermissionError, OSError) as exc:
+        raise StoreError(f"Cannot open `{mask_uri(uri)}`: {exc}") from exc
+    with handle:
+        yield handle
+
+
+def smart_read(uri: Any, mode: str | None = DEFAULT_MODE, **kwargs: Any) -> Any:
+    """Return the whole content of `uri` (`bytes`, or `str` in text mode)."""
+    with smart_open(uri, mode, **kwargs) as handle:
+        return handle.read()
+
+
+def smart_write(uri: Any, content: bytes | str, mode: str | None = DEFAULT_WRITE_MODE, **kwargs: Any) -> None:
+    """Write `content` to `uri` (`-` is stdout)."""
+    mode = mode or DEFAULT_WRITE_MODE
+    if isinstance(content, str) and "b" in mode:
+        content = content.encode()
+    elif isinstance(content, bytes) and "b" not in mode:
+        mode += "b"
+    with smart_open(uri, mode, **kwargs) as handle:
+        handle.write(content)
+        if uri == "-":
+            handle.flush()
+
+
+def smart_stream(uri: Any, mode: str | None = DEFAULT_MODE, **kwargs: Any) -> Iterator[Any]:
+    """Yield the content of `uri` line by line."""
+    with smart_open(uri, mode, **kwargs) as handle:
+        yield from handle
+
+
+def copy_stream(source: IO[bytes], target: IO[bytes], chunk_size: int = CHUNK_SIZE) -> int:
+    """Copy a binary stream in chunks; between real files the kernel copies (`sendfile`).
+
+    Returns:
+        The number of bytes copied
+    """
+    total = 0
+    try:
+        in_fd, out_fd = source.fileno(), target.fileno()
+        offset = source.tell()
+    except (AttributeError, OSError, ValueError):
+        in_fd = out_fd = -1
+    if in_fd >= 0 and out_fd >= 0 and hasattr(os, "sendfile"):
+        target.flush()
+        try:
+            while sent := os.sendfile(out_fd, in_fd, offset + total, 1 << 30):
+                total += sent
+        except OSError as exc:
+            if total or exc.errno not in (errno.EINVAL, errno.ENOSYS, errno.EBADF):
+                raise
+        else:
+            source.seek(offset + total)
+            return total
+    read = getattr(source, "read1", source.read)
+    while chunk := read(chunk_size):
+        target.write(chunk)
+        total += len(chunk)
+    return total

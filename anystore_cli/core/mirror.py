@@ -1,0 +1,143 @@
+"""Copy every matching key from one store to another."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+from anystore_cli.core.exceptions import AnystoreError, StoreError
+from anystore_cli.core.model import Model
+
+RETRIES = 3
+
+
+class MirrorStatus(Model):
+    """What a mirror run did."""
+
+    mirrored: int = 0
+    """Keys copied"""
+    skipped: int = 0
+    """Keys left alone because the target had them"""
+    failed: int = 0
+    """Keys that could not be copied"""
+    bytes: int = 0
+    """Bytes copied"""
+    errors: list = []
+    """`(key, message)` of the failed keys"""
+
+    @property
+    def total(self) -> int:
+        """Keys seen"""
+        return self.mirrored + self.skipped + self.failed
+
+
+def _with_retries(func: Callable[[], Any], retries: int = RETRIES) -> Any:
+    for attempt in range(retries):
+        try:
+            return func()
+        except (StoreError, OSError, ConnectionError, TimeoutError):
+            if attempt == retries - 1:
+                raise
+            time.sleep(0.2 * 2**attempt)
+    return None
+
+
+def mirror(
+    source: Any,
+    target: Any,
+    glob: str | None = None,
+    prefix: str | None = None,
+    exclude_prefix: str | None = None,
+    overwrite: bool = False,
+    workers: int = 1,
+    dry_run: bool = False,
+    keys: Iterable[str] | None = None,
+    on_progress: Callable[[str, str], None] | None = None,
+    **kwargs: Any,
+) -> MirrorStatus:
+    """Copy every matching key from `source` to `target`, streaming each value.
+
+    Keys the target already has are skipped unless `overwrite`. A key whose copy fails for
+    a transient reason is retried; a key that still fails is counted and the rest go on.
+
+    Args:
+        source: Store (or uri) to read from
+        target: Store (or uri) to write to
+        glob: Only keys matching this glob
+        prefix: Only keys with this prefix
+        exclude_prefix: Leave out keys with this prefix
+        overwrite: Copy keys the target already has
+        workers: Number of parallel copies
+        dry_run: Only count what would be copied
+        keys: Copy these keys instead of listing the source
+        on_progress: Called with `(key, outcome)` for every key, outcome one of
+            "mirrored", "skipped", "failed"
+
+    Returns:
+        The counts of mirrored, skipped and failed keys
+    """
+    from anystore_cli.core.store.base import copy_value
+    from anystore_cli.core.store.registry import get_store
+
+    if not hasattr(source, "iterate_keys"):
+        source = get_store(source)
+    if not hasattr(target, "iterate_keys"):
+        target = get_store(target)
+    status = MirrorStatus()
+    lock = threading.Lock()
+
+    def _count(key: str, outcome: str, size: int = 0, error: str | None = None) -> None:
+        with lock:
+            setattr(status, outcome, getattr(status, outcome) + 1)
+            status.bytes += size
+            if error is not None:
+                status.errors.append((key, error))
+        if on_progress is not None:
+            on_progress(key, outcome)
+
+    def _handle(key: str) -> None:
+        try:
+            if not overwrite and _with_retries(lambda: target.exists(key)):
+                _count(key, "skipped")
+                return
+            if dry_run:
+                _count(key, "mirrored")
+                return
+            size = _with_retries(lambda: copy_value(source, key, target))
+            _count(key, "mirrored", size or 0)
+        except (AnystoreError, OSError, ConnectionError, TimeoutError) as exc:
+            _count(key, "failed", error=str(exc))
+
+    todo = keys if keys is not None else source.iterate_keys(prefix=prefix, exclude_prefix=exclude_prefix, glob=glob)
+    if workers <= 1:
+        for key in todo:
+            _handle(key)
+    else:
+        run_bounded(_handle, todo, workers)
+    return status
+
+
+def run_bounded(func: Callable[[Any], Any], items: Iterable[Any], workers: int) -> None:
+    """Run `func` over `items` on `workers` threads, keeping at most 4 x workers queued."""
+    slots = threading.BoundedSemaphore(workers * 4)
+    errors: list[BaseException] = []
+
+    def _run(item: Any) -> None:
+        try:
+            func(item)
+        except BaseException as exc:  # noqa: BLE001 - re-raised in the caller
+            errors.append(exc)
+        finally:
+            slots.release()
+
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        for item in items:
+            if errors:
+                break
+            slots.acquire()
+            pool.submit(_run, item)
+    if errors:
+        raise errors[0]

@@ -1,0 +1,129 @@
+"""Settings read from the environment (prefix `ANYSTORE_`, nested delimiter `__`).
+
+Deliberately free of pydantic-settings (which costs a quarter of a second to import): the
+fields, names and environment variables are those of the original library's settings, e.g.
+`ANYSTORE_URI`, `ANYSTORE_SERIALIZATION_MODE`, `ANYSTORE_BACKEND_CONFIG__REDIS_PREFIX=foo`.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from anystore_cli.core.exceptions import InvalidData
+
+_TRUE = {"1", "true", "yes", "on", "y", "t"}
+_FALSE = {"0", "false", "no", "off", "n", "f", ""}
+
+
+def parse_bool(value: Any) -> bool:
+    """Parse a boolean the way environment variables spell it."""
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in _TRUE:
+        return True
+    if text in _FALSE:
+        return False
+    raise InvalidData(f"Not a boolean: `{value}`")
+
+
+def parse_value(text: str) -> Any:
+    """Parse `text` as JSON when it parses, else keep it as text (for backend_config values)."""
+    import orjson
+
+    try:
+        return orjson.loads(text)
+    except orjson.JSONDecodeError:
+        return text
+
+
+def _parse_int(value: Any) -> int:
+    try:
+        return int(value)
+    except (TypeError, ValueError) as exc:
+        raise InvalidData(f"Not an integer: `{value}`") from exc
+
+
+def _parse_optional_str(value: Any) -> str | None:
+    return None if value in (None, "") else str(value)
+
+
+def _parse_mode(value: Any) -> str | None:
+    from anystore_cli.core.serialize import check_mode
+
+    return None if value in (None, "") else check_mode(str(value))
+
+
+def _parse_dict(value: Any) -> dict[str, Any]:
+    if isinstance(value, dict):
+        return dict(value)
+    parsed = parse_value(str(value))
+    if not isinstance(parsed, dict):
+        raise InvalidData(f"Not a JSON object: `{value}`")
+    return parsed
+
+
+class Settings:
+    """The effective configuration: defaults, overridden by `ANYSTORE_*` environment variables,
+    overridden by keyword arguments.
+
+    Attributes:
+        uri: Default store base uri (`.anystore`)
+        yaml_uri: Load the store definition from this YAML uri
+        json_uri: Load the store definition from this JSON uri
+        serialization_mode: Default serialization mode ("auto")
+        raise_on_nonexist: Raise `DoesNotExist` for missing keys (True)
+        default_ttl: Default key ttl in seconds, 0 for none
+        backend_config: Backend options (`ANYSTORE_BACKEND_CONFIG__KEY=VALUE`)
+        readonly: Refuse writes
+        allow_pickle: Let "auto" mode unpickle values (True, as the original library)
+        debug: Show tracebacks
+    """
+
+    _fields: dict[str, tuple[Any, Any]] = {
+        "uri": (".anystore", str),
+        "yaml_uri": (None, _parse_optional_str),
+        "json_uri": (None, _parse_optional_str),
+        "serialization_mode": ("auto", _parse_mode),
+        "raise_on_nonexist": (True, parse_bool),
+        "default_ttl": (0, _parse_int),
+        "backend_config": (None, _parse_dict),
+        "readonly": (False, parse_bool),
+        "allow_pickle": (True, parse_bool),
+        "debug": (False, parse_bool),
+        "redis_debug": (False, parse_bool),
+        "log_json": (False, parse_bool),
+        "log_level": ("info", str),
+        "use_cache": (True, parse_bool),
+        "worker_threads": (None, _parse_int),
+        "worker_heartbeat": (15, _parse_int),
+    }
+
+    def __init__(self, **overrides: Any) -> None:
+        env = {k.upper(): v for k, v in os.environ.items() if k.upper().startswith("ANYSTORE_")}
+        for name, (default, parse) in self._fields.items():
+            value: Any = default
+            env_name = f"ANYSTORE_{name.upper()}"
+            if env_name in env:
+                value = parse(env[env_name])
+            if name in overrides and overrides[name] is not None:
+                value = parse(overrides[name]) if overrides[name] != default else overrides[name]
+            if name == "backend_config":
+                value = dict(value or {})
+                nested = f"{env_name}__"
+                for key, raw in env.items():
+                    if key.startswith(nested) and len(key) > len(nested):
+                        value[key[len(nested) :].lower()] = parse_value(raw)
+                if overrides.get("backend_config"):
+                    value.update(overrides["backend_config"])
+            if name == "worker_threads" and value is None:
+                value = os.cpu_count() or 1
+            setattr(self, name, value)
+
+    def model_dump(self) -> dict[str, Any]:
+        """Return all settings as a dict."""
+        return {name: getattr(self, name) for name in self._fields}
+
+    def __repr__(self) -> str:
+        return f"Settings({self.model_dump()!r})"

@@ -1,0 +1,647 @@
+"""The store interface every backend implements.
+
+Public methods (`get`, `put`, `open`, ...) validate keys, apply serialization and readonly
+rules, and translate backend errors into the core's exception types. Backends implement the
+underscore primitives, which always receive normalised relative keys (see `core.keys`):
+
+- `_read(key, raise_on_nonexist=True, **kwargs)`, `_write(key, value, ttl=None, no_clobber=False)`
+- `_delete(key) -> bool`, `_exists(key)`, `_info(key) -> BaseStats`
+- `_iterate_keys(prefix, exclude_prefix, glob)`, `_open(key, mode)`
+- optional faster paths: `_stream`, `_pop`, `_write_stream`, `_put_many`, `_get_many`
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import threading
+import time
+from collections.abc import Callable, Generator, Iterable, Iterator
+from datetime import datetime
+from io import BytesIO, StringIO
+from typing import IO, Any, ClassVar, TypeVar
+
+from anystore_cli.core.checksum import DEFAULT_HASH_ALGORITHM, make_checksum
+from anystore_cli.core.exceptions import (
+    AlreadyExists,
+    AnystoreError,
+    DoesNotExist,
+    ReadOnlyError,
+    StoreError,
+)
+from anystore_cli.core.io import DEFAULT_MODE, copy_stream
+from anystore_cli.core.keys import normalize_key
+from anystore_cli.core.model import BaseStats, Stats, StoreModel
+from anystore_cli.core.serialize import from_store, to_store
+from anystore_cli.core.uri import clean_dict, mask_uri
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def check_readonly(func: F) -> F:
+    """Guard for read-only stores: decorate write methods with it."""
+
+    @functools.wraps(func)
+    def _check(store: BaseStore, *args: Any, **kwargs: Any) -> Any:
+        if store.readonly:
+            raise ReadOnlyError(f"Store `{mask_uri(store.uri)}` is configured readonly")
+        return func(store, *args, **kwargs)
+
+    return _check  # type: ignore[return-value]
+
+
+class VirtualIOMixin:
+    """`open()` for backends that are not file-like: values are buffered in memory."""
+
+    @contextlib.contextmanager
+    def _open(self, key: str, mode: str = DEFAULT_MODE, **kwargs: Any) -> Generator[IO[Any], None, None]:
+        writer = "w" in mode or "a" in mode
+        handler: BytesIO | StringIO
+        if not writer:
+            content = self._read(key, raise_on_nonexist=True)  # type: ignore[attr-defined]
+            if "b" in mode:
+                handler = BytesIO(content if isinstance(content, bytes) else content.encode())
+            else:
+                handler = StringIO(content.decode() if isinstance(content, bytes) else content)
+        else:
+            handler = BytesIO() if "b" in mode else StringIO()
+        try:
+            yield handler
+        except BaseException:
+            handler.close()
+            raise
+        if writer:
+            value = handler.getvalue()
+            self._write(key, value if isinstance(value, bytes) else value.encode(), **kwargs)  # type: ignore[attr-defined]
+        handler.close()
+
+
+class BaseStore(StoreModel):
+    """The store interface, whatever the backend."""
+
+    supports_ttl: ClassVar[bool] = False
+    """The backend expires keys after a ttl"""
+    append_only: ClassVar[bool] = False
+    """Keys can be added but never changed or deleted (zip)"""
+    backend_errors: ClassVar[tuple[type[BaseException], ...]] = (OSError,)
+    """Exception types of the backend's client that mean the store failed"""
+
+    # ---- key handling -------------------------------------------------------------------
+
+    def _key(self, key: Any) -> str:
+        return normalize_key(key)
+
+    def _get_key_prefix(self) -> str:
+        return ""
+
+    def get_key(self, key: Any, http_quoted: bool | None = False) -> str:
+        """Return the backend's full key for `key` (the full uri on file-like stores)."""
+        prefix = self._get_key_prefix()
+        key = self._key(key)
+        return f"{prefix}/{key}" if prefix else key
+
+    def ensure_kwargs(self, **kwargs: Any) -> dict[str, Any]:
+        """Merge the store's `backend_config` with `kwargs` (which win), dropping empty values."""
+        return {**clean_dict(self.backend_config), **clean_dict(kwargs)}
+
+    @contextlib.contextmanager
+    def _errors(self, key: str | None = None) -> Generator[None, None, None]:
+        """Translate backend exceptions into the core's types, naming key and store."""
+        try:
+            yield
+        except AnystoreError:
+            raise
+        except FileNotFoundError as exc:
+            raise DoesNotExist(self._describe(key, "does not exist")) from exc
+        except PermissionError as exc:
+            raise StoreError(self._describe(key, f"permission denied ({exc.strerror or exc})")) from exc
+        except self.backend_errors as exc:
+            raise StoreError(self._describe(key, f"store failed: {mask_uri(exc)}")) from exc
+
+    def _describe(self, key: str | None, what: str) -> str:
+        if key is None:
+            return f"Store `{mask_uri(self.uri)}`: {what}"
+        return f"Key `{key}` in store `{mask_uri(self.uri)}`: {what}"
+
+    def _missing(self, key: str) -> DoesNotExist:
+        return DoesNotExist(self._describe(key, "does not exist"))
+
+    # ---- primitives (backends override) -----------------------------------------------------
+
+    def _read(self, key: str, raise_on_nonexist: bool | None = True, **kwargs: Any) -> Any:
+        mode = kwargs.get("mode", DEFAULT_MODE)
+        try:
+            with self._open(key, mode=mode) as handle:
+                return handle.read()
+        except (FileNotFoundError, DoesNotExist):
+            if raise_on_nonexist:
+                raise self._missing(key) from None
+            return None
+
+    def _write(self, key: str, value: bytes, ttl: int | None = None, no_clobber: bool = False, **kwargs: Any) -> None:
+        raise NotImplementedError
+
+    def _delete(self, key: str) -> bool:
+        raise NotImplementedError
+
+    def _exists(self, key: str) -> bool:
+        raise NotImplementedError
+
+    def _info(self, key: str) -> BaseStats:
+        raise NotImplementedError
+
+    def _iterate_keys(
+        self, prefix: str | None = None, exclude_prefix: str | None = None, glob: str | None = None
+    ) -> Iterator[str]:
+        raise NotImplementedError
+
+    def _open(self, key: str, mode: str = DEFAULT_MODE, **kwargs: Any) -> Any:
+        raise NotImplementedError
+
+    def _stream(self, key: str, mode: str = DEFAULT_MODE, **kwargs: Any) -> Iterator[Any]:
+        with self._open(key, mode=mode) as handle:
+            yield from handle
+
+    def _pop(self, key: str) -> bytes:
+        value = self._read(key, raise_on_nonexist=True)
+        if not self._delete(key):
+            raise self._missing(key)
+        return value
+
+    def _write_stream(self, key: str, source: IO[bytes], ttl: int | None = None, no_clobber: bool = False) -> int:
+        data = source.read()
+        self._write(key, data, ttl=ttl, no_clobber=no_clobber)
+        return len(data)
+
+    def _put_many(self, items: list[tuple[str, bytes]], ttl: int | None = None) -> None:
+        for key, value in items:
+            self._write(key, value, ttl=ttl)
+
+    def _get_many(self, keys: list[str]) -> Iterator[tuple[str, bytes | None]]:
+        for key in keys:
+            yield key, self._read(key, raise_on_nonexist=False)
+
+    def _checksum(self, key: str, algorithm: str) -> str:
+        with self._open(key, mode="rb") as handle:
+            return make_checksum(handle, algorithm)
+
+    def _no_clobber_check(self, key: str, no_clobber: bool) -> None:
+        if no_clobber and self._exists(key):
+            raise AlreadyExists(self._describe(key, "already exists"))
+
+    # ---- public api -----------------------------------------------------------------------
+
+    def get(
+        self,
+        key: Any,
+        raise_on_nonexist: bool | None = None,
+        serialization_mode: str | None = None,
+        deserialization_func: Callable | None = None,
+        model: Any | None = None,
+        **kwargs: Any,
+    ) -> Any:
+        """Get a value from the store for the given key.
+
+        Args:
+            key: Key relative to store base uri
+            raise_on_nonexist: Raise `DoesNotExist` if key doesn't exist or stay silent,
+                overrides store settings
+            serialization_mode: Deserialize the result ("auto", "raw", "pickle", "json"),
+                overrides store settings
+            deserialization_func: Specific function to use (ignores `serialization_mode`)
+            model: Pydantic model to validate with (ignores the two above)
+            **kwargs: Passed to the backend (`mode="r"` reads text)
+
+        Returns:
+            The (deserialized) value, or None for a missing key when not raising
+        """
+        if raise_on_nonexist is None:
+            raise_on_nonexist = self.raise_on_nonexist
+        key = self._key(key)
+        kwargs = self.ensure_kwargs(**kwargs)
+        with self._errors(key):
+            value = self._read(key, raise_on_nonexist=raise_on_nonexist, **kwargs)
+        if value is None:
+            return None
+        return from_store(
+            value,
+            serialization_mode or self.serialization_mode,
+            deserialization_func=deserialization_func or self.deserialization_func,
+            model=model or self.model,
+        )
+
+    @check_readonly
+    def pop(self, key: Any, *args: Any, **kwargs: Any) -> Any:
+        """Retrieve the value for the given key and remove it (atomically where the backend can).
+
+        Args:
+            key: Key relative to store base uri
+            *args: Any valid arguments for the store's `get` function
+            **kwargs: Any valid arguments for the store's `get` function
+
+        Returns:
+            The (deserialized) value
+        """
+        names = ("raise_on_nonexist", "serialization_mode", "deserialization_func", "model")
+        options = dict(zip(names, args, strict=False))
+        options.update({k: v for k, v in kwargs.items() if k in names})
+        raise_on_nonexist = options.get("raise_on_nonexist")
+        if raise_on_nonexist is None:
+            raise_on_nonexist = self.raise_on_nonexist
+        if self.append_only:
+            raise ReadOnlyError(self._describe(str(key), "cannot delete from an append-only store"))
+        key = self._key(key)
+        try:
+            with self._errors(key):
+                value = self._pop(key)
+        except DoesNotExist:
+            if raise_on_nonexist:
+                raise
+            return None
+        return from_store(
+            value,
+            options.get("serialization_mode") or self.serialization_mode,
+            deserialization_func=options.get("deserialization_func") or self.deserialization_func,
+            model=options.get("model") or self.model,
+        )
+
+    @check_readonly
+    def delete(self, key: Any, ignore_errors: bool = False) -> bool:
+        """Delete the content at the given key.
+
+        Args:
+            key: Key relative to store base uri
+            ignore_errors: Ignore exceptions if deletion fails
+
+        Returns:
+            True if the key existed
+        """
+        try:
+            key = self._key(key)
+            if self.append_only:
+                raise ReadOnlyError(self._describe(key, "cannot delete from an append-only store"))
+            with self._errors(key):
+                return bool(self._delete(key))
+        except Exception:
+            if not ignore_errors:
+                raise
+            return False
+
+    def stream(
+        self,
+        key: Any,
+        raise_on_nonexist: bool | None = None,
+        serialization_mode: str | None = None,
+        deserialization_func: Callable | None = None,
+        model: Any | None = None,
+        **kwargs: Any,
+    ) -> Generator[Any, None, None]:
+        """Stream a value line by line from the store for the given key.
+
+        Args:
+            key: Key relative to store base uri
+            raise_on_nonexist: Raise `DoesNotExist` if key doesn't exist or stay silent
+            serialization_mode: Deserialize each line ("auto", "raw", "pickle", "json")
+            deserialization_func: Specific function to use (ignores `serialization_mode`)
+            model: Pydantic model to validate each line with
+            **kwargs: Passed to the backend (`mode="r"` yields text lines)
+
+        Yields:
+            The (deserialized) values line by line
+
+        Raises:
+            DoesNotExist: If key doesn't exist and raise_on_nonexist=True
+        """
+        if raise_on_nonexist is None:
+            raise_on_nonexist = self.raise_on_nonexist
+        key = self._key(key)
+        mode = serialization_mode or self.serialization_mode
+        deserialize = deserialization_func or self.deserialization_func
+        model = model or self.model
+        try:
+            with self._errors(key):
+                for line in self._stream(key, mode=kwargs.get("mode", DEFAULT_MODE)):
+                    yield from_store(line, mode, deserialization_func=deserialize, model=model)
+        except DoesNotExist:
+            if raise_on_nonexist:
+                raise
+            return
+
+    @check_readonly
+    def put(
+        self,
+        key: Any,
+        value: Any,
+        serialization_mode: str | None = None,
+        serialization_func: Callable | None = None,
+        model: Any | None = None,
+        ttl: int | None = None,
+        no_clobber: bool = False,
+        **kwargs: Any,
+    ) -> None:
+        """Store a value at the given key.
+
+        Args:
+            key: Key relative to store base uri
+            value: The content
+            serialization_mode: Serialize value prior to storing ("auto", "raw", "pickle",
+                "json"), overrides store settings
+            serialization_func: Specific function to use (ignores `serialization_mode`)
+            model: Pydantic serialization model
+            ttl: Time to live (in seconds) for that key if the backend supports it
+            no_clobber: Raise `AlreadyExists` instead of overwriting an existing key
+        """
+        if value is None and not self.store_none_values:
+            return
+        key = self._key(key)
+        data = to_store(
+            value,
+            serialization_mode or self.serialization_mode,
+            serialization_func=serialization_func or self.serialization_func,
+            model=model or self.model,
+        )
+        ttl = ttl or self.default_ttl or None
+        self._check_append(key, no_clobber)
+        with self._errors(key):
+            self._write(key, data, ttl=ttl, no_clobber=no_clobber)
+
+    def _check_append(self, key: str, no_clobber: bool) -> None:
+        if self.append_only and not no_clobber and self._exists(key):
+            raise ReadOnlyError(self._describe(key, "already exists in an append-only store"))
+
+    @check_readonly
+    def put_stream(self, key: Any, source: IO[bytes], ttl: int | None = None, no_clobber: bool = False) -> int:
+        """Store the bytes of a binary stream at `key`, in chunks where the backend can.
+
+        A failed or interrupted write leaves the old value (or no key).
+
+        Args:
+            key: Key relative to store base uri
+            source: Binary file-like object to read from
+            ttl: Time to live (in seconds) if the backend supports it
+            no_clobber: Raise `AlreadyExists` instead of overwriting an existing key
+
+        Returns:
+            The number of bytes stored
+        """
+        key = self._key(key)
+        self._check_append(key, no_clobber)
+        with self._errors(key):
+            return self._write_stream(key, source, ttl=ttl or self.default_ttl or None, no_clobber=no_clobber)
+
+    @check_readonly
+    def put_many(
+        self,
+        items: Iterable[tuple[Any, Any]] | dict[Any, Any],
+        ttl: int | None = None,
+        serialization_mode: str | None = None,
+        serialization_func: Callable | None = None,
+        model: Any | None = None,
+        batch_size: int = 1000,
+    ) -> int:
+        """Store many values: the bulk path (one pipeline or transaction per batch where possible).
+
+        Args:
+            items: (key, value) pairs or a dict
+            ttl: Time to live (in seconds) if the backend supports it
+            serialization_mode: Serialize values prior to storing
+            serialization_func: Specific function to use (ignores `serialization_mode`)
+            model: Pydantic serialization model
+            batch_size: Number of values written per batch
+
+        Returns:
+            The number of values stored
+        """
+        pairs = items.items() if isinstance(items, dict) else items
+        mode = serialization_mode or self.serialization_mode
+        func = serialization_func or self.serialization_func
+        model = model or self.model
+        ttl = ttl or self.default_ttl or None
+        count = 0
+        batch: list[tuple[str, bytes]] = []
+        for key, value in pairs:
+            if value is None and not self.store_none_values:
+                continue
+            batch.append((self._key(key), to_store(value, mode, serialization_func=func, model=model)))
+            if len(batch) >= batch_size:
+                count += self._flush_batch(batch, ttl)
+                batch = []
+        if batch:
+            count += self._flush_batch(batch, ttl)
+        return count
+
+    def _flush_batch(self, batch: list[tuple[str, bytes]], ttl: int | None) -> int:
+        if self.append_only:
+            for key, _ in batch:
+                self._check_append(key, False)
+        with self._errors(batch[0][0] if len(batch) == 1 else None):
+            self._put_many(batch, ttl=ttl)
+        return len(batch)
+
+    def get_many(
+        self,
+        keys: Iterable[Any],
+        serialization_mode: str | None = None,
+        deserialization_func: Callable | None = None,
+        model: Any | None = None,
+        batch_size: int = 1000,
+    ) -> Generator[tuple[str, Any], None, None]:
+        """Read many keys: the bulk path. Yields `(key, value)`, value None for missing keys."""
+        mode = serialization_mode or self.serialization_mode
+        func = deserialization_func or self.deserialization_func
+        model = model or self.model
+        batch: list[str] = []
+
+        def _flush() -> Generator[tuple[str, Any], None, None]:
+            with self._errors(None):
+                results = list(self._get_many(batch))
+            for key, value in results:
+                yield key, None if value is None else from_store(value, mode, deserialization_func=func, model=model)
+
+        for key in keys:
+            batch.append(self._key(key))
+            if len(batch) >= batch_size:
+                yield from _flush()
+                batch = []
+        if batch:
+            yield from _flush()
+
+    def exists(self, key: Any) -> bool:
+        """Check if the given `key` exists"""
+        key = self._key(key)
+        with self._errors(key):
+            return bool(self._exists(key))
+
+    def info(self, key: Any) -> Stats:
+        """Get metadata for the given `key` (never reads the value).
+
+        Returns:
+            Key metadata
+
+        Raises:
+            DoesNotExist: If the key does not exist
+        """
+        key = self._key(key)
+        with self._errors(key):
+            stats = self._info(key)
+        return Stats(
+            **stats.model_dump(),
+            name=key.rsplit("/", 1)[-1],
+            store=str(self.uri),
+            key=key,
+        )
+
+    def iterate_keys(
+        self,
+        prefix: str | None = None,
+        exclude_prefix: str | None = None,
+        glob: str | None = None,
+    ) -> Generator[str, None, None]:
+        """Iterate through all the keys in the store based on given criteria.
+
+        Criteria can be combined (e.g. include but exclude a subset). `prefix` is a literal
+        string prefix, `glob` a path glob matched against the whole key (`*` within one
+        segment, `**` across segments).
+
+        Example:
+            ```python
+            for key in store.iterate_keys(prefix="dataset1/", glob="**/*.pdf"):
+                data = store.get(key, serialization_mode="raw")
+            ```
+
+        Args:
+            prefix: Include only keys with the given prefix (e.g. "foo/bar")
+            exclude_prefix: Exclude keys with this prefix
+            glob: Path-style glob pattern for keys to filter (e.g. "foo/**/*.json")
+
+        Returns:
+            The matching keys as a generator of strings
+        """
+        with self._errors(None):
+            yield from self._iterate_keys(prefix or None, exclude_prefix or None, glob or None)
+
+    def iterate_values(
+        self,
+        prefix: str | None = None,
+        exclude_prefix: str | None = None,
+        glob: str | None = None,
+        serialization_mode: str | None = None,
+        deserialization_func: Callable | None = None,
+        model: Any | None = None,
+        **kwargs: Any,
+    ) -> Generator[Any, None, None]:
+        """Iterate through all the values in the store based on given criteria.
+
+        Example:
+            ```python
+            yield from store.iterate_values(prefix="dataset1", glob="*.pdf", model=MyModel)
+            ```
+
+        Returns:
+            The matching values as a generator of any (deserialized) type
+        """
+        keys = self.iterate_keys(prefix, exclude_prefix, glob)
+        for _, value in self.get_many(keys, serialization_mode, deserialization_func, model):
+            if value is not None or self.store_none_values:
+                yield value
+
+    def checksum(self, key: Any, algorithm: str | None = DEFAULT_HASH_ALGORITHM, **kwargs: Any) -> str:
+        """Get the checksum for the value at the given key, streaming the value.
+
+        Args:
+            key: Key relative to store base uri
+            algorithm: Checksum algorithm from `hashlib` (default: "sha1")
+
+        Returns:
+            The hex digest
+        """
+        from anystore_cli.core.checksum import get_hasher
+
+        get_hasher(algorithm)  # unknown algorithm: InvalidData before any I/O
+        key = self._key(key)
+        with self._errors(key):
+            return self._checksum(key, algorithm or DEFAULT_HASH_ALGORITHM)
+
+    def open(self, key: Any, mode: str | None = DEFAULT_MODE, **kwargs: Any) -> Any:
+        """Open the given key similar to built-in `open()`.
+
+        Writes become visible only when the handle is closed without an error.
+
+        Example:
+            ```python
+            with store.open("foo/bar.txt", "r") as fh:
+                text = fh.read()
+            ```
+
+        Args:
+            key: Key relative to store base uri
+            mode: Open mode ("rb", "wb", "r", "w")
+
+        Returns:
+            A context manager giving the file-like handle
+        """
+        mode = mode or DEFAULT_MODE
+        writing = "w" in mode or "a" in mode
+        if self.readonly and writing:
+            raise ReadOnlyError(f"Store `{mask_uri(self.uri)}` is configured readonly")
+        key = self._key(key)
+        if writing:
+            self._check_append(key, False)
+        return _GuardedOpen(self, key, mode)
+
+    @check_readonly
+    def touch(self, key: Any, **kwargs: Any) -> datetime:
+        """Store the current timestamp at the given key.
+
+        Args:
+            key: Key relative to store base uri
+            **kwargs: Any valid arguments for the store's `put` function
+
+        Returns:
+            The timestamp
+        """
+        now = datetime.now()
+        self.put(key, now, **kwargs)
+        return now
+
+
+class _GuardedOpen:
+    """Context manager around a backend's `_open` that translates its errors."""
+
+    def __init__(self, store: BaseStore, key: str, mode: str) -> None:
+        self.store, self.key, self.mode = store, key, mode
+        self._cm: Any = None
+
+    def __enter__(self) -> IO[Any]:
+        with self.store._errors(self.key):
+            self._cm = self.store._open(self.key, mode=self.mode)
+            return self._cm.__enter__()
+
+    def __exit__(self, *exc: Any) -> Any:
+        with self.store._errors(self.key):
+            return self._cm.__exit__(*exc)
+
+
+class TTLMixin:
+    """Expiry bookkeeping for backends that keep their own timestamps."""
+
+    _lock = threading.Lock()
+
+    @staticmethod
+    def expires_at(ttl: int | None) -> float | None:
+        """The absolute expiry (epoch seconds) for a ttl in seconds, or None."""
+        return time.time() + ttl if ttl else None
+
+    @staticmethod
+    def is_expired(expires: float | None) -> bool:
+        """Tell whether an absolute expiry has passed."""
+        return expires is not None and expires <= time.time()
+
+
+def copy_value(source: BaseStore, key: str, target: BaseStore, ttl: int | None = None) -> int:
+    """Copy one key's bytes from `source` to `target`, streaming; return the bytes copied."""
+    with source.open(key, "rb") as handle:
+        return target.put_stream(key, handle, ttl=ttl)
+
+
+__all__ = ["BaseStore", "VirtualIOMixin", "check_readonly", "copy_stream", "copy_value"]

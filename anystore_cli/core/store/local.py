@@ -1,0 +1,284 @@
+"""Local folder backend: plain `os` calls, no fsspec.
+
+Writes are atomic: the value goes to a hidden temporary file in the target's folder, which is
+renamed over the target (fsync'ed first with backend_config `fsync=true`). Readers see the old
+value or the new one; temporary files never show up as keys. Symlinks that lead out of the store are never followed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+from collections.abc import Generator, Iterator
+from datetime import datetime, timezone
+from typing import IO, Any
+
+from anystore_cli.core.exceptions import AlreadyExists, DoesNotExist, StoreError
+from anystore_cli.core.io import DEFAULT_MODE, copy_stream
+from anystore_cli.core.keys import listing_prefix, make_key_filter
+from anystore_cli.core.model import BaseStats
+from anystore_cli.core.store.fs import Store
+
+TMP_PREFIX = ".~anystore-"
+
+
+class _AtomicFile:
+    """A temporary file that replaces `path` on `commit()` and vanishes on `discard()`."""
+
+    def __init__(self, path: str, mode: str = "wb", no_clobber: bool = False, fsync: bool = False) -> None:
+        self.path = path
+        self.no_clobber = no_clobber
+        self.fsync = fsync
+        folder, name = os.path.split(path)
+        if folder:
+            os.makedirs(folder, exist_ok=True)
+        fd, self.tmp_path = tempfile.mkstemp(prefix=f"{TMP_PREFIX}{name[:40]}.", dir=folder or ".")
+        binary = "b" in mode
+        self.handle: IO[Any] = os.fdopen(fd, "wb" if binary else "w", encoding=None if binary else "utf-8")
+        self.done = False
+
+    def commit(self) -> None:
+        if self.done:
+            return
+        self.done = True
+        try:
+            self.handle.flush()
+            if self.fsync:
+                os.fsync(self.handle.fileno())
+            self.handle.close()
+            os.chmod(self.tmp_path, 0o666 & ~_umask())
+            if self.no_clobber:
+                try:
+                    os.link(self.tmp_path, self.path)
+                except FileExistsError:
+                    raise AlreadyExists(f"Key already exists: `{self.path}`") from None
+                finally:
+                    os.unlink(self.tmp_path)
+            else:
+                os.replace(self.tmp_path, self.path)
+        except BaseException:
+            self._remove_tmp()
+            raise
+
+    def discard(self) -> None:
+        if self.done:
+            return
+        self.done = True
+        with contextlib.suppress(OSError):
+            self.handle.close()
+        self._remove_tmp()
+
+    def _remove_tmp(self) -> None:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(self.tmp_path)
+
+    # file-like surface
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.handle, name)
+
+    def write(self, data: Any) -> int:
+        return self.handle.write(data)
+
+    def close(self) -> None:
+        self.commit()
+
+    def __enter__(self) -> _AtomicFile:
+        return self
+
+    def __exit__(self, exc_type: Any, *_: Any) -> None:
+        if exc_type is None:
+            self.commit()
+        else:
+            self.discard()
+
+
+_UMASK: int | None = None
+
+
+def _umask() -> int:
+    global _UMASK
+    if _UMASK is None:
+        current = os.umask(0)
+        os.umask(current)
+        _UMASK = current
+    return _UMASK
+
+
+@contextlib.contextmanager
+def atomic_open(
+    path: str, mode: str = "wb", no_clobber: bool = False, fsync: bool = False
+) -> Generator[Any, None, None]:
+    """Open `path` for writing; it is replaced atomically when the block ends without error.
+
+    With `fsync` the data reaches the disk before the rename (survives a power loss, slower).
+    """
+    handle = _AtomicFile(path, mode, no_clobber=no_clobber, fsync=fsync)
+    try:
+        yield handle
+    except BaseException:
+        handle.discard()
+        raise
+    handle.commit()
+
+
+@contextlib.contextmanager
+def local_read_open(path: str, mode: str = DEFAULT_MODE, name: str | None = None) -> Generator[IO[Any], None, None]:
+    """Open a local file for reading, raising `DoesNotExist` when it is missing."""
+    try:
+        handle = open(path, mode)  # noqa: SIM115 - closed below
+    except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
+        raise DoesNotExist(f"Does not exist: `{name or path}`") from None
+    with handle:
+        yield handle
+
+
+class LocalStore(Store):
+    """A store in a local folder (`file://` uris and plain paths)."""
+
+    def __init__(self, **data: Any) -> None:
+        super().__init__(**data)
+        self.root = self.uri[len("file://") :] if self.uri.startswith("file://") else self.uri
+        self._real_root = os.path.realpath(self.root)
+        self._fsync = bool((self.backend_config or {}).get("fsync"))
+
+    def _get_key_prefix(self) -> str:
+        return self.uri
+
+    def _path(self, key: str) -> str:
+        path = os.path.join(self.root, key)
+        if os.path.islink(path) or "/" in key:
+            real = os.path.realpath(path)
+            if real != self._real_root and not real.startswith(self._real_root + os.sep):
+                raise StoreError(f"Key `{key}` in store `{self.uri}`: leads outside the store (symlink)")
+        return path
+
+    def _read(self, key: str, raise_on_nonexist: bool | None = True, **kwargs: Any) -> Any:
+        mode = kwargs.get("mode", DEFAULT_MODE)
+        try:
+            with open(self._path(key), mode if "r" in mode else DEFAULT_MODE) as handle:
+                return handle.read()
+        except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
+            if raise_on_nonexist:
+                raise self._missing(key) from None
+            return None
+
+    def _write(self, key: str, value: bytes, ttl: int | None = None, no_clobber: bool = False, **kwargs: Any) -> None:
+        with atomic_open(self._path(key), "wb", no_clobber=no_clobber, fsync=self._fsync) as handle:
+            handle.write(value)
+
+    def _write_stream(self, key: str, source: IO[bytes], ttl: int | None = None, no_clobber: bool = False) -> int:
+        with atomic_open(self._path(key), "wb", no_clobber=no_clobber, fsync=self._fsync) as handle:
+            return copy_stream(source, handle.handle)
+
+    def _put_many(self, items: list[tuple[str, bytes]], ttl: int | None = None) -> None:
+        for key, value in items:
+            self._write(key, value)
+
+    def _delete(self, key: str) -> bool:
+        path = self._path(key)
+        try:
+            os.unlink(path)
+        except (FileNotFoundError, NotADirectoryError):
+            return False
+        except IsADirectoryError:
+            return False
+        self._prune(os.path.dirname(path))
+        return True
+
+    def _prune(self, folder: str) -> None:
+        """Remove folders left empty by a delete, up to the store root."""
+        root = os.path.abspath(self.root)
+        folder = os.path.abspath(folder)
+        while folder != root and folder.startswith(root + os.sep):
+            try:
+                os.rmdir(folder)
+            except OSError:
+                return
+            folder = os.path.dirname(folder)
+
+    def _pop(self, key: str) -> bytes:
+        path = self._path(key)
+        folder = os.path.dirname(path)
+        claimed = os.path.join(folder, f"{TMP_PREFIX}pop-{os.getpid()}-{id(self)}-{os.path.basename(path)[:40]}")
+        try:
+            os.rename(path, claimed)  # only one process wins this rename
+        except (FileNotFoundError, NotADirectoryError):
+            raise self._missing(key) from None
+        try:
+            with open(claimed, "rb") as handle:
+                return handle.read()
+        finally:
+            os.unlink(claimed)
+            self._prune(folder)
+
+    def _exists(self, key: str) -> bool:
+        return os.path.isfile(self._path(key))
+
+    def _info(self, key: str) -> BaseStats:
+        try:
+            stat = os.stat(self._path(key))
+        except (FileNotFoundError, NotADirectoryError):
+            raise self._missing(key) from None
+        if not os.path.isfile(self._path(key)):
+            raise self._missing(key)
+        created = getattr(stat, "st_birthtime", None) or stat.st_ctime
+        return BaseStats(
+            size=stat.st_size,
+            created_at=datetime.fromtimestamp(min(created, stat.st_mtime), tz=timezone.utc),
+            updated_at=datetime.fromtimestamp(stat.st_mtime, tz=timezone.utc),
+        )
+
+    def _open(self, key: str, mode: str = DEFAULT_MODE, **kwargs: Any) -> Any:
+        path = self._path(key)
+        if "r" in mode and "+" not in mode:
+            return local_read_open(path, mode, key)
+        return atomic_open(path, mode, fsync=self._fsync)
+
+    def _stream(self, key: str, mode: str = DEFAULT_MODE, **kwargs: Any) -> Iterator[Any]:
+        with local_read_open(self._path(key), mode, key) as handle:
+            yield from handle
+
+    def _iterate_keys(
+        self, prefix: str | None = None, exclude_prefix: str | None = None, glob: str | None = None
+    ) -> Iterator[str]:
+        match = make_key_filter(prefix, exclude_prefix, glob)
+        start = listing_prefix(prefix, glob)
+        folder = start.rsplit("/", 1)[0] if "/" in start else ""
+        exclude = (exclude_prefix or "").lstrip("/")
+        yield from (k for k in self._walk(folder, start, exclude) if match(k))
+
+    def _walk(self, folder: str, start: str, exclude: str) -> Iterator[str]:
+        """Yield keys under `folder` (relative), streaming with scandir, pruning by prefix."""
+        stack = [folder]
+        while stack:
+            current = stack.pop()
+            path = os.path.join(self.root, current) if current else self.root
+            try:
+                entries = os.scandir(path)
+            except (FileNotFoundError, NotADirectoryError):
+                continue
+            with entries:
+                subdirs = []
+                for entry in entries:
+                    name = entry.name
+                    if name.startswith(TMP_PREFIX):
+                        continue
+                    key = f"{current}/{name}" if current else name
+                    try:
+                        is_dir = entry.is_dir(follow_symlinks=False)
+                    except OSError:
+                        continue
+                    if is_dir:
+                        child = key + "/"
+                        if (child.startswith(start) or start.startswith(child)) and not (
+                            exclude and child.startswith(exclude)
+                        ):
+                            subdirs.append(key)
+                    elif key.startswith(start) and (entry.is_file(follow_symlinks=False) or self._inside(entry.path)):
+                        yield key
+                stack.extend(reversed(subdirs))
+
+    def _inside(self, path: str) -> bool:
+        real = os.path.realpath(path)
+        return real.startswith(self._real_root + os.sep) and os.path.isfile(real)

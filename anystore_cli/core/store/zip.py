@@ -1,0 +1,192 @@
+"""Zip archive backend (`*.zip`): append-only.
+
+Keys can be added, never changed or deleted. A write copies the archive to a temporary file,
+appends there and renames it over the original, so a killed write leaves the old archive
+whole and readable. Remote archives (any fsspec uri) are read-only.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import tempfile
+import zipfile
+from collections.abc import Generator, Iterator
+from datetime import datetime, timezone
+from typing import IO, Any, ClassVar
+
+from anystore_cli.core.exceptions import AlreadyExists, ReadOnlyError
+from anystore_cli.core.io import DEFAULT_MODE, copy_stream
+from anystore_cli.core.keys import make_key_filter
+from anystore_cli.core.model import BaseStats
+from anystore_cli.core.store.base import BaseStore
+
+
+def split_zip_uri(uri: str) -> tuple[str, str]:
+    """Split `file:///a/b.zip/inner/path` into the archive uri and the path inside it."""
+    lower = uri.lower()
+    index = lower.find(".zip/")
+    if index < 0:
+        return uri, ""
+    return uri[: index + 4], uri[index + 5 :].strip("/")
+
+
+class ZipStore(BaseStore):
+    """A store in a zip archive; append-only."""
+
+    append_only: ClassVar[bool] = True
+    backend_errors: ClassVar[tuple[type[BaseException], ...]] = (OSError, zipfile.BadZipFile)
+
+    def __init__(self, **data: Any) -> None:
+        super().__init__(**data)
+        archive, inner = split_zip_uri(self.uri)
+        self.archive_uri = archive
+        self._inner = f"{inner}/" if inner else ""
+        self._local = archive.startswith("file://")
+        self._path = archive[len("file://") :] if self._local else archive
+        if not self._local:
+            self.readonly = True
+
+    def _name(self, key: str) -> str:
+        return self._inner + key
+
+    @contextlib.contextmanager
+    def _archive(self) -> Generator[zipfile.ZipFile | None, None, None]:
+        if self._local:
+            if not os.path.exists(self._path):
+                yield None
+                return
+            with zipfile.ZipFile(self._path, "r") as archive:
+                yield archive
+            return
+        from anystore_cli.core.io import smart_open
+
+        with smart_open(self.archive_uri, "rb", **self.ensure_kwargs()) as handle, zipfile.ZipFile(handle) as archive:
+            yield archive
+
+    def _entry(self, archive: zipfile.ZipFile | None, key: str) -> zipfile.ZipInfo | None:
+        if archive is None:
+            return None
+        try:
+            return archive.getinfo(self._name(key))
+        except KeyError:
+            return None
+
+    def _read(self, key: str, raise_on_nonexist: bool | None = True, **kwargs: Any) -> Any:
+        with self._archive() as archive:
+            entry = self._entry(archive, key)
+            if entry is None or archive is None:
+                if raise_on_nonexist:
+                    raise self._missing(key)
+                return None
+            data = archive.read(entry)
+        return data if "b" in kwargs.get("mode", DEFAULT_MODE) else data.decode()
+
+    @contextlib.contextmanager
+    def _appender(self) -> Generator[zipfile.ZipFile, None, None]:
+        """A copy of the archive opened for appending, renamed over the original on success."""
+        if not self._local:
+            raise ReadOnlyError(self._describe(None, "remote zip archives are read-only"))
+        folder = os.path.dirname(self._path) or "."
+        os.makedirs(folder, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=".~anystore-zip-", dir=folder)
+        os.close(fd)
+        try:
+            if os.path.exists(self._path):
+                shutil.copyfile(self._path, tmp)
+                mode = "a"
+            else:
+                mode = "w"
+            with zipfile.ZipFile(tmp, mode, compression=zipfile.ZIP_DEFLATED) as archive:
+                yield archive
+            os.replace(tmp, self._path)
+        finally:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp)
+
+    def _refuse_existing(self, archive: zipfile.ZipFile, key: str, no_clobber: bool) -> None:
+        if self._name(key) in archive.NameToInfo:
+            if no_clobber:
+                raise AlreadyExists(self._describe(key, "already exists"))
+            raise ReadOnlyError(self._describe(key, "already exists in an append-only zip store"))
+
+    def _write(self, key: str, value: bytes, ttl: int | None = None, no_clobber: bool = False, **kwargs: Any) -> None:
+        with self._appender() as archive:
+            self._refuse_existing(archive, key, no_clobber)
+            archive.writestr(self._name(key), value)
+
+    def _write_stream(self, key: str, source: IO[bytes], ttl: int | None = None, no_clobber: bool = False) -> int:
+        with self._appender() as archive:
+            self._refuse_existing(archive, key, no_clobber)
+            with archive.open(self._name(key), "w", force_zip64=True) as handle:
+                return copy_stream(source, handle)
+
+    def _put_many(self, items: list[tuple[str, bytes]], ttl: int | None = None) -> None:
+        with self._appender() as archive:
+            for key, value in items:
+                self._refuse_existing(archive, key, False)
+                archive.writestr(self._name(key), value)
+
+    def _delete(self, key: str) -> bool:
+        raise ReadOnlyError(self._describe(key, "cannot delete from an append-only zip store"))
+
+    def _exists(self, key: str) -> bool:
+        with self._archive() as archive:
+            return self._entry(archive, key) is not None
+
+    def _info(self, key: str) -> BaseStats:
+        with self._archive() as archive:
+            entry = self._entry(archive, key)
+        if entry is None:
+            raise self._missing(key)
+        stamp = datetime(*entry.date_time, tzinfo=timezone.utc)
+        return BaseStats(size=entry.file_size, created_at=stamp, updated_at=stamp)
+
+    def _open(self, key: str, mode: str = DEFAULT_MODE, **kwargs: Any) -> Any:
+        if "r" in mode:
+            return self._reader(key, mode)
+        return self._buffered_writer(key, mode)
+
+    @contextlib.contextmanager
+    def _reader(self, key: str, mode: str) -> Generator[IO[Any], None, None]:
+        with self._archive() as archive:
+            entry = self._entry(archive, key)
+            if entry is None or archive is None:
+                raise self._missing(key)
+            with archive.open(entry) as handle:
+                if "b" in mode:
+                    yield handle
+                else:
+                    import io
+
+                    yield io.TextIOWrapper(handle, encoding="utf-8")
+
+    @contextlib.contextmanager
+    def _buffered_writer(self, key: str, mode: str) -> Generator[IO[Any], None, None]:
+        with tempfile.TemporaryFile("w+b") as spool:
+            if "b" in mode:
+                yield spool
+            else:
+                import io
+
+                text = io.TextIOWrapper(spool, encoding="utf-8")
+                yield text
+                text.flush()
+                text.detach()
+            spool.seek(0)
+            self._write_stream(key, spool)
+
+    def _iterate_keys(
+        self, prefix: str | None = None, exclude_prefix: str | None = None, glob: str | None = None
+    ) -> Iterator[str]:
+        match = make_key_filter(prefix, exclude_prefix, glob)
+        size = len(self._inner)
+        with self._archive() as archive:
+            names = [] if archive is None else archive.namelist()
+        for name in names:
+            if name.endswith("/") or not name.startswith(self._inner):
+                continue
+            key = name[size:]
+            if match(key):
+                yield key
