@@ -180,7 +180,10 @@ def test_iterate_keys_prefix_exclude_glob(store):
     assert list(store.iterate_keys(prefix="nothing")) == []
 
 
-SPECIAL_KEYS = ["100%", "1_0", "a*b", "a?b", "a[b]c", "sp ace/x y", "ünï/cödé", "back\\slash", "per%25cent", "ab", "a%b"]
+SPECIAL_KEYS = [
+    *["100%", "1_0", "a*b", "a?b", "a[b]c", "sp ace/x y"],
+    *["ünï/cödé", "back\\slash", "per%25cent", "ab", "a%b"],
+]
 
 
 def test_special_characters_match_literally(store):
