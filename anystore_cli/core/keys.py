@@ -107,7 +107,7 @@ def glob_to_regex(pattern: str) -> re.Pattern[str]:
                 negate = body[:1] in ("!", "^")
                 if negate:
                     body = body[1:]
-                body = body.replace("\\", "\\\\")
+                body = "".join(f"\\{ch}" if ch in "\\[]^&~|" else ch for ch in body)
                 out.append(f"[{'^' if negate else ''}{body}]" if not negate else f"(?!/)[^{body}]")
                 i = end
         else:

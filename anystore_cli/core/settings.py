@@ -107,8 +107,8 @@ class Settings:
             env_name = f"ANYSTORE_{name.upper()}"
             if env_name in env:
                 value = parse(env[env_name])
-            if name in overrides and overrides[name] is not None:
-                value = parse(overrides[name]) if overrides[name] != default else overrides[name]
+            if overrides.get(name) is not None:
+                value = parse(overrides[name])
             if name == "backend_config":
                 value = dict(value or {})
                 nested = f"{env_name}__"
