@@ -1,0 +1,253 @@
+"""Redis backend (`redis://[user:password@]host[:port][/db]`, `rediss://` for TLS).
+
+Layout of a store in Redis (prefix from `backend_config` `redis_prefix`, default `anystore`):
+
+- the value of `key` is a plain string at `{prefix}/{key}`, so `redis-cli GET anystore/foo`
+  shows it and the original anystore's layout is kept;
+- its timestamps live in a small hash at `{prefix}\\x00{key}` (fields `c` created, `u` updated,
+  epoch seconds), written in the same pipeline and given the same ttl. A key never holds a NUL
+  byte, so no value key of any store can be a timestamp hash, and `SCAN MATCH {prefix}/*`
+  never sees them;
+- a value streamed in by `put_stream` is assembled at `{prefix}\\x00\\x00{random}` and renamed
+  into place, so readers see the old value or the new one, never a part.
+
+Every read is one round trip (GET, GETDEL, MGET, or one pipeline); `info` uses STRLEN and never
+reads the value. `iterate_keys` SCANs with a MATCH pattern made from the literal start of the
+prefix or glob (glob characters escaped) and filters exactly with `core.keys`. Connection and
+socket timeouts default to 4 seconds (`backend_config` `socket_connect_timeout` and
+`socket_timeout` change them), so an unreachable server fails fast as `StoreError`.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Iterator
+from datetime import datetime, timezone
+from typing import IO, Any, ClassVar
+
+import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
+
+from anystore_cli.core.exceptions import AlreadyExists, InvalidUri
+from anystore_cli.core.io import CHUNK_SIZE
+from anystore_cli.core.keys import listing_prefix, make_key_filter
+from anystore_cli.core.model import BaseStats
+from anystore_cli.core.store.base import BaseStore, VirtualIOMixin
+from anystore_cli.core.uri import mask_uri
+
+DEFAULT_PREFIX = "anystore"
+DEFAULT_TIMEOUT = 4.0
+SCAN_COUNT = 1000
+UPLOAD_TTL = 24 * 3600
+"""Seconds an interrupted `put_stream` upload may linger before Redis drops it"""
+_GLOB_SPECIAL = "\\*?[]"
+
+
+def escape_match(text: str) -> str:
+    """Escape Redis MATCH glob characters (`*`, `?`, `[`, `]`, `\\`) so `text` matches literally."""
+    return "".join(f"\\{char}" if char in _GLOB_SPECIAL else char for char in text)
+
+
+def _encode(text: str) -> bytes:
+    return text.encode("utf-8", "surrogateescape")
+
+
+def _timestamp(value: bytes | None) -> datetime | None:
+    if value is None:
+        return None
+    return datetime.fromtimestamp(float(value), tz=timezone.utc)
+
+
+_CLIENTS: dict[tuple[str, float, float], redis.Redis] = {}
+
+
+def get_client(uri: str, connect_timeout: float = DEFAULT_TIMEOUT, timeout: float = DEFAULT_TIMEOUT) -> redis.Redis:
+    """Return a (per process cached) Redis client for `uri` that fails fast when unreachable.
+
+    Args:
+        uri: A `redis://` or `rediss://` url
+        connect_timeout: Seconds to wait for the TCP (and TLS) connection
+        timeout: Seconds to wait for any one reply
+
+    Returns:
+        A client with its own connection pool; commands retry no further
+    """
+    cache_key = (uri, connect_timeout, timeout)
+    client = _CLIENTS.get(cache_key)
+    if client is None:
+        client = redis.Redis.from_url(
+            uri,
+            socket_connect_timeout=connect_timeout,
+            socket_timeout=timeout,
+            retry=Retry(NoBackoff(), 0),
+        )
+        _CLIENTS[cache_key] = client
+    return client
+
+
+class RedisStore(VirtualIOMixin, BaseStore):
+    """A store in a Redis database, with ttl support."""
+
+    supports_ttl: ClassVar[bool] = True
+    backend_errors: ClassVar[tuple[type[BaseException], ...]] = (redis.RedisError, OSError)
+
+    def __init__(self, **data: Any) -> None:
+        super().__init__(**data)
+        config = self.backend_config or {}
+        prefix = str(config.get("redis_prefix") or DEFAULT_PREFIX)
+        if "\x00" in prefix:
+            raise InvalidUri(f"Store `{mask_uri(self.uri)}`: `redis_prefix` may not hold a NUL byte")
+        self.redis_prefix = prefix
+        self._value_base = _encode(prefix + "/")
+        self._meta_base = _encode(prefix + "\x00")
+        try:
+            self._client = get_client(
+                self.uri,
+                float(config.get("socket_connect_timeout") or DEFAULT_TIMEOUT),
+                float(config.get("socket_timeout") or DEFAULT_TIMEOUT),
+            )
+        except ValueError as exc:
+            raise InvalidUri(f"Invalid redis uri `{mask_uri(self.uri)}`: {mask_uri(exc)}") from exc
+
+    # ---- layout ---------------------------------------------------------------------------
+
+    def _get_key_prefix(self) -> str:
+        return self.redis_prefix
+
+    def _vkey(self, key: str) -> bytes:
+        return self._value_base + _encode(key)
+
+    def _mkey(self, key: str) -> bytes:
+        return self._meta_base + _encode(key)
+
+    def _stamp(self, pipe: Any, key: str, ttl: int | None, now: float) -> None:
+        """Queue the timestamp updates of a write onto `pipe`."""
+        meta = self._mkey(key)
+        pipe.hsetnx(meta, "c", now)
+        pipe.hset(meta, "u", now)
+        if ttl:
+            pipe.expire(meta, ttl)
+        else:
+            pipe.persist(meta)
+
+    # ---- primitives -----------------------------------------------------------------------
+
+    def _read(self, key: str, raise_on_nonexist: bool | None = True, **kwargs: Any) -> Any:
+        value = self._client.get(self._vkey(key))
+        if value is None:
+            if raise_on_nonexist:
+                raise self._missing(key)
+            return None
+        if "b" not in kwargs.get("mode", "rb"):
+            return value.decode()
+        return value
+
+    def _write(self, key: str, value: bytes, ttl: int | None = None, no_clobber: bool = False, **kwargs: Any) -> None:
+        now = time.time()
+        if no_clobber:
+            if not self._client.set(self._vkey(key), value, ex=ttl or None, nx=True):
+                raise AlreadyExists(self._describe(key, "already exists"))
+            pipe = self._client.pipeline(transaction=False)
+            pipe.delete(self._mkey(key))
+            self._stamp(pipe, key, ttl, now)
+            pipe.execute()
+            return
+        pipe = self._client.pipeline(transaction=False)
+        pipe.set(self._vkey(key), value, ex=ttl or None)
+        self._stamp(pipe, key, ttl, now)
+        pipe.execute()
+
+    def _write_stream(self, key: str, source: IO[bytes], ttl: int | None = None, no_clobber: bool = False) -> int:
+        first = source.read(CHUNK_SIZE)
+        rest = source.read(CHUNK_SIZE) if len(first) == CHUNK_SIZE else b""
+        if not rest:
+            self._write(key, first, ttl=ttl, no_clobber=no_clobber)
+            return len(first)
+        # large value: append chunks to a private key, then rename it into place atomically
+        upload = self._meta_base + b"\x00" + uuid.uuid4().hex.encode()
+        size = 0
+        try:
+            self._client.set(upload, first, ex=UPLOAD_TTL)
+            size = len(first)
+            chunk = rest
+            while chunk:
+                self._client.append(upload, chunk)
+                size += len(chunk)
+                chunk = source.read(CHUNK_SIZE)
+            pipe = self._client.pipeline(transaction=True)
+            if ttl:
+                pipe.expire(upload, ttl)
+            else:
+                pipe.persist(upload)
+            if no_clobber:
+                pipe.renamenx(upload, self._vkey(key))
+            else:
+                pipe.rename(upload, self._vkey(key))
+            renamed = pipe.execute()[-1]
+        finally:
+            self._client.delete(upload)
+        if not renamed:
+            raise AlreadyExists(self._describe(key, "already exists"))
+        pipe = self._client.pipeline(transaction=False)
+        if no_clobber:
+            pipe.delete(self._mkey(key))
+        self._stamp(pipe, key, ttl, time.time())
+        pipe.execute()
+        return size
+
+    def _put_many(self, items: list[tuple[str, bytes]], ttl: int | None = None) -> None:
+        now = time.time()
+        pipe = self._client.pipeline(transaction=False)
+        for key, value in items:
+            pipe.set(self._vkey(key), value, ex=ttl or None)
+            self._stamp(pipe, key, ttl, now)
+        pipe.execute()
+
+    def _get_many(self, keys: list[str]) -> Iterator[tuple[str, bytes | None]]:
+        values = self._client.mget([self._vkey(key) for key in keys])
+        yield from zip(keys, values, strict=True)
+
+    def _delete(self, key: str) -> bool:
+        pipe = self._client.pipeline(transaction=False)
+        pipe.delete(self._vkey(key))
+        pipe.delete(self._mkey(key))
+        return bool(pipe.execute()[0])
+
+    def _pop(self, key: str) -> bytes:
+        pipe = self._client.pipeline(transaction=False)
+        pipe.getdel(self._vkey(key))
+        pipe.delete(self._mkey(key))
+        value = pipe.execute()[0]
+        if value is None:
+            raise self._missing(key)
+        return value
+
+    def _exists(self, key: str) -> bool:
+        return bool(self._client.exists(self._vkey(key)))
+
+    def _info(self, key: str) -> BaseStats:
+        pipe = self._client.pipeline(transaction=False)
+        pipe.exists(self._vkey(key))
+        pipe.strlen(self._vkey(key))
+        pipe.hmget(self._mkey(key), ["c", "u"])
+        exists, size, (created, updated) = pipe.execute()
+        if not exists:
+            raise self._missing(key)
+        return BaseStats(size=size, created_at=_timestamp(created), updated_at=_timestamp(updated))
+
+    def _iterate_keys(
+        self, prefix: str | None = None, exclude_prefix: str | None = None, glob: str | None = None
+    ) -> Iterator[str]:
+        match = make_key_filter(prefix, exclude_prefix, glob)
+        pattern = _encode(escape_match(self.redis_prefix + "/" + listing_prefix(prefix, glob))) + b"*"
+        start = len(self._value_base)
+        seen: set[bytes] = set()  # SCAN may return a key twice while Redis rehashes
+        for full in self._client.scan_iter(match=pattern, count=SCAN_COUNT):
+            if full in seen:
+                continue
+            seen.add(full)
+            key = full[start:].decode("utf-8", "surrogateescape")
+            if match(key):
+                yield key
