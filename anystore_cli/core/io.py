@@ -40,11 +40,74 @@ def get_filesystem(uri: str, **storage_options: Any) -> tuple[Any, str]:
     if protocol and protocol not in fsspec.available_protocols():
         raise InvalidUri(f"Unknown uri scheme `{protocol}://` in `{mask_uri(uri)}`")
     try:
-        return url_to_fs(uri, **storage_options)
+        fs, path = url_to_fs(uri, **remote_defaults(protocol, storage_options))
     except ImportError as exc:
         from anystore_cli.core.exceptions import MissingDependency
 
         raise MissingDependency(f"`{protocol}://` needs a package that is missing: {exc}") from exc
+    if protocol in S3_PROTOCOLS:
+        # botocore retries each request (see `remote_defaults`); s3fs retrying on top of it
+        # would multiply the attempts, and with them the time a dead endpoint takes to fail
+        fs.retries = 1
+    return fs, path
+
+
+S3_PROTOCOLS = frozenset({"s3", "s3a"})
+S3_BLOCK_SIZE = 8 * 1024 * 1024
+"""Part size of streamed S3 uploads and read-ahead of S3 reads: memory stays near 2 parts"""
+S3_CONNECT_TIMEOUT = 5
+S3_READ_TIMEOUT = 15
+S3_RETRIES = 3
+"""Attempts per request (botocore "standard" retries, transient errors and throttling)"""
+
+
+def remote_defaults(protocol: str, options: dict[str, Any]) -> dict[str, Any]:
+    """Fill in the storage options anystore wants for a remote protocol, keeping the caller's.
+
+    For S3: the endpoint from `AWS_ENDPOINT_URL_S3` / `AWS_ENDPOINT_URL` (passed explicitly, so
+    it works whatever the botocore version), bounded timeouts and retries (backend_config
+    `connect_timeout`, `read_timeout`, `retries` or a full `config_kwargs`), an 8 MiB part size
+    and no listings cache (writes by other processes must show). For http(s): bounded
+    connect/read timeouts and no listings cache.
+
+    Args:
+        protocol: The uri scheme
+        options: Storage options given by the caller (backend_config)
+
+    Returns:
+        A new dict of storage options
+    """
+    options = dict(options)
+    if protocol in S3_PROTOCOLS:
+        connect_timeout = options.pop("connect_timeout", S3_CONNECT_TIMEOUT)
+        read_timeout = options.pop("read_timeout", S3_READ_TIMEOUT)
+        retries = int(options.pop("retries", S3_RETRIES))
+        client_kwargs = options.get("client_kwargs") or {}
+        if not options.get("endpoint_url") and not client_kwargs.get("endpoint_url"):
+            endpoint = os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL")
+            if endpoint:
+                options["endpoint_url"] = endpoint
+        config = dict(options.get("config_kwargs") or {})
+        config.setdefault("connect_timeout", connect_timeout)
+        config.setdefault("read_timeout", read_timeout)
+        config.setdefault("retries", {"total_max_attempts": max(retries, 1), "mode": "standard"})
+        config.setdefault("max_pool_connections", 32)
+        options["config_kwargs"] = config
+        options.setdefault("default_block_size", S3_BLOCK_SIZE)
+        options.setdefault("use_listings_cache", False)
+    elif protocol in ("http", "https"):
+        options.setdefault("use_listings_cache", False)
+        client_kwargs = dict(options.get("client_kwargs") or {})
+        if "timeout" not in client_kwargs:
+            import aiohttp
+
+            client_kwargs["timeout"] = aiohttp.ClientTimeout(
+                total=None,
+                sock_connect=float(options.pop("connect_timeout", S3_CONNECT_TIMEOUT)),
+                sock_read=float(options.pop("read_timeout", S3_READ_TIMEOUT)),
+            )
+        options["client_kwargs"] = client_kwargs
+    return options
 
 
 @contextlib.contextmanager

@@ -1,25 +1,54 @@
-"""File-like stores: local folders and every fsspec filesystem (s3, gs, az, sftp, http, ...).
+"""File-like stores: every fsspec filesystem (s3, gs, az, sftp, http, ...).
 
 `Store(uri=...)` gives a `LocalStore` for local paths (plain `os`, no fsspec) and an fsspec
-backed store otherwise. http(s) stores are read-only.
+backed store otherwise. `backend_config` is passed to the filesystem as storage options
+(`endpoint_url`, `key`, `secret`, `client_kwargs`, ...; see `core.io.remote_defaults` for the
+defaults anystore adds), except `max_workers`, the number of threads of the bulk paths.
+
+What each kind of filesystem gets:
+
+- object stores (s3, gs, az, ...) write a value in one request, or stream it in parts with a
+  multipart upload that is aborted, never completed, when the write fails; they never create
+  buckets, and a missing bucket is a `StoreError`, not a missing key.
+- S3 lists keys with one paginated `ListObjectsV2` under the literal prefix of the query (no
+  walk per "directory"), reads a value with one `GetObject` and answers `exists`/`info` from
+  one `HeadObject`.
+- filesystems with real directories (sftp, ftp, smb, ...) write to a temporary name and move
+  it over the key when the write succeeded.
+- http(s) stores are read-only; keys are percent-quoted in urls and listed from the server's
+  directory index pages.
 """
 
 from __future__ import annotations
 
 import contextlib
+import threading
+import uuid
 from collections.abc import Generator, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from typing import IO, Any, ClassVar
 
-from anystore_cli.core.exceptions import ReadOnlyError
+from anystore_cli.core.exceptions import AlreadyExists, InvalidUri, MissingDependency, ReadOnlyError, StoreError
 from anystore_cli.core.io import DEFAULT_MODE, copy_stream, get_filesystem
 from anystore_cli.core.keys import listing_prefix, make_key_filter
 from anystore_cli.core.model import BaseStats
 from anystore_cli.core.store.base import BaseStore
-from anystore_cli.core.uri import quote_key, unquote_key
+from anystore_cli.core.uri import clean_dict, mask_uri, quote_key, unquote_key
+
+OBJECT_STORES = frozenset({"s3", "s3a", "gs", "gcs", "az", "abfs", "abfss", "adl", "oss", "oci", "r2", "cos"})
+"""Protocols whose first path segment is a bucket and whose writes are atomic per object"""
+S3 = frozenset({"s3", "s3a"})
+DEFAULT_WORKERS = 16
+"""Threads of `put_many`/`get_many` on remote filesystems (backend_config `max_workers`)"""
+_STORE_OPTIONS = ("max_workers",)
+"""backend_config entries that configure the store, not the filesystem"""
+_CREDENTIAL_CODES = frozenset(
+    {"InvalidAccessKeyId", "SignatureDoesNotMatch", "ExpiredToken", "InvalidToken", "TokenRefreshRequired"}
+)
 
 
 class Store(BaseStore):
-    """A store on a local folder or any fsspec filesystem."""
+    """A store on any fsspec filesystem (a `LocalStore` for local paths)."""
 
     backend_errors: ClassVar[tuple[type[BaseException], ...]] = (OSError, ConnectionError, TimeoutError)
 
@@ -39,13 +68,28 @@ class Store(BaseStore):
         if self.is_http and not self.readonly:
             self.readonly = True
         self._fs_cache: tuple[Any, str] | None = None
+        self._fs_lock = threading.Lock()
+        self._bucket_seen = False
+        _check_protocol(self.scheme, self.uri)
 
     # ---- fsspec plumbing --------------------------------------------------------------------
+
+    def ensure_kwargs(self, **kwargs: Any) -> dict[str, Any]:
+        """Per-call options only: on fsspec stores `backend_config` configures the filesystem
+        (see `storage_options`) and is not passed to each call."""
+        return clean_dict(kwargs)
+
+    def storage_options(self) -> dict[str, Any]:
+        """The fsspec storage options from `backend_config` (store options removed)."""
+        config = clean_dict(self.backend_config)
+        return {k: v for k, v in config.items() if k not in _STORE_OPTIONS}
 
     @property
     def _fs(self) -> Any:
         if self._fs_cache is None:
-            self._fs_cache = get_filesystem(self.uri, **self.ensure_kwargs())
+            with self._fs_lock:
+                if self._fs_cache is None:
+                    self._fs_cache = get_filesystem(self.uri, **self.storage_options())
         return self._fs_cache[0]
 
     @property
@@ -54,6 +98,18 @@ class Store(BaseStore):
         assert self._fs_cache is not None
         return self._fs_cache[1].rstrip("/")
 
+    @property
+    def _is_s3(self) -> bool:
+        return self.scheme in S3
+
+    @property
+    def _is_object_store(self) -> bool:
+        return self.scheme in OBJECT_STORES
+
+    @property
+    def _workers(self) -> int:
+        return max(1, int((self.backend_config or {}).get("max_workers") or DEFAULT_WORKERS))
+
     def _get_key_prefix(self) -> str:
         return self.uri
 
@@ -61,6 +117,10 @@ class Store(BaseStore):
         if self.is_http:
             key = quote_key(key)
         return f"{self._root}/{key}" if self._root else key
+
+    def _bucket_key(self, key: str) -> tuple[str, str]:
+        bucket, _, base = self._root.partition("/")
+        return bucket, f"{base}/{key}" if base else key
 
     def _relative(self, path: str) -> str:
         root = self._root
@@ -71,77 +131,207 @@ class Store(BaseStore):
         key = path[len(root) :].lstrip("/") if root and path.startswith(root) else path.lstrip("/")
         return unquote_key(key) if self.is_http else key
 
+    # ---- errors -----------------------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def _errors(self, key: str | None = None) -> Generator[None, None, None]:
+        """The base translation, plus: a missing bucket, refused credentials and the errors of
+        the remote clients (botocore, aiohttp) become `StoreError`."""
+        with super()._errors(key):
+            try:
+                yield
+            except FileNotFoundError as exc:
+                self._check_bucket(exc)
+                raise
+            except PermissionError as exc:
+                raise StoreError(self._describe(key, _permission_message(exc))) from exc
+            except _client_errors() as exc:
+                raise StoreError(self._describe(key, f"store failed: {mask_uri(exc)}")) from exc
+
+    def _check_bucket(self, exc: BaseException | None = None) -> None:
+        """Raise `StoreError` if the store's bucket does not exist (object stores only).
+
+        A 404 on `HeadObject` does not tell a missing key from a missing bucket, so when the
+        error does not say, the bucket is looked up once (a found bucket is remembered).
+        """
+        if not self._is_object_store or self._bucket_seen:
+            return
+        code = _error_code(exc)
+        if code == "NoSuchKey":
+            return
+        bucket = self._root.partition("/")[0]
+        if code == "NoSuchBucket" or not self._bucket_exists(bucket):
+            raise StoreError(self._describe(None, f"bucket `{bucket}` does not exist"))
+        self._bucket_seen = True
+
+    def _bucket_exists(self, bucket: str) -> bool:
+        try:
+            if self._is_s3:
+                self._fs.call_s3("head_bucket", Bucket=bucket)
+                return True
+            return bool(self._fs.exists(bucket))
+        except FileNotFoundError:
+            return False
+        except Exception:  # noqa: BLE001 - no right to look (or no answer): assume it is there
+            return True
+
     # ---- primitives -------------------------------------------------------------------------
 
     def _read(self, key: str, raise_on_nonexist: bool | None = True, **kwargs: Any) -> Any:
         mode = kwargs.get("mode", DEFAULT_MODE)
         try:
-            with self._fs.open(self._path(key), mode if "r" in mode else DEFAULT_MODE) as handle:
-                return handle.read()
-        except (FileNotFoundError, IsADirectoryError):
+            if "b" not in mode:
+                with self._fs.open(self._path(key), "r") as handle:
+                    return handle.read()
+            if self._is_s3:
+                # one GetObject (s3fs would otherwise ask for the size first)
+                return self._fs.cat_file(self._path(key), max_concurrency=1)
+            return self._fs.cat_file(self._path(key))
+        except (FileNotFoundError, IsADirectoryError) as exc:
+            self._check_bucket(exc)
             if raise_on_nonexist:
                 raise self._missing(key) from None
             return None
 
     def _write(self, key: str, value: bytes, ttl: int | None = None, no_clobber: bool = False, **kwargs: Any) -> None:
-        self._no_clobber_check(key, no_clobber)
-        with self._writer(key) as handle:
+        self._check_writable(key)
+        if self._is_object_store:
+            self._no_clobber_check(key, no_clobber)
+            options = {"mode": "create"} if no_clobber and self._is_s3 else {}
+            try:
+                self._fs.pipe_file(self._path(key), value, **options)
+            except FileExistsError:
+                raise AlreadyExists(self._describe(key, "already exists")) from None
+            return
+        with self._writer(key, "wb", no_clobber=no_clobber) as handle:
             handle.write(value)
 
     def _write_stream(self, key: str, source: IO[bytes], ttl: int | None = None, no_clobber: bool = False) -> int:
-        self._no_clobber_check(key, no_clobber)
-        with self._writer(key) as handle:
+        with self._writer(key, "wb", no_clobber=no_clobber) as handle:
             return copy_stream(source, handle)
 
-    @contextlib.contextmanager
-    def _writer(self, key: str, mode: str = "wb") -> Generator[IO[Any], None, None]:
-        """Open a remote file for writing; on an error the upload is discarded, never completed."""
+    def _check_writable(self, key: str) -> None:
         if self.is_http:
-            raise ReadOnlyError(self._describe(key, "http stores are read-only"))
-        path = self._path(key)
-        parent = path.rsplit("/", 1)[0]
-        if parent and getattr(self._fs, "auto_mkdir", True) is not None:
-            with contextlib.suppress(Exception):
-                self._fs.makedirs(parent, exist_ok=True)
-        handle = self._fs.open(path, mode)
+            raise ReadOnlyError(self._describe(key, "http(s) stores are read-only"))
+
+    @contextlib.contextmanager
+    def _writer(self, key: str, mode: str = "wb", no_clobber: bool = False) -> Generator[IO[Any], None, None]:
+        """Open a remote file for writing: the key changes only when the block succeeds."""
+        self._check_writable(key)
+        self._no_clobber_check(key, no_clobber)
+        if self._is_object_store:
+            with self._object_writer(key, mode, no_clobber) as handle:
+                yield handle
+        else:
+            with self._renaming_writer(key, mode) as handle:
+                yield handle
+
+    @contextlib.contextmanager
+    def _object_writer(self, key: str, mode: str, no_clobber: bool) -> Generator[IO[Any], None, None]:
+        # a value larger than one block goes up as a multipart upload (8 MiB parts on S3);
+        # S3 commits it with `If-None-Match: *` in "x" mode, so no_clobber holds under races
+        binary = "b" in mode
+        open_mode = ("xb" if no_clobber and self._is_s3 else "wb") if binary else "wb"
+        raw = self._fs.open(self._path(key), open_mode)
+        handle: Any = raw
+        if not binary:
+            import io
+
+            handle = io.TextIOWrapper(raw, encoding="utf-8", write_through=True)
         try:
             yield handle
+            if not binary:
+                handle.flush()
+                handle.detach()
+            raw.close()
+        except FileExistsError:
+            _discard(raw)
+            raise AlreadyExists(self._describe(key, "already exists")) from None
         except BaseException:
-            discard = getattr(handle, "discard", None)
-            if discard is not None:
-                with contextlib.suppress(Exception):
-                    discard()
-            with contextlib.suppress(Exception):
-                handle.close()
+            _discard(raw)
             raise
-        handle.close()
+
+    @contextlib.contextmanager
+    def _renaming_writer(self, key: str, mode: str) -> Generator[IO[Any], None, None]:
+        path = self._path(key)
+        temporary = f"{path}.{uuid.uuid4().hex[:12]}.tmp"
+        parent = path.rsplit("/", 1)[0]
+        if "/" in key:
+            self._fs.makedirs(parent, exist_ok=True)
+        handle = self._fs.open(temporary, mode)
+        try:
+            with handle:
+                yield handle
+            self._fs.mv(temporary, path)
+        except BaseException:
+            with contextlib.suppress(Exception):
+                self._fs.rm_file(temporary)
+            raise
+
+    def _put_many(self, items: list[tuple[str, bytes]], ttl: int | None = None) -> None:
+        """Upload in parallel threads: the bulk path of object stores."""
+        self._check_writable(items[0][0] if items else "")
+        self._fs  # noqa: B018 - create the filesystem before the threads share it
+        workers = min(self._workers, len(items))
+        if workers <= 1:
+            for key, value in items:
+                self._write(key, value, ttl=ttl)
+            return
+        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="anystore-put") as pool:
+            for _ in pool.map(lambda item: self._write(item[0], item[1], ttl=ttl), items):
+                pass
+
+    def _get_many(self, keys: list[str]) -> Iterator[tuple[str, bytes | None]]:
+        """Download in parallel threads, in the order of `keys`."""
+        self._fs  # noqa: B018 - create the filesystem before the threads share it
+        workers = min(self._workers, len(keys))
+        if workers <= 1:
+            yield from super()._get_many(keys)
+            return
+        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="anystore-get") as pool:
+            values = pool.map(lambda key: self._read(key, raise_on_nonexist=False), keys)
+            yield from zip(keys, values, strict=True)
 
     def _delete(self, key: str) -> bool:
-        path = self._path(key)
+        if not self._exists(key):
+            return False
         try:
-            if not self._fs.isfile(path):
-                return False
-            self._fs.rm_file(path)
+            self._fs.rm_file(self._path(key))
         except FileNotFoundError:
             return False
         return True
 
-    def _exists(self, key: str) -> bool:
+    def _head(self, key: str) -> dict[str, Any] | None:
+        """The object's metadata, or None if there is no value at `key`."""
         try:
-            return bool(self._fs.isfile(self._path(key)))
-        except FileNotFoundError:
-            return False
+            if self._is_s3:
+                bucket, name = self._bucket_key(key)
+                head = self._fs.call_s3("head_object", Bucket=bucket, Key=name)
+                return {"size": head.get("ContentLength", 0), "LastModified": head.get("LastModified")}
+            info = self._fs.info(self._path(key))
+        except (FileNotFoundError, IsADirectoryError) as exc:
+            self._check_bucket(exc)
+            return None
+        if info.get("type") == "directory":
+            return None
+        return info
+
+    def _exists(self, key: str) -> bool:
+        return self._head(key) is not None
 
     def _info(self, key: str) -> BaseStats:
-        try:
-            info = self._fs.info(self._path(key))
-        except FileNotFoundError:
-            raise self._missing(key) from None
-        if info.get("type") == "directory":
+        info = self._head(key)
+        if info is None:
             raise self._missing(key)
-        updated = info.get("LastModified") or info.get("mtime") or info.get("last_modified") or info.get("updated")
-        created = info.get("created") or info.get("timeCreated") or info.get("creation_time") or updated
-        return BaseStats(size=info.get("size") or 0, created_at=_ts(created), updated_at=_ts(updated))
+        updated = _timestamp(
+            info.get("LastModified")
+            or info.get("mtime")
+            or info.get("last_modified")
+            or info.get("updated")
+            or info.get("Last-Modified")
+        )
+        created = _timestamp(info.get("created") or info.get("timeCreated") or info.get("creation_time")) or updated
+        return BaseStats(size=info.get("size") or 0, created_at=created, updated_at=updated)
 
     def _open(self, key: str, mode: str = DEFAULT_MODE, **kwargs: Any) -> Any:
         if "r" in mode and "+" not in mode:
@@ -152,7 +342,8 @@ class Store(BaseStore):
     def _reader(self, key: str, mode: str) -> Generator[IO[Any], None, None]:
         try:
             handle = self._fs.open(self._path(key), mode)
-        except (FileNotFoundError, IsADirectoryError):
+        except (FileNotFoundError, IsADirectoryError) as exc:
+            self._check_bucket(exc)
             raise self._missing(key) from None
         with handle:
             yield handle
@@ -162,19 +353,126 @@ class Store(BaseStore):
     ) -> Iterator[str]:
         match = make_key_filter(prefix, exclude_prefix, glob)
         start = listing_prefix(prefix, glob)
-        folder = start.rsplit("/", 1)[0] if "/" in start else ""
-        base = f"{self._root}/{folder}".rstrip("/") if folder else self._root
-        try:
-            found = self._fs.find(base or "", withdirs=False)
-        except FileNotFoundError:
-            return
-        for path in found:
-            key = self._relative(path)
+        keys = self._list_s3(start) if self._is_s3 else self._list_fs(start)
+        for key in keys:
             if key and match(key):
                 yield key
 
+    def _list_s3(self, start: str) -> Iterator[str]:
+        """One paginated ListObjectsV2 under the literal prefix (1000 keys a request)."""
+        bucket, _, base = self._root.partition("/")
+        server_prefix = f"{base}/{start}" if base else start
+        cut = len(base) + 1 if base else 0
+        request: dict[str, Any] = {"Bucket": bucket, "Prefix": server_prefix}
+        while True:
+            page = self._fs.call_s3("list_objects_v2", **request)
+            for item in page.get("Contents") or ():
+                name = item["Key"]
+                if not name.endswith("/"):  # "directory" markers are not keys
+                    yield name[cut:]
+            token = page.get("NextContinuationToken")
+            if not page.get("IsTruncated") or not token:
+                return
+            request["ContinuationToken"] = token
 
-def _ts(value: Any) -> Any:
-    if value is None or isinstance(value, (int, float, str)) or hasattr(value, "isoformat"):
+    def _list_fs(self, start: str) -> Iterator[str]:
+        folder = start.rsplit("/", 1)[0] if "/" in start else ""
+        base = f"{self._root}/{quote_key(folder) if self.is_http else folder}".rstrip("/") if folder else self._root
+        self._fs.invalidate_cache()
+        try:
+            found = self._fs.find(base or "", withdirs=False)
+        except FileNotFoundError as exc:
+            self._check_bucket(exc)
+            return
+        for path in found:
+            yield self._relative(path)
+
+
+def _check_protocol(protocol: str, uri: str) -> None:
+    """Raise `MissingDependency` naming the package a protocol needs, `InvalidUri` if unknown."""
+    import fsspec
+
+    try:
+        fsspec.get_filesystem_class(protocol)
+    except ImportError as exc:
+        raise MissingDependency(f"`{protocol}://` stores need a package that is not installed: {exc}") from exc
+    except ValueError as exc:
+        raise InvalidUri(f"Unknown store scheme `{protocol}://` in `{mask_uri(uri)}`") from exc
+
+
+def _discard(handle: Any) -> None:
+    """Drop a half-written remote file: abort its multipart upload, never complete it."""
+    discard = getattr(handle, "discard", None)
+    if discard is not None:
+        with contextlib.suppress(Exception):
+            discard()
+    # mark it closed without flushing: closing would upload what the buffer holds
+    with contextlib.suppress(Exception):
+        handle.closed = True
+
+
+def _error_code(exc: BaseException | None) -> str | None:
+    """The S3 error code behind an exception s3fs translated (`NoSuchBucket`, ...)."""
+    seen = 0
+    while exc is not None and seen < 5:
+        response = getattr(exc, "response", None)
+        if isinstance(response, dict):
+            return (response.get("Error") or {}).get("Code")
+        exc = exc.__cause__ or exc.__context__
+        seen += 1
+    return None
+
+
+def _permission_message(exc: PermissionError) -> str:
+    code = _error_code(exc)
+    detail = exc.strerror or str(exc)
+    if code in _CREDENTIAL_CODES:
+        return f"credentials refused by the endpoint ({code}: {detail})"
+    if code:
+        return f"permission denied ({code}: {detail})"
+    return f"permission denied ({detail})"
+
+
+_CLIENT_ERRORS: tuple[type[BaseException], ...] | None = None
+
+
+def _client_errors() -> tuple[type[BaseException], ...]:
+    """Exception types of the remote clients that are loaded (botocore, aiohttp)."""
+    global _CLIENT_ERRORS
+    if _CLIENT_ERRORS is None:
+        import sys
+
+        found: list[type[BaseException]] = []
+        if "botocore" in sys.modules or "s3fs" in sys.modules:
+            with contextlib.suppress(ImportError):
+                from botocore.exceptions import BotoCoreError, ClientError
+
+                found += [BotoCoreError, ClientError]
+        if "aiohttp" in sys.modules or "fsspec.implementations.http" in sys.modules:
+            with contextlib.suppress(ImportError):
+                from aiohttp import ClientError as AiohttpError
+
+                found.append(AiohttpError)
+        if not found:
+            return ()
+        _CLIENT_ERRORS = tuple(found)
+    return _CLIENT_ERRORS
+
+
+def _timestamp(value: Any) -> Any:
+    """A datetime (or None) from the metadata's timestamp: datetime, epoch or text."""
+    from datetime import datetime, timezone
+    from email.utils import parsedate_to_datetime
+
+    if value is None or value == "":
+        return None
+    if isinstance(value, datetime):
         return value
+    if isinstance(value, (int, float)):
+        return datetime.fromtimestamp(value, tz=timezone.utc)
+    if isinstance(value, str):
+        with contextlib.suppress(ValueError):
+            return datetime.fromisoformat(value.replace("Z", "+00:00"))
+        with contextlib.suppress(TypeError, ValueError, IndexError):
+            return parsedate_to_datetime(value)
     return None
