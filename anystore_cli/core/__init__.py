@@ -42,6 +42,7 @@ _EXPORTS: dict[str, str] = {
     "InvalidData": "anystore_cli.core.exceptions",
     "StoreError": "anystore_cli.core.exceptions",
     "MissingDependency": "anystore_cli.core.exceptions",
+    "ChecksumMismatch": "anystore_cli.core.exceptions",
     "to_store": "anystore_cli.core.serialize",
     "from_store": "anystore_cli.core.serialize",
     "Mode": "anystore_cli.core.serialize",

@@ -39,3 +39,7 @@ class StoreError(AnystoreError):
 
 class MissingDependency(StoreError, ImportError):
     """The backend needs a package that is not installed."""
+
+
+class ChecksumMismatch(AnystoreError):
+    """A value's digest differs from the one expected."""

@@ -1,0 +1,328 @@
+"""The `anystore` command line: global options, lazy command registry, and exit statuses.
+
+Command modules (`anystore_cli.commands.*`) are imported only when their command runs, so a
+`get` never pays for `load` or `mirror`. Every error leaves through `EXIT_STATUS`, the one
+table mapping exception types to exit statuses (see ../shared/CLI.md).
+"""
+
+from __future__ import annotations
+
+import errno
+import importlib
+import os
+import sys
+from typing import Annotated, Any
+
+import typer
+from typer.core import TyperGroup
+
+from anystore_cli import __version__
+from anystore_cli.core.exceptions import (
+    AlreadyExists,
+    ChecksumMismatch,
+    DoesNotExist,
+    InvalidData,
+    InvalidKey,
+    InvalidUri,
+    MissingDependency,
+    ReadOnlyError,
+    StoreError,
+)
+
+PROG = "anystore"
+
+EXIT_OK = 0
+EXIT_NO = 1
+EXIT_USAGE = 2
+EXIT_STORE = 3
+EXIT_INTERRUPTED = 130
+
+EXIT_STATUS: dict[type[BaseException], int] = {
+    # 1: the answer is no
+    DoesNotExist: EXIT_NO,
+    AlreadyExists: EXIT_NO,
+    ChecksumMismatch: EXIT_NO,
+    # 2: usage (bad option, uri, scheme or key) and bad input data
+    InvalidKey: EXIT_USAGE,
+    InvalidUri: EXIT_USAGE,
+    InvalidData: EXIT_USAGE,
+    # 3: the store failed
+    ReadOnlyError: EXIT_STORE,
+    MissingDependency: EXIT_STORE,
+    StoreError: EXIT_STORE,
+    OSError: EXIT_STORE,
+    # 130: interrupted
+    KeyboardInterrupt: EXIT_INTERRUPTED,
+}
+"""Exception type -> exit status; the most specific type of an exception's MRO wins."""
+
+DEFAULT_EXIT_STATUS = EXIT_STORE
+"""For exceptions of no type above (an unexpected failure: reported in one line, status 3)."""
+
+COMMANDS: dict[str, str] = {
+    "get": "values",
+    "put": "values",
+    "keys": "keys",
+    "stream": "values",
+    "checksum": "meta",
+    "touch": "values",
+    "info": "meta",
+    "pop": "values",
+    "rm": "keys",
+    "exists": "keys",
+    "dump": "transfer",
+    "load": "transfer",
+    "mirror": "transfer",
+    "io": "transfer",
+    "settings": "meta",
+}
+"""Command name -> module of `anystore_cli.commands` that defines it (imported on use)."""
+
+_debug = False
+
+
+def exit_status(exc: BaseException) -> int:
+    """The exit status for an exception, from `EXIT_STATUS`."""
+    from anystore_cli.commands.common import UsageProblem
+
+    if isinstance(exc, UsageProblem):
+        return EXIT_USAGE
+    for cls in type(exc).__mro__:
+        status = EXIT_STATUS.get(cls)
+        if status is not None:
+            return status
+    return DEFAULT_EXIT_STATUS
+
+
+def debug_enabled() -> bool:
+    """`--debug` was given, or `ANYSTORE_DEBUG` is set true."""
+    if _debug:
+        return True
+    value = os.environ.get("ANYSTORE_DEBUG", "").strip().lower()
+    return value in ("1", "true", "yes", "on", "y", "t")
+
+
+def _silence_stdout() -> None:
+    """Point stdout at /dev/null so the interpreter's final flush cannot fail on a closed pipe."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError):
+        pass
+
+
+def is_broken_pipe(exc: BaseException) -> bool:
+    """The reader of our stdout went away (`anystore keys | head -1`)."""
+    return isinstance(exc, BrokenPipeError) or (isinstance(exc, OSError) and exc.errno == errno.EPIPE)
+
+
+def report(exc: BaseException) -> int:
+    """Print one error line for `exc` (a traceback with `--debug`) and return its exit status."""
+    from anystore_cli.core.uri import mask_uri
+
+    status = exit_status(exc)
+    if debug_enabled():
+        import traceback
+
+        traceback.print_exception(type(exc), exc, exc.__traceback__, file=sys.stderr)
+    if isinstance(exc, KeyboardInterrupt):
+        text = "interrupted"
+    elif type(exc).__module__.startswith("anystore_cli") or isinstance(exc, OSError):
+        text = str(exc) or type(exc).__name__
+    else:
+        text = f"{type(exc).__name__}: {exc}"
+        if not debug_enabled():
+            text += " (run with --debug for the traceback)"
+    text = mask_uri(" ".join(text.split()))
+    sys.stderr.write(f"{PROG}: error: {text}\n")
+    sys.stderr.flush()
+    return status
+
+
+def _is_control_flow(exc: BaseException) -> bool:
+    """Typer/click exceptions that carry their own exit (help, usage errors, `typer.Exit`)."""
+    if isinstance(exc, (typer.Exit, typer.Abort, SystemExit, GeneratorExit)):
+        return True
+    return _is_click_exception(exc)
+
+
+def _is_click_exception(exc: BaseException) -> bool:
+    return any(cls.__name__ == "ClickException" for cls in type(exc).__mro__)
+
+
+class LazyGroup(TyperGroup):
+    """The command group: commands are built from their module when first asked for."""
+
+    _loaded: dict[str, TyperGroup] = {}
+
+    def list_commands(self, ctx: Any) -> list[str]:
+        """All command names, in the order of CLI.md."""
+        return list(COMMANDS)
+
+    def get_command(self, ctx: Any, cmd_name: str) -> Any:
+        """Import the module of `cmd_name` and return its command (None if unknown)."""
+        module_name = COMMANDS.get(cmd_name)
+        if module_name is None:
+            return None
+        group = self._loaded.get(module_name)
+        if group is None:
+            module = importlib.import_module(f"anystore_cli.commands.{module_name}")
+            group = typer.main.get_group(module.app)
+            self._loaded[module_name] = group
+        return group.commands.get(cmd_name)
+
+    def invoke(self, ctx: Any) -> Any:
+        """Run the command; map any error to its exit status with one line on stderr."""
+        try:
+            result = super().invoke(ctx)
+            sys.stdout.flush()
+            return result
+        except BaseException as exc:
+            if is_broken_pipe(exc):
+                _silence_stdout()
+                raise typer.Exit(EXIT_OK) from None
+            if _is_control_flow(exc):
+                raise
+            raise typer.Exit(report(exc)) from None
+
+
+def _version_callback(value: bool) -> None:
+    if value:
+        sys.stdout.write(f"{PROG} {__version__}\n")
+        raise typer.Exit(EXIT_OK)
+
+
+app = typer.Typer(
+    name=PROG,
+    cls=LazyGroup,
+    help="Script key-value stores from the shell: local folders, S3 and fsspec, zip, Redis and SQL.\n\n"
+    "Values are bytes: what goes in with `put` comes out of `get` byte for byte.",
+    epilog="Example: anystore -s s3://bucket/prefix get data.json > data.json\n\n"
+    "Exit status: 0 done, 1 no (missing key, exists, checksum differs), 2 usage, 3 store failed, 130 interrupted.",
+    no_args_is_help=True,
+    rich_markup_mode=None,
+    pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+
+@app.callback()
+def main_callback(
+    ctx: typer.Context,
+    store: Annotated[
+        str | None,
+        typer.Option(
+            "-s",
+            "--store",
+            envvar="ANYSTORE_URI",
+            metavar="URI",
+            help="Store base uri: a path, file://, s3://, memory://, redis://, sqlite:///... [default: .anystore]",
+        ),
+    ] = None,
+    config: Annotated[
+        str | None,
+        typer.Option(
+            "--config",
+            metavar="URI",
+            help="Load the store definition from a YAML or JSON file (env ANYSTORE_YAML_URI / ANYSTORE_JSON_URI).",
+        ),
+    ] = None,
+    backend_config: Annotated[
+        list[str] | None,
+        typer.Option(
+            "-b",
+            "--backend-config",
+            metavar="KEY=VALUE",
+            help="Backend option, repeatable; VALUE is JSON when it parses (env ANYSTORE_BACKEND_CONFIG__KEY).",
+        ),
+    ] = None,
+    readonly: Annotated[
+        bool, typer.Option("--readonly", envvar="ANYSTORE_READONLY", help="Refuse every write.")
+    ] = False,
+    quiet: Annotated[bool, typer.Option("-q", "--quiet", help="Less on stderr: no summaries.")] = False,
+    verbose: Annotated[bool, typer.Option("-v", "--verbose", help="More on stderr: one line per key.")] = False,
+    debug: Annotated[
+        bool, typer.Option("--debug", envvar="ANYSTORE_DEBUG", help="Full tracebacks instead of one-line errors.")
+    ] = False,
+    version: Annotated[
+        bool,
+        typer.Option("--version", callback=_version_callback, is_eager=True, help="Print the version and exit."),
+    ] = False,
+) -> None:
+    """Script key-value stores from the shell."""
+    global _debug
+    _debug = debug
+    from anystore_cli.commands.common import State, split_backend_config
+
+    # precedence: --store on the command line, then --config, then ANYSTORE_YAML_URI / ANYSTORE_JSON_URI,
+    # then ANYSTORE_URI, then the default folder
+    source = ctx.get_parameter_source("store") if store is not None else None
+    from_command_line = source is not None and source.name == "COMMANDLINE"
+    config_format = "yaml"
+    if config is not None:
+        config_format = "json" if config.lower().split("?", 1)[0].endswith(".json") else "yaml"
+    elif os.environ.get("ANYSTORE_YAML_URI"):
+        config = os.environ["ANYSTORE_YAML_URI"]
+    elif os.environ.get("ANYSTORE_JSON_URI"):
+        config, config_format = os.environ["ANYSTORE_JSON_URI"], "json"
+    ctx.obj = State(
+        store_uri=store,
+        store_from_command_line=from_command_line,
+        config_uri=config,
+        config_format=config_format,
+        backend_config=split_backend_config(backend_config),
+        readonly=readonly,
+        quiet=quiet,
+        verbose=verbose,
+        debug=debug,
+    )
+
+
+def run(argv: list[str] | None = None) -> int:
+    """Run the command line with `argv` (default `sys.argv[1:]`) and return the exit status."""
+    args = sys.argv[1:] if argv is None else list(argv)
+    if args == ["--version"]:  # the fast path: no command tree to build
+        sys.stdout.write(f"{PROG} {__version__}\n")
+        return EXIT_OK
+    command = typer.main.get_command(app)
+    try:
+        result = command.main(args=args, prog_name=PROG, standalone_mode=False)
+    except BaseException as exc:
+        if is_broken_pipe(exc):
+            _silence_stdout()
+            return EXIT_OK
+        if isinstance(exc, SystemExit):
+            code = exc.code
+            return code if isinstance(code, int) else (0 if code is None else EXIT_NO)
+        if isinstance(exc, typer.Exit):
+            return exc.exit_code
+        if isinstance(exc, typer.Abort):
+            sys.stderr.write(f"{PROG}: error: aborted\n")
+            return EXIT_NO
+        if _is_click_exception(exc):
+            return _usage_error(exc)
+        return report(exc)
+    return result if isinstance(result, int) else EXIT_OK
+
+
+def _usage_error(exc: Any) -> int:
+    """Print a usage error in one line (the whole help when no command was given); status 2."""
+    if type(exc).__name__ == "NoArgsIsHelpError":
+        sys.stderr.write(f"{exc.format_message()}\n")
+        return EXIT_USAGE
+    ctx = getattr(exc, "ctx", None)
+    hint = f" (see '{ctx.command_path} --help')" if ctx is not None else ""
+    text = " ".join(str(exc.format_message()).split())
+    sys.stderr.write(f"{PROG}: error: {text}{hint}\n")
+    return EXIT_USAGE
+
+
+def main() -> None:
+    """Console script entry point: run and exit with the command's status."""
+    status = run()
+    try:
+        sys.stdout.flush()
+    except BrokenPipeError:
+        _silence_stdout()
+    sys.exit(status)

@@ -1,0 +1,293 @@
+"""What every command shares: the global state (which store, which options), key checks,
+output targets and the value modes.
+
+Nothing here imports a backend: the store is built on first use, through the core's
+`get_store`, so `io` or `settings` never pay for it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sys
+from collections.abc import Generator
+from enum import Enum
+from typing import IO, Any
+
+import typer
+
+from anystore_cli.core.exceptions import DoesNotExist, InvalidData, InvalidKey
+from anystore_cli.core.keys import ensure_relative_key
+from anystore_cli.core.uri import mask_uri
+
+DEFAULT_STORE = ".anystore"
+
+
+class UsageProblem(Exception):
+    """The command line is wrong in a way the option parser cannot see (exit status 2)."""
+
+
+class Mode(str, Enum):
+    """How a command turns stored bytes into output (and input into stored bytes)."""
+
+    raw = "raw"
+    json = "json"
+    auto = "auto"
+    pickle = "pickle"
+
+
+class LineMode(str, Enum):
+    """How `stream` emits lines."""
+
+    raw = "raw"
+    json = "json"
+
+
+SECRET_WORDS = ("password", "passwd", "secret", "token", "key", "credential")
+
+
+def mask_secrets(value: Any, name: str = "") -> Any:
+    """Mask passwords in uris and the values of secret-looking settings (recursively)."""
+    if isinstance(value, dict):
+        return {k: mask_secrets(v, str(k)) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [mask_secrets(v, name) for v in value]
+    lowered = name.lower()
+    if value not in (None, "") and any(word in lowered for word in SECRET_WORDS):
+        return "***"
+    if isinstance(value, str):
+        return mask_uri(value)
+    return value
+
+
+class State:
+    """The global options of one invocation, and the store they name (built on first use)."""
+
+    def __init__(
+        self,
+        store_uri: str | None = None,
+        store_from_command_line: bool = False,
+        config_uri: str | None = None,
+        config_format: str = "yaml",
+        backend_config: dict[str, Any] | None = None,
+        readonly: bool = False,
+        quiet: bool = False,
+        verbose: bool = False,
+        debug: bool = False,
+    ) -> None:
+        self.store_uri = store_uri
+        self.store_from_command_line = store_from_command_line
+        self.config_uri = config_uri
+        self.config_format = config_format
+        self.backend_config = backend_config or {}
+        self.readonly = readonly
+        self.quiet = quiet
+        self.verbose = verbose
+        self.debug = debug
+        self._store: Any = None
+
+    @property
+    def uses_config(self) -> bool:
+        """The store comes from a YAML/JSON definition (not overridden by `--store`)."""
+        return self.config_uri is not None and not self.store_from_command_line
+
+    @property
+    def label(self) -> str:
+        """How errors name the store (password masked)."""
+        if self._store is not None:
+            return mask_uri(self._store.uri)
+        if self.uses_config:
+            return f"config {mask_uri(self.config_uri)}"
+        return mask_uri(self.store_uri or DEFAULT_STORE)
+
+    def store_options(self) -> tuple[str, dict[str, Any]]:
+        """The uri and keyword options the store is built from, without building it."""
+        options: dict[str, Any] = {"backend_config": dict(self.backend_config) or None}
+        if self.readonly:
+            options["readonly"] = True
+        if self.uses_config:
+            from anystore_cli.core.model import StoreModel
+
+            load = StoreModel.from_json_uri if self.config_format == "json" else StoreModel.from_yaml_uri
+            model = load(self.config_uri, **options)
+            fields = model.model_dump()
+            uri = fields.pop("uri")
+            options = {k: v for k, v in fields.items() if v is not None or k == "backend_config"}
+            return uri, options
+        return self.store_uri or DEFAULT_STORE, options
+
+    def store(self) -> Any:
+        """The store of this invocation."""
+        if self._store is None:
+            from anystore_cli.core.store.registry import get_store
+
+            uri, options = self.store_options()
+            self._store = get_store(uri, **options)
+        return self._store
+
+    def open_store(self, uri: str | None, writing: bool = False) -> Any:
+        """Another store (`mirror -i/-o`), with the global backend config; `writing` honours `--readonly`.
+
+        No uri means the store of this invocation.
+        """
+        if uri is None:
+            return self.store()
+        from anystore_cli.core.store.registry import get_store
+
+        options: dict[str, Any] = {"backend_config": dict(self.backend_config) or None}
+        if writing and self.readonly:
+            options["readonly"] = True
+        return get_store(uri, **options)
+
+    def key(self, key: str) -> str:
+        """Check a key given on the command line (status 2 when it is empty, absolute or escapes)."""
+        try:
+            return ensure_relative_key(key)
+        except InvalidKey as exc:
+            raise InvalidKey(f"{exc} (store `{self.label}`)") from None
+
+    @contextlib.contextmanager
+    def reading(self, key: str) -> Generator[None, None, None]:
+        """Report a missing `key` by its name and the store's, whatever the backend said."""
+        try:
+            yield
+        except DoesNotExist:
+            raise DoesNotExist(f"Key `{key}` in store `{self.label}`: does not exist") from None
+
+    def note(self, text: str) -> None:
+        """A summary line on stderr, unless `--quiet`."""
+        if not self.quiet:
+            from anystore_cli.console import message
+
+            message(text)
+
+    def detail(self, text: str) -> None:
+        """A detail line on stderr, only with `--verbose`."""
+        if self.verbose and not self.quiet:
+            from anystore_cli.console import message
+
+            message(text)
+
+
+def get_state(ctx: typer.Context) -> State:
+    """The `State` the global options left on the context."""
+    root = ctx.find_root()
+    if not isinstance(root.obj, State):
+        root.obj = State()
+    return root.obj
+
+
+@contextlib.contextmanager
+def open_output(target: str | None) -> Generator[IO[bytes], None, None]:
+    """A binary output: stdout for None or `-`, else any path or uri (written atomically where local)."""
+    if target in (None, "-"):
+        out = sys.stdout.buffer
+        yield out
+        out.flush()
+        return
+    from anystore_cli.core.io import smart_open
+
+    with smart_open(target, "wb") as handle:
+        yield handle
+
+
+@contextlib.contextmanager
+def open_input(source: str | None) -> Generator[IO[bytes], None, None]:
+    """A binary input: stdin for None or `-`, else any path or uri."""
+    if source in (None, "-"):
+        yield sys.stdin.buffer
+        return
+    from anystore_cli.core.io import smart_open
+
+    with smart_open(source, "rb") as handle:
+        yield handle
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"`{name}` is not JSON")
+
+
+def load_json(data: bytes, what: str) -> Any:
+    """Parse JSON, or raise `InvalidData` naming `what`."""
+    import orjson
+
+    try:
+        return orjson.loads(data)
+    except orjson.JSONDecodeError as exc:
+        # orjson refuses integers beyond 64 bits, which JSON allows: ask the standard library
+        import json
+
+        try:
+            return json.loads(data, parse_constant=_reject_constant)
+        except (ValueError, UnicodeDecodeError):
+            raise InvalidData(f"Invalid JSON in {what}: {exc}") from None
+
+
+def dump_json(value: Any) -> bytes:
+    """Compact JSON bytes (without a newline)."""
+    import orjson
+
+    try:
+        return orjson.dumps(value, default=_json_default)
+    except TypeError:
+        import json
+
+        return json.dumps(value, ensure_ascii=False, separators=(",", ":"), default=str).encode()
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, (bytes, bytearray)):
+        return bytes(value).decode("utf-8", "replace")
+    if isinstance(value, (set, frozenset, tuple)):
+        return list(value)
+    return str(value)
+
+
+def render_value(data: bytes, mode: Mode, what: str) -> bytes:
+    """The output bytes of a stored value under `mode`.
+
+    raw: unchanged. json: compact JSON and a newline (bad JSON is `InvalidData`). auto: JSON
+    like json where it parses, else the bytes unchanged (never unpickled). pickle: unpickled
+    (runs code from the store, only when asked for by name), printed as text or JSON.
+    """
+    if mode is Mode.raw:
+        return data
+    if mode is Mode.json:
+        return dump_json(load_json(data, what)) + b"\n"
+    if mode is Mode.auto:
+        try:
+            value = load_json(data, what)
+        except InvalidData:
+            return data
+        return dump_json(value) + b"\n"
+    import pickle
+
+    try:
+        value = pickle.loads(data)
+    except Exception as exc:  # noqa: BLE001 - any unpickling failure is bad data
+        raise InvalidData(f"Not a pickle: {what} ({exc})") from None
+    if isinstance(value, (bytes, bytearray)):
+        return bytes(value)
+    if isinstance(value, str):
+        return value.encode("utf-8", "surrogateescape")
+    return dump_json(value) + b"\n"
+
+
+def encode_argument(value: str) -> bytes:
+    """The bytes of a command-line argument as the shell passed them (undecodable bytes kept)."""
+    return os.fsencode(value)
+
+
+def split_backend_config(items: list[str] | None) -> dict[str, Any]:
+    """Parse repeated `KEY=VALUE` options; VALUE as JSON when it parses, else as text."""
+    config: dict[str, Any] = {}
+    if not items:
+        return config
+    from anystore_cli.core.settings import parse_value
+
+    for item in items:
+        name, sep, value = item.partition("=")
+        if not sep or not name.strip():
+            raise typer.BadParameter(f"`{item}` is not KEY=VALUE", param_hint="'-b' / '--backend-config'")
+        config[name.strip()] = parse_value(value)
+    return config

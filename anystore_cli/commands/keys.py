@@ -1,0 +1,168 @@
+"""Keys: `keys`, `rm`, `exists`."""
+
+from __future__ import annotations
+
+import itertools
+import sys
+from collections.abc import Iterable, Iterator
+from typing import Annotated, Any
+
+import typer
+
+from anystore_cli.commands.common import UsageProblem, get_state, open_output
+from anystore_cli.core.exceptions import DoesNotExist
+
+app = typer.Typer(rich_markup_mode=None, pretty_exceptions_enable=False)
+
+PrefixOption = Annotated[
+    str | None, typer.Option("--prefix", metavar="P", help="Only keys starting with P (literally).")
+]
+ExcludePrefixOption = Annotated[
+    str | None, typer.Option("--exclude-prefix", metavar="P", help="Leave out keys starting with P.")
+]
+GlobOption = Annotated[
+    str | None,
+    typer.Option("--glob", metavar="G", help="Only keys matching the path glob G (`*` one segment, `**` any)."),
+]
+
+INFO_FIELDS = ("key", "name", "store", "uri", "size", "created_at", "updated_at")
+
+
+def info_record(stats: Any) -> dict[str, Any]:
+    """The JSON record of a key's metadata, fields in the order of CLI.md, store password masked."""
+    from anystore_cli.core.uri import mask_uri
+
+    data = stats.model_dump(mode="json")
+    data["uri"] = stats.uri
+    record = {name: data.get(name) for name in INFO_FIELDS}
+    record["store"] = mask_uri(record["store"])
+    record["uri"] = mask_uri(record["uri"])
+    return record
+
+
+def _records(store: Any, keys: Iterable[str]) -> Iterator[dict[str, Any]]:
+    for key in keys:
+        try:
+            yield info_record(store.info(key))
+        except DoesNotExist:  # gone between listing and asking
+            continue
+
+
+@app.command(
+    epilog="Example: anystore keys --glob 'reports/**/*.pdf' -0 | xargs -0 -n1 anystore checksum",
+)
+def keys(
+    ctx: typer.Context,
+    prefix: PrefixOption = None,
+    exclude_prefix: ExcludePrefixOption = None,
+    glob: GlobOption = None,
+    null: Annotated[bool, typer.Option("-0", "--null", help="End each key with NUL instead of a newline.")] = False,
+    json: Annotated[bool, typer.Option("--json", help="One JSON object (the `info` fields) per key.")] = False,
+    long: Annotated[
+        bool, typer.Option("-l", "--long", help="Size, update time and key: a table on a terminal.")
+    ] = False,
+    limit: Annotated[int | None, typer.Option("--limit", metavar="N", min=0, help="At most N keys.")] = None,
+    sort: Annotated[bool, typer.Option("--sort", help="Sort the keys (reads them all first).")] = False,
+    count: Annotated[bool, typer.Option("--count", help="Print only the number of matching keys.")] = False,
+    output: Annotated[
+        str, typer.Option("-o", "--output", metavar="OUT", help="Write to this path or uri instead of stdout.")
+    ] = "-",
+) -> None:
+    """List keys, one a line."""
+    from anystore_cli.console import LineWriter, encode_text, stdout_is_terminal
+
+    state = get_state(ctx)
+    store = state.store()
+    found: Iterable[str] = store.iterate_keys(prefix=prefix, exclude_prefix=exclude_prefix, glob=glob)
+    if sort:
+        found = sorted(found)
+    if limit is not None:
+        found = itertools.islice(found, limit)
+    if count:
+        total = sum(1 for _ in found)
+        with open_output(output) as out:
+            out.write(f"{total}\n".encode())
+        return
+    if long and output == "-" and stdout_is_terminal():
+        from anystore_cli.console import human_size, print_table
+
+        rows = ((human_size(r["size"]), r["updated_at"] or "", r["key"]) for r in _records(store, found))
+        print_table(("size", "updated_at", "key"), list(rows))
+        return
+    with open_output(output) as out:
+        writer = LineWriter(out)
+        end = b"\0" if null else b"\n"
+        try:
+            if json:
+                from anystore_cli.console import json_line
+
+                for record in _records(store, found):
+                    writer.write(json_line(record))
+            elif long:
+                for record in _records(store, found):
+                    line = f"{record['size']}\t{record['updated_at'] or ''}\t{record['key']}"
+                    writer.write(encode_text(line) + end)
+            else:
+                for key in found:
+                    writer.write(encode_text(key) + end)
+        finally:
+            writer.flush()
+
+
+@app.command(epilog="Example: anystore rm --prefix tmp/ --dry-run")
+def rm(
+    ctx: typer.Context,
+    keys: Annotated[list[str] | None, typer.Argument(metavar="[KEY]...", help="Keys to delete.")] = None,
+    prefix: PrefixOption = None,
+    glob: GlobOption = None,
+    force: Annotated[bool, typer.Option("-f", "--force", help="A missing key is not an error.")] = False,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Only list what would be deleted.")] = False,
+) -> None:
+    """Delete keys, or every key matching --prefix/--glob."""
+    state = get_state(ctx)
+    keys = keys or []
+    if not keys and not prefix and not glob:
+        raise UsageProblem("rm: give KEY..., --prefix or --glob")
+    checked = [state.key(key) for key in keys]
+    store = state.store()
+    missing: list[str] = []
+    deleted = 0
+    out = sys.stdout
+    for key in checked:
+        if dry_run:
+            if store.exists(key):
+                out.write(f"{key}\n")
+                deleted += 1
+            else:
+                missing.append(key)
+        elif store.delete(key):
+            deleted += 1
+            state.detail(f"deleted {key}")
+        else:
+            missing.append(key)
+    bulk = bool(prefix or glob)
+    if bulk:
+        matched = list(store.iterate_keys(prefix=prefix, glob=glob))
+        for key in matched:
+            if dry_run:
+                out.write(f"{key}\n")
+                deleted += 1
+            elif store.delete(key):
+                deleted += 1
+                state.detail(f"deleted {key}")
+    out.flush()
+    if bulk or len(checked) > 1:
+        verb = "would delete" if dry_run else "deleted"
+        state.note(f"{verb} {deleted} key{'' if deleted == 1 else 's'} from `{state.label}`")
+    if missing and not force:
+        names = ", ".join(f"`{key}`" for key in missing[:5]) + (" ..." if len(missing) > 5 else "")
+        raise DoesNotExist(f"Key {names} in store `{state.label}`: does not exist")
+
+
+@app.command(epilog="Example: anystore exists config.json && echo present")
+def exists(ctx: typer.Context, key: Annotated[str, typer.Argument(metavar="KEY", help="The key to test.")]) -> None:
+    """Test for a key: exit 0 if it exists, 1 if not, with no output (like `test -e`)."""
+    state = get_state(ctx)
+    key = state.key(key)
+    if not state.store().exists(key):
+        raise typer.Exit(1)

@@ -1,0 +1,120 @@
+"""Metadata: `info`, `checksum`, `settings`."""
+
+from __future__ import annotations
+
+import sys
+from typing import Annotated, Any
+
+import typer
+
+from anystore_cli.commands.common import get_state, mask_secrets
+from anystore_cli.core.exceptions import ChecksumMismatch
+
+app = typer.Typer(rich_markup_mode=None, pretty_exceptions_enable=False)
+
+
+@app.command(epilog="Example: anystore info data/a.csv --json | jq .size")
+def info(
+    ctx: typer.Context,
+    key: Annotated[str, typer.Argument(metavar="KEY", help="The key.")],
+    json: Annotated[bool, typer.Option("--json", help="JSON even on a terminal.")] = False,
+) -> None:
+    """Show a key's metadata: JSON when piped (or --json), a table on a terminal."""
+    from anystore_cli.commands.keys import info_record
+    from anystore_cli.console import json_line, stdout_is_terminal
+
+    state = get_state(ctx)
+    key = state.key(key)
+    with state.reading(key):
+        record = info_record(state.store().info(key))
+    if json or not stdout_is_terminal():
+        sys.stdout.buffer.write(json_line(record))
+        return
+    from anystore_cli.console import print_record
+
+    print_record(record)
+
+
+def _complete_algorithm(incomplete: str) -> list[str]:
+    import hashlib
+
+    return sorted(name for name in hashlib.algorithms_guaranteed if name.startswith(incomplete.lower()))
+
+
+@app.command(epilog="Example: anystore checksum a.bin b.bin -a sha256   (same lines as sha256sum)")
+def checksum(
+    ctx: typer.Context,
+    keys: Annotated[list[str], typer.Argument(metavar="KEY...", help="One or more keys.")],
+    algorithm: Annotated[
+        str,
+        typer.Option(
+            "-a",
+            "--algorithm",
+            metavar="ALG",
+            autocompletion=_complete_algorithm,
+            help="Any hashlib algorithm: sha1, sha256, md5, blake2b, ...",
+        ),
+    ] = "sha1",
+    check: Annotated[
+        str | None,
+        typer.Option("--check", metavar="DIGEST", help="Compare with DIGEST: exit 1 if it differs."),
+    ] = None,
+) -> None:
+    """Hash values: one key prints the hex digest, several print `DIGEST  KEY` lines (as sha1sum)."""
+    from anystore_cli.core.checksum import get_hasher
+
+    state = get_state(ctx)
+    get_hasher(algorithm)  # an unknown algorithm is a usage error before any I/O
+    checked = [state.key(key) for key in keys]
+    store = state.store()
+    expected = check.strip().lower() if check is not None else None
+    for key in checked:
+        with state.reading(key):
+            digest = store.checksum(key, algorithm.lower())
+        if expected is not None:
+            if digest != expected:
+                raise ChecksumMismatch(
+                    f"Key `{key}` in store `{state.label}`: {algorithm} is {digest}, expected {expected}"
+                )
+            state.detail(f"{key}: OK")
+        elif len(checked) == 1:
+            sys.stdout.write(f"{digest}\n")
+        else:
+            sys.stdout.write(f"{digest}  {key}\n")
+        sys.stdout.flush()
+
+
+@app.command(epilog="Example: ANYSTORE_URI=redis://localhost anystore settings")
+def settings(ctx: typer.Context) -> None:
+    """Print the effective configuration as JSON, secrets masked."""
+    from anystore_cli import __version__
+    from anystore_cli.console import json_line
+    from anystore_cli.core.settings import Settings
+
+    state = get_state(ctx)
+    uri, options = state.store_options()
+    current = Settings()
+    store: dict[str, Any] = {
+        "uri": uri,
+        "source": _store_source(state),
+        "serialization_mode": options.get("serialization_mode") or current.serialization_mode,
+        "readonly": bool(options.get("readonly") or current.readonly),
+        "default_ttl": options.get("default_ttl") or current.default_ttl or None,
+        "backend_config": {**(current.backend_config or {}), **(options.get("backend_config") or {})},
+    }
+    record = {
+        "version": __version__,
+        "store": store,
+        "settings": current.model_dump(),
+    }
+    sys.stdout.buffer.write(json_line(mask_secrets(record)))
+
+
+def _store_source(state: Any) -> str:
+    if state.store_from_command_line:
+        return "--store"
+    if state.uses_config:
+        return f"config {state.config_uri}"
+    if state.store_uri is not None:
+        return "ANYSTORE_URI"
+    return "default"

@@ -1,0 +1,191 @@
+"""Values: `get`, `put`, `pop`, `stream`, `touch`.
+
+Values are bytes: `get` copies the stored bytes to stdout in chunks (the kernel copies between
+real files) and `put` streams stdin into the store; `--mode` changes that per command.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import sys
+from typing import Annotated
+
+import typer
+
+from anystore_cli.commands.common import (
+    LineMode,
+    Mode,
+    UsageProblem,
+    dump_json,
+    encode_argument,
+    get_state,
+    load_json,
+    open_input,
+    open_output,
+    render_value,
+)
+from anystore_cli.core.exceptions import DoesNotExist
+from anystore_cli.core.io import copy_stream
+
+app = typer.Typer(rich_markup_mode=None, pretty_exceptions_enable=False)
+
+KeyArgument = Annotated[str, typer.Argument(metavar="KEY", help="Key relative to the store, e.g. `data/a.json`.")]
+OutputOption = Annotated[
+    str, typer.Option("-o", "--output", metavar="OUT", help="Write to this path or uri instead of stdout (`-`).")
+]
+ModeOption = Annotated[
+    Mode,
+    typer.Option(
+        "--mode",
+        case_sensitive=False,
+        help="raw: bytes as stored; json: compact JSON and a newline; auto: JSON where it parses, "
+        "else the bytes (never unpickles); pickle: unpickle (runs code from the store).",
+    ),
+]
+TtlOption = Annotated[
+    int | None, typer.Option("--ttl", metavar="SECONDS", min=0, help="Expire the key after SECONDS (where supported).")
+]
+
+
+@app.command(epilog="Example: anystore get data/report.pdf -o report.pdf")
+def get(
+    ctx: typer.Context,
+    key: KeyArgument,
+    output: OutputOption = "-",
+    mode: ModeOption = Mode.raw,
+    missing_ok: Annotated[bool, typer.Option("--missing-ok", help="A missing key prints nothing and exits 0.")] = False,
+) -> None:
+    """Read a value: its bytes to stdout (or OUT), streamed."""
+    state = get_state(ctx)
+    key = state.key(key)
+    store = state.store()
+    with contextlib.ExitStack() as stack:
+        try:
+            with state.reading(key):
+                source = stack.enter_context(store.open(key, "rb"))
+        except DoesNotExist:
+            if missing_ok:
+                return
+            raise
+        if mode is Mode.raw:
+            target = stack.enter_context(open_output(output))
+            copy_stream(source, target)
+            return
+        data = render_value(source.read(), mode, f"key `{key}` in store `{state.label}`")
+        target = stack.enter_context(open_output(output))
+        target.write(data)
+
+
+@app.command(epilog="Example: printf 'a\\0b' | anystore put data/blob   (or: anystore put greeting hello)")
+def put(
+    ctx: typer.Context,
+    key: KeyArgument,
+    value: Annotated[
+        str | None, typer.Argument(metavar="[VALUE]", help="The value; without it the value is read from IN.")
+    ] = None,
+    input: Annotated[
+        str | None,
+        typer.Option("-i", "--input", metavar="IN", help="Read the value from this path or uri (`-` is stdin)."),
+    ] = None,
+    ttl: TtlOption = None,
+    mode: ModeOption = Mode.raw,
+    no_clobber: Annotated[bool, typer.Option("--no-clobber", help="Fail (exit 1) if the key already exists.")] = False,
+) -> None:
+    """Write a value from VALUE, else from IN (default stdin), streamed."""
+    state = get_state(ctx)
+    key = state.key(key)
+    if value is None and input is None and sys.stdin is not None and sys.stdin.isatty():
+        raise UsageProblem("put: no VALUE and stdin is a terminal; give VALUE, `-i FILE`, or pipe the value in")
+    store = state.store()
+    what = f"the value for key `{key}`"
+    if mode is Mode.raw and value is None:
+        with open_input(input) as source:
+            store.put_stream(key, source, ttl=ttl, no_clobber=no_clobber)
+        return
+    if value is not None:
+        data = encode_argument(value)
+    else:
+        with open_input(input) as source:
+            data = source.read()
+    if mode is Mode.json:
+        data = dump_json(load_json(data, what))
+    elif mode is Mode.pickle:
+        import pickle
+
+        try:
+            content: str | bytes = data.decode()
+        except UnicodeDecodeError:
+            content = data
+        data = pickle.dumps(content)
+    store.put(key, data, serialization_mode="raw", ttl=ttl, no_clobber=no_clobber)
+
+
+@app.command(epilog="Example: anystore pop queue/job-42 > job.json")
+def pop(
+    ctx: typer.Context,
+    key: KeyArgument,
+    output: OutputOption = "-",
+    mode: ModeOption = Mode.raw,
+) -> None:
+    """Read a value and delete it (atomically where the backend can); output as `get`."""
+    state = get_state(ctx)
+    key = state.key(key)
+    store = state.store()
+    with state.reading(key):
+        data = store.pop(key, serialization_mode="raw")
+    data = render_value(data, mode, f"key `{key}` in store `{state.label}`")
+    with open_output(output) as target:
+        target.write(data)
+
+
+@app.command(epilog="Example: anystore stream logs/a.jsonl logs/b.jsonl --mode json | jq .level")
+def stream(
+    ctx: typer.Context,
+    keys: Annotated[list[str], typer.Argument(metavar="KEY...", help="One or more keys, streamed in order.")],
+    mode: Annotated[
+        LineMode,
+        typer.Option(
+            "--mode", case_sensitive=False, help="raw: the lines as stored; json: each line re-emitted as compact JSON."
+        ),
+    ] = LineMode.raw,
+) -> None:
+    """Print the lines of one or more values, in order, streamed."""
+    from anystore_cli.console import LineWriter
+
+    state = get_state(ctx)
+    checked = [state.key(key) for key in keys]
+    store = state.store()
+    out = LineWriter(sys.stdout.buffer, batch=256)
+    try:
+        for key in checked:
+            with state.reading(key):
+                for number, line in enumerate(store.stream(key, serialization_mode="raw"), start=1):
+                    if mode is LineMode.json:
+                        if not line.strip():
+                            continue
+                        value = load_json(line, f"key `{key}` line {number} (store `{state.label}`)")
+                        out.write(dump_json(value) + b"\n")
+                    elif line.endswith(b"\n"):
+                        out.write(line)
+                    else:
+                        out.write(line + b"\n")
+    finally:
+        out.flush()
+
+
+@app.command(epilog="Example: anystore touch runs/last-success")
+def touch(
+    ctx: typer.Context,
+    keys: Annotated[list[str], typer.Argument(metavar="KEY...", help="One or more keys.")],
+    ttl: TtlOption = None,
+) -> None:
+    """Store the current timestamp (ISO 8601 text) at each KEY and print it."""
+    from datetime import datetime
+
+    state = get_state(ctx)
+    checked = [state.key(key) for key in keys]
+    store = state.store()
+    stamp = datetime.now().astimezone().isoformat()
+    for key in checked:
+        store.put(key, stamp.encode(), serialization_mode="raw", ttl=ttl)
+    sys.stdout.write(f"{stamp}\n")

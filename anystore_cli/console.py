@@ -1,0 +1,199 @@
+"""Terminal output: plain bytes, JSON lines, rich tables and progress bars.
+
+Data goes to stdout, everything else (summaries, progress, errors) to stderr. Tables and
+colours are for humans only: they appear when the stream is a terminal, colours are dropped
+under `NO_COLOR` or `TERM=dumb`, and progress bars are drawn on stderr only when stderr is a
+terminal. `rich` and `orjson` are imported only on the paths that use them.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import threading
+from collections.abc import Callable, Iterable, Sequence
+from types import TracebackType
+from typing import IO, Any
+
+PROG = "anystore"
+
+
+def is_terminal(stream: IO[Any] | None) -> bool:
+    """Tell whether `stream` is attached to a terminal."""
+    if stream is None:
+        return False
+    try:
+        return stream.isatty()
+    except (AttributeError, ValueError, OSError):
+        return False
+
+
+def stdout_is_terminal() -> bool:
+    """Tell whether stdout is a terminal."""
+    return is_terminal(sys.stdout)
+
+
+def stderr_is_terminal() -> bool:
+    """Tell whether stderr is a terminal."""
+    return is_terminal(sys.stderr)
+
+
+def dumb_terminal() -> bool:
+    """Tell whether the terminal asked for no escape codes (`TERM=dumb`)."""
+    return os.environ.get("TERM", "") == "dumb"
+
+
+def color_wanted(stream: IO[Any]) -> bool:
+    """Colours only on a terminal, and neither with `NO_COLOR` set nor with `TERM=dumb`."""
+    return is_terminal(stream) and not os.environ.get("NO_COLOR") and not dumb_terminal()
+
+
+def stdout_bytes() -> IO[bytes]:
+    """The binary stdout."""
+    return sys.stdout.buffer
+
+
+def message(text: str) -> None:
+    """Write one line of information to stderr."""
+    sys.stderr.write(f"{text}\n")
+    sys.stderr.flush()
+
+
+def error(text: str) -> None:
+    """Write one error line, `anystore: error: ...`, to stderr."""
+    message(f"{PROG}: error: {text}")
+
+
+def json_line(record: Any) -> bytes:
+    """One compact JSON document and a newline."""
+    import orjson
+
+    return orjson.dumps(record) + b"\n"
+
+
+def _rich_console(stderr: bool = False) -> Any:
+    from rich.console import Console
+
+    stream = sys.stderr if stderr else sys.stdout
+    colored = color_wanted(stream)
+    return Console(
+        file=stream,
+        no_color=not colored,
+        color_system="auto" if colored else None,
+        highlight=False,
+        soft_wrap=False,
+        emoji=False,
+    )
+
+
+def print_table(columns: Sequence[str], rows: Iterable[Sequence[Any]], title: str | None = None) -> None:
+    """Print a rich table on stdout (for a terminal)."""
+    from rich.markup import escape
+    from rich.table import Table
+
+    table = Table(title=title, header_style="bold", show_edge=False, pad_edge=False)
+    for name in columns:
+        table.add_column(name, justify="right" if name in ("size", "count") else "left")
+    for row in rows:
+        table.add_row(*(escape("" if cell is None else str(cell)) for cell in row))
+    _rich_console().print(table)
+
+
+def print_record(record: dict[str, Any], title: str | None = None) -> None:
+    """Print one record as a two-column (field, value) table on stdout."""
+    print_table(("field", "value"), record.items(), title=title)
+
+
+class Progress:
+    """A progress bar on stderr when stderr is a terminal; otherwise it draws nothing.
+
+    Use as a context manager; `advance()` is safe to call from worker threads.
+    """
+
+    def __init__(self, description: str, total: int | None = None, enabled: bool = True, unit: str = "keys") -> None:
+        self.description = description
+        self.total = total
+        self.unit = unit
+        self.enabled = enabled and stderr_is_terminal() and not dumb_terminal()
+        self._progress: Any = None
+        self._task: Any = None
+        self._lock = threading.Lock()
+
+    def __enter__(self) -> Progress:
+        if self.enabled:
+            from rich.progress import (
+                BarColumn,
+                MofNCompleteColumn,
+                SpinnerColumn,
+                TextColumn,
+                TimeElapsedColumn,
+            )
+            from rich.progress import Progress as RichProgress
+
+            if self.total is None:
+                columns: list[Any] = [SpinnerColumn(), TextColumn("{task.description}"), TextColumn("{task.completed}")]
+            else:
+                columns = [TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn()]
+            columns.append(TimeElapsedColumn())
+            self._progress = RichProgress(*columns, console=_rich_console(stderr=True), transient=True)
+            self._progress.__enter__()
+            self._task = self._progress.add_task(self.description, total=self.total)
+        return self
+
+    def advance(self, amount: int = 1) -> None:
+        """Count `amount` more items done."""
+        if self._progress is not None:
+            with self._lock:
+                self._progress.advance(self._task, amount)
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        if self._progress is not None:
+            self._progress.__exit__(exc_type, exc, tb)
+            self._progress = None
+
+
+class LineWriter:
+    """Buffered writer of output records to a binary stream, flushed in batches.
+
+    Keeps the number of write calls low when millions of short lines go out.
+    """
+
+    def __init__(self, stream: IO[bytes], batch: int = 4096) -> None:
+        self.stream = stream
+        self.batch = batch
+        self._pending: list[bytes] = []
+
+    def write(self, data: bytes) -> None:
+        """Queue `data` for writing."""
+        self._pending.append(data)
+        if len(self._pending) >= self.batch:
+            self.flush()
+
+    def flush(self) -> None:
+        """Write what is queued."""
+        if self._pending:
+            self.stream.write(b"".join(self._pending))
+            self._pending = []
+        self.stream.flush()
+
+
+def encode_text(text: str) -> bytes:
+    """UTF-8 bytes of `text`, keeping undecodable file-name bytes (surrogate escapes) as they were."""
+    return text.encode("utf-8", "surrogateescape")
+
+
+def human_size(size: int | None) -> str:
+    """A size for people: `1.5 MiB`."""
+    if size is None:
+        return ""
+    value = float(size)
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if value < 1024 or unit == "TiB":
+            return f"{int(value)} B" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+    return str(size)  # pragma: no cover
+
+
+ProgressCallback = Callable[[str, str], None]
