@@ -70,7 +70,8 @@ class Store(BaseStore):
         self._fs_cache: tuple[Any, str] | None = None
         self._fs_lock = threading.Lock()
         self._bucket_seen = False
-        _check_protocol(self.scheme, self.uri)
+        if not self.is_local:  # local folders never need fsspec (start-up cost)
+            _check_protocol(self.scheme, self.uri)
 
     # ---- fsspec plumbing --------------------------------------------------------------------
 
