@@ -1,0 +1,60 @@
+"""Import cost is a feature: each command path imports only what it uses.
+
+Checked by listing the modules a real `python -m anystore_cli ...` process imported
+(`-X importtime`), not by timing anything.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+
+def imported_modules(*args: str, cwd: str, env: dict[str, str] | None = None) -> set[str]:
+    """Top-level package names a CLI invocation imported."""
+    full_env = {k: v for k, v in os.environ.items() if not k.startswith("ANYSTORE_")}
+    full_env.update(env or {})
+    result = subprocess.run(
+        [sys.executable, "-X", "importtime", "-m", "anystore_cli", *args],
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        env=full_env,
+        input="",
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    names = set()
+    for line in result.stderr.splitlines():
+        if line.startswith("import time:") and "|" in line:
+            names.add(line.rsplit("|", 1)[1].strip().split(".")[0])
+    return names
+
+
+@pytest.mark.parametrize(
+    "args",
+    [("get", "k"), ("put", "k2", "v"), ("exists", "k"), ("keys",), ("--version",)],
+    ids=["get", "put", "exists", "keys", "version"],
+)
+def test_local_commands_import_no_backend_packages(tmp_path, args):
+    subprocess.run([sys.executable, "-m", "anystore_cli", "put", "k", "v"], cwd=tmp_path, check=True)
+    names = imported_modules(*args, cwd=str(tmp_path))
+    assert not names & {"fsspec", "s3fs", "redis", "sqlalchemy", "pydantic", "pydantic_settings", "botocore"}
+
+
+def test_redis_get_does_not_pay_for_fsspec_or_sqlalchemy(tmp_path, redis_url):
+    prefix = f"startup-{os.getpid()}"
+    env = {"ANYSTORE_URI": redis_url, "ANYSTORE_BACKEND_CONFIG__REDIS_PREFIX": prefix}
+    subprocess.run(
+        [sys.executable, "-m", "anystore_cli", "put", "k", "v"], cwd=tmp_path, check=True, env={**os.environ, **env}
+    )
+    try:
+        names = imported_modules("get", "k", cwd=str(tmp_path), env=env)
+        assert "redis" in names
+        assert not names & {"fsspec", "s3fs", "sqlalchemy", "botocore"}
+    finally:
+        subprocess.run(
+            [sys.executable, "-m", "anystore_cli", "rm", "k"], cwd=tmp_path, env={**os.environ, **env}, check=False
+        )
