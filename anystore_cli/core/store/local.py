@@ -244,6 +244,8 @@ class LocalStore(Store):
     ) -> Iterator[str]:
         match = make_key_filter(prefix, exclude_prefix, glob)
         start = listing_prefix(prefix, glob)
+        if ".." in start.split("/"):
+            return  # no key holds a `..` segment: never list the folders around the store
         folder = start.rsplit("/", 1)[0] if "/" in start else ""
         exclude = (exclude_prefix or "").lstrip("/")
         yield from (k for k in self._walk(folder, start, exclude) if match(k))
@@ -254,6 +256,8 @@ class LocalStore(Store):
         while stack:
             current = stack.pop()
             path = os.path.join(self.root, current) if current else self.root
+            if current and not self._inside_folder(path):
+                continue  # the listing starts in a folder linked out of the store
             try:
                 entries = os.scandir(path)
             except (FileNotFoundError, NotADirectoryError):
@@ -278,6 +282,10 @@ class LocalStore(Store):
                     elif key.startswith(start) and (entry.is_file(follow_symlinks=False) or self._inside(entry.path)):
                         yield key
                 stack.extend(reversed(subdirs))
+
+    def _inside_folder(self, path: str) -> bool:
+        real = os.path.realpath(path)
+        return real == self._real_root or real.startswith(self._real_root + os.sep)
 
     def _inside(self, path: str) -> bool:
         real = os.path.realpath(path)
