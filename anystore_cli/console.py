@@ -78,6 +78,7 @@ def _rich_console(stderr: bool = False) -> Any:
     colored = color_wanted(stream)
     return Console(
         file=stream,
+        force_terminal=False if dumb_terminal() else None,
         no_color=not colored,
         color_system="auto" if colored else None,
         highlight=False,

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import sys
 from collections.abc import Generator
 from enum import Enum
@@ -207,20 +208,28 @@ def _reject_constant(name: str) -> Any:
     raise ValueError(f"`{name}` is not JSON")
 
 
+_LONG_NUMBER = re.compile(rb"\d{19}")
+
+
 def load_json(data: bytes, what: str) -> Any:
-    """Parse JSON, or raise `InvalidData` naming `what`."""
+    """Parse JSON, or raise `InvalidData` naming `what`.
+
+    orjson is used unless the text holds a number of 19 or more digits: orjson reads integers
+    beyond 64 bits as floats, the standard library keeps them exact.
+    """
     import orjson
 
-    try:
-        return orjson.loads(data)
-    except orjson.JSONDecodeError as exc:
-        # orjson refuses integers beyond 64 bits, which JSON allows: ask the standard library
-        import json
-
+    if _LONG_NUMBER.search(data) is None:
         try:
-            return json.loads(data, parse_constant=_reject_constant)
-        except (ValueError, UnicodeDecodeError):
+            return orjson.loads(data)
+        except orjson.JSONDecodeError as exc:
             raise InvalidData(f"Invalid JSON in {what}: {exc}") from None
+    import json
+
+    try:
+        return json.loads(data, parse_constant=_reject_constant)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise InvalidData(f"Invalid JSON in {what}: {exc}") from None
 
 
 def dump_json(value: Any) -> bytes:
@@ -229,7 +238,7 @@ def dump_json(value: Any) -> bytes:
 
     try:
         return orjson.dumps(value, default=_json_default)
-    except TypeError:
+    except (TypeError, orjson.JSONEncodeError):
         import json
 
         return json.dumps(value, ensure_ascii=False, separators=(",", ":"), default=str).encode()

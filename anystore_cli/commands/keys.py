@@ -151,7 +151,7 @@ def rm(
                 deleted += 1
                 state.detail(f"deleted {key}")
     out.flush()
-    if bulk or len(checked) > 1:
+    if bulk:
         verb = "would delete" if dry_run else "deleted"
         state.note(f"{verb} {deleted} key{'' if deleted == 1 else 's'} from `{state.label}`")
     if missing and not force:

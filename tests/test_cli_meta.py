@@ -1,0 +1,164 @@
+"""`info`, `checksum`, `settings` through the installed `anystore`."""
+
+from __future__ import annotations
+
+# ruff: noqa: F811  # fixtures from tests.test_cli_support reappear as arguments
+
+import hashlib
+import json
+import os
+import pty
+import select
+import subprocess
+import time
+from datetime import datetime
+
+import pytest
+
+from tests.conftest import anystore_bin
+from tests.test_cli_support import (  # noqa: F401 - fixtures
+    CliStore,
+    assert_one_line_error,
+    cli_store,
+    local_store,
+    stderr_text,
+)
+
+
+def test_info_prints_json_when_piped(cli_store: CliStore):
+    cli_store.put("dir/file.txt", b"hello")
+    out = cli_store.ok("info", "dir/file.txt")
+    assert out.endswith(b"\n") and out.count(b"\n") == 1
+    record = json.loads(out)
+    assert list(record) == ["key", "name", "store", "uri", "size", "created_at", "updated_at"]
+    assert (record["key"], record["name"], record["size"]) == ("dir/file.txt", "file.txt", 5)
+    assert datetime.fromisoformat(record["updated_at"])
+    assert json.loads(cli_store.ok("info", "dir/file.txt", "--json")) == record
+
+
+def test_info_uri_is_absolute_on_local_store(local_store: CliStore):
+    local_store.put("a b.txt", b"x")
+    record = json.loads(local_store.ok("info", "a b.txt"))
+    assert record["uri"].startswith("file://")
+    assert record["uri"].endswith("/a b.txt")
+    assert record["store"].startswith("file://")
+
+
+def run_in_terminal(args: list[str], env: dict[str, str] | None = None, timeout: float = 20) -> bytes:
+    """Run the installed `anystore` with stdout (and stderr) on a pseudo-terminal; return what it drew."""
+    controller, terminal = pty.openpty()
+    full_env = {k: v for k, v in os.environ.items() if not k.startswith("ANYSTORE_")}
+    full_env.update({"COLUMNS": "200", "TERM": "xterm-256color"})
+    full_env.update(env or {})
+    proc = subprocess.Popen(
+        [anystore_bin(), *args], stdout=terminal, stderr=terminal, stdin=subprocess.DEVNULL, env=full_env
+    )
+    os.close(terminal)
+    chunks: list[bytes] = []
+    deadline = time.monotonic() + timeout
+    try:
+        while time.monotonic() < deadline:
+            ready, _, _ = select.select([controller], [], [], 0.2)
+            if ready:
+                try:
+                    chunk = os.read(controller, 65536)
+                except OSError:
+                    break
+                if not chunk:
+                    break
+                chunks.append(chunk)
+            elif proc.poll() is not None:
+                break
+        proc.wait(timeout=5)
+    finally:
+        os.close(controller)
+    assert proc.returncode == 0, b"".join(chunks)
+    return b"".join(chunks)
+
+
+def test_info_on_a_terminal_is_a_table(local_store: CliStore):
+    local_store.put("report.pdf", b"12345")
+    drawn = run_in_terminal([*local_store.global_args, "info", "report.pdf"]).decode()
+    assert "report.pdf" in drawn
+    assert "size" in drawn and "5" in drawn
+    assert not drawn.lstrip().startswith("{")
+    as_json = run_in_terminal([*local_store.global_args, "info", "report.pdf", "--json"]).decode()
+    assert json.loads(as_json)["size"] == 5
+
+
+def test_keys_long_on_a_terminal_is_a_table_without_color_under_no_color(local_store: CliStore):
+    local_store.put("one", b"1")
+    local_store.put("two", b"22")
+    drawn = run_in_terminal([*local_store.global_args, "keys", "-l"], env={"NO_COLOR": "1"}).decode()
+    assert "one" in drawn and "two" in drawn and "size" in drawn
+    assert "\x1b[3" not in drawn  # no colour codes
+
+
+def test_checksum_one_key_prints_bare_digest(cli_store: CliStore):
+    data = b"some \x00 bytes"
+    cli_store.put("k", data)
+    assert cli_store.ok("checksum", "k") == hashlib.sha1(data).hexdigest().encode() + b"\n"
+    assert cli_store.ok("checksum", "k", "-a", "sha256") == hashlib.sha256(data).hexdigest().encode() + b"\n"
+    assert cli_store.ok("checksum", "k", "-a", "md5") == hashlib.md5(data).hexdigest().encode() + b"\n"
+
+
+def test_checksum_several_keys_prints_like_sha1sum(cli_store: CliStore, tmp_path):
+    values = {"a.txt": b"alpha\n", "b c.txt": b"beta"}
+    for key, value in values.items():
+        cli_store.put(key, value)
+        (tmp_path / key).write_bytes(value)
+    out = cli_store.ok("checksum", "a.txt", "b c.txt")
+    native = subprocess.run(["sha1sum", "a.txt", "b c.txt"], cwd=tmp_path, capture_output=True, check=True).stdout
+    assert out == native
+
+
+def test_checksum_check_matches_and_mismatches(cli_store: CliStore):
+    cli_store.put("k", b"abc")
+    digest = hashlib.sha1(b"abc").hexdigest()
+    ok = cli_store("checksum", "k", "--check", digest)
+    assert (ok.returncode, ok.stdout, ok.stderr) == (0, b"", b"")
+    assert cli_store("checksum", "k", "--check", digest.upper()).returncode == 0
+    bad = cli_store("checksum", "k", "--check", "0" * 40)
+    assert_one_line_error(bad, 1, "k", digest)
+
+
+def test_checksum_unknown_algorithm_exits_2(cli_store: CliStore):
+    cli_store.put("k", b"abc")
+    assert_one_line_error(cli_store("checksum", "k", "-a", "nope256"), 2, "nope256")
+
+
+def test_settings_is_json_with_secrets_masked(tmp_path):
+    from tests.conftest import run_cli
+
+    proc = run_cli(
+        "-s",
+        "redis://:hunter2@127.0.0.1:6379/0",
+        "-b",
+        "password=hunter2",
+        "-b",
+        "redis_prefix=app",
+        "settings",
+        env={"ANYSTORE_BACKEND_CONFIG__API_TOKEN": "tok-hunter2"},
+    )
+    assert proc.returncode == 0, stderr_text(proc)
+    assert b"hunter2" not in proc.stdout
+    data = json.loads(proc.stdout)
+    assert data["store"]["uri"] == "redis://:***@127.0.0.1:6379/0"
+    config = data["store"]["backend_config"]
+    assert config["redis_prefix"] == "app"
+    assert config["password"] == "***"
+    assert config["api_token"] == "***"
+
+
+def test_settings_shows_store_from_environment(tmp_path):
+    from tests.conftest import run_cli
+
+    proc = run_cli("settings", env={"ANYSTORE_URI": str(tmp_path / "s"), "ANYSTORE_READONLY": "1"})
+    data = json.loads(proc.stdout)
+    assert data["store"]["uri"].endswith("/s")
+    assert data["store"]["readonly"] is True
+
+
+@pytest.mark.parametrize("command", ["info", "checksum"])
+def test_reading_metadata_of_invalid_key_exits_2(cli_store: CliStore, command):
+    assert_one_line_error(cli_store(command, "../x"), 2, "../x")
