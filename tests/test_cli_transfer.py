@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 # ruff: noqa: F811  # fixtures from tests.test_cli_support reappear as arguments
-
 import base64
 import json
 import random

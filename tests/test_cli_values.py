@@ -4,7 +4,6 @@ and on second backends (sqlite, redis)."""
 from __future__ import annotations
 
 # ruff: noqa: F811  # fixtures from tests.test_cli_support reappear as arguments
-
 import json
 import os
 import pty
