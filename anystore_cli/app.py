@@ -198,7 +198,7 @@ app = typer.Typer(
     cls=LazyGroup,
     help="Script key-value stores from the shell: local folders, S3 and fsspec, zip, Redis and SQL.\n\n"
     "Values are bytes: what goes in with `put` comes out of `get` byte for byte.",
-    epilog="Example: anystore -s s3://bucket/prefix get data.json > data.json\n\n"
+    epilog="\b\nExample: anystore -s s3://bucket/prefix get data.json > data.json\n\n"
     "Exit status: 0 done, 1 no (missing key, exists, checksum differs), 2 usage, 3 store failed, 130 interrupted.",
     no_args_is_help=True,
     rich_markup_mode=None,

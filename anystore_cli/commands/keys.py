@@ -10,6 +10,7 @@ from typing import Annotated, Any
 import typer
 
 from anystore_cli.commands.common import UsageProblem, get_state, open_output
+from anystore_cli.completion import complete_key
 from anystore_cli.core.exceptions import DoesNotExist
 
 app = typer.Typer(rich_markup_mode=None, pretty_exceptions_enable=False)
@@ -49,7 +50,7 @@ def _records(store: Any, keys: Iterable[str]) -> Iterator[dict[str, Any]]:
 
 
 @app.command(
-    epilog="Example: anystore keys --glob 'reports/**/*.pdf' -0 | xargs -0 -n1 anystore checksum",
+    epilog="\b\nExample: anystore keys --glob 'docs/**/*.pdf' -0 | xargs -0 -n1 anystore get",
 )
 def keys(
     ctx: typer.Context,
@@ -109,10 +110,12 @@ def keys(
             writer.flush()
 
 
-@app.command(epilog="Example: anystore rm --prefix tmp/ --dry-run")
+@app.command(epilog="\b\nExample: anystore rm --prefix tmp/ --dry-run")
 def rm(
     ctx: typer.Context,
-    keys: Annotated[list[str] | None, typer.Argument(metavar="[KEY]...", help="Keys to delete.")] = None,
+    keys: Annotated[
+        list[str] | None, typer.Argument(metavar="[KEY]...", help="Keys to delete.", autocompletion=complete_key)
+    ] = None,
     prefix: PrefixOption = None,
     glob: GlobOption = None,
     force: Annotated[bool, typer.Option("-f", "--force", help="A missing key is not an error.")] = False,
@@ -159,8 +162,11 @@ def rm(
         raise DoesNotExist(f"Key {names} in store `{state.label}`: does not exist")
 
 
-@app.command(epilog="Example: anystore exists config.json && echo present")
-def exists(ctx: typer.Context, key: Annotated[str, typer.Argument(metavar="KEY", help="The key to test.")]) -> None:
+@app.command(epilog="\b\nExample: anystore exists config.json && echo present")
+def exists(
+    ctx: typer.Context,
+    key: Annotated[str, typer.Argument(metavar="KEY", help="The key to test.", autocompletion=complete_key)],
+) -> None:
     """Test for a key: exit 0 if it exists, 1 if not, with no output (like `test -e`)."""
     state = get_state(ctx)
     key = state.key(key)

@@ -8,15 +8,16 @@ from typing import Annotated, Any
 import typer
 
 from anystore_cli.commands.common import get_state, mask_secrets
+from anystore_cli.completion import complete_key
 from anystore_cli.core.exceptions import ChecksumMismatch
 
 app = typer.Typer(rich_markup_mode=None, pretty_exceptions_enable=False)
 
 
-@app.command(epilog="Example: anystore info data/a.csv --json | jq .size")
+@app.command(epilog="\b\nExample: anystore info data/a.csv --json | jq .size")
 def info(
     ctx: typer.Context,
-    key: Annotated[str, typer.Argument(metavar="KEY", help="The key.")],
+    key: Annotated[str, typer.Argument(metavar="KEY", help="The key.", autocompletion=complete_key)],
     json: Annotated[bool, typer.Option("--json", help="JSON even on a terminal.")] = False,
 ) -> None:
     """Show a key's metadata: JSON when piped (or --json), a table on a terminal."""
@@ -41,10 +42,10 @@ def _complete_algorithm(incomplete: str) -> list[str]:
     return sorted(name for name in hashlib.algorithms_guaranteed if name.startswith(incomplete.lower()))
 
 
-@app.command(epilog="Example: anystore checksum a.bin b.bin -a sha256   (same lines as sha256sum)")
+@app.command(epilog="\b\nExample: anystore checksum a.bin b.bin -a sha256")
 def checksum(
     ctx: typer.Context,
-    keys: Annotated[list[str], typer.Argument(metavar="KEY...", help="One or more keys.")],
+    keys: Annotated[list[str], typer.Argument(metavar="KEY...", help="One or more keys.", autocompletion=complete_key)],
     algorithm: Annotated[
         str,
         typer.Option(
@@ -84,7 +85,7 @@ def checksum(
         sys.stdout.flush()
 
 
-@app.command(epilog="Example: ANYSTORE_URI=redis://localhost anystore settings")
+@app.command(epilog="\b\nExample: ANYSTORE_URI=redis://localhost anystore settings")
 def settings(ctx: typer.Context) -> None:
     """Print the effective configuration as JSON, secrets masked."""
     from anystore_cli import __version__

@@ -63,7 +63,7 @@ def dump_record(key: str, value: bytes) -> dict[str, str]:
         return {"key": key, "value_b64": base64.b64encode(value).decode("ascii")}
 
 
-@app.command(epilog="Example: anystore dump --prefix users/ -o users.jsonl")
+@app.command(epilog="\b\nExample: anystore dump --prefix users/ -o users.jsonl")
 def dump(
     ctx: typer.Context,
     prefix: PrefixOption = None,
@@ -212,7 +212,7 @@ class _Loader:
             raise self._errors[0]
 
 
-@app.command(epilog="Example: anystore -s a dump | anystore -s sqlite:///b.db load -j 4")
+@app.command(epilog="\b\nExample: anystore load -i backup.jsonl -j 4")
 def load(
     ctx: typer.Context,
     input: Annotated[
@@ -262,15 +262,15 @@ def load(
                     loader.submit(batch, batch_ttl)
             finally:
                 loader.close()
-                summary = f"loaded {_plural(loader.loaded)} into `{state.label}`"
-                if loader.skipped:
-                    summary += f", kept {_plural(loader.skipped, 'existing key')}"
-                state.note(summary)
+    summary = f"loaded {_plural(loader.loaded)} into `{state.label}`"
+    if loader.skipped:
+        summary += f", kept {_plural(loader.skipped, 'existing key')}"
+    state.note(summary)
     if loader.skipped:
         raise AlreadyExists(f"{_plural(loader.skipped, 'key')} already existed in store `{state.label}` (--no-clobber)")
 
 
-@app.command(epilog="Example: anystore mirror -i ./data -o s3://bucket/data --glob '**/*.json' -j 8")
+@app.command(epilog="\b\nExample: anystore mirror -i ./data -o s3://bucket/data -j 8")
 def mirror(
     ctx: typer.Context,
     output: Annotated[str, typer.Option("-o", "--output", metavar="DST", help="Target store uri.")],
@@ -334,7 +334,7 @@ def mirror(
         raise StoreError(f"{_plural(status.failed)} failed to mirror to `{mask_uri(target.uri)}`")
 
 
-@app.command(epilog="Example: anystore io -i s3://bucket/big.csv -o big.csv")
+@app.command(epilog="\b\nExample: anystore io -i s3://bucket/big.csv -o big.csv")
 def io(
     input: Annotated[str, typer.Option("-i", "--input", metavar="IN", help="Source path or uri (`-` is stdin).")] = "-",
     output: Annotated[

@@ -24,12 +24,16 @@ from anystore_cli.commands.common import (
     open_output,
     render_value,
 )
+from anystore_cli.completion import complete_key
 from anystore_cli.core.exceptions import DoesNotExist
 from anystore_cli.core.io import copy_stream
 
 app = typer.Typer(rich_markup_mode=None, pretty_exceptions_enable=False)
 
-KeyArgument = Annotated[str, typer.Argument(metavar="KEY", help="Key relative to the store, e.g. `data/a.json`.")]
+KeyArgument = Annotated[
+    str,
+    typer.Argument(metavar="KEY", help="Key relative to the store, e.g. `data/a.json`.", autocompletion=complete_key),
+]
 OutputOption = Annotated[
     str, typer.Option("-o", "--output", metavar="OUT", help="Write to this path or uri instead of stdout (`-`).")
 ]
@@ -47,7 +51,7 @@ TtlOption = Annotated[
 ]
 
 
-@app.command(epilog="Example: anystore get data/report.pdf -o report.pdf")
+@app.command(epilog="\b\nExample: anystore get data/report.pdf -o report.pdf")
 def get(
     ctx: typer.Context,
     key: KeyArgument,
@@ -76,7 +80,7 @@ def get(
         target.write(data)
 
 
-@app.command(epilog="Example: printf 'a\\0b' | anystore put data/blob   (or: anystore put greeting hello)")
+@app.command(epilog="\b\nExample: printf 'a\\0b' | anystore put data/blob")
 def put(
     ctx: typer.Context,
     key: KeyArgument,
@@ -120,7 +124,7 @@ def put(
     store.put(key, data, serialization_mode="raw", ttl=ttl, no_clobber=no_clobber)
 
 
-@app.command(epilog="Example: anystore pop queue/job-42 > job.json")
+@app.command(epilog="\b\nExample: anystore pop queue/job-42 > job.json")
 def pop(
     ctx: typer.Context,
     key: KeyArgument,
@@ -138,10 +142,13 @@ def pop(
         target.write(data)
 
 
-@app.command(epilog="Example: anystore stream logs/a.jsonl logs/b.jsonl --mode json | jq .level")
+@app.command(epilog="\b\nExample: anystore stream logs/a.jsonl logs/b.jsonl --mode json")
 def stream(
     ctx: typer.Context,
-    keys: Annotated[list[str], typer.Argument(metavar="KEY...", help="One or more keys, streamed in order.")],
+    keys: Annotated[
+        list[str],
+        typer.Argument(metavar="KEY...", help="One or more keys, streamed in order.", autocompletion=complete_key),
+    ],
     mode: Annotated[
         LineMode,
         typer.Option(
@@ -173,10 +180,10 @@ def stream(
         out.flush()
 
 
-@app.command(epilog="Example: anystore touch runs/last-success")
+@app.command(epilog="\b\nExample: anystore touch runs/last-success")
 def touch(
     ctx: typer.Context,
-    keys: Annotated[list[str], typer.Argument(metavar="KEY...", help="One or more keys.")],
+    keys: Annotated[list[str], typer.Argument(metavar="KEY...", help="One or more keys.", autocompletion=complete_key)],
     ttl: TtlOption = None,
 ) -> None:
     """Store the current timestamp (ISO 8601 text) at each KEY and print it."""

@@ -1,0 +1,270 @@
+"""Global options, store selection, errors and exit statuses of the installed `anystore`."""
+
+from __future__ import annotations
+
+# ruff: noqa: F811  # fixtures from tests.test_cli_support reappear as arguments
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from anystore_cli import __version__
+from tests.conftest import anystore_bin, run_cli
+from tests.test_cli_support import (  # noqa: F401 - fixtures
+    CliStore,
+    assert_one_line_error,
+    cli_store,
+    local_store,
+    make_cli_store,
+    stderr_text,
+)
+
+COMMANDS = [
+    "get",
+    "put",
+    "keys",
+    "stream",
+    "checksum",
+    "touch",
+    "info",
+    "pop",
+    "rm",
+    "exists",
+    "dump",
+    "load",
+    "mirror",
+    "io",
+    "settings",
+]
+
+
+def test_version():
+    proc = run_cli("--version")
+    assert proc.returncode == 0
+    assert __version__ in proc.stdout.decode()
+
+
+def test_python_m_runs_the_same_app(tmp_path):
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ANYSTORE_")}
+    proc = subprocess.run(
+        [sys.executable, "-m", "anystore_cli", "-s", str(tmp_path / "s"), "put", "k", "v"], capture_output=True, env=env
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert (tmp_path / "s" / "k").read_bytes() == b"v"
+
+
+def test_help_lists_every_command_with_an_example():
+    proc = run_cli("--help")
+    assert proc.returncode == 0
+    out = proc.stdout.decode()
+    for command in COMMANDS:
+        assert f"  {command} " in out, command
+    assert "Example: anystore " in out
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+def test_each_command_help_shows_a_one_line_example(command):
+    proc = run_cli(command, "--help")
+    assert proc.returncode == 0, stderr_text(proc)
+    examples = [line for line in proc.stdout.decode().splitlines() if line.strip().startswith("Example:")]
+    assert len(examples) == 1
+    assert f"anystore {command}" in examples[0] or f"anystore {command}" in examples[0].replace("| ", "")
+
+
+def test_no_arguments_shows_usage_and_exits_2():
+    proc = run_cli()
+    assert proc.returncode == 2
+    assert "Usage:" in stderr_text(proc)
+
+
+@pytest.mark.parametrize(
+    "args",
+    [["nope"], ["--nope", "keys"], ["get"], ["keys", "--limit", "-1"], ["-b", "novalue", "keys"], ["get", "k", "--x"]],
+)
+def test_usage_errors_exit_2_in_one_line(tmp_path, args):
+    proc = run_cli("-s", str(tmp_path / "s"), *args)
+    assert_one_line_error(proc, 2)
+    assert proc.stdout == b""
+
+
+def test_store_given_only_by_anystore_uri(tmp_path):
+    env = {"ANYSTORE_URI": str(tmp_path / "from-env")}
+    assert run_cli("put", "k", "v", env=env).returncode == 0
+    assert (tmp_path / "from-env" / "k").read_bytes() == b"v"
+    assert run_cli("get", "k", env=env).stdout == b"v"
+
+
+def test_default_store_is_dot_anystore_in_the_working_directory(tmp_path):
+    assert run_cli("put", "k", "v", cwd=tmp_path).returncode == 0
+    assert (tmp_path / ".anystore" / "k").read_bytes() == b"v"
+
+
+def test_store_option_beats_anystore_uri(tmp_path):
+    env = {"ANYSTORE_URI": str(tmp_path / "env")}
+    assert run_cli("-s", str(tmp_path / "opt"), "put", "k", "v", env=env).returncode == 0
+    assert (tmp_path / "opt" / "k").exists()
+    assert not (tmp_path / "env").exists()
+
+
+@pytest.mark.parametrize("fmt", ["yaml", "json"])
+def test_store_given_by_config_file(tmp_path, fmt):
+    folder = tmp_path / "configured"
+    if fmt == "yaml":
+        config = tmp_path / "store.yml"
+        config.write_text(f"uri: {folder}\nserialization_mode: raw\n")
+    else:
+        config = tmp_path / "store.json"
+        config.write_text(json.dumps({"uri": str(folder), "serialization_mode": "raw"}))
+    assert run_cli("--config", str(config), "put", "k", "v").returncode == 0
+    assert (folder / "k").read_bytes() == b"v"
+    assert run_cli("--config", str(config), "get", "k").stdout == b"v"
+    env_name = "ANYSTORE_YAML_URI" if fmt == "yaml" else "ANYSTORE_JSON_URI"
+    assert run_cli("get", "k", env={env_name: str(config)}).stdout == b"v"
+
+
+def test_config_beats_anystore_uri_and_store_option_beats_config(tmp_path):
+    config = tmp_path / "store.yml"
+    config.write_text(f"uri: {tmp_path / 'configured'}\n")
+    env = {"ANYSTORE_URI": str(tmp_path / "env")}
+    assert run_cli("--config", str(config), "put", "a", "1", env=env).returncode == 0
+    assert (tmp_path / "configured" / "a").exists()
+    assert run_cli("--config", str(config), "-s", str(tmp_path / "opt"), "put", "b", "2").returncode == 0
+    assert (tmp_path / "opt" / "b").exists()
+
+
+def test_config_with_readonly_and_backend_config(redis_url, tmp_path):
+    from tests.conftest import unique
+
+    prefix = unique()
+    config = tmp_path / "store.yml"
+    config.write_text(f"uri: {redis_url}\nbackend_config:\n  redis_prefix: {prefix}\n")
+    assert run_cli("--config", str(config), "put", "k", "v").returncode == 0
+    assert run_cli("-s", redis_url, "-b", f"redis_prefix={prefix}", "get", "k").stdout == b"v"
+    assert run_cli("-s", redis_url, "-b", "redis_prefix=other", "exists", "k").returncode == 1
+    env = {"ANYSTORE_BACKEND_CONFIG__REDIS_PREFIX": prefix}
+    assert run_cli("-s", redis_url, "get", "k", env=env).stdout == b"v"
+    config.write_text(f"uri: {redis_url}\nreadonly: true\nbackend_config:\n  redis_prefix: {prefix}\n")
+    assert_one_line_error(run_cli("--config", str(config), "put", "k", "new"), 3, "readonly")
+    assert run_cli("--config", str(config), "get", "k").stdout == b"v"
+    run_cli("-s", redis_url, "-b", f"redis_prefix={prefix}", "rm", "k")
+
+
+def test_missing_config_file_is_an_error(tmp_path):
+    proc = run_cli("--config", str(tmp_path / "nope.yml"), "keys")
+    assert proc.returncode == 1
+    assert "nope.yml" in stderr_text(proc)
+
+
+def test_backend_config_value_parsed_as_json(tmp_path):
+    proc = run_cli("-s", str(tmp_path), "-b", "fsync=true", "-b", "table=kv", "-b", "n=3", "settings")
+    config = json.loads(proc.stdout)["store"]["backend_config"]
+    assert config == {"fsync": True, "table": "kv", "n": 3}
+
+
+@pytest.mark.parametrize(
+    "args",
+    [["put", "k", "new"], ["rm", "k"], ["pop", "k"], ["touch", "k"], ["load"], ["rm", "--prefix", "k"]],
+)
+def test_write_to_readonly_store_exits_3(cli_store: CliStore, args):
+    cli_store.put("k", b"old")
+    stdin = b'{"key": "k", "value": "new"}\n' if args == ["load"] else None
+    from tests.conftest import run_cli as run
+
+    proc = run("--readonly", *cli_store.global_args, *args, input=stdin, cwd=cli_store.tmp_path)
+    assert_one_line_error(proc, 3, "readonly")
+    assert cli_store.get("k") == b"old"
+    proc = cli_store(*args, input=stdin, env={"ANYSTORE_READONLY": "1"})
+    assert_one_line_error(proc, 3, "readonly")
+    assert cli_store.get("k") == b"old"
+
+
+def test_readonly_store_can_still_be_read(cli_store: CliStore):
+    cli_store.put("k", b"v")
+    assert run_cli("--readonly", *cli_store.global_args, "get", "k").stdout == b"v"
+
+
+@pytest.mark.parametrize("args", [["get", "k"], ["put", "k", "v"], ["keys"]])
+def test_unknown_uri_scheme_exits_2(args):
+    proc = run_cli("-s", "nosuchscheme://bucket/prefix", *args)
+    assert_one_line_error(proc, 2, "nosuchscheme")
+
+
+def test_password_in_uri_is_masked_in_errors():
+    proc = run_cli("-s", "redis://:s3cr3tpw@127.0.0.1:1/0", "get", "k", timeout=30)
+    line = assert_one_line_error(proc, 3, "***")
+    assert "s3cr3tpw" not in line
+    proc = run_cli("-s", "redis://user:s3cr3tpw@127.0.0.1:1/0", "--debug", "keys", timeout=30)
+    assert proc.returncode == 3
+    assert "s3cr3tpw" not in stderr_text(proc).splitlines()[-1]
+
+
+def test_unreachable_store_exits_3(tmp_path):
+    proc = run_cli("-s", "redis://127.0.0.1:1/0", "put", "k", "v", timeout=30)
+    assert_one_line_error(proc, 3, "127.0.0.1:1")
+
+
+def test_append_only_zip_refuses_delete_with_3(tmp_path):
+    store = str(tmp_path / "archive.zip")
+    assert run_cli("-s", store, "put", "k", "v").returncode == 0
+    assert run_cli("-s", store, "get", "k").stdout == b"v"
+    assert_one_line_error(run_cli("-s", store, "rm", "k"), 3, "k")
+
+
+def test_debug_shows_traceback(tmp_path):
+    proc = run_cli("-s", str(tmp_path), "--debug", "get", "missing")
+    assert proc.returncode == 1
+    assert "Traceback" in stderr_text(proc)
+    assert stderr_text(proc).rstrip().splitlines()[-1].startswith("anystore: error: ")
+    proc = run_cli("-s", str(tmp_path), "get", "missing", env={"ANYSTORE_DEBUG": "1"})
+    assert "Traceback" in stderr_text(proc)
+
+
+def test_interrupted_put_exits_130_and_leaves_old_value(local_store: CliStore):
+    local_store.put("k", b"old value")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ANYSTORE_")}
+    proc = subprocess.Popen(
+        [anystore_bin(), *local_store.global_args, "put", "k"],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=env,
+    )
+    assert proc.stdin is not None
+    proc.stdin.write(b"partial new value " * 1000)
+    proc.stdin.flush()
+    time.sleep(1.0)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=20)
+    assert proc.returncode == 130, err
+    assert b"Traceback" not in err
+    assert local_store.get("k") == b"old value"
+    assert [p.name for p in (local_store.tmp_path / local_store.uri.rsplit("/", 1)[-1]).iterdir()] == ["k"]
+
+
+def test_original_cli_invocations_keep_working(tmp_path):
+    store = str(tmp_path / "store")
+    source = tmp_path / "in.txt"
+    source.write_bytes(b"from file")
+    assert run_cli("--store", store, "put", "a/1.json", '{"x": 1}').returncode == 0
+    assert run_cli("--store", store, "put", "b/2.txt", "-i", str(source)).returncode == 0
+    out = tmp_path / "out.txt"
+    assert run_cli("--store", store, "get", "b/2.txt", "-o", str(out)).returncode == 0
+    assert out.read_bytes() == b"from file"
+    assert run_cli("--store", store, "keys", "--glob", "*/*.json").stdout == b"a/1.json\n"
+    assert run_cli("--store", store, "keys", "--prefix", "b").stdout == b"b/2.txt\n"
+    assert run_cli("--store", store, "keys", "--exclude-prefix", "b").stdout == b"a/1.json\n"
+    mirrored = str(tmp_path / "mirror")
+    assert run_cli("mirror", "-i", store, "-o", mirrored).returncode == 0
+    assert (tmp_path / "mirror" / "a" / "1.json").read_bytes() == b'{"x": 1}'
+    assert run_cli("io", "-i", str(source), "-o", str(tmp_path / "copy.txt")).returncode == 0
+    assert (tmp_path / "copy.txt").read_bytes() == b"from file"
+
+
+def test_second_backend_errors_name_key_and_store(store_factory):
+    store = make_cli_store(store_factory, "sqlite")
+    proc = store("get", "some/key")
+    assert_one_line_error(proc, 1, "some/key", "sqlite")
