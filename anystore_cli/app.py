@@ -154,23 +154,30 @@ def _is_click_exception(exc: BaseException) -> bool:
 class LazyGroup(TyperGroup):
     """The command group: commands are built from their module when first asked for."""
 
-    _loaded: dict[str, TyperGroup] = {}
+    _built: dict[str, Any] = {}
 
     def list_commands(self, ctx: Any) -> list[str]:
         """All command names, in the order of CLI.md."""
         return list(COMMANDS)
 
     def get_command(self, ctx: Any, cmd_name: str) -> Any:
-        """Import the module of `cmd_name` and return its command (None if unknown)."""
+        """Import the module of `cmd_name` and build that one command (None if unknown)."""
+        command = self._built.get(cmd_name)
+        if command is not None:
+            return command
         module_name = COMMANDS.get(cmd_name)
         if module_name is None:
             return None
-        group = self._loaded.get(module_name)
-        if group is None:
-            module = importlib.import_module(f"anystore_cli.commands.{module_name}")
-            group = typer.main.get_group(module.app)
-            self._loaded[module_name] = group
-        return group.commands.get(cmd_name)
+        module = importlib.import_module(f"anystore_cli.commands.{module_name}")
+        for info in module.app.registered_commands:
+            name = info.name or typer.main.get_command_name(info.callback.__name__)
+            if name == cmd_name:
+                command = typer.main.get_command_from_info(
+                    info, pretty_exceptions_short=True, rich_markup_mode=module.app.rich_markup_mode
+                )
+                self._built[cmd_name] = command
+                return command
+        return None  # pragma: no cover - COMMANDS names a command its module lacks
 
     def invoke(self, ctx: Any) -> Any:
         """Run the command; map any error to its exit status with one line on stderr."""
