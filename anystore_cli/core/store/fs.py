@@ -229,7 +229,7 @@ class Store(BaseStore):
 
     @contextlib.contextmanager
     def _object_writer(self, key: str, mode: str, no_clobber: bool) -> Generator[IO[Any], None, None]:
-        # a value larger than one block goes up as a multipart upload (8 MiB parts on S3);
+        # a value larger than one block goes up as a multipart upload (5 MiB parts on S3);
         # S3 commits it with `If-None-Match: *` in "x" mode, so no_clobber holds under races
         binary = "b" in mode
         open_mode = ("xb" if no_clobber and self._is_s3 else "wb") if binary else "wb"
