@@ -1,0 +1,104 @@
+"""Shell completion of keys: the keys of the store named on the command line or in the environment.
+
+Typer and click drive the completion protocol (`_ANYSTORE_COMPLETE=complete_bash` with
+`COMP_WORDS`/`COMP_CWORD`, `complete_zsh`/`complete_fish` with `_TYPER_COMPLETE_ARGS`); the
+KEY arguments of the commands name `complete_key` as their `autocompletion` callback.
+
+Completion must never get in the way of typing: the listing runs in a daemon thread that is
+abandoned after `COMPLETION_TIMEOUT` seconds, every error is swallowed (an unreachable or slow
+store completes to nothing), nothing is written to stderr, and nothing is created (a missing
+local folder or SQLite file is not made by asking for its keys).
+
+This module imports only the standard library; the store is built when a key is completed.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import threading
+from typing import Any
+
+COMPLETION_TIMEOUT = 1.5
+"""Seconds to wait for a store to list keys before completing to nothing."""
+
+MAX_KEYS = 100
+"""At most this many keys are offered."""
+
+
+def _silence() -> None:
+    """No warnings or log records on stderr while completing (they would garble the prompt)."""
+    import logging
+    import warnings
+
+    warnings.simplefilter("ignore")
+    logging.disable(logging.CRITICAL)
+
+
+def _state_for(ctx: Any) -> Any:
+    """The `State` of the global options, rebuilt from the parsed (not invoked) root context.
+
+    During completion click parses the command line but runs no callbacks, so the root
+    context holds the global options' values (`-s`, `--config`, `-b`, environment) in
+    `params`, and the app's own callback turns them into a `State` with its precedence rules.
+    """
+    from anystore_cli.commands.common import State
+
+    root = ctx.find_root()
+    if isinstance(root.obj, State):
+        return root.obj
+    from anystore_cli.app import main_callback
+
+    main_callback(root, **root.params)
+    return root.obj
+
+
+def _would_create(uri: str) -> bool:
+    """Whether listing `uri` would create something that is not there (a folder, a SQLite file)."""
+    if "://" not in uri:
+        return not os.path.exists(uri)
+    scheme, _, rest = uri.partition("://")
+    scheme = scheme.lower()
+    if scheme == "file":
+        return not os.path.exists(rest)
+    if scheme.startswith("sqlite"):
+        path = rest[1:] if rest.startswith("/") else rest
+        path = path.split("?", 1)[0]
+        return bool(path) and path != ":memory:" and not os.path.exists(path)
+    return False
+
+
+def list_keys(ctx: Any, incomplete: str, limit: int = MAX_KEYS) -> list[str]:
+    """The keys of the invocation's store starting with `incomplete`, at most `limit` (may raise)."""
+    state = _state_for(ctx)
+    uri, _options = state.store_options()
+    if _would_create(str(uri)):
+        return []
+    state.readonly = True
+    store = state.store()
+    found = store.iterate_keys(prefix=incomplete or None)
+    # a key with a newline cannot be offered through the line-based protocols
+    return [key for key in itertools.islice(found, limit) if "\n" not in key]
+
+
+def complete_key(ctx: Any, incomplete: str) -> list[str]:
+    """Autocompletion callback for KEY arguments: the store's keys starting with `incomplete`.
+
+    Returns at most `MAX_KEYS` keys, sorted, and nothing at all when the store is unreachable,
+    fails, or takes longer than `COMPLETION_TIMEOUT` seconds.
+    """
+    _silence()
+    result: list[str] = []
+
+    def work() -> None:
+        try:
+            result.extend(list_keys(ctx, incomplete))
+        except BaseException:  # noqa: BLE001 - completion completes to nothing, whatever happened
+            result.clear()
+
+    worker = threading.Thread(target=work, name="anystore-complete", daemon=True)
+    worker.start()
+    worker.join(COMPLETION_TIMEOUT)
+    if worker.is_alive():
+        return []
+    return sorted(result)
