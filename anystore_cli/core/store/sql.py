@@ -1,0 +1,516 @@
+"""SQL backend through SQLAlchemy 2: SQLite, PostgreSQL and MySQL/MariaDB.
+
+Store uris are SQLAlchemy urls: `sqlite:///file.db`, `postgresql://user:pw@host/db`,
+`mysql+pymysql://user:pw@host/db`. A bare `mysql://` or `mariadb://` uses pymysql, a bare
+`postgresql://` (or `postgres://`) psycopg2.
+
+One table per store (`backend_config` `table`, default `anystore`), created when missing:
+
+| column | sqlite | postgresql | mysql / mariadb |
+|---|---|---|---|
+| `key` (primary key) | TEXT (binary collation) | VARCHAR COLLATE "C" | VARCHAR(768) utf8mb4, binary NO PAD |
+| `value` | BLOB | BYTEA | LONGBLOB |
+| `created_at`, `updated_at` | DATETIME | TIMESTAMP | DATETIME(6) |
+| `expires_at` (indexed) | DATETIME | TIMESTAMP | DATETIME(6) |
+
+Timestamps are naive UTC. Key comparison is exact and case-sensitive everywhere. Limits: on
+MySQL/MariaDB a key holds at most 768 characters (InnoDB's 3072-byte index limit), longer keys
+are refused as `InvalidKey`; on PostgreSQL a key's index entry may not pass about 2700 bytes.
+
+Writes are upserts (ON CONFLICT / ON DUPLICATE KEY UPDATE); `no_clobber` is an insert that
+ignores a conflict and checks the row count. `ttl` is stored as an absolute UTC expiry; expired
+rows are invisible to every read, and are deleted when keys are listed and, now and then
+(about one write in a hundred), when writing. `pop` is one `DELETE ... RETURNING` where the
+database has it, else a locking SELECT and a DELETE in one transaction. Listing narrows with
+an escaped `LIKE` on the literal start of the prefix or glob, then matches exactly in Python;
+it streams through a server-side cursor (PostgreSQL, SQLite), or on MySQL pages through the
+primary key 1000 keys at a time (an unfinished MySQL result would have to be drained). SQLite
+databases run in WAL mode with a 30 second busy timeout, so parallel processes can write one
+file. Connecting to a server gives up after 4 seconds.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import random
+import threading
+import time
+from collections.abc import Callable, Generator, Iterator
+from datetime import datetime, timedelta, timezone
+from typing import Any, ClassVar, TypeVar
+
+import sqlalchemy as sa
+from sqlalchemy import event
+from sqlalchemy.dialects import mysql, postgresql, sqlite
+from sqlalchemy.engine import Engine, make_url
+from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError
+from sqlalchemy.exc import TimeoutError as PoolTimeoutError
+
+from anystore_cli.core.exceptions import (
+    AlreadyExists,
+    InvalidKey,
+    InvalidUri,
+    MissingDependency,
+    StoreError,
+)
+from anystore_cli.core.keys import listing_prefix, make_key_filter
+from anystore_cli.core.model import BaseStats
+from anystore_cli.core.store.base import BaseStore, VirtualIOMixin
+from anystore_cli.core.uri import mask_uri
+
+DEFAULT_TABLE = "anystore"
+CONNECT_TIMEOUT = 4
+"""Seconds to wait for a database server to accept a connection"""
+SQLITE_BUSY_TIMEOUT = 30
+"""Seconds a SQLite writer waits for the file's lock before failing"""
+MYSQL_KEY_LENGTH = 768
+PURGE_PROBABILITY = 0.01
+"""Chance that a write also deletes the expired rows of the table"""
+STREAM_BATCH = 1000
+LIKE_ESCAPE = "!"
+_DEADLOCK_CODES = {1205, 1213}  # MySQL: lock wait timeout, deadlock
+_DRIVERS = {
+    "postgresql": "postgresql+psycopg2",
+    "postgres": "postgresql+psycopg2",
+    "mysql": "mysql+pymysql",
+    "mariadb": "mariadb+pymysql",
+}
+
+T = TypeVar("T")
+
+
+def escape_like(text: str, escape: str = LIKE_ESCAPE) -> str:
+    """Escape `%`, `_` and the escape character itself, so `text` matches literally in LIKE."""
+    for char in (escape, "%", "_"):
+        text = text.replace(char, escape + char)
+    return text
+
+
+def sqlalchemy_url(uri: str) -> Any:
+    """The SQLAlchemy url for a store uri, with the default driver for bare schemes.
+
+    Raises:
+        InvalidUri: If the url cannot be parsed
+    """
+    try:
+        url = make_url(uri)
+    except ArgumentError as exc:
+        raise InvalidUri(f"Invalid SQL url `{mask_uri(uri)}`: {exc}") from exc
+    driver = _DRIVERS.get(url.drivername)
+    if driver is not None:
+        url = url.set(drivername=driver)
+    return url
+
+
+def _utcnow() -> datetime:
+    return datetime.now(timezone.utc).replace(tzinfo=None)
+
+
+def _aware(value: datetime | None) -> datetime | None:
+    if value is None or value.tzinfo is not None:
+        return value
+    return value.replace(tzinfo=timezone.utc)
+
+
+def _sqlite_on_connect(dbapi_connection: Any, _record: Any) -> None:
+    cursor = dbapi_connection.cursor()
+    cursor.execute(f"PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT * 1000}")
+    cursor.execute("PRAGMA journal_mode = WAL")
+    cursor.execute("PRAGMA synchronous = NORMAL")
+    # exact (and indexable) LIKE for the prefix narrowing
+    cursor.execute("PRAGMA case_sensitive_like = ON")
+    cursor.close()
+
+
+def _mysql_on_connect(dbapi_connection: Any, _record: Any) -> None:
+    # connected: no read timeout for queries (pymysql's default), a slow statement is no failure
+    if hasattr(dbapi_connection, "_read_timeout"):
+        dbapi_connection._read_timeout = None
+
+
+_ENGINES: dict[str, Engine] = {}
+_ENGINES_LOCK = threading.Lock()
+
+
+def get_engine(uri: str) -> Engine:
+    """Return the (per process cached) engine for a store uri.
+
+    Raises:
+        InvalidUri: For a malformed url or an unknown dialect or driver
+        MissingDependency: When the database driver is not installed
+    """
+    with _ENGINES_LOCK:
+        engine = _ENGINES.get(uri)
+        if engine is not None:
+            return engine
+        url = sqlalchemy_url(uri)
+        backend = url.get_backend_name()
+        options: dict[str, Any] = {"hide_parameters": True}
+        if backend == "sqlite":
+            options["connect_args"] = {"timeout": SQLITE_BUSY_TIMEOUT}
+        elif backend in ("mysql", "mariadb"):
+            # pymysql reads the server's handshake with `read_timeout`: bound it while connecting
+            options["connect_args"] = {"connect_timeout": CONNECT_TIMEOUT, "read_timeout": CONNECT_TIMEOUT}
+            # no gap locks: concurrent upserts and inserts of distinct keys do not deadlock
+            options["isolation_level"] = "READ COMMITTED"
+        elif backend == "postgresql":
+            options["connect_args"] = {"connect_timeout": CONNECT_TIMEOUT}
+        try:
+            engine = sa.create_engine(url, **options)
+        except NoSuchModuleError as exc:
+            raise InvalidUri(f"Unknown SQL dialect or driver in `{mask_uri(uri)}`") from exc
+        except ArgumentError as exc:
+            raise InvalidUri(f"Invalid SQL url `{mask_uri(uri)}`: {exc}") from exc
+        except ImportError as exc:
+            hint = "pip install 'anystore-cli[sql]'"
+            raise MissingDependency(
+                f"The SQL store `{mask_uri(uri)}` needs the missing driver `{exc.name}`: {hint}"
+            ) from exc
+        if backend == "sqlite":
+            event.listen(engine, "connect", _sqlite_on_connect)
+        elif backend in ("mysql", "mariadb"):
+            event.listen(engine, "connect", _mysql_on_connect)
+        _ENGINES[uri] = engine
+        return engine
+
+
+def _index_name(table: str) -> str:
+    name = f"ix_{table}_expires_at"
+    if len(name) <= 60:
+        return name
+    return f"ix_{table[:40]}_{hashlib.sha1(table.encode()).hexdigest()[:8]}_exp"
+
+
+def _is_mysql(engine: Engine) -> bool:
+    return engine.dialect.name in ("mysql", "mariadb")
+
+
+def build_table(name: str, engine: Engine) -> sa.Table:
+    """The store's table definition, with column types for the engine's database."""
+    timestamp = sa.DateTime().with_variant(mysql.DATETIME(fsp=6), "mysql", "mariadb")
+    key_type: Any = sa.String()
+    options: dict[str, Any] = {}
+    if engine.dialect.name == "postgresql":
+        key_type = sa.String(collation="C")
+    elif _is_mysql(engine):
+        key_type = mysql.VARCHAR(MYSQL_KEY_LENGTH, charset="utf8mb4", collation=_mysql_collation(engine))
+        options = {"mysql_charset": "utf8mb4", "mysql_engine": "InnoDB"}
+    elif engine.dialect.name == "sqlite":
+        options = {"sqlite_with_rowid": False}
+    return sa.Table(
+        name,
+        sa.MetaData(),
+        sa.Column("key", key_type, primary_key=True),
+        sa.Column("value", sa.LargeBinary().with_variant(mysql.LONGBLOB(), "mysql", "mariadb"), nullable=False),
+        sa.Column("created_at", timestamp, nullable=False),
+        sa.Column("updated_at", timestamp, nullable=False),
+        sa.Column("expires_at", timestamp, nullable=True),
+        sa.Index(_index_name(name), "expires_at"),
+        **options,
+    )
+
+
+def _mysql_collation(engine: Engine) -> str:
+    """A binary collation without trailing-space padding, so `a` and `a ` are different keys."""
+    version = engine.dialect.server_version_info or (0,)
+    if getattr(engine.dialect, "is_mariadb", False):
+        return "utf8mb4_nopad_bin"
+    if version >= (8, 0):
+        return "utf8mb4_0900_bin"
+    return "utf8mb4_bin"  # older MySQL: PAD SPACE, trailing spaces compare equal
+
+
+_TABLES: dict[tuple[str, str, bool], sa.Table] = {}
+
+
+class SqlStore(VirtualIOMixin, BaseStore):
+    """A store in one table of a SQL database, with ttl support."""
+
+    supports_ttl: ClassVar[bool] = True
+    backend_errors: ClassVar[tuple[type[BaseException], ...]] = (DBAPIError, PoolTimeoutError, OSError)
+
+    def __init__(self, **data: Any) -> None:
+        super().__init__(**data)
+        config = self.backend_config or {}
+        self.table_name = str(config.get("table") or DEFAULT_TABLE)
+        self._engine_: Engine | None = None
+        self._table_: sa.Table | None = None
+
+    # ---- connection, table and errors --------------------------------------------------------
+
+    @property
+    def engine(self) -> Engine:
+        """The SQLAlchemy engine (created on first use, shared per uri within the process)."""
+        if self._engine_ is None:
+            self._engine_ = get_engine(self.uri)
+        return self._engine_
+
+    @property
+    def table(self) -> sa.Table:
+        """The store's table, created in the database when missing (not for readonly stores)."""
+        if self._table_ is None:
+            engine = self.engine
+            cache_key = (self.uri, self.table_name, bool(self.readonly))
+            table = _TABLES.get(cache_key)
+            if table is None:
+                with engine.connect():  # learn the server version before choosing column types
+                    pass
+                table = build_table(self.table_name, engine)
+                self._create_table(table)
+                _TABLES[cache_key] = table
+            self._table_ = table
+        return self._table_
+
+    def _create_table(self, table: sa.Table) -> None:
+        if sa.inspect(self.engine).has_table(table.name):
+            return
+        if self.readonly:
+            raise StoreError(self._describe(None, f"table `{table.name}` does not exist"))
+        try:
+            with self.engine.begin() as conn:
+                table.create(conn, checkfirst=True)
+        except DBAPIError:
+            # another process created it at the same moment
+            if not sa.inspect(self.engine).has_table(table.name):
+                raise
+
+    @contextlib.contextmanager
+    def _errors(self, key: str | None = None) -> Generator[None, None, None]:
+        """Translate database errors into `StoreError` with the driver's one-line message."""
+        try:
+            with super()._errors(key):
+                yield
+        except StoreError as exc:
+            cause = exc.__cause__
+            if isinstance(cause, DBAPIError):
+                detail = str(cause.orig).strip().splitlines()[0] if cause.orig is not None else type(cause).__name__
+                raise StoreError(self._describe(key, f"store failed: {mask_uri(detail)}")) from cause
+            raise
+
+    def _key(self, key: Any) -> str:
+        key = super()._key(key)
+        if len(key) > MYSQL_KEY_LENGTH and self.uri.split(":", 1)[0].split("+")[0] in ("mysql", "mariadb"):
+            raise InvalidKey(f"Invalid key `{key[:40]}...`: longer than {MYSQL_KEY_LENGTH} characters (MySQL)")
+        return key
+
+    def _retry(self, func: Callable[[], T]) -> T:
+        """Run a write transaction, again if MySQL reports a deadlock."""
+        for attempt in range(3):
+            try:
+                return func()
+            except DBAPIError as exc:
+                code = getattr(exc.orig, "args", (None,))[0]
+                if attempt == 2 or code not in _DEADLOCK_CODES:
+                    raise
+                time.sleep(0.05 * (attempt + 1))
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    # ---- statements -----------------------------------------------------------------------
+
+    def _live(self, now: datetime) -> Any:
+        expires = self.table.c.expires_at
+        return sa.or_(expires.is_(None), expires > now)
+
+    def _row(self, key: str, value: bytes, ttl: int | None, now: datetime) -> dict[str, Any]:
+        expires = now + timedelta(seconds=ttl) if ttl else None
+        return {"key": key, "value": value, "created_at": now, "updated_at": now, "expires_at": expires}
+
+    def _upsert(self) -> Any:
+        table = self.table
+        dialect = self.engine.dialect.name
+        if _is_mysql(self.engine):
+            stmt = mysql.insert(table)
+            new = stmt.inserted
+            # MySQL applies assignments in order: decide created_at before expires_at changes
+            return stmt.on_duplicate_key_update(
+                [
+                    ("created_at", self._kept_created(new.created_at, new.updated_at)),
+                    ("value", new.value),
+                    ("updated_at", new.updated_at),
+                    ("expires_at", new.expires_at),
+                ]
+            )
+        module = postgresql if dialect == "postgresql" else sqlite
+        stmt = module.insert(table)
+        new = stmt.excluded
+        return stmt.on_conflict_do_update(
+            index_elements=[table.c.key],
+            set_={
+                "value": new.value,
+                "created_at": self._kept_created(new.created_at, new.updated_at),
+                "updated_at": new.updated_at,
+                "expires_at": new.expires_at,
+            },
+        )
+
+    def _kept_created(self, new_created: Any, now: Any) -> Any:
+        """created_at of an overwritten row: kept, unless the old row had expired."""
+        expires = self.table.c.expires_at
+        return sa.case(
+            (sa.and_(expires.is_not(None), expires <= now), new_created),
+            else_=self.table.c.created_at,
+        )
+
+    def _insert_ignore(self) -> Any:
+        table = self.table
+        if _is_mysql(self.engine):
+            return mysql.insert(table).prefix_with("IGNORE")
+        module = postgresql if self.engine.dialect.name == "postgresql" else sqlite
+        return module.insert(table).on_conflict_do_nothing(index_elements=[table.c.key])
+
+    def _maybe_purge(self) -> None:
+        if self.readonly or random.random() >= PURGE_PROBABILITY:
+            return
+        self.purge_expired()
+
+    def purge_expired(self) -> int:
+        """Delete the expired rows of the table now (best effort); return how many went."""
+        try:
+            with self.engine.begin() as conn:
+                result = conn.execute(sa.delete(self.table).where(self.table.c.expires_at <= _utcnow()))
+                return result.rowcount or 0
+        except DBAPIError:
+            return 0
+
+    # ---- primitives -----------------------------------------------------------------------
+
+    def _read(self, key: str, raise_on_nonexist: bool | None = True, **kwargs: Any) -> Any:
+        table = self.table
+        stmt = sa.select(table.c.value).where(table.c.key == key, self._live(_utcnow()))
+        with self.engine.connect() as conn:
+            value = conn.execute(stmt).scalar_one_or_none()
+        if value is None:
+            if raise_on_nonexist:
+                raise self._missing(key)
+            return None
+        value = bytes(value)
+        if "b" not in kwargs.get("mode", "rb"):
+            return value.decode()
+        return value
+
+    def _write(self, key: str, value: bytes, ttl: int | None = None, no_clobber: bool = False, **kwargs: Any) -> None:
+        row = self._row(key, bytes(value), ttl, _utcnow())
+        if no_clobber:
+            self._retry(lambda: self._insert_new(row))
+        else:
+            stmt = self._upsert()
+
+            def _upsert() -> None:
+                with self.engine.begin() as conn:
+                    conn.execute(stmt, row)
+
+            self._retry(_upsert)
+        self._maybe_purge()
+
+    def _insert_new(self, row: dict[str, Any]) -> None:
+        table = self.table
+        with self.engine.begin() as conn:
+            # an expired row does not count as existing
+            conn.execute(sa.delete(table).where(table.c.key == row["key"], table.c.expires_at <= row["updated_at"]))
+            if not conn.execute(self._insert_ignore(), row).rowcount:
+                raise AlreadyExists(self._describe(row["key"], "already exists"))
+
+    def _put_many(self, items: list[tuple[str, bytes]], ttl: int | None = None) -> None:
+        now = _utcnow()
+        rows = {key: self._row(key, bytes(value), ttl, now) for key, value in items}  # last one wins
+        stmt = self._upsert()
+
+        def _upsert_all() -> None:
+            with self.engine.begin() as conn:
+                conn.execute(stmt, list(rows.values()))
+
+        self._retry(_upsert_all)
+        self._maybe_purge()
+
+    def _get_many(self, keys: list[str]) -> Iterator[tuple[str, bytes | None]]:
+        table = self.table
+        stmt = sa.select(table.c.key, table.c.value).where(table.c.key.in_(set(keys)), self._live(_utcnow()))
+        with self.engine.connect() as conn:
+            found = {key: bytes(value) for key, value in conn.execute(stmt)}
+        for key in keys:
+            yield key, found.get(key)
+
+    def _delete(self, key: str) -> bool:
+        table = self.table
+        stmt = sa.delete(table).where(table.c.key == key, self._live(_utcnow()))
+        with self.engine.begin() as conn:
+            return bool(conn.execute(stmt).rowcount)
+
+    def _pop(self, key: str) -> bytes:
+        table = self.table
+        live = sa.and_(table.c.key == key, self._live(_utcnow()))
+        with self.engine.begin() as conn:
+            if self.engine.dialect.delete_returning:
+                value = conn.execute(sa.delete(table).where(live).returning(table.c.value)).scalar_one_or_none()
+            else:
+                value = conn.execute(sa.select(table.c.value).where(live).with_for_update()).scalar_one_or_none()
+                if value is not None:
+                    conn.execute(sa.delete(table).where(table.c.key == key))
+        if value is None:
+            raise self._missing(key)
+        return bytes(value)
+
+    def _exists(self, key: str) -> bool:
+        table = self.table
+        stmt = sa.select(sa.literal(1)).where(table.c.key == key, self._live(_utcnow()))
+        with self.engine.connect() as conn:
+            return conn.execute(stmt).first() is not None
+
+    def _info(self, key: str) -> BaseStats:
+        table = self.table
+        stmt = sa.select(sa.func.length(table.c.value), table.c.created_at, table.c.updated_at).where(
+            table.c.key == key, self._live(_utcnow())
+        )
+        with self.engine.connect() as conn:
+            row = conn.execute(stmt).first()
+        if row is None:
+            raise self._missing(key)
+        size, created, updated = row
+        return BaseStats(size=size, created_at=_aware(created), updated_at=_aware(updated))
+
+    def _iterate_keys(
+        self, prefix: str | None = None, exclude_prefix: str | None = None, glob: str | None = None
+    ) -> Iterator[str]:
+        table = self.table
+        now = _utcnow()
+        if not self.readonly:
+            self.purge_expired()
+        match = make_key_filter(prefix, exclude_prefix, glob)
+        stmt = sa.select(table.c.key).where(self._live(now))
+        literal = listing_prefix(prefix, glob)
+        if literal:
+            stmt = stmt.where(table.c.key.like(escape_like(literal) + "%", escape=LIKE_ESCAPE))
+        if exclude_prefix and exclude_prefix.lstrip("/"):
+            pattern = escape_like(exclude_prefix.lstrip("/")) + "%"
+            stmt = stmt.where(sa.not_(table.c.key.like(pattern, escape=LIKE_ESCAPE)))
+        paged = _is_mysql(self.engine)
+        for key in self._iterate_pages(stmt) if paged else self._iterate_cursor(stmt):
+            if match(key):
+                yield key
+
+    def _iterate_cursor(self, stmt: Any) -> Iterator[str]:
+        """Stream the keys of `stmt` through a server-side cursor."""
+        with self.engine.connect() as conn:
+            result = conn.execution_options(stream_results=True, yield_per=STREAM_BATCH).execute(stmt)
+            for (key,) in result:
+                yield key
+
+    def _iterate_pages(self, stmt: Any) -> Iterator[str]:
+        """Page through the keys of `stmt` in key order, one short query per page.
+
+        Used on MySQL, where an unfinished server-side result must be read to its end before its
+        connection can be used again: stopping early would drain the whole table.
+        """
+        column = self.table.c.key
+        last: str | None = None
+        while True:
+            page = stmt.order_by(column).limit(STREAM_BATCH)
+            if last is not None:
+                page = page.where(column > last)
+            with self.engine.connect() as conn:
+                keys = conn.execute(page).scalars().all()
+            yield from keys
+            if len(keys) < STREAM_BATCH:
+                return
+            last = keys[-1]

@@ -1,0 +1,292 @@
+"""The SQL backend beyond the shared contract: exact matching, ttl, column types, failures."""
+
+from __future__ import annotations
+
+import socket
+import sys
+import time
+from datetime import datetime, timedelta
+
+import pytest
+
+from anystore_cli.core import (
+    AlreadyExists,
+    DoesNotExist,
+    InvalidKey,
+    MissingDependency,
+    SqlStore,
+    StoreError,
+    get_store,
+)
+from anystore_cli.core.store.sql import escape_like, sqlalchemy_url
+from tests.conftest import unique
+
+pytestmark = pytest.mark.service
+
+SQL_BACKENDS = ["sqlite", "postgres", "mysql"]
+
+
+@pytest.fixture(params=SQL_BACKENDS)
+def store(request, store_factory) -> SqlStore:
+    return store_factory(request.param)
+
+
+def _rows(store: SqlStore) -> int:
+    import sqlalchemy as sa
+
+    with store.engine.connect() as conn:
+        return conn.execute(sa.select(sa.func.count()).select_from(store.table)).scalar_one()
+
+
+def test_escape_like():
+    assert escape_like("a%b_c!d") == "a!%b!_c!!d"
+
+
+def test_bare_schemes_get_default_drivers():
+    assert sqlalchemy_url("mysql://root@h/db").drivername == "mysql+pymysql"
+    assert sqlalchemy_url("mariadb://root@h/db").drivername == "mariadb+pymysql"
+    assert sqlalchemy_url("postgresql://u@h/db").drivername == "postgresql+psycopg2"
+    assert sqlalchemy_url("postgres://u@h/db").drivername == "postgresql+psycopg2"
+    assert sqlalchemy_url("mysql+pymysql://root@h/db").drivername == "mysql+pymysql"
+
+
+def test_default_table_is_anystore(tmp_path):
+    assert get_store(f"sqlite:///{tmp_path}/x.db").table_name == "anystore"
+
+
+SPECIAL = [
+    "100%",
+    "100x",
+    "1_0",
+    "1x0",
+    "a%b",
+    "ab",
+    "a*b",
+    "aXb",
+    "back\\slash",
+    "backXslash",
+    "x!%y",
+    "x!y",
+    "x!!",
+    "Key",
+    "key",
+    "trail ",
+    "trail",
+    "ünï/cödé",
+    "ü",
+]
+
+
+def test_prefix_and_glob_match_special_keys_exactly(store):
+    for key in SPECIAL:
+        store.put(key, key)
+    assert sorted(store.iterate_keys()) == sorted(SPECIAL)
+    for key in SPECIAL:
+        assert store.get(key) == key
+    assert list(store.iterate_keys(prefix="100%")) == ["100%"]
+    assert list(store.iterate_keys(prefix="1_")) == ["1_0"]
+    assert list(store.iterate_keys(prefix="a%")) == ["a%b"]
+    assert list(store.iterate_keys(prefix="a*")) == ["a*b"]
+    assert list(store.iterate_keys(prefix="back\\")) == ["back\\slash"]
+    assert sorted(store.iterate_keys(prefix="x!")) == ["x!!", "x!%y", "x!y"]
+    assert list(store.iterate_keys(prefix="x!%")) == ["x!%y"]
+    assert list(store.iterate_keys(prefix="K")) == ["Key"]
+    assert list(store.iterate_keys(prefix="trail ")) == ["trail "]
+    assert sorted(store.iterate_keys(prefix="ü")) == ["ü", "ünï/cödé"]
+    assert sorted(store.iterate_keys(exclude_prefix="a")) == sorted(k for k in SPECIAL if not k.startswith("a"))
+    assert sorted(store.iterate_keys(glob="a?b")) == ["a%b", "a*b", "aXb"]
+    assert list(store.iterate_keys(glob="a[*]b")) == ["a*b"]
+    assert list(store.iterate_keys(glob="1[_]*")) == ["1_0"]
+    assert list(store.iterate_keys(glob="ünï/*")) == ["ünï/cödé"]
+    assert list(store.iterate_keys(glob="back[\\]*")) == ["back\\slash"]
+
+
+def test_keys_differing_in_case_or_trailing_space_are_distinct(store):
+    store.put("trail", 1)
+    store.put("trail ", 2)
+    store.put("Trail", 3)
+    assert (store.get("trail"), store.get("trail "), store.get("Trail")) == (1, 2, 3)
+
+
+def test_large_value_roundtrip(store):
+    data = bytes(range(256)) * (5 * 1024 * 4)  # 5 MiB
+    store.put("big", data, serialization_mode="raw")
+    assert store.get("big", serialization_mode="raw") == data
+    assert store.info("big").size == len(data)
+
+
+def test_overwrite_keeps_created_at(store):
+    store.put("k", b"12345", serialization_mode="raw")
+    first = store.info("k")
+    time.sleep(0.02)
+    store.put("k", b"1", serialization_mode="raw")
+    second = store.info("k")
+    assert second.size == 1
+    assert second.created_at == first.created_at
+    assert second.updated_at > first.updated_at
+    assert abs(second.updated_at - datetime.now(second.updated_at.tzinfo)) < timedelta(seconds=5)
+
+
+def test_expired_rows_are_invisible_and_purged(store):
+    store.put("gone", 1, ttl=1)
+    store.put("kept", 2)
+    time.sleep(1.2)
+    assert store.get("gone", raise_on_nonexist=False) is None
+    assert store.exists("gone") is False
+    with pytest.raises(DoesNotExist):
+        store.info("gone")
+    with pytest.raises(DoesNotExist):
+        store.pop("gone")
+    assert store.delete("gone") is False
+    assert dict(store.get_many(["gone", "kept"])) == {"gone": None, "kept": 2}
+    assert _rows(store) == 2  # still there, but invisible
+    assert list(store.iterate_keys()) == ["kept"]
+    assert _rows(store) == 1  # listing purged it
+
+
+def test_no_clobber_over_an_expired_row_writes_a_new_key(store):
+    store.put("k", "old", ttl=1)
+    with pytest.raises(AlreadyExists):
+        store.put("k", "new", no_clobber=True)
+    created = store.info("k").created_at
+    time.sleep(1.2)
+    store.put("k", "new", no_clobber=True)
+    assert store.get("k") == "new"
+    assert store.info("k").created_at > created
+
+
+def test_overwrite_of_an_expired_row_resets_created_at(store):
+    store.put("k", "old", ttl=1)
+    created = store.info("k").created_at
+    time.sleep(1.2)
+    store.put("k", "new")
+    assert store.info("k").created_at > created
+    store.put("k", "newer", ttl=60)
+    store.put("k", "forever")
+    time.sleep(0.01)
+    assert store.exists("k")
+
+
+def test_pop_without_delete_returning(store, monkeypatch):
+    monkeypatch.setattr(store.engine.dialect, "delete_returning", False)
+    store.put("k", 1)
+    assert store.pop("k") == 1
+    with pytest.raises(DoesNotExist):
+        store.pop("k")
+
+
+def test_put_many_last_value_of_a_key_wins(store):
+    assert store.put_many([("a", 1), ("b", 2), ("a", 3)]) == 3
+    assert dict(store.get_many(["a", "b"])) == {"a": 3, "b": 2}
+
+
+def test_iterate_keys_streams_and_stops_early(store):
+    store.put_many({f"k/{i:05d}": i for i in range(3000)})
+    keys = store.iterate_keys(prefix="k/")
+    first = [next(keys) for _ in range(10)]
+    keys.close()
+    assert len(set(first)) == 10
+    assert len(list(store.iterate_keys(prefix="k/"))) == 3000
+    store.put("after", 1)  # no connection or lock is left behind
+    assert store.get("after") == 1
+
+
+def test_column_types(store_factory):
+    import sqlalchemy as sa
+
+    store = store_factory("mysql")
+    store.put("k", 1)
+    with store.engine.connect() as conn:
+        rows = conn.execute(
+            sa.text(
+                "SELECT column_name, column_type, collation_name FROM information_schema.columns "
+                "WHERE table_schema = DATABASE() AND table_name = :t"
+            ),
+            {"t": store.table_name},
+        ).all()
+    columns = {name.lower(): (kind.lower(), collation) for name, kind, collation in rows}
+    assert columns["key"][0] == "varchar(768)"
+    assert columns["key"][1] in ("utf8mb4_nopad_bin", "utf8mb4_0900_bin")  # exact, NO PAD
+    assert columns["value"][0] == "longblob"
+    assert columns["expires_at"][0] == "datetime(6)"
+
+
+def test_postgres_column_types(store_factory):
+    import sqlalchemy as sa
+
+    store = store_factory("postgres")
+    store.put("k", 1)
+    with store.engine.connect() as conn:
+        rows = conn.execute(
+            sa.text(
+                "SELECT column_name, data_type, collation_name FROM information_schema.columns WHERE table_name = :t"
+            ),
+            {"t": store.table_name},
+        ).all()
+    columns = {name: (kind, collation) for name, kind, collation in rows}
+    assert columns["key"] == ("character varying", "C")
+    assert columns["value"][0] == "bytea"
+
+
+def test_mysql_key_length_limit(store_factory):
+    store = store_factory("mysql")
+    store.put("k" * 768, 1)
+    assert store.get("k" * 768) == 1
+    with pytest.raises(InvalidKey):
+        store.put("k" * 769, 1)
+
+
+def test_sqlite_runs_in_wal_mode(store_factory):
+    import sqlalchemy as sa
+
+    store = store_factory("sqlite")
+    store.put("k", 1)
+    with store.engine.connect() as conn:
+        assert conn.execute(sa.text("PRAGMA journal_mode")).scalar_one() == "wal"
+        assert conn.execute(sa.text("PRAGMA busy_timeout")).scalar_one() >= 30000
+
+
+def test_readonly_store_does_not_create_its_table(tmp_path):
+    store = get_store(f"sqlite:///{tmp_path}/ro.db", readonly=True)
+    with pytest.raises(StoreError, match="does not exist"):
+        store.get("k")
+
+
+def test_missing_driver_names_the_extra(monkeypatch):
+    monkeypatch.setitem(sys.modules, "pymysql", None)
+    store = SqlStore(uri=f"mysql://root@127.0.0.1:3306/{unique()}")
+    with pytest.raises(MissingDependency, match=r"anystore-cli\[sql\]"):
+        store.get("k")
+
+
+def _expect_store_error(uri: str, secret: str | None = None) -> None:
+    store = SqlStore(uri=uri, backend_config={"table": unique()})
+    started = time.monotonic()
+    with pytest.raises(StoreError) as caught:
+        store.get("k")
+    assert time.monotonic() - started < 5
+    message = str(caught.value)
+    assert "store failed" in message
+    assert "\n" not in message
+    if secret:
+        assert secret not in message
+        assert "***" in message
+
+
+@pytest.mark.parametrize("scheme", ["postgresql", "mysql+pymysql"])
+def test_unreachable_port_is_store_error(scheme):
+    _expect_store_error(f"{scheme}://root:hunter2@127.0.0.1:1/test", "hunter2")
+
+
+@pytest.mark.parametrize("scheme", ["postgresql", "mysql+pymysql"])
+def test_silent_server_is_store_error_within_timeout(scheme):
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(8)
+        port = silent.getsockname()[1]
+        _expect_store_error(f"{scheme}://root:hunter2@127.0.0.1:{port}/test", "hunter2")
+
+
+def test_wrong_mysql_password_is_store_error(mysql_url):
+    host = mysql_url.split("@", 1)[1]
+    _expect_store_error(f"mysql+pymysql://root:hunter2@{host}", "hunter2")
