@@ -1,4 +1,11 @@
-"""Copy every matching key from one store to another."""
+"""Copy every matching key from one store to another, streaming each value.
+
+Keys the target already has are skipped unless `overwrite`. When the keys come from listing
+the source, the target is listed once with the same criteria (one paginated listing on S3)
+instead of asking it about each key. A copy that fails for a transient reason (the store
+failed: a timeout, a dropped connection, a 5xx) is tried again; a key that still fails is
+counted and the others go on.
+"""
 
 from __future__ import annotations
 
@@ -8,17 +15,22 @@ from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from anystore_cli.core.exceptions import AnystoreError, StoreError
+from anystore_cli.core.exceptions import AnystoreError, MissingDependency, StoreError
 from anystore_cli.core.model import Model
 
 RETRIES = 3
+"""Attempts per key"""
+RETRY_DELAY = 0.2
+"""Seconds before the second attempt; doubles after each"""
+TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (StoreError, OSError, ConnectionError, TimeoutError)
+"""Failures worth another attempt (a missing key, a read-only target or bad data are not)"""
 
 
 class MirrorStatus(Model):
     """What a mirror run did."""
 
     mirrored: int = 0
-    """Keys copied"""
+    """Keys copied (with `dry_run`: keys that would be copied)"""
     skipped: int = 0
     """Keys left alone because the target had them"""
     failed: int = 0
@@ -34,14 +46,24 @@ class MirrorStatus(Model):
         return self.mirrored + self.skipped + self.failed
 
 
-def _with_retries(func: Callable[[], Any], retries: int = RETRIES) -> Any:
+def is_transient(exc: BaseException) -> bool:
+    """Tell whether a failed operation is worth another attempt."""
+    return isinstance(exc, TRANSIENT_ERRORS) and not isinstance(exc, MissingDependency)
+
+
+def with_retries(func: Callable[[], Any], retries: int = RETRIES, delay: float = RETRY_DELAY) -> Any:
+    """Call `func`, again after a transient failure (up to `retries` attempts in all, backing off).
+
+    Raises:
+        The last error, or the first one that is not transient
+    """
     for attempt in range(retries):
         try:
             return func()
-        except (StoreError, OSError, ConnectionError, TimeoutError):
-            if attempt == retries - 1:
+        except BaseException as exc:
+            if attempt == retries - 1 or not is_transient(exc):
                 raise
-            time.sleep(0.2 * 2**attempt)
+            time.sleep(delay * 2**attempt)
     return None
 
 
@@ -56,12 +78,19 @@ def mirror(
     dry_run: bool = False,
     keys: Iterable[str] | None = None,
     on_progress: Callable[[str, str], None] | None = None,
+    retries: int = RETRIES,
     **kwargs: Any,
 ) -> MirrorStatus:
     """Copy every matching key from `source` to `target`, streaming each value.
 
     Keys the target already has are skipped unless `overwrite`. A key whose copy fails for
     a transient reason is retried; a key that still fails is counted and the rest go on.
+
+    Example:
+        ```python
+        status = mirror("./data", "s3://bucket/data", glob="**/*.json", workers=8)
+        print(status.mirrored, status.skipped, status.failed)
+        ```
 
     Args:
         source: Store (or uri) to read from
@@ -72,12 +101,17 @@ def mirror(
         overwrite: Copy keys the target already has
         workers: Number of parallel copies
         dry_run: Only count what would be copied
-        keys: Copy these keys instead of listing the source
+        keys: Copy these keys instead of listing the source (the target is then asked about
+            each key instead of being listed)
         on_progress: Called with `(key, outcome)` for every key, outcome one of
-            "mirrored", "skipped", "failed"
+            "mirrored", "skipped", "failed"; calls come one at a time
+        retries: Attempts per key
 
     Returns:
         The counts of mirrored, skipped and failed keys
+
+    Raises:
+        StoreError: If the source (or the target, when it is listed) cannot be listed
     """
     from anystore_cli.core.store.base import copy_value
     from anystore_cli.core.store.registry import get_store
@@ -89,27 +123,41 @@ def mirror(
     status = MirrorStatus()
     lock = threading.Lock()
 
+    existing: set[str] | None = None
+    if not overwrite and keys is None:
+        existing = set(
+            with_retries(
+                lambda: list(target.iterate_keys(prefix=prefix, exclude_prefix=exclude_prefix, glob=glob)), retries
+            )
+        )
+
     def _count(key: str, outcome: str, size: int = 0, error: str | None = None) -> None:
         with lock:
             setattr(status, outcome, getattr(status, outcome) + 1)
             status.bytes += size
             if error is not None:
                 status.errors.append((key, error))
-        if on_progress is not None:
-            on_progress(key, outcome)
+            if on_progress is not None:
+                on_progress(key, outcome)
+
+    def _exists(key: str) -> bool:
+        if existing is not None:
+            return key in existing
+        return bool(with_retries(lambda: target.exists(key), retries))
 
     def _handle(key: str) -> None:
         try:
-            if not overwrite and _with_retries(lambda: target.exists(key)):
+            if not overwrite and _exists(key):
                 _count(key, "skipped")
                 return
             if dry_run:
                 _count(key, "mirrored")
                 return
-            size = _with_retries(lambda: copy_value(source, key, target))
+            size = with_retries(lambda: copy_value(source, key, target), retries)
             _count(key, "mirrored", size or 0)
-        except (AnystoreError, OSError, ConnectionError, TimeoutError) as exc:
-            _count(key, "failed", error=str(exc))
+        except (AnystoreError, OSError, ConnectionError, TimeoutError, ValueError) as exc:
+            message = str(exc) if isinstance(exc, AnystoreError) else f"{type(exc).__name__}: {exc}"
+            _count(key, "failed", error=message)
 
     todo = keys if keys is not None else source.iterate_keys(prefix=prefix, exclude_prefix=exclude_prefix, glob=glob)
     if workers <= 1:
@@ -121,7 +169,13 @@ def mirror(
 
 
 def run_bounded(func: Callable[[Any], Any], items: Iterable[Any], workers: int) -> None:
-    """Run `func` over `items` on `workers` threads, keeping at most 4 x workers queued."""
+    """Run `func` over `items` on `workers` threads, keeping at most 4 x workers queued.
+
+    Items are taken from `items` only as slots free up, so a long listing streams through.
+
+    Raises:
+        The first exception `func` raised (no new items are started after it)
+    """
     slots = threading.BoundedSemaphore(workers * 4)
     errors: list[BaseException] = []
 
@@ -133,7 +187,7 @@ def run_bounded(func: Callable[[Any], Any], items: Iterable[Any], workers: int) 
         finally:
             slots.release()
 
-    with ThreadPoolExecutor(max_workers=workers) as pool:
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="anystore-mirror") as pool:
         for item in items:
             if errors:
                 break
