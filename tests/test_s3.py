@@ -464,3 +464,86 @@ def test_endpoint_is_honoured_by_smart_open(s3_server, bucket, monkeypatch):
     smart_write(f"s3://{bucket}/io/file.txt", b"through io")
     assert smart_read(f"s3://{bucket}/io/file.txt") == b"through io"
     assert os.environ["AWS_ENDPOINT_URL"] == s3_server
+
+
+# ---- through the installed command line ------------------------------------------------------
+
+PEAK_WRAPPER = """
+import json, resource, subprocess, sys
+done = subprocess.run(sys.argv[1:])
+peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+sys.stderr.write(json.dumps({"returncode": done.returncode, "peak_kib": peak}))
+"""
+
+
+def _cli_peak(args: list[str], stdin_size: int = 0, hasher: Any = None) -> tuple[dict[str, Any], Any]:
+    """Run `anystore ARGS` with `stdin_size` bytes piped in (hashed into `hasher`).
+
+    Returns:
+        Its exit status and peak RSS, and the sha256 of what it wrote to stdout
+    """
+    from tests.conftest import anystore_bin
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ANYSTORE_")}
+    wrapper = subprocess.Popen(
+        [sys.executable, "-c", PEAK_WRAPPER, anystore_bin(), *args],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=env,
+    )
+    pump = threading.Thread(target=_pump, args=(wrapper.stdin, stdin_size, hasher or hashlib.sha256()))
+    pump.start()
+    received = hashlib.sha256()
+    while chunk := wrapper.stdout.read(MIB):
+        received.update(chunk)
+    errors = wrapper.stderr.read()
+    wrapper.wait(timeout=300)
+    pump.join()
+    return json.loads(errors[errors.rindex(b'{"returncode"') :]), received
+
+
+def test_cli_puts_64_mib_from_a_pipe_and_gets_it_back(s3_server, bucket, cli):
+    options = ["-s", f"s3://{bucket}", "-b", f"endpoint_url={s3_server}"]
+    small, _ = _cli_peak([*options, "put", "small"], 1024)
+    sent = hashlib.sha256()
+    big, _ = _cli_peak([*options, "put", "big"], 64 * MIB, sent)
+    assert small["returncode"] == 0 and big["returncode"] == 0
+    get_small, _ = _cli_peak([*options, "get", "small"])
+    get_big, received = _cli_peak([*options, "get", "big"])
+    assert get_small["returncode"] == 0 and get_big["returncode"] == 0
+    assert received.hexdigest() == sent.hexdigest()
+    done = cli(*options, "checksum", "-a", "sha256", "big")
+    assert (done.returncode, done.stdout.decode().strip()) == (0, sent.hexdigest())
+
+    put_growth = (big["peak_kib"] - small["peak_kib"]) / 1024
+    get_growth = (get_big["peak_kib"] - get_small["peak_kib"]) / 1024
+    print(
+        f"\nanystore put/get of 64 MiB through a pipe: peak RSS {big['peak_kib'] / 1024:.1f} / "
+        f"{get_big['peak_kib'] / 1024:.1f} MiB, {put_growth:.1f} / {get_growth:.1f} MiB above 1 KiB"
+    )
+    assert put_growth < 32
+    assert get_growth < 32
+
+
+def test_cli_missing_bucket_exits_3_naming_the_bucket(s3_server, cli):
+    name = unique("missing")
+    for args in (["get", "k"], ["put", "k", "v"], ["keys"], ["exists", "k"]):
+        done = cli("-s", f"s3://{name}", "-b", f"endpoint_url={s3_server}", *args)
+        assert done.returncode == 3, (args, done.stderr)
+        assert f"bucket `{name}` does not exist" in done.stderr.decode()
+
+
+def test_cli_missing_key_exits_1_and_refused_credentials_exit_3(s3_server, bucket, refusing_endpoint, cli):
+    done = cli("-s", f"s3://{bucket}", "-b", f"endpoint_url={s3_server}", "get", "nothing")
+    assert done.returncode == 1, done.stderr
+    done = cli("-s", "s3://bucket", "-b", f"endpoint_url={refusing_endpoint}", "get", "k")
+    assert done.returncode == 3
+    assert "credentials refused" in done.stderr.decode()
+
+
+def test_cli_uses_aws_environment_variables(s3_server, bucket, cli):
+    env = {"AWS_ENDPOINT_URL": s3_server, "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing"}
+    assert cli("-s", f"s3://{bucket}/env", "put", "k", "from env", env=env).returncode == 0
+    done = cli("-s", f"s3://{bucket}/env", "get", "k", env=env)
+    assert (done.returncode, done.stdout) == (0, b"from env")

@@ -145,9 +145,27 @@ class Store(BaseStore):
                 self._check_bucket(exc)
                 raise
             except PermissionError as exc:
-                raise StoreError(self._describe(key, _permission_message(exc))) from exc
+                raise StoreError(self._describe(key, _permission_message(self._explain_forbidden(exc, key)))) from exc
             except _client_errors() as exc:
                 raise StoreError(self._describe(key, f"store failed: {mask_uri(exc)}")) from exc
+
+    def _explain_forbidden(self, exc: PermissionError, key: str | None) -> PermissionError:
+        """A 403 on `HeadObject` has no body to say why: ask once more with a request that does
+        (a one-byte GetObject), so refused credentials are told from a missing permission."""
+        if not self._is_s3 or _error_code(exc) not in ("403", None):
+            return exc
+        try:
+            if key is not None:
+                bucket, name = self._bucket_key(key)
+                self._fs.call_s3("get_object", Bucket=bucket, Key=name, Range="bytes=0-0")
+            else:
+                bucket, _, base = self._root.partition("/")
+                self._fs.call_s3("list_objects_v2", Bucket=bucket, Prefix=base, MaxKeys=1)
+        except PermissionError as detailed:
+            return detailed
+        except Exception:  # noqa: BLE001 - the first error stands
+            return exc
+        return exc
 
     def _check_bucket(self, exc: BaseException | None = None) -> None:
         """Raise `StoreError` if the store's bucket does not exist (object stores only).
