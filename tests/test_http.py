@@ -138,3 +138,38 @@ def test_get_many_reads_in_parallel_and_in_order(store):
     got = list(store.get_many(keys))
     assert [k for k, _ in got] == keys
     assert dict(got) == {**FILES, "missing": None}
+
+
+# ---- fsspec filesystems with directories and no buckets (sftp, ftp, smb, ...) ---------------
+# fsspec's in-memory filesystem stands in for them: no server needed, same code path.
+
+
+@pytest.fixture
+def dir_store() -> Any:
+    from anystore_cli.core.store.fs import Store
+    from tests.conftest import unique
+
+    return Store(uri=f"memory://{unique()}/root", serialization_mode="raw")
+
+
+def test_directory_filesystem_roundtrip_and_listing(dir_store):
+    dir_store.put("a/b/c", b"1")
+    dir_store.put("x", b"y")
+    assert sorted(dir_store.iterate_keys()) == ["a/b/c", "x"]
+    assert sorted(dir_store.iterate_keys(glob="a/*/c")) == ["a/b/c"]
+    assert dir_store.get("a/b/c") == b"1"
+    assert not dir_store.exists("a/b")
+    info = dir_store.info("a/b/c")
+    assert info.size == 1 and isinstance(info.updated_at, datetime)
+    assert dir_store.put_stream("big", io.BytesIO(b"z" * 3_000_000)) == 3_000_000
+    assert dir_store.pop("big") == b"z" * 3_000_000
+    assert dir_store.delete("x") is True and dir_store.delete("x") is False
+
+
+def test_directory_filesystem_failed_write_keeps_old_value_and_no_temporary(dir_store):
+    dir_store.put("k", b"old")
+    with pytest.raises(RuntimeError), dir_store.open("k", "wb") as fh:
+        fh.write(b"partial")
+        raise RuntimeError("boom")
+    assert dir_store.get("k") == b"old"
+    assert list(dir_store.iterate_keys()) == ["k"]

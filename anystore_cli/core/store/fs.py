@@ -349,7 +349,8 @@ class Store(BaseStore):
             or info.get("updated")
             or info.get("Last-Modified")
         )
-        created = _timestamp(info.get("created") or info.get("timeCreated") or info.get("creation_time")) or updated
+        created = _timestamp(info.get("created") or info.get("timeCreated") or info.get("creation_time"))
+        updated, created = updated or created, created or updated
         return BaseStats(size=info.get("size") or 0, created_at=created, updated_at=updated)
 
     def _open(self, key: str, mode: str = DEFAULT_MODE, **kwargs: Any) -> Any:
