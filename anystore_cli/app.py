@@ -292,6 +292,10 @@ def run(argv: list[str] | None = None) -> int:
     if args == ["--version"]:  # the fast path: no command tree to build
         sys.stdout.write(f"{PROG} {__version__}\n")
         return EXIT_OK
+    if "_ANYSTORE_COMPLETE" in os.environ:  # the shell asks for completions
+        from anystore_cli.completion import prepare_completion
+
+        prepare_completion()
     command = typer.main.get_command(app)
     try:
         result = command.main(args=args, prog_name=PROG, standalone_mode=False)

@@ -26,11 +26,17 @@ MAX_KEYS = 100
 """At most this many keys are offered."""
 
 
-def _silence() -> None:
-    """No warnings or log records on stderr while completing (they would garble the prompt)."""
+def prepare_completion() -> None:
+    """Set up a process that answers the shell's completion request.
+
+    Help texts go out on one line each (Typer wraps them at the terminal width otherwise, and a
+    wrapped line would be offered as a candidate by fish), and no warnings or log records reach
+    stderr (they would garble the prompt).
+    """
     import logging
     import warnings
 
+    os.environ.setdefault("TERMINAL_WIDTH", "100000")
     warnings.simplefilter("ignore")
     logging.disable(logging.CRITICAL)
 
@@ -87,7 +93,7 @@ def complete_key(ctx: Any, incomplete: str) -> list[str]:
     Returns at most `MAX_KEYS` keys, sorted, and nothing at all when the store is unreachable,
     fails, or takes longer than `COMPLETION_TIMEOUT` seconds.
     """
-    _silence()
+    prepare_completion()
     result: list[str] = []
 
     def work() -> None:
