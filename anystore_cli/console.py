@@ -131,8 +131,13 @@ class Progress:
             )
             from rich.progress import Progress as RichProgress
 
-            if self.total is None:
-                columns: list[Any] = [SpinnerColumn(), TextColumn("{task.description}"), TextColumn("{task.completed}")]
+            if self.unit == "bytes":
+                from rich.progress import DownloadColumn, TransferSpeedColumn
+
+                columns: list[Any] = [TextColumn("{task.description}"), BarColumn(), DownloadColumn()]
+                columns.append(TransferSpeedColumn())
+            elif self.total is None:
+                columns = [SpinnerColumn(), TextColumn("{task.description}"), TextColumn("{task.completed}")]
             else:
                 columns = [TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn()]
             columns.append(TimeElapsedColumn())
@@ -198,3 +203,61 @@ def human_size(size: int | None) -> str:
 
 
 ProgressCallback = Callable[[str, str], None]
+
+LARGE_VALUE = 16 * 1024 * 1024
+"""Values at least this big get a progress bar (on a terminal's stderr)."""
+
+
+def known_size(handle: Any) -> int | None:
+    """The size of what `handle` will yield, where that is cheap to know (regular files, buffers)."""
+    import stat
+
+    try:
+        info = os.fstat(handle.fileno())
+    except (AttributeError, OSError, ValueError):
+        getbuffer = getattr(handle, "getbuffer", None)
+        if getbuffer is None:
+            return None
+        try:
+            return len(getbuffer()) - handle.tell()
+        except (OSError, ValueError):
+            return None
+    if not stat.S_ISREG(info.st_mode):
+        return None
+    try:
+        return info.st_size - handle.tell()
+    except (OSError, ValueError):
+        return info.st_size
+
+
+class CountingReader:
+    """A binary reader that reports every chunk read to a `Progress`."""
+
+    def __init__(self, handle: IO[bytes], progress: Progress) -> None:
+        self.handle = handle
+        self.progress = progress
+
+    def read(self, size: int = -1) -> bytes:
+        """Read up to `size` bytes and count them."""
+        data = self.handle.read(size)
+        self.progress.advance(len(data))
+        return data
+
+    def read1(self, size: int = -1) -> bytes:
+        """Read at most one buffer's worth and count it."""
+        reader = getattr(self.handle, "read1", self.handle.read)
+        data = reader(size)
+        self.progress.advance(len(data))
+        return data
+
+
+def with_progress(handle: IO[bytes], description: str, quiet: bool = False) -> tuple[Any, Progress | None]:
+    """Wrap `handle` in a byte-counting reader with a progress bar, when stderr is a terminal and
+    the value is large; otherwise return it unchanged (keeping the kernel-copy fast path)."""
+    if quiet or not stderr_is_terminal() or dumb_terminal():
+        return handle, None
+    size = known_size(handle)
+    if size is None or size < LARGE_VALUE:
+        return handle, None
+    progress = Progress(description, total=size, unit="bytes")
+    return CountingReader(handle, progress), progress

@@ -258,3 +258,35 @@ def test_get_streams_to_a_closed_pipe_quietly(local_store: CliStore):
     assert proc.stdout == b"x" * 10
     assert proc.returncode == 0, stderr_text(proc)
     assert stderr_text(proc) == ""
+
+
+def test_large_get_draws_progress_only_on_a_terminal_stderr(local_store: CliStore, tmp_path):
+    import select
+
+    data = random.Random(3).randbytes(20 * 1024 * 1024)
+    local_store.put("big", data)
+    piped = local_store("get", "big")
+    assert piped.stdout == data
+    assert piped.stderr == b""
+    controller, terminal = pty.openpty()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ANYSTORE_")}
+    env.update({"TERM": "xterm", "COLUMNS": "120"})
+    proc = subprocess.Popen(
+        [anystore_bin(), *local_store.global_args, "get", "big"], stdout=subprocess.PIPE, stderr=terminal, env=env
+    )
+    os.close(terminal)
+    out = proc.stdout.read()
+    proc.wait(timeout=30)
+    drawn = b""
+    while select.select([controller], [], [], 0.2)[0]:
+        try:
+            chunk = os.read(controller, 65536)
+        except OSError:
+            break
+        if not chunk:
+            break
+        drawn += chunk
+    os.close(controller)
+    assert proc.returncode == 0
+    assert out == data
+    assert b"get big" in drawn

@@ -72,8 +72,13 @@ def get(
                 return
             raise
         if mode is Mode.raw:
+            from anystore_cli.console import with_progress
+
             target = stack.enter_context(open_output(output))
-            copy_stream(source, target)
+            reader, progress = with_progress(source, f"get {key}", quiet=state.quiet)
+            if progress is not None:
+                stack.enter_context(progress)
+            copy_stream(reader, target)
             return
         data = render_value(source.read(), mode, f"key `{key}` in store `{state.label}`")
         target = stack.enter_context(open_output(output))
@@ -103,8 +108,14 @@ def put(
     store = state.store()
     what = f"the value for key `{key}`"
     if mode is Mode.raw and value is None:
-        with open_input(input) as source:
-            store.put_stream(key, source, ttl=ttl, no_clobber=no_clobber)
+        from anystore_cli.console import with_progress
+
+        with contextlib.ExitStack() as stack:
+            source = stack.enter_context(open_input(input))
+            reader, progress = with_progress(source, f"put {key}", quiet=state.quiet)
+            if progress is not None:
+                stack.enter_context(progress)
+            store.put_stream(key, reader, ttl=ttl, no_clobber=no_clobber)
         return
     if value is not None:
         data = encode_argument(value)
