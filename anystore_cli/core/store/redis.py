@@ -14,7 +14,7 @@ Layout of a store in Redis (prefix from `backend_config` `redis_prefix`, default
 Every read is one round trip (GET, GETDEL, MGET, or one pipeline); `info` uses STRLEN and never
 reads the value. `iterate_keys` SCANs with a MATCH pattern made from the literal start of the
 prefix or glob (glob characters escaped) and filters exactly with `core.keys`. Connection and
-socket timeouts default to 4 seconds (`backend_config` `socket_connect_timeout` and
+socket timeouts default to 3 seconds (`backend_config` `socket_connect_timeout` and
 `socket_timeout` change them), so an unreachable server fails fast as `StoreError`.
 """
 
@@ -38,7 +38,7 @@ from anystore_cli.core.store.base import BaseStore, VirtualIOMixin
 from anystore_cli.core.uri import mask_uri
 
 DEFAULT_PREFIX = "anystore"
-DEFAULT_TIMEOUT = 4.0
+DEFAULT_TIMEOUT = 3.0
 SCAN_COUNT = 1000
 UPLOAD_TTL = 24 * 3600
 """Seconds an interrupted `put_stream` upload may linger before Redis drops it"""

@@ -26,7 +26,7 @@ an escaped `LIKE` on the literal start of the prefix or glob, then matches exact
 it streams through a server-side cursor (PostgreSQL, SQLite), or on MySQL pages through the
 primary key 1000 keys at a time (an unfinished MySQL result would have to be drained). SQLite
 databases run in WAL mode with a 30 second busy timeout, so parallel processes can write one
-file. Connecting to a server gives up after 4 seconds.
+file. Connecting to a server gives up after 3 seconds.
 """
 
 from __future__ import annotations
@@ -60,7 +60,7 @@ from anystore_cli.core.store.base import BaseStore, VirtualIOMixin
 from anystore_cli.core.uri import mask_uri
 
 DEFAULT_TABLE = "anystore"
-CONNECT_TIMEOUT = 4
+CONNECT_TIMEOUT = 3
 """Seconds to wait for a database server to accept a connection"""
 SQLITE_BUSY_TIMEOUT = 30
 """Seconds a SQLite writer waits for the file's lock before failing"""
