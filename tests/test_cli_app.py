@@ -153,10 +153,18 @@ def test_config_with_readonly_and_backend_config(redis_url, tmp_path):
     run_cli("-s", redis_url, "-b", f"redis_prefix={prefix}", "rm", "k")
 
 
-def test_missing_config_file_is_an_error(tmp_path):
+def test_missing_or_bad_config_file_exits_2(tmp_path):
     proc = run_cli("--config", str(tmp_path / "nope.yml"), "keys")
-    assert proc.returncode == 1
-    assert "nope.yml" in stderr_text(proc)
+    assert_one_line_error(proc, 2, "nope.yml")
+    bad = tmp_path / "bad.json"
+    bad.write_text("{not json")
+    assert_one_line_error(run_cli("--config", str(bad), "keys"), 2, "bad.json")
+    bad_yaml = tmp_path / "bad.yml"
+    bad_yaml.write_text("uri: [unclosed\n")
+    assert_one_line_error(run_cli("--config", str(bad_yaml), "keys"), 2, "bad.yml")
+    no_uri = tmp_path / "no-uri.yml"
+    no_uri.write_text("readonly: true\n")
+    assert_one_line_error(run_cli("--config", str(no_uri), "keys"), 2, "uri")
 
 
 def test_backend_config_value_parsed_as_json(tmp_path):

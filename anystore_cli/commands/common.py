@@ -17,7 +17,7 @@ from typing import IO, Any
 
 import typer
 
-from anystore_cli.core.exceptions import DoesNotExist, InvalidData, InvalidKey
+from anystore_cli.core.exceptions import DoesNotExist, InvalidData, InvalidKey, InvalidUri
 from anystore_cli.core.keys import ensure_relative_key
 from anystore_cli.core.uri import mask_uri
 
@@ -110,7 +110,16 @@ class State:
             from anystore_cli.core.model import StoreModel
 
             load = StoreModel.from_json_uri if self.config_format == "json" else StoreModel.from_yaml_uri
-            model = load(self.config_uri, **options)
+            try:
+                model = load(self.config_uri, **options)
+            except DoesNotExist:
+                # a config file that is not there is a bad option value, not a missing key
+                raise InvalidUri(f"Store config `{mask_uri(self.config_uri)}` does not exist") from None
+            except Exception as exc:
+                if type(exc).__module__.split(".")[0] != "yaml":
+                    raise
+                text = " ".join(str(exc).split())
+                raise InvalidData(f"Invalid YAML in store config `{mask_uri(self.config_uri)}`: {text}") from None
             fields = model.model_dump()
             uri = fields.pop("uri")
             options = {k: v for k, v in fields.items() if v is not None or k == "backend_config"}
