@@ -290,3 +290,26 @@ def test_silent_server_is_store_error_within_timeout(scheme):
 def test_wrong_mysql_password_is_store_error(mysql_url):
     host = mysql_url.split("@", 1)[1]
     _expect_store_error(f"mysql+pymysql://root:hunter2@{host}", "hunter2")
+
+
+@pytest.mark.parametrize("scheme", ["postgres", "postgresql", "mysql", "mariadb"])
+def test_bare_schemes_connect_with_default_drivers(scheme, postgres_url, mysql_url):
+    base = postgres_url if scheme.startswith("postgres") else mysql_url
+    table = unique()
+    store = get_store(f"{scheme}://{base.split('://', 1)[1]}", backend_config={"table": table})
+    try:
+        store.put("k", 1)
+        assert store.get("k") == 1
+    finally:
+        import sqlalchemy as sa
+
+        with store.engine.begin() as conn:
+            conn.execute(sa.text(f"DROP TABLE {table}"))
+
+
+@pytest.mark.parametrize("uri", ["sqlite://", "sqlite:///:memory:"])
+def test_in_memory_sqlite(uri):
+    store = get_store(uri, backend_config={"table": unique()})
+    store.put("k", 1)
+    assert store.get("k") == 1
+    assert list(store.iterate_keys()) == ["k"]

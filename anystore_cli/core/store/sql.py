@@ -93,6 +93,8 @@ def sqlalchemy_url(uri: str) -> Any:
     Raises:
         InvalidUri: If the url cannot be parsed
     """
+    if uri.endswith(":"):  # `sqlite://` (an in-memory database) lost its slashes to normalisation
+        uri += "//"
     try:
         url = make_url(uri)
     except ArgumentError as exc:
