@@ -94,7 +94,8 @@ def print_table(columns: Sequence[str], rows: Iterable[Sequence[Any]], title: st
 
     table = Table(title=title, header_style="bold", show_edge=False, pad_edge=False)
     for name in columns:
-        table.add_column(name, justify="right" if name in ("size", "count") else "left")
+        # keys and values wrap on a narrow terminal rather than lose their end to an ellipsis
+        table.add_column(name, justify="right" if name in ("size", "count") else "left", overflow="fold")
     for row in rows:
         table.add_row(*(escape("" if cell is None else str(cell)) for cell in row))
     _rich_console().print(table)
