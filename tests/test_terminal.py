@@ -283,3 +283,44 @@ def test_quiet_draws_no_progress(filled: Path, tmp_path: Path) -> None:
     run = run_on_terminal("-q", "-s", str(filled), "dump", cwd=tmp_path, stdout_on_terminal=False)
     assert run.returncode == 0
     assert run.terminal == b""
+
+
+LARGE = 17 * 1024 * 1024
+"""Bigger than the size from which `get` and `put` draw a progress bar (16 MiB)."""
+
+
+@pytest.fixture
+def large_value(tmp_path: Path) -> Path:
+    """A file of `LARGE` bytes, and the same bytes stored at `big` in `tmp_path/large`."""
+    path = tmp_path / "large.bin"
+    path.write_bytes(os.urandom(1024) * (LARGE // 1024))
+    proc = run_cli("-s", str(tmp_path / "large"), "put", "big", "-i", str(path))
+    assert proc.returncode == 0, proc.stderr
+    return path
+
+
+def _value_command(name: str, tmp_path: Path, source: Path) -> list[str]:
+    if name == "get":
+        return ["-s", str(tmp_path / "large"), "get", "big"]
+    return ["-s", str(tmp_path / "put-target"), "put", "big", "-i", str(source)]
+
+
+@pytest.mark.parametrize("command", ["get", "put"])
+def test_large_value_progress_only_on_a_terminal_stderr(command: str, large_value: Path, tmp_path: Path) -> None:
+    args = _value_command(command, tmp_path, large_value)
+    run = run_on_terminal(*args, cwd=tmp_path, stdout_on_terminal=False)
+    assert run.returncode == 0, run.screen
+    assert f"{command} big" in run.screen
+    if command == "get":
+        assert run.stdout == large_value.read_bytes()  # stdout holds the value and nothing else
+    else:
+        assert run.stdout == b""
+    run = run_on_terminal(*args, cwd=tmp_path, stdout_on_terminal=False, stderr_on_terminal=False)
+    assert run.returncode == 0
+    assert run.stderr == b""
+    run = run_on_terminal(*args, cwd=tmp_path, stdout_on_terminal=False, env={"TERM": "dumb"})
+    assert run.returncode == 0
+    assert run.terminal == b""
+    run = run_on_terminal(*args, cwd=tmp_path, stdout_on_terminal=False, env={"NO_COLOR": "1"})
+    assert run.returncode == 0
+    assert color_codes(run.terminal) == []
