@@ -16,14 +16,19 @@ from __future__ import annotations
 
 import itertools
 import os
+import sys
 import threading
+import time
 from typing import Any
 
 COMPLETION_TIMEOUT = 1.5
-"""Seconds to wait for a store to list keys before completing to nothing."""
+"""Seconds from the start of the completion request (`prepare_completion`) after which a store
+that has not listed its keys yet is given up on: the shell gets nothing."""
 
 MAX_KEYS = 100
 """At most this many keys are offered."""
+
+_started: float | None = None
 
 
 def prepare_completion() -> None:
@@ -36,6 +41,8 @@ def prepare_completion() -> None:
     import logging
     import warnings
 
+    global _started
+    _started = time.monotonic()
     os.environ.setdefault("TERMINAL_WIDTH", "100000")
     warnings.simplefilter("ignore")
     logging.disable(logging.CRITICAL)
@@ -93,7 +100,8 @@ def complete_key(ctx: Any, incomplete: str) -> list[str]:
     Returns at most `MAX_KEYS` keys, sorted, and nothing at all when the store is unreachable,
     fails, or takes longer than `COMPLETION_TIMEOUT` seconds.
     """
-    prepare_completion()
+    if _started is None:  # not through `anystore_cli.app.run`
+        prepare_completion()
     result: list[str] = []
 
     def work() -> None:
@@ -104,7 +112,29 @@ def complete_key(ctx: Any, incomplete: str) -> list[str]:
 
     worker = threading.Thread(target=work, name="anystore-complete", daemon=True)
     worker.start()
-    worker.join(COMPLETION_TIMEOUT)
+    started = _started if _started is not None else time.monotonic()
+    worker.join(max(0.1, COMPLETION_TIMEOUT - (time.monotonic() - started)))
     if worker.is_alive():
+        _exit_promptly()
         return []
     return sorted(result)
+
+
+def _exit_promptly() -> None:
+    """Leave without the interpreter's clean-up once the answer is out: a listing stuck in a
+    hung store (an import, a socket, an event loop thread) can hold a normal exit up for long."""
+    import atexit
+
+    # the status the completion protocol ends with when there are no candidates: fish's
+    # "is-args" check exits 1 (so it completes file names instead), everything else 0
+    status = 1 if os.environ.get("_TYPER_COMPLETE_FISH_ACTION") == "is-args" else 0
+
+    def leave() -> None:
+        for stream in (sys.stdout, sys.stderr):
+            try:
+                stream.flush()
+            except (OSError, ValueError):
+                pass
+        os._exit(status)
+
+    atexit.register(leave)  # registered last, so it runs first

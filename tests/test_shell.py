@@ -180,7 +180,7 @@ def complete(
     else:
         full_env["_TYPER_COMPLETE_ARGS"] = line
         if shell == "fish":
-            full_env["_TYPER_COMPLETE_FISH_ACTION"] = "get-args"
+            full_env.setdefault("_TYPER_COMPLETE_FISH_ACTION", "get-args")
     started = time.monotonic()
     proc = subprocess.run(
         [anystore_bin()], capture_output=True, env=full_env, timeout=30, cwd=cwd, stdin=subprocess.DEVNULL
@@ -365,6 +365,27 @@ def test_hung_store_completes_to_nothing_in_under_2_seconds(shell: str, silent_s
     assert proc.returncode == 0
     assert found == []
     assert proc.stderr == b""
+    assert elapsed < 2.0
+
+
+def test_hung_s3_endpoint_completes_to_nothing_in_under_2_seconds(silent_server: int) -> None:
+    env = {
+        "AWS_ENDPOINT_URL": f"http://127.0.0.1:{silent_server}",
+        "AWS_ACCESS_KEY_ID": "key",
+        "AWS_SECRET_ACCESS_KEY": "secret",
+    }
+    proc, found, elapsed = complete("bash", ["-s", "s3://bucket/prefix", "get", ""], env=env)
+    assert proc.returncode == 0
+    assert found == []
+    assert proc.stderr == b""
+    assert elapsed < 2.0
+
+
+def test_fish_falls_back_to_files_when_the_store_hangs(silent_server: int) -> None:
+    words = ["-s", f"redis://127.0.0.1:{silent_server}/0", "get", ""]
+    proc, found, elapsed = complete("fish", words, env={"_TYPER_COMPLETE_FISH_ACTION": "is-args"})
+    assert proc.returncode == 1  # "no arguments to offer": fish completes file names instead
+    assert found == []
     assert elapsed < 2.0
 
 
