@@ -175,19 +175,26 @@ def test_backend_config_value_parsed_as_json(tmp_path):
 
 @pytest.mark.parametrize(
     "args",
-    [["put", "k", "new"], ["rm", "k"], ["pop", "k"], ["touch", "k"], ["load"], ["rm", "--prefix", "k"]],
+    [
+        ["put", "ro-key", "new"],
+        ["rm", "ro-key"],
+        ["pop", "ro-key"],
+        ["touch", "ro-key"],
+        ["load"],
+        ["rm", "--prefix", "ro"],
+    ],
 )
 def test_write_to_readonly_store_exits_3(cli_store: CliStore, args):
-    cli_store.put("k", b"old")
-    stdin = b'{"key": "k", "value": "new"}\n' if args == ["load"] else None
-    from tests.conftest import run_cli as run
-
-    proc = run("--readonly", *cli_store.global_args, *args, input=stdin, cwd=cli_store.tmp_path)
-    assert_one_line_error(proc, 3, "readonly")
-    assert cli_store.get("k") == b"old"
+    cli_store.put("ro-key", b"old")
+    stdin = b'{"key": "ro-key", "value": "new"}\n' if args == ["load"] else None
+    names_key = args[-1] == "ro-key" or args[0] == "rm"
+    fragments = ["readonly", "ro-key"] if names_key else ["readonly"]
+    proc = run_cli("--readonly", *cli_store.global_args, *args, input=stdin, cwd=cli_store.tmp_path)
+    assert_one_line_error(proc, 3, *fragments)
+    assert cli_store.get("ro-key") == b"old"
     proc = cli_store(*args, input=stdin, env={"ANYSTORE_READONLY": "1"})
-    assert_one_line_error(proc, 3, "readonly")
-    assert cli_store.get("k") == b"old"
+    assert_one_line_error(proc, 3, *fragments)
+    assert cli_store.get("ro-key") == b"old"
 
 
 def test_readonly_store_can_still_be_read(cli_store: CliStore):

@@ -91,7 +91,9 @@ def test_get_missing_key_does_not_create_output_file(local_store: CliStore, tmp_
 def test_put_no_clobber_on_existing_key_exits_1_and_keeps_value(cli_store: CliStore):
     cli_store.put("k", b"old")
     proc = cli_store("put", "k", "--no-clobber", input=b"new")
-    assert_one_line_error(proc, 1, "k")
+    assert_one_line_error(proc, 1, "`k`", cli_store.uri, "already exists")
+    proc = cli_store("put", "k", "newer", "--no-clobber")
+    assert_one_line_error(proc, 1, "`k`", cli_store.uri)
     assert cli_store.get("k") == b"old"
     cli_store.ok("put", "fresh", "--no-clobber", input=b"new")
     assert cli_store.get("fresh") == b"new"

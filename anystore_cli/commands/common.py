@@ -17,7 +17,14 @@ from typing import IO, Any
 
 import typer
 
-from anystore_cli.core.exceptions import DoesNotExist, InvalidData, InvalidKey, InvalidUri
+from anystore_cli.core.exceptions import (
+    AlreadyExists,
+    DoesNotExist,
+    InvalidData,
+    InvalidKey,
+    InvalidUri,
+    ReadOnlyError,
+)
 from anystore_cli.core.keys import ensure_relative_key
 from anystore_cli.core.uri import mask_uri
 
@@ -163,6 +170,18 @@ class State:
             yield
         except DoesNotExist:
             raise DoesNotExist(f"Key `{key}` in store `{self.label}`: does not exist") from None
+
+    @contextlib.contextmanager
+    def writing(self, key: str) -> Generator[None, None, None]:
+        """Name `key` and the store when a write is refused (exists already, read-only store)."""
+        try:
+            yield
+        except AlreadyExists:
+            raise AlreadyExists(f"Key `{key}` in store `{self.label}`: already exists") from None
+        except ReadOnlyError as exc:
+            if f"`{key}`" in str(exc):
+                raise
+            raise ReadOnlyError(f"Key `{key}` in store `{self.label}`: refused, the store is readonly") from None
 
     def note(self, text: str) -> None:
         """A summary line on stderr, unless `--quiet`."""

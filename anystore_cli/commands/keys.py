@@ -138,11 +138,14 @@ def rm(
                 deleted += 1
             else:
                 missing.append(key)
-        elif store.delete(key):
-            deleted += 1
-            state.detail(f"deleted {key}")
         else:
-            missing.append(key)
+            with state.writing(key):
+                gone = store.delete(key)
+            if gone:
+                deleted += 1
+                state.detail(f"deleted {key}")
+            else:
+                missing.append(key)
     bulk = bool(prefix or glob)
     if bulk:
         matched = list(store.iterate_keys(prefix=prefix, glob=glob))
@@ -150,9 +153,12 @@ def rm(
             if dry_run:
                 out.write(f"{key}\n")
                 deleted += 1
-            elif store.delete(key):
-                deleted += 1
-                state.detail(f"deleted {key}")
+            else:
+                with state.writing(key):
+                    gone = store.delete(key)
+                if gone:
+                    deleted += 1
+                    state.detail(f"deleted {key}")
     out.flush()
     if bulk:
         verb = "would delete" if dry_run else "deleted"

@@ -115,7 +115,8 @@ def put(
             reader, progress = with_progress(source, f"put {key}", quiet=state.quiet)
             if progress is not None:
                 stack.enter_context(progress)
-            store.put_stream(key, reader, ttl=ttl, no_clobber=no_clobber)
+            with state.writing(key):
+                store.put_stream(key, reader, ttl=ttl, no_clobber=no_clobber)
         return
     if value is not None:
         data = encode_argument(value)
@@ -132,7 +133,8 @@ def put(
         except UnicodeDecodeError:
             content = data
         data = pickle.dumps(content)
-    store.put(key, data, serialization_mode="raw", ttl=ttl, no_clobber=no_clobber)
+    with state.writing(key):
+        store.put(key, data, serialization_mode="raw", ttl=ttl, no_clobber=no_clobber)
 
 
 @app.command(epilog="\b\nExample: anystore pop queue/job-42 > job.json")
@@ -146,7 +148,7 @@ def pop(
     state = get_state(ctx)
     key = state.key(key)
     store = state.store()
-    with state.reading(key):
+    with state.reading(key), state.writing(key):
         data = store.pop(key, serialization_mode="raw")
     data = render_value(data, mode, f"key `{key}` in store `{state.label}`")
     with open_output(output) as target:
@@ -205,5 +207,6 @@ def touch(
     store = state.store()
     stamp = datetime.now().astimezone().isoformat()
     for key in checked:
-        store.put(key, stamp.encode(), serialization_mode="raw", ttl=ttl)
+        with state.writing(key):
+            store.put(key, stamp.encode(), serialization_mode="raw", ttl=ttl)
     sys.stdout.write(f"{stamp}\n")
