@@ -31,9 +31,7 @@ class _AtomicFile:
         self.no_clobber = no_clobber
         self.fsync = fsync
         folder, name = os.path.split(path)
-        if folder:
-            os.makedirs(folder, exist_ok=True)
-        fd, self.tmp_path = tempfile.mkstemp(prefix=f"{TMP_PREFIX}{name[:40]}.", dir=folder or ".")
+        fd, self.tmp_path = _make_temp(folder, f"{TMP_PREFIX}{name[:40]}.")
         binary = "b" in mode
         self.handle: IO[Any] = os.fdopen(fd, "wb" if binary else "w", encoding=None if binary else "utf-8")
         self.done = False
@@ -91,6 +89,23 @@ class _AtomicFile:
             self.commit()
         else:
             self.discard()
+
+
+def _make_temp(folder: str, prefix: str, attempts: int = 20) -> tuple[int, str]:
+    """Create a temporary file in `folder` (created when missing), return its fd and path.
+
+    Another process deleting the last key of a folder prunes it: when that happens between
+    creating the folder and the file, create the folder again.
+    """
+    for attempt in range(attempts):
+        try:
+            if folder:
+                os.makedirs(folder, exist_ok=True)
+            return tempfile.mkstemp(prefix=prefix, dir=folder or ".")
+        except (FileNotFoundError, FileExistsError):  # pruned under our feet: a folder vanished
+            if attempt == attempts - 1:
+                raise
+    raise AssertionError("unreachable")
 
 
 _UMASK: int | None = None
