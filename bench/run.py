@@ -84,7 +84,8 @@ class Config:
     bulk_keys: int
     bulk_runs: int
     listing_runs: int
-    original_bulk_limit: int
+    original_bulk_limit: int | None
+    """Keys the original's loop writes on every store (0: all); None: the per-store default"""
     sections: set[str]
     output: Path
     keep: bool
@@ -97,6 +98,10 @@ class Config:
 
 
 SECTIONS = ("startup", "memory", "bulk", "listing")
+# The original commits every `put` on SQL stores (about 1 ms a key here, far more on a busy
+# machine), so by default its loop writes the first keys only there and rates are compared.
+SQL_ORIGINAL_LIMIT = 20_000
+SQL_ORIGINAL_LIMIT_QUICK = 5_000
 
 
 def parse_args(argv: Sequence[str] | None = None) -> Config:
@@ -108,8 +113,9 @@ def parse_args(argv: Sequence[str] | None = None) -> Config:
     parser.add_argument(
         "--original-bulk-limit",
         type=int,
-        default=0,
-        help="write only this many keys through the original's put loop and compare rates (default: all keys)",
+        help="keys the original's put loop writes on every store, rates compared (0: all keys; default: "
+        f"all on Redis and local, {SQL_ORIGINAL_LIMIT:,} on sqlite and PostgreSQL, "
+        f"{SQL_ORIGINAL_LIMIT_QUICK:,} with --quick)",
     )
     parser.add_argument("--output", type=Path, help="markdown file to write (default bench/RESULTS.md)")
     parser.add_argument("--keep", action="store_true", help="keep the temporary folder (its path is printed)")
@@ -122,7 +128,7 @@ def parse_args(argv: Sequence[str] | None = None) -> Config:
         unknown = sections - set(SECTIONS)
         if unknown:
             parser.error(f"unknown sections: {', '.join(sorted(unknown))}")
-    partial = args.quick or args.only or args.size_mib or args.keys or args.original_bulk_limit or args.cli
+    partial = args.quick or args.only or args.size_mib or args.keys or args.original_bulk_limit is not None or args.cli
     output = args.output or (BENCH / "results" / "RESULTS-quick.md" if partial else BENCH / "RESULTS.md")
     return Config(
         quick=args.quick,
@@ -585,6 +591,8 @@ class Context:
     kept_local: Path | None = None
     kept_redis_prefix: str | None = None
     rss_method: str = ""
+    bulk_rates: dict[str, float] = field(default_factory=dict)
+    """keys/s of anystore-cli `load` per store"""
 
 
 def section_startup(ctx: Context) -> None:
@@ -773,7 +781,18 @@ def section_memory(ctx: Context) -> None:
     try:
         with moto_server(ctx.workdir) as endpoint:
             s3_env = {**env, **AWS_ENV, "AWS_ENDPOINT_URL": endpoint}
-            new_store = [*ctx.new, "--store", f"s3://{S3_BUCKET}/new", "-b", f"endpoint_url={endpoint}"]
+            # moto assembles a multipart upload in memory when it completes: for 1 GiB that can take
+            # longer than the CLI's default 15 s read timeout on a busy machine, and a retried
+            # CompleteMultipartUpload then fails inside moto. A real S3 answers in time.
+            new_store = [
+                *ctx.new,
+                "--store",
+                f"s3://{S3_BUCKET}/new",
+                "-b",
+                f"endpoint_url={endpoint}",
+                "-b",
+                "read_timeout=600",
+            ]
             orig_store = [*ctx.original, "--store", f"s3://{S3_BUCKET}/original"]
             s3_put = attempt(
                 "S3 `put` (anystore-cli)", lambda: measure([*new_store, "put", "big", "-i", str(big)], env=s3_env)
@@ -811,7 +830,8 @@ def section_memory(ctx: Context) -> None:
     report.notes.append(
         f"Memory: peak RSS of one `put KEY -i FILE` and one "
         f"`get KEY` of a {label} value of random bytes, to a fresh local folder and to a moto S3 server "
-        "on loopback (`-b endpoint_url=...`; the original through `AWS_ENDPOINT_URL`). The stored size is "
+        "on loopback (`-b endpoint_url=... -b read_timeout=600`: moto assembles a multipart upload "
+        "slowly; the original finds moto through `AWS_ENDPOINT_URL`). The stored size is "
         f"checked. {ctx.rss_method}"
     )
     report.notes.append(
@@ -832,6 +852,58 @@ class BulkTarget:
     count_new: Callable[[int], int]
     cleanup_new: Callable[[int], object]
     cleanup_original: Callable[[], object]
+    kept_name: Callable[[int], str] = str
+    """The prefix or folder of run `i` (kept for the listing section)"""
+
+
+def _bulk_new_run(ctx: Context, target: BulkTarget, i: int, jsonl: Path, n: int) -> Run:
+    """One `anystore load` into a fresh table / prefix / folder; the store is checked, then removed."""
+    target.cleanup_new(i)
+    cmd = [*ctx.new, *target.new_args(i), "load", "-i", str(jsonl)]
+    run = measure(cmd, env=ctx.env)
+    stored = target.count_new(i)
+    if stored != n:
+        raise BenchError(f"`{_show(cmd)}` stored {stored:,} keys, expected {n:,}")
+    # the last local folder and Redis prefix stay for the listing section
+    if i == ctx.cfg.bulk_runs - 1 and target.name == "Redis":
+        ctx.kept_redis_prefix = target.kept_name(i)
+    elif i == ctx.cfg.bulk_runs - 1 and target.name == "local folder":
+        ctx.kept_local = Path(target.kept_name(i))
+    else:
+        target.cleanup_new(i)
+    return run
+
+
+def original_limit(cfg: Config, store: str) -> int:
+    """How many keys the original's loop writes into `store` (0: all)."""
+    if cfg.original_bulk_limit is not None:
+        limit = cfg.original_bulk_limit
+    elif store in ("sqlite", "PostgreSQL"):
+        limit = SQL_ORIGINAL_LIMIT_QUICK if cfg.quick else SQL_ORIGINAL_LIMIT
+    else:
+        limit = 0
+    return 0 if not limit or limit >= cfg.bulk_keys else limit
+
+
+def _bulk_original_run(ctx: Context, target: BulkTarget, jsonl: Path) -> dict[str, float] | None:
+    """The original's `store.put` loop over the same lines; None (and a failure noted) if it fails."""
+    try:
+        target.cleanup_original()
+        cmd = [ctx.original_python, str(PUT_LOOP), *target.original_args, str(jsonl)]
+        limit = original_limit(ctx.cfg, target.name)
+        if limit:
+            cmd += ["--limit", str(limit)]
+        print(f"  original put loop into {target.name} ...", flush=True)
+        run = measure(cmd, stdout=None, env=ctx.env)
+        original = json.loads(run.stdout.decode().strip().splitlines()[-1])
+        original["wall"] = run.seconds
+        return original
+    except (BenchError, ValueError, subprocess.TimeoutExpired) as exc:
+        ctx.report.fail(f"put loop into {target.name} (original)", exc)
+        return None
+    finally:
+        with contextlib.suppress(BenchError, subprocess.TimeoutExpired):
+            target.cleanup_original()
 
 
 def section_bulk(ctx: Context) -> None:
@@ -894,6 +966,7 @@ def section_bulk(ctx: Context) -> None:
             lambda i: redis_count(new_prefix(i)),
             lambda i: redis_delete(f"{new_prefix(i)}*"),
             lambda: redis_delete(f"{orig_prefix}*"),
+            new_prefix,
         ),
         BulkTarget(
             "local folder",
@@ -904,6 +977,7 @@ def section_bulk(ctx: Context) -> None:
             lambda i: count_files(work / f"load-new-{i}"),
             lambda i: shutil.rmtree(work / f"load-new-{i}", ignore_errors=True),
             lambda: shutil.rmtree(work / "load-original", ignore_errors=True),
+            lambda i: str(work / f"load-new-{i}"),
         ),
     ]
     # whatever happens, nothing stays behind on the servers
@@ -914,46 +988,27 @@ def section_bulk(ctx: Context) -> None:
     ctx.cleanups.append(lambda: redis_delete(f"{pipe_prefix}*"))
 
     for target in targets:
-        print(f"  load into {target.name} ...", flush=True)
         measure_name = f"Bulk: `load` of {n:,} keys, {target.name}"
         runs: list[Run] = []
-        try:
-            for i in range(cfg.bulk_runs):
-                target.cleanup_new(i)
-                cmd = [*ctx.new, *target.new_args(i), "load", "-i", str(jsonl)]
-                runs.append(measure(cmd, env=env))
-                stored = target.count_new(i)
-                if stored != n:
-                    raise BenchError(f"`{_show(cmd)}` stored {stored:,} keys, expected {n:,}")
-                keep = i == cfg.bulk_runs - 1 and target.name in ("local folder", "Redis")
-                if not keep:
-                    target.cleanup_new(i)
-                elif target.name == "Redis":
-                    ctx.kept_redis_prefix = new_prefix(i)
-                else:
-                    ctx.kept_local = work / f"load-new-{i}"
-        except (BenchError, subprocess.TimeoutExpired) as exc:
-            report.fail(f"`load` into {target.name} (anystore-cli)", exc)
-            runs = []
         original = None
-        try:
-            target.cleanup_original()
-            cmd = [ctx.original_python, str(PUT_LOOP), *target.original_args, str(jsonl)]
-            if cfg.original_bulk_limit:
-                cmd += ["--limit", str(cfg.original_bulk_limit)]
-            print(f"  original put loop into {target.name} ...", flush=True)
-            run = measure(cmd, stdout=None, env=env)
-            original = json.loads(run.stdout.decode().strip().splitlines()[-1])
-            original["wall"] = run.seconds
-        except (BenchError, ValueError, subprocess.TimeoutExpired) as exc:
-            report.fail(f"put loop into {target.name} (original)", exc)
-        finally:
-            with contextlib.suppress(BenchError, subprocess.TimeoutExpired):
-                target.cleanup_original()
+        failed = False
+        # the original's loop runs after our first run and before the others, so that both see
+        # the same machine (a shared disk's speed drifts from minute to minute)
+        for i in range(cfg.bulk_runs):
+            if not failed:
+                print(f"  load into {target.name} ({i + 1}/{cfg.bulk_runs}) ...", flush=True)
+                try:
+                    runs.append(_bulk_new_run(ctx, target, i, jsonl, n))
+                except (BenchError, subprocess.TimeoutExpired) as exc:
+                    report.fail(f"`load` into {target.name} (anystore-cli)", exc)
+                    runs, failed = [], True
+            if i == 0:
+                original = _bulk_original_run(ctx, target, jsonl)
         if not runs:
             report.unmeasured(measure_name, target.target, "`load` failed, see below")
             continue
         ours = median_seconds(runs)
+        ctx.bulk_rates[target.name] = n / ours
         if original is None:
             report.unmeasured(measure_name, target.target, "the original's loop failed, see below")
             report.add(f"{measure_name} (anystore-cli)", fmt_s(ours), fmt_rate(n, ours))
@@ -963,7 +1018,7 @@ def section_bulk(ctx: Context) -> None:
         report.target(
             measure_name,
             f"{fmt_s(ours)}, {fmt_rate(n, ours)}",
-            f"{fmt_rate(original['keys'], original['seconds'])} (original `put` loop)",
+            f"{fmt_rate(original['keys'], original['seconds'])} (original `put` loop, {original['keys']:,.0f} keys)",
             f"{speedup:.1f}×",
             target.target,
             speedup >= target.factor,
@@ -981,17 +1036,24 @@ def section_bulk(ctx: Context) -> None:
         report.add(
             f"Bulk: `redis-cli --pipe` of the same {n:,} keys",
             f"{fmt_s(seconds)}, {fmt_rate(n, seconds)}",
-            "plain SETs; anystore-cli also writes a timestamp hash per key (3 commands a key)",
+            "plain SETs, no timestamps (anystore-cli also keeps a timestamp hash per key)"
+            + (
+                f"; anystore-cli `load` reaches {ctx.bulk_rates['Redis'] / (n / seconds):.2f} of this"
+                if "Redis" in ctx.bulk_rates
+                else ""
+            ),
         )
     except (BenchError, subprocess.TimeoutExpired) as exc:
         report.fail("`redis-cli --pipe`", exc)
     finally:
         with contextlib.suppress(BenchError):
             redis_delete(f"{pipe_prefix}*")
+    limits = {t.name: original_limit(cfg, t.name) for t in targets}
+    limited = ", ".join(f"the first {limit:,} on {name}" for name, limit in limits.items() if limit)
     limit_note = (
-        f"the original writes the first {cfg.original_bulk_limit:,} keys and its rate is compared"
-        if cfg.original_bulk_limit
-        else "the original writes the same keys"
+        f"the same keys; to keep the run short it writes only {limited}, and rates are compared"
+        if limited
+        else "the same keys"
     )
     report.notes.append(
         f"Bulk: `anystore --store URI load -i FILE` of {n:,} JSON lines as `dump` writes them "
@@ -1097,6 +1159,23 @@ def section_listing(ctx: Context) -> None:
     )
 
 
+README = BENCH / "README.md"
+README_START, README_END = "<!-- results: written by bench/run.py -->", "<!-- /results -->"
+
+
+def update_readme(text: str) -> None:
+    """Copy the results of a full run into bench/README.md, between its markers."""
+    if not README.exists():
+        return
+    readme = README.read_text()
+    if README_START not in readme or README_END not in readme:
+        return
+    head, rest = readme.split(README_START, 1)
+    _, tail = rest.split(README_END, 1)
+    body = text.split("\n", 1)[1].replace("\n## ", "\n### ")  # below the README's own title
+    README.write_text(f"{head}{README_START}\n{body.strip()}\n{README_END}{tail}")
+
+
 # -- main --------------------------------------------------------------------------------------------
 
 
@@ -1150,6 +1229,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     text = render(report)
     cfg.output.parent.mkdir(parents=True, exist_ok=True)
     cfg.output.write_text(text)
+    if cfg.output == BENCH / "RESULTS.md":
+        update_readme(text)
     print()
     print(text)
     print(f"written to {cfg.output}")
