@@ -210,3 +210,35 @@ def test_unknown_postgres_role_exits_3(postgres_url):
     # the test server trusts every password, so a refused login is an unknown role
     host = postgres_url.split("@", 1)[1].split("/", 1)[0]
     _expect_exit_3(f"postgresql://nosuchrole:hunter2@{host}/test", "hunter2")
+
+
+def _put_many_shuffled(uri: str, config: dict[str, str], seed: int, barrier: Any) -> None:
+    import random
+
+    from anystore_cli.core import get_store
+
+    store = get_store(uri, backend_config=config or None)
+    store.exists("warm-up")
+    keys = [f"shared/{i}" for i in range(300)]
+    barrier.wait()
+    for round_ in range(4):
+        random.Random(seed * 10 + round_).shuffle(keys)
+        store.put_many({key: f"{seed}" for key in keys}, batch_size=100)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_concurrent_bulk_writes_of_shared_keys_do_not_deadlock(backend, store_factory):
+    uri, config = store_factory.uri_and_config(backend)
+    context = multiprocessing.get_context("spawn")
+    barrier = context.Barrier(4)
+    workers = [context.Process(target=_put_many_shuffled, args=(uri, config, seed, barrier)) for seed in range(4)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join(timeout=120)
+    assert [worker.exitcode for worker in workers] == [0] * 4
+    from anystore_cli.core import get_store
+
+    store = get_store(uri, backend_config=config or None)
+    values = dict(store.get_many([f"shared/{i}" for i in range(300)]))
+    assert len(values) == 300 and set(values.values()) <= {0, 1, 2, 3}

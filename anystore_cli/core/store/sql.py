@@ -69,7 +69,7 @@ PURGE_PROBABILITY = 0.01
 """Chance that a write also deletes the expired rows of the table"""
 STREAM_BATCH = 1000
 LIKE_ESCAPE = "!"
-_DEADLOCK_CODES = {1205, 1213}  # MySQL: lock wait timeout, deadlock
+_DEADLOCK_CODES = {1205, 1213, "40P01"}  # MySQL: lock wait timeout, deadlock; PostgreSQL: deadlock
 _DRIVERS = {
     "postgresql": "postgresql+psycopg2",
     "postgres": "postgresql+psycopg2",
@@ -297,12 +297,13 @@ class SqlStore(VirtualIOMixin, BaseStore):
         return key
 
     def _retry(self, func: Callable[[], T]) -> T:
-        """Run a write transaction, again if MySQL reports a deadlock."""
+        """Run a write transaction, again if the database chose it as a deadlock victim."""
         for attempt in range(3):
             try:
                 return func()
             except DBAPIError as exc:
-                code = getattr(exc.orig, "args", (None,))[0]
+                args = getattr(exc.orig, "args", None) or (None,)
+                code = getattr(exc.orig, "pgcode", None) or args[0]
                 if attempt == 2 or code not in _DEADLOCK_CODES:
                     raise
                 time.sleep(0.05 * (attempt + 1))
@@ -420,7 +421,8 @@ class SqlStore(VirtualIOMixin, BaseStore):
 
         def _upsert_all() -> None:
             with self.engine.begin() as conn:
-                conn.execute(stmt, list(rows.values()))
+                # rows in key order: concurrent batches lock shared keys in the same order
+                conn.execute(stmt, [rows[key] for key in sorted(rows)])
 
         self._retry(_upsert_all)
         self._maybe_purge()
