@@ -292,6 +292,12 @@ def test_every_key_of_a_several_key_command_completes(command: str, local_store:
     assert found == ["data/a.json", "data/b.json"]
 
 
+@pytest.mark.parametrize("option", ["--prefix", "--exclude-prefix"])
+def test_keys_prefix_options_complete_keys(option: str, local_store: Path) -> None:
+    _, found, _ = complete("bash", ["-s", str(local_store), "keys", option, "data/"])
+    assert found == ["data/a.json", "data/b.json"]
+
+
 def test_put_value_is_not_completed_as_a_key(local_store: Path) -> None:
     _, found, _ = complete("bash", ["-s", str(local_store), "put", "data/a.json", "da"])
     assert found == []

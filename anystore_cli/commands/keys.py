@@ -16,10 +16,12 @@ from anystore_cli.core.exceptions import DoesNotExist
 app = typer.Typer(rich_markup_mode=None, pretty_exceptions_enable=False)
 
 PrefixOption = Annotated[
-    str | None, typer.Option("--prefix", metavar="P", help="Only keys starting with P (literally).")
+    str | None,
+    typer.Option("--prefix", metavar="P", help="Only keys starting with P (literally).", autocompletion=complete_key),
 ]
 ExcludePrefixOption = Annotated[
-    str | None, typer.Option("--exclude-prefix", metavar="P", help="Leave out keys starting with P.")
+    str | None,
+    typer.Option("--exclude-prefix", metavar="P", help="Leave out keys starting with P.", autocompletion=complete_key),
 ]
 GlobOption = Annotated[
     str | None,
