@@ -173,3 +173,22 @@ def test_directory_filesystem_failed_write_keeps_old_value_and_no_temporary(dir_
         raise RuntimeError("boom")
     assert dir_store.get("k") == b"old"
     assert list(dir_store.iterate_keys()) == ["k"]
+
+
+def test_server_that_stops_answering_fails_within_the_timeout():
+    import socket
+    import time
+
+    from anystore_cli.core import StoreError
+
+    with socket.socket() as silent:  # accepts connections (backlog), never answers
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(16)
+        store = get_store(
+            f"http://127.0.0.1:{silent.getsockname()[1]}", backend_config={"connect_timeout": 1, "read_timeout": 1}
+        )
+        started = time.monotonic()
+        with pytest.raises(StoreError):
+            store.get("k")
+        elapsed = time.monotonic() - started
+    assert elapsed < 10, elapsed

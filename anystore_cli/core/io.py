@@ -101,13 +101,13 @@ def remote_defaults(protocol: str, options: dict[str, Any]) -> dict[str, Any]:
     elif protocol in ("http", "https"):
         options.setdefault("use_listings_cache", False)
         client_kwargs = dict(options.get("client_kwargs") or {})
+        connect_timeout = float(options.pop("connect_timeout", S3_CONNECT_TIMEOUT))
+        read_timeout = float(options.pop("read_timeout", S3_READ_TIMEOUT))
         if "timeout" not in client_kwargs:
             import aiohttp
 
             client_kwargs["timeout"] = aiohttp.ClientTimeout(
-                total=None,
-                sock_connect=float(options.pop("connect_timeout", S3_CONNECT_TIMEOUT)),
-                sock_read=float(options.pop("read_timeout", S3_READ_TIMEOUT)),
+                total=None, sock_connect=connect_timeout, sock_read=read_timeout
             )
         options["client_kwargs"] = client_kwargs
     return options
