@@ -17,6 +17,7 @@ import typer
 from typer.core import TyperGroup
 
 from anystore_cli import __version__
+from anystore_cli.commands.common import UsageProblem
 from anystore_cli.core.exceptions import (
     AlreadyExists,
     ChecksumMismatch,
@@ -42,7 +43,9 @@ EXIT_STATUS: dict[type[BaseException], int] = {
     DoesNotExist: EXIT_NO,
     AlreadyExists: EXIT_NO,
     ChecksumMismatch: EXIT_NO,
-    # 2: usage (bad option, uri, scheme or key) and bad input data
+    # 2: usage (bad option, uri, scheme or key) and bad input data; the option parser's own
+    # usage errors (click exceptions) also leave with 2, see `_usage_error`
+    UsageProblem: EXIT_USAGE,
     InvalidKey: EXIT_USAGE,
     InvalidUri: EXIT_USAGE,
     InvalidData: EXIT_USAGE,
@@ -83,10 +86,6 @@ _debug = False
 
 def exit_status(exc: BaseException) -> int:
     """The exit status for an exception, from `EXIT_STATUS`."""
-    from anystore_cli.commands.common import UsageProblem
-
-    if isinstance(exc, UsageProblem):
-        return EXIT_USAGE
     for cls in type(exc).__mro__:
         status = EXIT_STATUS.get(cls)
         if status is not None:
