@@ -109,7 +109,7 @@ def _make_temp(folder: str, prefix: str, attempts: int = 20) -> tuple[int, str]:
     raise AssertionError("unreachable")
 
 
-_TEMP_TOKEN = f"{os.getpid()}-{os.urandom(3).hex()}"
+_TEMP_TOKEN = os.urandom(3).hex()
 _TEMP_COUNTER = itertools.count()
 _TEMP_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0)
 
@@ -120,7 +120,7 @@ def _open_temp(folder: str, prefix: str, attempts: int = 20) -> tuple[int, str]:
     so that the umask applies as it does for `open()`: no `chmod` afterwards."""
     missing = False
     for attempt in range(attempts):
-        name = f"{prefix}{_TEMP_TOKEN}-{next(_TEMP_COUNTER)}"
+        name = f"{prefix}{os.getpid()}-{_TEMP_TOKEN}-{next(_TEMP_COUNTER)}"  # forked children differ by pid
         tmp_path = os.path.join(folder, name) if folder else name
         try:
             if missing and folder:
