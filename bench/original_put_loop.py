@@ -3,7 +3,10 @@
 Runs inside the original anystore 0.3.0 virtual environment (bench/.venv-original), started by
 bench/run.py. Prints one JSON line: {"keys": N, "seconds": S}.
 
-Usage: python original_put_loop.py STORE_URI JSONL_FILE [--table NAME] [--redis-prefix P] [--limit N]
+Usage: python original_put_loop.py STORE_URI JSONL_FILE [--table NAME] [--redis-prefix P] [--limit N] [--max-seconds S]
+
+`--limit` stops after N keys, `--max-seconds` after S seconds (checked every 100 keys): the
+caller compares rates (keys/s), so a loop that is slow on a busy machine need not run to the end.
 """
 
 import argparse
@@ -19,6 +22,7 @@ def main() -> None:
     parser.add_argument("--table")
     parser.add_argument("--redis-prefix")
     parser.add_argument("--limit", type=int, default=0)
+    parser.add_argument("--max-seconds", type=float, default=0)
     args = parser.parse_args()
 
     kwargs = {"serialization_mode": "raw"}
@@ -41,6 +45,8 @@ def main() -> None:
             store.put(record["key"], record["value"].encode())
             count += 1
             if args.limit and count >= args.limit:
+                break
+            if args.max_seconds and count % 100 == 0 and time.perf_counter() - started > args.max_seconds:
                 break
     seconds = time.perf_counter() - started
     sys.stdout.write(json.dumps({"keys": count, "seconds": seconds}) + "\n")
