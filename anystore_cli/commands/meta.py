@@ -95,8 +95,10 @@ def settings(ctx: typer.Context) -> None:
     state = get_state(ctx)
     uri, options = state.store_options()
     current = Settings()
+    from anystore_cli.core.uri import ensure_uri
+
     store: dict[str, Any] = {
-        "uri": uri,
+        "uri": ensure_uri(uri),
         "source": _store_source(state),
         "serialization_mode": options.get("serialization_mode") or current.serialization_mode,
         "readonly": bool(options.get("readonly") or current.readonly),
