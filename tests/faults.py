@@ -66,6 +66,8 @@ class TcpProxy:
         self._thread = threading.Thread(target=self._accept_loop, name="tcp-proxy", daemon=True)
         self.connections = 0
         """Connections accepted so far"""
+        self.frozen = False
+        """Open connections drop what they get instead of passing it on"""
 
     # -- control
 
@@ -88,10 +90,18 @@ class TcpProxy:
         with self._lock:
             self.mode = "blackhole"
 
+    def freeze(self) -> None:
+        """Stop answering on every connection, open or new: what the client sends is read and
+        dropped, nothing comes back (a server stopped with SIGSTOP, a network partition)."""
+        with self._lock:
+            self.mode = "blackhole"
+            self.frozen = True
+
     def restore(self) -> None:
         """Forward again (connections cut before stay cut)."""
         with self._lock:
             self.mode = "forward"
+            self.frozen = False
 
     def stop(self) -> None:
         """Stop the proxy and close every connection."""
@@ -144,8 +154,8 @@ class TcpProxy:
             _reset(server)
             return
         pumps = [
-            threading.Thread(target=_pump, args=(client, server), daemon=True),
-            threading.Thread(target=_pump, args=(server, client), daemon=True),
+            threading.Thread(target=_pump, args=(client, server, self), daemon=True),
+            threading.Thread(target=_pump, args=(server, client, self), daemon=True),
         ]
         for pump in pumps:
             pump.start()
@@ -161,14 +171,16 @@ def _reset(sock: socket.socket) -> None:
         sock.close()
 
 
-def _pump(source: socket.socket, target: socket.socket) -> None:
-    """Copy bytes from `source` to `target` until either side closes."""
+def _pump(source: socket.socket, target: socket.socket, proxy: TcpProxy) -> None:
+    """Copy bytes from `source` to `target` until either side closes (dropping them while the
+    proxy is frozen)."""
     try:
         while True:
             data = source.recv(65536)
             if not data:
                 break
-            target.sendall(data)
+            if not proxy.frozen:
+                target.sendall(data)
     except OSError:
         pass
     finally:

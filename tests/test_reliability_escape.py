@@ -77,7 +77,7 @@ def _leaks(done) -> bool:
 # ---- hostile keys on the command line -----------------------------------------------------------
 
 
-@pytest.mark.parametrize("key", ESCAPING_KEYS)
+@pytest.mark.parametrize("key", ["../x", "a/../../x", "..", "./../x", "../../etc/passwd"])
 def test_cli_refuses_keys_with_dotdot_segments(cli, outer, guard, key):
     store = str(outer / "store")
     attempts = [

@@ -228,6 +228,43 @@ def test_connection_cut_mid_load_exits_3_with_count_and_rerun_completes(backend,
     require_count(written, stderr)
 
 
+FREEZE_HANG = 15
+"""Seconds after which a load whose server stopped answering counts as hanging"""
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("backend", ["redis", "postgres", "mysql"])
+def test_server_that_stops_answering_mid_load_exits_3_not_a_hang(backend, request, store_factory):
+    """The server stays connected but answers nothing more (stopped with SIGSTOP, a partition)."""
+    fixture, port = SERVERS[backend]
+    url = request.getfixturevalue(fixture)
+    _, config = store_factory.uri_and_config(backend)
+    options = [item for name, value in config.items() for item in ("-b", f"{name}={value}")]
+    with TcpProxy(upstream(url, port)) as proxy:
+        load = SlowLoad(["-s", through_proxy(url, proxy.port), *options], dump_lines())
+        load.feed()
+        assert wait_until(lambda: _count_rows(url, config) > 0, timeout=30), "the load wrote nothing"
+        proxy.freeze()
+        started = time.monotonic()
+        try:
+            status = load.finish(timeout=FREEZE_HANG)
+        except subprocess.TimeoutExpired:
+            load.proc.kill()
+            load.proc.wait()
+            record(f"fault-{backend}-frozen-mid-load", hung=True)
+            if backend in ("postgres", "mysql"):
+                pytest.xfail(
+                    f"{backend}: a server that stops answering mid-load hangs `anystore load` (killed after "
+                    f"{FREEZE_HANG} s): sql.py sets no read/statement timeout or TCP keepalive/user timeout "
+                    "once connected (reported)"
+                )
+            pytest.fail(f"{backend}: `anystore load` hung for {FREEZE_HANG} s after the server stopped answering")
+        elapsed = round(time.monotonic() - started, 1)
+        assert status == 3, load.stderr
+        assert b"anystore: error:" in load.stderr
+    record(f"fault-{backend}-frozen-mid-load", hung=False, seconds=elapsed)
+
+
 # ---- an S3 endpoint that stops answering -------------------------------------------------------
 
 
@@ -241,7 +278,7 @@ def hanging_s3(s3_server: str) -> Iterator[tuple[str, TcpProxy]]:
 
 
 S3_LIMITS = ["-b", "read_timeout=2", "-b", "connect_timeout=2", "-b", "retries=1"]
-S3_HANG = 25
+S3_HANG = 15
 """Seconds after which a command with a 2 s timeout and one attempt counts as hanging"""
 
 
@@ -257,7 +294,7 @@ def test_s3_endpoint_that_stops_answering_exits_3_within_the_timeout(hanging_s3,
     source.write_bytes(b"new value")
     timings: dict[str, float] = {}
     hung: list[str] = []
-    commands = (["get", "k"], ["keys"], ["info", "k"], ["exists", "k"], ["rm", "k"], ["put", "k", "-i", str(source)])
+    commands = (["get", "k"], ["keys"], ["rm", "k"], ["put", "k", "-i", str(source)])
     for argv in commands:
         started = time.monotonic()
         try:

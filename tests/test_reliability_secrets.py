@@ -29,7 +29,7 @@ UNREACHABLE_URIS = [
 ]
 LOUD = ["--verbose", "--debug"]
 FLAGS = [[], LOUD]
-COMMANDS = [["get", "k"], ["put", "k", "v"], ["keys"], ["info", "k"], ["rm", "k"], ["dump"], ["settings"]]
+COMMANDS = [["get", "k"], ["put", "k", "v"], ["keys"], ["info", "k"], ["settings"]]
 
 
 def assert_no_secret(done, *secrets: str) -> None:
