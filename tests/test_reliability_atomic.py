@@ -12,7 +12,11 @@ from __future__ import annotations
 import io
 import os
 import random
+import signal
+import subprocess
+import time
 import zipfile
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -244,3 +248,43 @@ def test_put_stream_with_short_reads_stores_the_whole_value(backend, store_facto
     value = pattern_value(b"short-", 3 << 20)
     assert store.put_stream("short", _ShortReads(value)) == len(value)
     assert store.get("short") == value
+
+
+def _interrupted_put(store: Path, signum: int) -> tuple[int, list[str]]:
+    """Start `anystore put` from a pipe that stalls half-way, send `signum`; return the exit
+    status and what is left in the key's folder."""
+    proc = subprocess.Popen(
+        [anystore_bin(), "-s", str(store), "put", "sig/key"],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    assert proc.stdin is not None
+    proc.stdin.write(b"n" * (3 << 20))
+    proc.stdin.flush()
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline and len(os.listdir(store / "sig")) < 2:
+        time.sleep(0.05)  # until the temporary file is there
+    proc.send_signal(signum)
+    _, stderr = proc.communicate(timeout=30)
+    proc.stdin.close()
+    return proc.returncode, sorted(os.listdir(store / "sig"))
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+def test_cli_put_interrupted_keeps_old_value_and_cleans_up(signum, tmp_path):
+    store = tmp_path / "store"
+    old = pattern_value(b"old-", 64 << 10)
+    get_store(uri=str(store), serialization_mode="raw").put("sig/key", old)
+    status, left = _interrupted_put(store, signum)
+    assert (store / "sig" / "key").read_bytes() == old
+    assert _reader(str(store), {}).get("sig/key") == old
+    assert sorted(_reader(str(store), {}).iterate_keys()) == ["sig/key"]
+    if signum == signal.SIGINT:
+        assert status == 130
+    elif left != ["key"]:
+        pytest.xfail(
+            "app.py handles no SIGTERM (timeout(1), cron, systemd stop): the old value stays whole, but the "
+            f"temporary file is left on disk (not listed as a key): {left} (reported)"
+        )
+    assert left == ["key"], f"exit {status}; a temporary file was left: {left}"
