@@ -122,10 +122,18 @@ def test_load_malformed_line_exits_2_naming_line_and_keeps_lines_before(cli_stor
     err = stderr_text(proc)
     assert proc.returncode == 2, err
     assert "line 3" in err
+    assert "loaded 2 keys" in err
     assert "Traceback" not in err
     assert cli_store.get("first") == b"1"
     assert cli_store.get("second") == b"2"
     assert cli_store("exists", "after").returncode == 1
+
+
+def test_load_into_unreachable_store_exits_3_and_says_how_many_were_loaded():
+    lines = b'{"key": "a", "value": "1"}\n'
+    proc = run_cli("-s", "redis://:pw@127.0.0.1:1/0", "load", input=lines, timeout=30)
+    line = assert_one_line_error(proc, 3, "loaded 0 keys", "127.0.0.1:1")
+    assert ":pw@" not in line
 
 
 def test_load_no_clobber_keeps_existing_and_exits_1(cli_store: CliStore):

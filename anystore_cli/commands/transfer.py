@@ -16,7 +16,7 @@ from typing import Annotated, Any
 import typer
 
 from anystore_cli.commands.common import get_state, open_input, open_output
-from anystore_cli.core.exceptions import AlreadyExists, InvalidData, InvalidKey, StoreError
+from anystore_cli.core.exceptions import AlreadyExists, AnystoreError, InvalidData, InvalidKey, StoreError
 
 app = typer.Typer(rich_markup_mode=None, pretty_exceptions_enable=False)
 
@@ -212,6 +212,49 @@ class _Loader:
             raise self._errors[0]
 
 
+def _load_lines(loader: _Loader, source: str, name: str, ttl: int | None) -> None:
+    """Read dump lines from `source` and hand them to `loader` in batches of one ttl."""
+    batch: list[tuple[str, bytes]] = []
+    batch_bytes = 0
+    batch_ttl: int | None = None
+    try:
+        with open_input(source) as handle:
+            for number, raw in enumerate(handle, start=1):
+                parsed = parse_dump_line(raw, number, name)
+                if parsed is None:
+                    continue
+                key, data, line_ttl = parsed
+                line_ttl = line_ttl if line_ttl is not None else ttl
+                if batch and line_ttl != batch_ttl:
+                    loader.submit(batch, batch_ttl)
+                    batch, batch_bytes = [], 0
+                batch_ttl = line_ttl
+                batch.append((key, data))
+                batch_bytes += len(data)
+                if len(batch) >= LOAD_BATCH_KEYS or batch_bytes >= LOAD_BATCH_BYTES:
+                    loader.submit(batch, batch_ttl)
+                    batch, batch_bytes = [], 0
+        if batch:
+            loader.submit(batch, batch_ttl)
+    except InvalidData:
+        if batch:  # the lines before a malformed one are kept
+            loader.submit(batch, batch_ttl)
+        raise
+    finally:
+        loader.close()
+
+
+def _counted(exc: BaseException, loaded: int) -> BaseException:
+    """`exc` with the number of keys loaded before it added to its message (same exit status)."""
+    text = f"{exc} (loaded {_plural(loaded)} before the failure)"
+    if isinstance(exc, AnystoreError):
+        try:
+            return type(exc)(text)
+        except TypeError:  # pragma: no cover - an error type with another signature
+            return StoreError(text)
+    return StoreError(text)
+
+
 @app.command(epilog="\b\nExample: anystore load -i backup.jsonl -j 4")
 def load(
     ctx: typer.Context,
@@ -235,33 +278,11 @@ def load(
     name = "stdin" if input == "-" else input
     with Progress("loading", enabled=not state.quiet) as progress:
         loader = _Loader(store, no_clobber, jobs, progress)
-        batch: list[tuple[str, bytes]] = []
-        batch_bytes = 0
-        batch_ttl: int | None = None
         try:
-            with open_input(input) as handle:
-                for number, raw in enumerate(handle, start=1):
-                    parsed = parse_dump_line(raw, number, name)
-                    if parsed is None:
-                        continue
-                    key, data, line_ttl = parsed
-                    line_ttl = line_ttl if line_ttl is not None else ttl
-                    if batch and line_ttl != batch_ttl:
-                        loader.submit(batch, batch_ttl)
-                        batch, batch_bytes = [], 0
-                    batch_ttl = line_ttl
-                    batch.append((key, data))
-                    batch_bytes += len(data)
-                    if len(batch) >= LOAD_BATCH_KEYS or batch_bytes >= LOAD_BATCH_BYTES:
-                        loader.submit(batch, batch_ttl)
-                        batch, batch_bytes = [], 0
-        finally:
-            # the lines before a malformed one are kept
-            try:
-                if batch:
-                    loader.submit(batch, batch_ttl)
-            finally:
-                loader.close()
+            _load_lines(loader, input, name, ttl)
+        except (AnystoreError, OSError) as exc:
+            # say how much is in: the batches written before the failure are kept
+            raise _counted(exc, loader.loaded) from exc
     summary = f"loaded {_plural(loader.loaded)} into `{state.label}`"
     if loader.skipped:
         summary += f", kept {_plural(loader.skipped, 'existing key')}"
