@@ -336,6 +336,9 @@ class LocalStore(Store):
             return  # no key holds a `..` segment: never list the folders around the store
         folder = start.rsplit("/", 1)[0] if "/" in start else ""
         exclude = (exclude_prefix or "").lstrip("/")
+        if not (prefix or exclude_prefix or glob):
+            yield from self._walk(folder, start, exclude)  # every key matches: no filter call per key
+            return
         yield from (k for k in self._walk(folder, start, exclude) if match(k))
 
     def _walk(self, folder: str, start: str, exclude: str) -> Iterator[str]:
