@@ -79,7 +79,7 @@ def test_glob_characters_in_redis_prefix_are_literal(store_factory):
 
 def test_timestamp_hashes_are_not_listed(store, raw):
     store.put("k", 1)
-    names = list(raw.scan_iter(match=f"{store.redis_prefix}*".encode()))
+    names = list(raw.scan_iter(match=f"{store.redis_prefix}*".encode(), count=10000))
     assert len(names) == 2  # the value and its timestamps
     assert list(store.iterate_keys()) == ["k"]
 
@@ -97,10 +97,10 @@ def test_put_stream_of_large_value_is_renamed_into_place(store, raw):
     got = store.get("big", serialization_mode="raw")
     assert hashlib.sha256(got).hexdigest() == hashlib.sha256(data).hexdigest()
     # no upload key is left behind
-    assert len(list(raw.scan_iter(match=f"{store.redis_prefix}*".encode()))) == 2
+    assert len(list(raw.scan_iter(match=f"{store.redis_prefix}*".encode(), count=10000))) == 2
     with pytest.raises(AlreadyExists):
         store.put_stream("big", io.BytesIO(data), no_clobber=True)
-    assert len(list(raw.scan_iter(match=f"{store.redis_prefix}*".encode()))) == 2
+    assert len(list(raw.scan_iter(match=f"{store.redis_prefix}*".encode(), count=10000))) == 2
 
 
 def test_info_reads_no_value_and_keeps_created_at(store, monkeypatch):
@@ -134,7 +134,7 @@ def test_ttl_expires_value_and_timestamps(store, raw):
     assert store.exists("gone") is False
     with pytest.raises(DoesNotExist):
         store.info("gone")
-    assert list(raw.scan_iter(match=f"{store.redis_prefix}*".encode())) == []
+    assert list(raw.scan_iter(match=f"{store.redis_prefix}*".encode(), count=10000)) == []
 
 
 def test_put_without_ttl_clears_an_earlier_ttl(store, raw):
@@ -149,7 +149,7 @@ def test_pop_and_delete_remove_timestamps(store, raw):
     store.put("b", 2)
     assert store.pop("a") == 1
     assert store.delete("b") is True
-    assert list(raw.scan_iter(match=f"{store.redis_prefix}*".encode())) == []
+    assert list(raw.scan_iter(match=f"{store.redis_prefix}*".encode(), count=10000)) == []
 
 
 def test_put_many_and_get_many(store):
@@ -187,3 +187,11 @@ def test_silent_server_is_store_error_within_timeout():
 def test_refused_credentials_are_store_error(redis_url):
     host = redis_url.split("://", 1)[1].rsplit("@", 1)[-1]
     _expect_store_error(f"redis://nosuchuser:hunter2@{host}", "hunter2")
+
+
+def test_database_path_must_be_a_number(redis_url):
+    from anystore_cli.core import InvalidUri
+
+    with pytest.raises(InvalidUri):
+        RedisStore(uri="redis://127.0.0.1:6379/abc")
+    assert RedisStore(uri="redis://127.0.0.1:6379/1").redis_prefix == "anystore"

@@ -25,6 +25,7 @@ import uuid
 from collections.abc import Iterator
 from datetime import datetime, timezone
 from typing import IO, Any, ClassVar
+from urllib.parse import urlsplit
 
 import redis
 from redis.backoff import NoBackoff
@@ -39,7 +40,8 @@ from anystore_cli.core.uri import mask_uri
 
 DEFAULT_PREFIX = "anystore"
 DEFAULT_TIMEOUT = 3.0
-SCAN_COUNT = 1000
+SCAN_COUNT = 5000
+"""Keys Redis examines per SCAN call: fewer round trips, each still about a millisecond"""
 UPLOAD_TTL = 24 * 3600
 """Seconds an interrupted `put_stream` upload may linger before Redis drops it"""
 _GLOB_SPECIAL = "\\*?[]"
@@ -100,6 +102,9 @@ class RedisStore(VirtualIOMixin, BaseStore):
         if "\x00" in prefix:
             raise InvalidUri(f"Store `{mask_uri(self.uri)}`: `redis_prefix` may not hold a NUL byte")
         self.redis_prefix = prefix
+        database = urlsplit(self.uri).path.strip("/")
+        if database and not database.isdigit():
+            raise InvalidUri(f"Invalid redis uri `{mask_uri(self.uri)}`: the path is a database number: `{database}`")
         self._value_base = _encode(prefix + "/")
         self._meta_base = _encode(prefix + "\x00")
         try:
