@@ -176,7 +176,13 @@ def test_library_errors_and_reprs_mask_the_password():
     with pytest.raises(StoreError) as caught:
         store.get("k")
     assert PASSWORD not in str(caught.value)
+    assert PASSWORD not in repr(store) and PASSWORD not in str(store)
     store = get_store(uri=f"postgresql://u:{PASSWORD}@127.0.0.1:1/x")
     with pytest.raises(StoreError) as caught:
         store.put("k", b"v")
     assert PASSWORD not in str(caught.value)
+    assert PASSWORD not in repr(store)
+    config = {name: PASSWORD for name in SECRET_OPTIONS}
+    store = get_store(uri="memory://secrets", backend_config={**config, "redis_prefix": "visible"})
+    assert PASSWORD not in repr(store)
+    assert "visible" in repr(store)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 from io import BytesIO
 from typing import IO, Any
 
@@ -14,6 +13,8 @@ CHUNK_SIZE = 1024 * 1024
 
 def get_hasher(algorithm: str | None = DEFAULT_HASH_ALGORITHM) -> Any:
     """Return a new `hashlib` object for `algorithm`, or raise `InvalidData` for an unknown one."""
+    import hashlib  # here, not at the top: OpenSSL's start-up is not for commands that never hash
+
     name = (algorithm or DEFAULT_HASH_ALGORITHM).lower()
     try:
         return hashlib.new(name)

@@ -13,7 +13,6 @@ Modes:
 
 from __future__ import annotations
 
-import pickle
 from collections.abc import Callable
 from typing import Any, Literal, TypeAlias
 
@@ -77,6 +76,8 @@ def to_store(
             return value.encode()
         raise InvalidData(f"Raw mode stores bytes or str, not `{type(value).__name__}`")
     if mode == "pickle":
+        import pickle
+
         return pickle.dumps(value)
     import orjson
 
@@ -95,6 +96,8 @@ def to_store(
     try:
         return orjson.dumps(value, default=_json_default)
     except TypeError:
+        import pickle
+
         return pickle.dumps(value)
 
 
@@ -138,6 +141,8 @@ def from_store(
     if mode == "raw":
         return value
     if mode == "pickle":
+        import pickle
+
         return pickle.loads(value)
     import orjson
 
@@ -153,6 +158,8 @@ def from_store(
         pass
     if isinstance(value, (bytes, bytearray)):
         if value[:1] == b"\x80" and _pickle_allowed():
+            import pickle
+
             try:
                 return pickle.loads(value)
             except Exception:  # noqa: BLE001 - not a pickle after all

@@ -50,6 +50,15 @@ def check_readonly(func: F) -> F:
     return _check  # type: ignore[return-value]
 
 
+_SECRET_WORDS = ("password", "passwd", "secret", "token", "key", "credential")
+
+
+def _secret_name(name: Any) -> bool:
+    """Tell whether a backend option's name says its value is a secret."""
+    lowered = str(name).lower()
+    return any(word in lowered for word in _SECRET_WORDS)
+
+
 class VirtualIOMixin:
     """`open()` for backends that are not file-like: values are buffered in memory."""
 
@@ -85,6 +94,18 @@ class BaseStore(StoreModel):
     """Keys can be added but never changed or deleted (zip)"""
     backend_errors: ClassVar[tuple[type[BaseException], ...]] = (OSError,)
     """Exception types of the backend's client that mean the store failed"""
+
+    def __repr__(self) -> str:
+        """The store's fields, with the uri's password and secret-looking backend options masked."""
+        fields = []
+        for name in self.model_fields:
+            value = getattr(self, name)
+            if name == "uri":
+                value = mask_uri(value)
+            elif name == "backend_config" and isinstance(value, dict):
+                value = {k: "***" if value[k] not in (None, "") and _secret_name(k) else v for k, v in value.items()}
+            fields.append(f"{name}={value!r}")
+        return f"{type(self).__name__}({', '.join(fields)})"
 
     # ---- key handling -------------------------------------------------------------------
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 import contextlib
 import itertools
 import os
-import tempfile
 from collections.abc import Generator, Iterator
 from datetime import datetime, timezone
 from typing import IO, Any
@@ -102,6 +101,8 @@ def _make_temp(folder: str, prefix: str, attempts: int = 20) -> tuple[int, str]:
         try:
             if folder:
                 os.makedirs(folder, exist_ok=True)
+            import tempfile
+
             return tempfile.mkstemp(prefix=prefix, dir=folder or ".")
         except (FileNotFoundError, FileExistsError):  # pruned under our feet: a folder vanished
             if attempt == attempts - 1:
