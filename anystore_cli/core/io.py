@@ -49,7 +49,30 @@ def get_filesystem(uri: str, **storage_options: Any) -> tuple[Any, str]:
         # botocore retries each request (see `remote_defaults`); s3fs retrying on top of it
         # would multiply the attempts, and with them the time a dead endpoint takes to fail
         fs.retries = 1
+        _drop_expect_continue(fs)
     return fs, path
+
+
+def _drop_expect_continue(fs: Any) -> None:
+    """Send S3 uploads without `Expect: 100-continue`.
+
+    botocore asks for it on PutObject and UploadPart, and aiohttp then waits for the interim
+    `100 Continue` before sending the body, a wait no connect or read timeout bounds: an
+    endpoint that stops answering would hang every write. Without it the body goes out at once
+    and the read timeout covers the wait for the answer.
+    """
+    if getattr(fs, "asynchronous", False):
+        return
+    try:
+        from botocore.handlers import add_expect_header
+
+        client = fs.s3  # creates the client, without a request
+    except Exception:  # noqa: BLE001 - leave the filesystem as it is
+        return
+    for emitter in (getattr(fs, "session", None), getattr(getattr(client, "meta", None), "events", None)):
+        if emitter is not None:
+            with contextlib.suppress(Exception):
+                emitter.unregister("before-call.s3", add_expect_header)
 
 
 S3_PROTOCOLS = frozenset({"s3", "s3a"})
