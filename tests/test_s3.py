@@ -555,3 +555,14 @@ def test_cli_uses_aws_environment_variables(s3_server, bucket, cli):
     assert cli("-s", f"s3://{bucket}/env", "put", "k", "from env", env=env).returncode == 0
     done = cli("-s", f"s3://{bucket}/env", "get", "k", env=env)
     assert (done.returncode, done.stdout) == (0, b"from env")
+
+
+def test_cli_exit_status_for_missing_package_unknown_scheme_and_http_writes(cli):
+    import importlib.util
+
+    if importlib.util.find_spec("gcsfs") is None:
+        done = cli("-s", "gs://bucket/x", "get", "k")
+        assert done.returncode == 3 and b"gcsfs" in done.stderr
+    assert cli("-s", "nosuchscheme://bucket", "get", "k").returncode == 2
+    done = cli("-s", "http://127.0.0.1:1/x", "put", "k", "v")
+    assert done.returncode == 3 and b"readonly" in done.stderr

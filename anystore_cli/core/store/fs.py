@@ -42,6 +42,8 @@ DEFAULT_WORKERS = 16
 """Threads of `put_many`/`get_many` on remote filesystems (backend_config `max_workers`)"""
 _STORE_OPTIONS = ("max_workers",)
 """backend_config entries that configure the store, not the filesystem"""
+_EXTRAS = {"s3": "s3", "s3a": "s3", "http": "remote", "https": "remote"}
+"""The extra of anystore-cli that brings a protocol's packages (others: the package fsspec names)"""
 _CREDENTIAL_CODES = frozenset(
     {"InvalidAccessKeyId", "SignatureDoesNotMatch", "ExpiredToken", "InvalidToken", "TokenRefreshRequired"}
 )
@@ -415,7 +417,9 @@ def _check_protocol(protocol: str, uri: str) -> None:
     try:
         fsspec.get_filesystem_class(protocol)
     except ImportError as exc:
-        raise MissingDependency(f"`{protocol}://` stores need a package that is not installed: {exc}") from exc
+        extra = _EXTRAS.get(protocol)
+        hint = f" (pip install 'anystore-cli[{extra}]')" if extra else ""
+        raise MissingDependency(f"`{protocol}://` stores need a package that is not installed: {exc}{hint}") from exc
     except ValueError as exc:
         raise InvalidUri(f"Unknown store scheme `{protocol}://` in `{mask_uri(uri)}`") from exc
 
