@@ -79,6 +79,8 @@ def test_exists(store):
     assert store.exists("sp ace/x y.txt")
     assert store.exists("100%")
     assert not store.exists("nothing.txt")
+    assert not store.exists("dir")  # a directory index page is not a key
+    assert not store.exists("dir/sub")
 
 
 def test_stream_lines(store):

@@ -335,6 +335,8 @@ class Store(BaseStore):
             return None
         if info.get("type") == "directory":
             return None
+        if self.is_http and str(info.get("url") or "").endswith("/"):
+            return None  # redirected to a directory index page: a "directory", not a key
         return info
 
     def _exists(self, key: str) -> bool:
