@@ -151,14 +151,21 @@ def test_local_killed_writes_leave_no_key_behind(store_factory, tmp_path):
     uri, config = _store_config(store_factory, "local")
     store = _reader(uri, config)
     store.put("a/kept", b"kept")
-    size = 1 << 20
+    folder = os.path.join(uri.removeprefix("file://"), "a")
     for attempt in range(3):
         # killed while it still waits for input: the temporary file exists, the key does not
-        run_and_kill(core_writer_argv(uri, config, f"a/partial{attempt}"), b"x" * size, delay=1.0, feed_seconds=5)
-    root = uri.removeprefix("file://")
-
-    leftovers = [name for name in os.listdir(os.path.join(root, "a")) if name != "kept"]
-    assert leftovers, "expected the killed writers' temporary files on disk"
+        proc = subprocess.Popen(core_writer_argv(uri, config, f"a/partial{attempt}"), stdin=subprocess.PIPE)
+        assert proc.stdin is not None
+        proc.stdin.write(b"x" * (1 << 20))
+        proc.stdin.flush()
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and len(os.listdir(folder)) < attempt + 2:
+            time.sleep(0.05)
+        proc.kill()
+        proc.wait()
+        proc.stdin.close()
+    leftovers = [name for name in os.listdir(folder) if name != "kept"]
+    assert len(leftovers) == 3, f"expected the killed writers' temporary files on disk: {leftovers}"
     assert sorted(_reader(uri, config).iterate_keys()) == ["a/kept"]
     for attempt in range(3):
         assert not _reader(uri, config).exists(f"a/partial{attempt}")
