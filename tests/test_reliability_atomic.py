@@ -86,6 +86,11 @@ def _kill_loop(backend: str, via: str, uri: str, config: dict[str, Any], kills: 
         counts["tried"] += 1
         counts["killed"] += result.returncode == -9
         found = _reader(uri, config).get(target, raise_on_nonexist=False)
+        if result.returncode == 0:
+            assert found == new, f"{backend} via {via}: the writer finished, but the new value is not there"
+        elif result.returncode != -9:
+            counts["failed"] = counts.get("failed", 0) + 1  # failed on its own (a timeout under load): old value
+            assert found == (None if append_only else current), f"{backend} via {via}: exit {result.returncode}"
         if found == new:
             counts["new"] += 1
             current = new
