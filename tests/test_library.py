@@ -280,3 +280,14 @@ def test_virtual_store(tmp_path):
     with open_virtual("lorem.txt", store) as path:
         assert Path(path).read_bytes().startswith(b"Lorem")
     assert not Path(path).exists()
+
+
+def test_exported_mirror_is_the_function_even_after_its_module_loads():
+    import importlib
+
+    importlib.import_module("anystore_cli.core.mirror")
+    from anystore_cli.core import MirrorStatus
+    from anystore_cli.core import mirror as exported
+
+    assert callable(exported) and not isinstance(exported, type(importlib))
+    assert isinstance(exported(get_store("memory://exp-a"), get_store("memory://exp-b")), MirrorStatus)

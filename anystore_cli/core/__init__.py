@@ -15,6 +15,8 @@ Example:
 from __future__ import annotations
 
 import importlib
+import sys
+import types
 from typing import TYPE_CHECKING, Any
 
 _EXPORTS: dict[str, str] = {
@@ -81,6 +83,22 @@ def __getattr__(name: str) -> Any:
 
 def __dir__() -> list[str]:
     return __all__
+
+
+class _CoreModule(types.ModuleType):
+    """Keeps exported names pointing at the API when a submodule of the same name loads.
+
+    Importing `anystore_cli.core.mirror` (the module) would otherwise replace the exported
+    `mirror` function on this package with the module object.
+    """
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        if isinstance(value, types.ModuleType) and name in _EXPORTS:
+            return
+        super().__setattr__(name, value)
+
+
+sys.modules[__name__].__class__ = _CoreModule
 
 
 if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
