@@ -93,7 +93,7 @@ def sqlalchemy_url(uri: str) -> Any:
     Raises:
         InvalidUri: If the url cannot be parsed
     """
-    if uri.endswith(":"):  # `sqlite://` (an in-memory database) lost its slashes to normalisation
+    if uri.endswith(":") and "/" not in uri:  # `sqlite://` (in-memory) lost its slashes to normalisation
         uri += "//"
     try:
         url = make_url(uri)
