@@ -239,7 +239,8 @@ class BaseStore(StoreModel):
         if raise_on_nonexist is None:
             raise_on_nonexist = self.raise_on_nonexist
         key = self._key(key)
-        kwargs = self.ensure_kwargs(**kwargs)
+        # per-call options only: backend_config configures the backend, not each read
+        kwargs = clean_dict(kwargs)
         with self._errors(key):
             value = self._read(key, raise_on_nonexist=raise_on_nonexist, **kwargs)
         if value is None:
