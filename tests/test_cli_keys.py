@@ -215,3 +215,13 @@ def _quiet(store: CliStore, *args: str):
 @pytest.mark.parametrize("args", [["keys", "--limit", "x"], ["keys", "--bogus"], ["bogus-command"]])
 def test_bad_option_or_command_exits_2(local_store: CliStore, args):
     assert_one_line_error(local_store(*args), 2)
+
+
+def test_verbose_names_each_deleted_key(cli_store: CliStore):
+    from tests.conftest import run_cli
+
+    fill(cli_store, ["v/a", "v/b"])
+    proc = run_cli("-v", *cli_store.global_args, "rm", "--prefix", "v/", cwd=cli_store.tmp_path)
+    assert proc.returncode == 0
+    err = stderr_text(proc)
+    assert "deleted v/a" in err and "deleted v/b" in err and "2 keys" in err

@@ -292,3 +292,13 @@ def test_large_get_draws_progress_only_on_a_terminal_stderr(local_store: CliStor
     assert proc.returncode == 0
     assert out == data
     assert b"get big" in drawn
+
+
+def test_touch_with_ttl_expires(store_factory):
+    from tests.test_cli_support import make_cli_store
+
+    store = make_cli_store(store_factory, "redis")
+    stamp = store.ok("touch", "beat", "--ttl", "1").strip()
+    assert store.get("beat") == stamp
+    time.sleep(2.2)
+    assert store("exists", "beat").returncode == 1
