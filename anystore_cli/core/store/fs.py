@@ -23,9 +23,7 @@ from __future__ import annotations
 
 import contextlib
 import threading
-import uuid
 from collections.abc import Generator, Iterator
-from concurrent.futures import ThreadPoolExecutor
 from typing import IO, Any, ClassVar
 
 from anystore_cli.core.exceptions import AlreadyExists, InvalidUri, MissingDependency, ReadOnlyError, StoreError
@@ -275,6 +273,8 @@ class Store(BaseStore):
     @contextlib.contextmanager
     def _renaming_writer(self, key: str, mode: str) -> Generator[IO[Any], None, None]:
         path = self._path(key)
+        import uuid
+
         temporary = f"{path}.{uuid.uuid4().hex[:12]}.tmp"
         parent = path.rsplit("/", 1)[0]
         if "/" in key:
@@ -298,6 +298,8 @@ class Store(BaseStore):
             for key, value in items:
                 self._write(key, value, ttl=ttl)
             return
+        from concurrent.futures import ThreadPoolExecutor
+
         with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="anystore-put") as pool:
             for _ in pool.map(lambda item: self._write(item[0], item[1], ttl=ttl), items):
                 pass
@@ -309,6 +311,8 @@ class Store(BaseStore):
         if workers <= 1:
             yield from super()._get_many(keys)
             return
+        from concurrent.futures import ThreadPoolExecutor
+
         with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="anystore-get") as pool:
             values = pool.map(lambda key: self._read(key, raise_on_nonexist=False), keys)
             yield from zip(keys, values, strict=True)
