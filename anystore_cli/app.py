@@ -295,6 +295,7 @@ def run(argv: list[str] | None = None) -> int:
         from anystore_cli.completion import prepare_completion
 
         prepare_completion()
+    _exit_cleanly_on_sigterm()
     command = typer.main.get_command(app)
     try:
         result = command.main(args=args, prog_name=PROG, standalone_mode=False)
@@ -314,6 +315,21 @@ def run(argv: list[str] | None = None) -> int:
             return _usage_error(exc)
         return report(exc)
     return result if isinstance(result, int) else EXIT_OK
+
+
+def _terminated(signum: int, _frame: Any) -> None:
+    raise SystemExit(128 + signum)
+
+
+def _exit_cleanly_on_sigterm() -> None:
+    """SIGTERM (timeout(1), cron, systemd) unwinds like Ctrl-C: a write in progress is discarded
+    (the old value stays, the temporary file goes) and the status is 143."""
+    import signal
+
+    try:
+        signal.signal(signal.SIGTERM, _terminated)
+    except ValueError:  # not the main thread (embedded use): leave the default
+        pass
 
 
 def _usage_error(exc: Any) -> int:

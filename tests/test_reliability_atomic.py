@@ -242,16 +242,9 @@ class _ShortReads(io.RawIOBase):
         return len(chunk)
 
 
-SHORT_READ_BUG = pytest.mark.xfail(
-    reason="redis.py _write_stream takes a short first read(CHUNK_SIZE) for the end of the stream "
-    "and stores a truncated value (reported)",
-    strict=False,
-)
-
-
 @pytest.mark.parametrize(
     "backend",
-    ["memory", *(pytest.param(b, marks=SHORT_READ_BUG) if b == "redis" else b for b in ATOMIC_BACKENDS)],
+    ["memory", *ATOMIC_BACKENDS],
 )
 def test_put_stream_with_short_reads_stores_the_whole_value(backend, store_factory):
     """`read(n)` on a raw stream may return fewer than n bytes before the end: nothing is cut."""
@@ -292,11 +285,5 @@ def test_cli_put_interrupted_keeps_old_value_and_cleans_up(signum, tmp_path):
     assert (store / "sig" / "key").read_bytes() == old
     assert _reader(str(store), {}).get("sig/key") == old
     assert sorted(_reader(str(store), {}).iterate_keys()) == ["sig/key"]
-    if signum == signal.SIGINT:
-        assert status == 130
-    elif left != ["key"]:
-        pytest.xfail(
-            "app.py handles no SIGTERM (timeout(1), cron, systemd stop): the old value stays whole, but the "
-            f"temporary file is left on disk (not listed as a key): {left} (reported)"
-        )
+    assert status == (130 if signum == signal.SIGINT else 143)
     assert left == ["key"], f"exit {status}; a temporary file was left: {left}"

@@ -89,10 +89,6 @@ def test_secret_backend_config_never_shows(cli, uri):
     assert_no_secret(cli("-s", uri, "settings", env=env), *secrets.values())
 
 
-@pytest.mark.xfail(
-    reason="core/uri.py mask_uri masks only user:password@ and not a `?password=` query parameter (reported)",
-    strict=False,
-)
 def test_uri_query_password_never_shows(cli):
     """libpq and redis-py both take `?password=` in the uri."""
     for uri in (f"redis://127.0.0.1:1/0?password={PASSWORD}", f"postgresql://u@127.0.0.1:1/x?password={PASSWORD}"):

@@ -17,6 +17,11 @@ SCHEME_REDISS = "rediss"
 
 _SCHEME_RE = re.compile(r"^([a-zA-Z][a-zA-Z0-9+.-]*):")
 _PASSWORD_RE = re.compile(r"(?P<head>[a-zA-Z][a-zA-Z0-9+.-]*://[^:/@\s]*:)(?P<pw>[^@\s]*)(?=@)")
+_QUERY_SECRET_RE = re.compile(
+    r"(?P<head>[?&;](?:password|passwd|pwd|pass|secret|token|access_token|sslpassword|aws_secret_access_key)=)"
+    r"(?P<pw>[^&#;\s]*)",
+    re.IGNORECASE,
+)
 
 
 def get_scheme(uri: str) -> str:
@@ -103,8 +108,10 @@ def join_uri(uri: Any, path: str) -> str:
 
 
 def mask_uri(uri: Any) -> str:
-    """Replace any password in `uri` (and in text holding uris) with `***`."""
-    return _PASSWORD_RE.sub(lambda m: m.group("head") + "***", str(uri))
+    """Replace any password in `uri` (and in text holding uris) with `***`: the `user:password@`
+    part and secret query parameters such as `?password=`."""
+    text = _PASSWORD_RE.sub(lambda m: m.group("head") + "***", str(uri))
+    return _QUERY_SECRET_RE.sub(lambda m: m.group("head") + "***", text)
 
 
 def quote_key(key: str) -> str:

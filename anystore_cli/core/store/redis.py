@@ -166,7 +166,8 @@ class RedisStore(VirtualIOMixin, BaseStore):
 
     def _write_stream(self, key: str, source: IO[bytes], ttl: int | None = None, no_clobber: bool = False) -> int:
         first = source.read(CHUNK_SIZE)
-        rest = source.read(CHUNK_SIZE) if len(first) == CHUNK_SIZE else b""
+        # a short read is not the end of a pipe or socket: only an empty read is
+        rest = source.read(CHUNK_SIZE) if first else b""
         if not rest:
             self._write(key, first, ttl=ttl, no_clobber=no_clobber)
             return len(first)
