@@ -130,10 +130,10 @@ def drop_sql_table(url: str, table: str) -> None:
     with contextlib.suppress(Exception):
         import sqlalchemy
 
-        engine = sqlalchemy.create_engine(url)
-        with engine.begin() as conn:
+        from anystore_cli.core.store.sql import get_engine
+
+        with get_engine(url).begin() as conn:
             conn.execute(sqlalchemy.text(f"DROP TABLE IF EXISTS {table}"))
-        engine.dispose()
 
 
 class StoreFactory:

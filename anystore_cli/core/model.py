@@ -243,7 +243,7 @@ class StoreModel(Model):
     @cached_property
     def is_sql(self) -> bool:
         """Check if it is a sql-like store (sqlite, postgres, ...)"""
-        return "sql" in self.scheme
+        return "sql" in self.scheme or self.scheme.split("+", 1)[0] in ("postgres", "mariadb")
 
     @classmethod
     def from_yaml_uri(cls, uri: Any, **kwargs: Any) -> Any:
