@@ -158,6 +158,9 @@ def get_engine(uri: str) -> Engine:
             options["isolation_level"] = "READ COMMITTED"
         elif backend == "postgresql":
             options["connect_args"] = {"connect_timeout": CONNECT_TIMEOUT}
+            if url.get_driver_name() == "psycopg2":
+                # executemany in pages (execute_batch) instead of one round trip a row: ~3x faster load
+                options["executemany_mode"] = "values_plus_batch"
         try:
             engine = sa.create_engine(url, **options)
         except NoSuchModuleError as exc:
