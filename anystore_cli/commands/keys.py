@@ -105,9 +105,11 @@ def keys(
                 for record in _records(store, found):
                     line = f"{record['size']}\t{record['updated_at'] or ''}\t{record['key']}"
                     writer.write(encode_text(line) + end)
-            else:
-                for key in found:
-                    writer.write(encode_text(key) + end)
+            else:  # the hot path: a batch of keys joined and encoded at once
+                separator = end.decode()
+                keys_left = iter(found)
+                while batch := list(itertools.islice(keys_left, 4096)):
+                    writer.write(encode_text(separator.join(batch) + separator))
         finally:
             writer.flush()
 

@@ -356,12 +356,17 @@ class LocalStore(Store):
                 continue
             with entries:
                 subdirs = []
+                base = f"{current}/" if current else ""
                 for entry in entries:
                     name = entry.name
-                    if name.startswith(TMP_PREFIX):
+                    if name[0] == "." and name.startswith(TMP_PREFIX):
                         continue
-                    key = f"{current}/{name}" if current else name
+                    key = base + name
                     try:
+                        if entry.is_file(follow_symlinks=False):
+                            if not start or key.startswith(start):
+                                yield key
+                            continue
                         is_dir = entry.is_dir(follow_symlinks=False)
                     except OSError:
                         continue
@@ -371,8 +376,8 @@ class LocalStore(Store):
                             exclude and child.startswith(exclude)
                         ):
                             subdirs.append(key)
-                    elif key.startswith(start) and (entry.is_file(follow_symlinks=False) or self._inside(entry.path)):
-                        yield key
+                    elif (not start or key.startswith(start)) and self._inside(entry.path):
+                        yield key  # a symlink to a file inside the store
                 stack.extend(reversed(subdirs))
 
     def _inside_folder(self, path: str) -> bool:
