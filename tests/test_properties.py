@@ -13,7 +13,10 @@ from hypothesis import strategies as st
 from anystore_cli.core.keys import glob_to_regex
 
 SEGMENT_ALPHABET = st.sampled_from(list(string.ascii_letters + string.digits + " %_*?[]\\-.,;=+!~ü✓中"))
-segment = st.text(SEGMENT_ALPHABET, min_size=1, max_size=12).filter(lambda s: s not in (".", ".."))
+# `.~anystore-*` names are a local store's temporary files: refused there (see test below)
+segment = st.text(SEGMENT_ALPHABET, min_size=1, max_size=12).filter(
+    lambda s: s not in (".", "..") and not s.startswith(".~anystore-")
+)
 keys = st.lists(segment, min_size=1, max_size=3).map("/".join)
 values = st.binary(min_size=0, max_size=2048)
 
@@ -79,3 +82,16 @@ def test_auto_mode_roundtrips_json_values(store_factory, backend, value):
         assert store.get("v") == expected
     else:
         assert store.get("v") == value
+
+
+def test_local_store_refuses_its_temporary_file_names(store_factory):
+    from anystore_cli.core import InvalidKey
+
+    store = store_factory("local")
+    for key in (".~anystore-x", "a/.~anystore-tmp/b"):
+        with pytest.raises(InvalidKey):
+            store.put(key, b"x")
+        with pytest.raises(InvalidKey):
+            store.get(key)
+    store.put("a/.~anystore", b"fine")  # only the full reserved prefix is refused
+    assert store.get("a/.~anystore") == "fine"

@@ -14,9 +14,9 @@ from collections.abc import Generator, Iterator
 from datetime import datetime, timezone
 from typing import IO, Any
 
-from anystore_cli.core.exceptions import AlreadyExists, DoesNotExist, StoreError
+from anystore_cli.core.exceptions import AlreadyExists, DoesNotExist, InvalidKey, StoreError
 from anystore_cli.core.io import DEFAULT_MODE, copy_stream
-from anystore_cli.core.keys import listing_prefix, make_key_filter
+from anystore_cli.core.keys import listing_prefix, make_key_filter, normalize_key
 from anystore_cli.core.model import BaseStats
 from anystore_cli.core.store.fs import Store
 
@@ -215,6 +215,12 @@ class LocalStore(Store):
         self.root = self.uri[len("file://") :] if self.uri.startswith("file://") else self.uri
         self._real_root = os.path.realpath(self.root)
         self._fsync = bool((self.backend_config or {}).get("fsync"))
+
+    def _key(self, key: Any) -> str:
+        key = normalize_key(key)
+        if TMP_PREFIX in key and any(part.startswith(TMP_PREFIX) for part in key.split("/")):
+            raise InvalidKey(f"Invalid key `{key}`: names starting with `{TMP_PREFIX}` are the store's temporary files")
+        return key
 
     def _get_key_prefix(self) -> str:
         return self.uri
