@@ -26,6 +26,12 @@ POSTGRES_URL = os.environ.get("ANYSTORE_TEST_POSTGRES_URL", "postgresql://postgr
 MYSQL_URL = os.environ.get("ANYSTORE_TEST_MYSQL_URL", "mysql+pymysql://root@127.0.0.1:3306/test")
 IN_CI = bool(os.environ.get("CI"))
 
+if IN_CI:  # property tests run the same (seeded) examples in CI; locally they explore anew
+    from hypothesis import settings as _hypothesis_settings
+
+    _hypothesis_settings.register_profile("ci", derandomize=True, print_blob=True)
+    _hypothesis_settings.load_profile("ci")
+
 ALL_BACKENDS = ["memory", "local", "zip", "sqlite", "postgres", "mysql", "redis", "s3"]
 FILE_BACKENDS = ["local", "zip"]
 TTL_BACKENDS = {"memory", "sqlite", "postgres", "mysql", "redis"}

@@ -95,3 +95,12 @@ def test_local_store_refuses_its_temporary_file_names(store_factory):
             store.get(key)
     store.put("a/.~anystore", b"fine")  # only the full reserved prefix is refused
     assert store.get("a/.~anystore") == "fine"
+
+
+def test_names_that_start_with_two_dots_are_listed_by_glob_and_prefix(store_factory):
+    store = store_factory("local")
+    store.put("..*/0/0", b"x")
+    store.put("..x", b"y")
+    assert list(store.iterate_keys(glob="..[*]/0/0")) == ["..*/0/0"]
+    assert sorted(store.iterate_keys(prefix="..")) == ["..*/0/0", "..x"]
+    assert list(store.iterate_keys(prefix="../")) == []

@@ -339,7 +339,7 @@ class LocalStore(Store):
     ) -> Iterator[str]:
         match = make_key_filter(prefix, exclude_prefix, glob)
         start = listing_prefix(prefix, glob)
-        if ".." in start.split("/"):
+        if ".." in start.split("/")[:-1]:  # the last part may be the start of a name like `..x`
             return  # no key holds a `..` segment: never list the folders around the store
         folder = start.rsplit("/", 1)[0] if "/" in start else ""
         exclude = (exclude_prefix or "").lstrip("/")
