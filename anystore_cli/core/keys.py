@@ -33,7 +33,16 @@ def normalize_key(key: object) -> str:
     Raises:
         InvalidKey: If the key is empty, contains `..` or a NUL byte
     """
-    text = str(key)
+    text = key if type(key) is str else str(key)
+    if (  # the common case, already canonical: no empty, `.` or `..` segment, no NUL
+        text
+        and text[0] not in "/."
+        and text[-1] != "/"
+        and "//" not in text
+        and "/." not in text
+        and "\x00" not in text
+    ):
+        return text
     if "\x00" in text:
         raise InvalidKey(f"Invalid key `{text!r}`: NUL byte")
     segments = [s for s in text.split("/") if s not in ("", ".")]
