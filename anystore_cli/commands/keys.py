@@ -135,34 +135,31 @@ def rm(
     missing: list[str] = []
     deleted = 0
     out = sys.stdout
-    for key in checked:
+
+    def remove(key: str, listed: bool = False) -> bool:
+        """Delete `key` (or, with --dry-run, list it if it exists); true if it was there.
+
+        `listed` keys came from the store's own listing: a dry run need not ask again."""
         if dry_run:
-            if store.exists(key):
-                out.write(f"{key}\n")
-                deleted += 1
-            else:
-                missing.append(key)
+            if not listed and not store.exists(key):
+                return False
+            out.write(f"{key}\n")
+            return True
+        with state.writing(key):
+            gone = store.delete(key)
+        if gone:
+            state.detail(f"deleted {key}")
+        return gone
+
+    for key in checked:
+        if remove(key):
+            deleted += 1
         else:
-            with state.writing(key):
-                gone = store.delete(key)
-            if gone:
-                deleted += 1
-                state.detail(f"deleted {key}")
-            else:
-                missing.append(key)
+            missing.append(key)
     bulk = bool(prefix or glob)
     if bulk:
         matched = list(store.iterate_keys(prefix=prefix, glob=glob))
-        for key in matched:
-            if dry_run:
-                out.write(f"{key}\n")
-                deleted += 1
-            else:
-                with state.writing(key):
-                    gone = store.delete(key)
-                if gone:
-                    deleted += 1
-                    state.detail(f"deleted {key}")
+        deleted += sum(1 for key in matched if remove(key, listed=True))
     out.flush()
     if bulk:
         verb = "would delete" if dry_run else "deleted"
