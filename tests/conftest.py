@@ -136,7 +136,7 @@ def drop_sql_table(url: str, table: str) -> None:
     with contextlib.suppress(Exception):
         import sqlalchemy
 
-        from anystore_cli.core.store.sql import get_engine
+        from anystore_cli.backend.sql import get_engine
 
         with get_engine(url).begin() as conn:
             conn.execute(sqlalchemy.text(f"DROP TABLE IF EXISTS {table}"))

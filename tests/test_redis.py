@@ -11,7 +11,7 @@ from collections.abc import Iterator
 import pytest
 
 from anystore_cli.core import AlreadyExists, DoesNotExist, StoreError, get_store
-from anystore_cli.core.store.redis import RedisStore, escape_match
+from anystore_cli.backend.redis import RedisStore, escape_match
 from tests.conftest import unique
 
 pytestmark = pytest.mark.service

@@ -18,7 +18,7 @@ from anystore_cli.core import (
     StoreError,
     get_store,
 )
-from anystore_cli.core.store.sql import escape_like, sqlalchemy_url
+from anystore_cli.backend.sql import escape_like, sqlalchemy_url
 from tests.conftest import unique
 
 pytestmark = pytest.mark.service

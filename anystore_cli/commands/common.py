@@ -114,7 +114,7 @@ class State:
         if self.readonly:
             options["readonly"] = True
         if self.uses_config:
-            from anystore_cli.core.model import StoreModel
+            from anystore_cli.backend.model import StoreModel
 
             load = StoreModel.from_json_uri if self.config_format == "json" else StoreModel.from_yaml_uri
             try:
@@ -136,7 +136,7 @@ class State:
     def store(self) -> Any:
         """The store of this invocation."""
         if self._store is None:
-            from anystore_cli.core.store.registry import get_store
+            from anystore_cli.backend.registry import get_store
 
             uri, options = self.store_options()
             self._store = get_store(uri, **options)
@@ -149,7 +149,7 @@ class State:
         """
         if uri is None:
             return self.store()
-        from anystore_cli.core.store.registry import get_store
+        from anystore_cli.backend.registry import get_store
 
         options: dict[str, Any] = {"backend_config": dict(self.backend_config) or None}
         if writing and self.readonly:
@@ -320,7 +320,7 @@ def split_backend_config(items: list[str] | None) -> dict[str, Any]:
     config: dict[str, Any] = {}
     if not items:
         return config
-    from anystore_cli.core.settings import parse_value
+    from anystore_cli.backend.settings import parse_value
 
     for item in items:
         name, sep, value = item.partition("=")

@@ -21,7 +21,7 @@ def _setup(
     ttl: int | None,
     store_kwargs: dict[str, Any],
 ) -> tuple[Callable[..., str | None], Any]:
-    from anystore_cli.core.store.registry import get_store
+    from anystore_cli.backend.registry import get_store
 
     if store is None:
         store = get_store(**store_kwargs)

@@ -166,7 +166,7 @@ def smart_open(uri: Any, mode: str | None = DEFAULT_MODE, **kwargs: Any) -> Gene
         yield _std_stream(mode)
         return
     if uri.startswith("file://"):
-        from anystore_cli.core.store.local import atomic_open, local_read_open
+        from anystore_cli.backend.local import atomic_open, local_read_open
 
         path = uri[len("file://") :]
         if "r" in mode and "+" not in mode:

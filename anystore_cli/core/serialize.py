@@ -102,7 +102,7 @@ def to_store(
 
 
 def _pickle_allowed() -> bool:
-    from anystore_cli.core.settings import Settings
+    from anystore_cli.backend.settings import Settings
 
     return Settings().allow_pickle
 

@@ -17,7 +17,7 @@ class VirtualStore:
     """A temporary local folder store; `download` copies data into it."""
 
     def __init__(self, prefix: str | None = None, keep: bool = False) -> None:
-        from anystore_cli.core.store.registry import get_store
+        from anystore_cli.backend.registry import get_store
 
         self.path = tempfile.mkdtemp(prefix=prefix or "anystore-")
         self.keep = keep

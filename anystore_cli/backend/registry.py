@@ -11,16 +11,16 @@ import threading
 from typing import Any
 
 from anystore_cli.core.exceptions import InvalidUri, MissingDependency
-from anystore_cli.core.settings import Settings
+from anystore_cli.backend.settings import Settings
 from anystore_cli.core.uri import ensure_uri, get_scheme, mask_uri
 
-_SQL = ("anystore_cli.core.store.sql:SqlStore", "sql")
-_REDIS = ("anystore_cli.core.store.redis:RedisStore", "redis")
+_SQL = ("anystore_cli.backend.sql:SqlStore", "sql")
+_REDIS = ("anystore_cli.backend.redis:RedisStore", "redis")
 
 known_backends: dict[str, tuple[str, str | None]] = {
-    "file": ("anystore_cli.core.store.local:LocalStore", None),
-    "memory": ("anystore_cli.core.store.memory:MemoryStore", None),
-    "zip": ("anystore_cli.core.store.zip:ZipStore", None),
+    "file": ("anystore_cli.backend.local:LocalStore", None),
+    "memory": ("anystore_cli.backend.memory:MemoryStore", None),
+    "zip": ("anystore_cli.backend.zip:ZipStore", None),
     "redis": _REDIS,
     "rediss": _REDIS,
     "sqlite": _SQL,
@@ -28,7 +28,7 @@ known_backends: dict[str, tuple[str, str | None]] = {
     "postgres": _SQL,
     "mysql": _SQL,
     "mariadb": _SQL,
-    "fsspec": ("anystore_cli.core.store.fs:Store", "remote"),
+    "fsspec": ("anystore_cli.backend.fs:Store", "remote"),
 }
 """Scheme -> (import string, extra of anystore-cli that brings its packages)"""
 
@@ -143,7 +143,7 @@ def _make_store(uri: Any, settings: Settings, **kwargs: Any) -> Any:
     if settings.readonly and kwargs.get("readonly") is None:
         kwargs["readonly"] = True
     if uri is None:
-        from anystore_cli.core.store.base import BaseStore
+        from anystore_cli.backend.base import BaseStore
 
         config = None
         if settings.yaml_uri is not None:

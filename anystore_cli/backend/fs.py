@@ -29,8 +29,8 @@ from typing import IO, Any, ClassVar
 from anystore_cli.core.exceptions import AlreadyExists, InvalidUri, MissingDependency, ReadOnlyError, StoreError
 from anystore_cli.core.io import DEFAULT_MODE, copy_stream, get_filesystem
 from anystore_cli.core.keys import listing_prefix, make_key_filter
-from anystore_cli.core.model import BaseStats
-from anystore_cli.core.store.base import BaseStore
+from anystore_cli.backend.model import BaseStats
+from anystore_cli.backend.base import BaseStore
 from anystore_cli.core.uri import clean_dict, mask_uri, quote_key, unquote_key
 
 OBJECT_STORES = frozenset({"s3", "s3a", "gs", "gcs", "az", "abfs", "abfss", "adl", "oss", "oci", "r2", "cos"})
@@ -58,7 +58,7 @@ class Store(BaseStore):
 
             uri = data.get("uri")
             if uri is not None and ensure_uri(uri).startswith("file://"):
-                from anystore_cli.core.store.local import LocalStore
+                from anystore_cli.backend.local import LocalStore
 
                 return super().__new__(LocalStore)
         return super().__new__(cls)

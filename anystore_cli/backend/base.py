@@ -31,7 +31,7 @@ from anystore_cli.core.exceptions import (
 )
 from anystore_cli.core.io import DEFAULT_MODE, copy_stream
 from anystore_cli.core.keys import normalize_key
-from anystore_cli.core.model import BaseStats, Stats, StoreModel
+from anystore_cli.backend.model import BaseStats, Stats, StoreModel
 from anystore_cli.core.serialize import from_store, to_store
 from anystore_cli.core.uri import clean_dict, mask_uri
 

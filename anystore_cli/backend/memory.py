@@ -14,8 +14,8 @@ from typing import Any, ClassVar
 
 from anystore_cli.core.exceptions import AlreadyExists
 from anystore_cli.core.keys import make_key_filter
-from anystore_cli.core.model import BaseStats
-from anystore_cli.core.store.base import BaseStore, TTLMixin, VirtualIOMixin
+from anystore_cli.backend.model import BaseStats
+from anystore_cli.backend.base import BaseStore, TTLMixin, VirtualIOMixin
 
 # full key -> (value, created, updated, expires)
 _DATA: dict[str, tuple[bytes, float, float, float | None]] = {}

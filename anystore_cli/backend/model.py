@@ -192,7 +192,7 @@ class StoreModel(Model):
     def __init__(self, **data: Any) -> None:
         super().__init__(**data)
         if self.serialization_mode is None or self.raise_on_nonexist is None or self.default_ttl is None:
-            from anystore_cli.core.settings import Settings
+            from anystore_cli.backend.settings import Settings
 
             settings = Settings()
             if self.serialization_mode is None:

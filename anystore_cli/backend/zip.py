@@ -19,8 +19,8 @@ from typing import IO, Any, ClassVar
 from anystore_cli.core.exceptions import AlreadyExists, ReadOnlyError
 from anystore_cli.core.io import DEFAULT_MODE, copy_stream
 from anystore_cli.core.keys import make_key_filter
-from anystore_cli.core.model import BaseStats
-from anystore_cli.core.store.base import BaseStore
+from anystore_cli.backend.model import BaseStats
+from anystore_cli.backend.base import BaseStore
 
 
 def split_zip_uri(uri: str) -> tuple[str, str]:

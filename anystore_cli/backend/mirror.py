@@ -16,7 +16,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from anystore_cli.core.exceptions import AnystoreError, MissingDependency, StoreError
-from anystore_cli.core.model import Model
+from anystore_cli.backend.model import Model
 
 RETRIES = 3
 """Attempts per key"""
@@ -113,8 +113,8 @@ def mirror(
     Raises:
         StoreError: If the source (or the target, when it is listed) cannot be listed
     """
-    from anystore_cli.core.store.base import copy_value
-    from anystore_cli.core.store.registry import get_store
+    from anystore_cli.backend.base import copy_value
+    from anystore_cli.backend.registry import get_store
 
     if not hasattr(source, "iterate_keys"):
         source = get_store(source)
