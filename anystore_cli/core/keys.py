@@ -3,7 +3,9 @@
 A key is a `/`-separated path relative to the store. Keys are literal: no percent-decoding,
 so `%`, `_`, `*`, `?` and `[` are ordinary characters in a key. Prefixes are plain string
 prefixes; globs use path semantics (`*` and `?` stay within one segment, `**` crosses
-segments, `[...]` is a character class) and are matched against the whole key.
+segments, `[...]` is a character class) and are matched against the whole key, or, given with a
+prefix, against the key relative to the prefix taken as a folder (as the original library does:
+`prefix="data", glob="*.json"` matches `data/a.json`, not `data/sub/b.json`).
 """
 
 from __future__ import annotations
@@ -125,15 +127,25 @@ def glob_to_regex(pattern: str) -> re.Pattern[str]:
     return re.compile("".join(out) + r"\Z", re.DOTALL)
 
 
+def effective_glob(prefix: str | None, glob: str | None) -> str | None:
+    """The glob matched against whole keys: `glob` relative to `prefix` (a folder) when both are given."""
+    if not glob:
+        return None
+    glob = glob.lstrip("/")
+    prefix = (prefix or "").strip("/")
+    return f"{prefix}/{glob}" if prefix else glob
+
+
 def make_key_filter(
     prefix: str | None = None,
     exclude_prefix: str | None = None,
     glob: str | None = None,
 ) -> Callable[[str], bool]:
     """Return a predicate that is true for keys matching all given criteria."""
+    glob = effective_glob(prefix, glob)
     prefix = prefix.lstrip("/") if prefix else ""
     exclude_prefix = exclude_prefix.lstrip("/") if exclude_prefix else ""
-    matcher = glob_to_regex(glob.lstrip("/")).match if glob else None
+    matcher = glob_to_regex(glob).match if glob else None
 
     def _match(key: str) -> bool:
         if prefix and not key.startswith(prefix):
@@ -158,9 +170,10 @@ def filter_keys(
 
 def listing_prefix(prefix: str | None = None, glob: str | None = None) -> str:
     """The longest literal string every matching key starts with (for server-side listing)."""
+    glob = effective_glob(prefix, glob)
     prefix = (prefix or "").lstrip("/")
     if glob:
-        literal = glob_literal_prefix(glob.lstrip("/"))
+        literal = glob_literal_prefix(glob)
         if literal.startswith(prefix):
             return literal
         if prefix.startswith(literal):
