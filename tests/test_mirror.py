@@ -10,9 +10,9 @@ from typing import IO, Any, ClassVar
 
 import pytest
 
-from anystore_cli.core import get_store
-from anystore_cli.backend.mirror import MirrorStatus, mirror
 from anystore_cli.backend.memory import MemoryStore
+from anystore_cli.backend.mirror import MirrorStatus, mirror
+from anystore_cli.core import get_store
 from tests.conftest import make_bucket, s3_options, unique
 
 

@@ -10,8 +10,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from anystore_cli.core import AlreadyExists, DoesNotExist, StoreError, get_store
 from anystore_cli.backend.redis import RedisStore, escape_match
+from anystore_cli.core import AlreadyExists, DoesNotExist, StoreError, get_store
 from tests.conftest import unique
 
 pytestmark = pytest.mark.service

@@ -9,6 +9,7 @@ from datetime import datetime, timedelta
 
 import pytest
 
+from anystore_cli.backend.sql import escape_like, sqlalchemy_url
 from anystore_cli.core import (
     AlreadyExists,
     DoesNotExist,
@@ -18,7 +19,6 @@ from anystore_cli.core import (
     StoreError,
     get_store,
 )
-from anystore_cli.backend.sql import escape_like, sqlalchemy_url
 from tests.conftest import unique
 
 pytestmark = pytest.mark.service

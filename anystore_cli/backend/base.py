@@ -21,6 +21,7 @@ from datetime import datetime
 from io import BytesIO, StringIO
 from typing import IO, Any, ClassVar, TypeVar
 
+from anystore_cli.backend.model import BaseStats, Stats, StoreModel
 from anystore_cli.core.checksum import DEFAULT_HASH_ALGORITHM, make_checksum
 from anystore_cli.core.exceptions import (
     AlreadyExists,
@@ -31,7 +32,6 @@ from anystore_cli.core.exceptions import (
 )
 from anystore_cli.core.io import DEFAULT_MODE, copy_stream
 from anystore_cli.core.keys import normalize_key
-from anystore_cli.backend.model import BaseStats, Stats, StoreModel
 from anystore_cli.core.serialize import from_store, to_store
 from anystore_cli.core.uri import clean_dict, mask_uri
 

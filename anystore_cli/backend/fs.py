@@ -26,11 +26,11 @@ import threading
 from collections.abc import Generator, Iterator
 from typing import IO, Any, ClassVar
 
+from anystore_cli.backend.base import BaseStore
+from anystore_cli.backend.model import BaseStats
 from anystore_cli.core.exceptions import AlreadyExists, InvalidUri, MissingDependency, ReadOnlyError, StoreError
 from anystore_cli.core.io import DEFAULT_MODE, copy_stream, get_filesystem
 from anystore_cli.core.keys import listing_prefix, make_key_filter
-from anystore_cli.backend.model import BaseStats
-from anystore_cli.backend.base import BaseStore
 from anystore_cli.core.uri import clean_dict, mask_uri, quote_key, unquote_key
 
 OBJECT_STORES = frozenset({"s3", "s3a", "gs", "gcs", "az", "abfs", "abfss", "adl", "oss", "oci", "r2", "cos"})

@@ -14,11 +14,11 @@ from collections.abc import Generator, Iterator
 from datetime import datetime, timezone
 from typing import IO, Any
 
+from anystore_cli.backend.fs import Store
+from anystore_cli.backend.model import BaseStats
 from anystore_cli.core.exceptions import AlreadyExists, DoesNotExist, InvalidKey, StoreError
 from anystore_cli.core.io import DEFAULT_MODE, copy_stream
 from anystore_cli.core.keys import listing_prefix, make_key_filter, normalize_key
-from anystore_cli.backend.model import BaseStats
-from anystore_cli.backend.fs import Store
 
 TMP_PREFIX = ".~anystore-"
 

@@ -1,7 +1,7 @@
 """In-process memory backend (`memory://`): lives as long as the process.
 
-All memory stores share one namespace, so a store at `memory://foo` sees the keys under
-`foo/` of the store at `memory://`, as folders do.
+Each store object has its own keys, as in the original library: two `get_store("memory://")`
+calls give two empty stores.
 """
 
 from __future__ import annotations
@@ -12,14 +12,10 @@ from collections.abc import Iterator
 from datetime import datetime, timezone
 from typing import Any, ClassVar
 
+from anystore_cli.backend.base import BaseStore, TTLMixin, VirtualIOMixin
+from anystore_cli.backend.model import BaseStats
 from anystore_cli.core.exceptions import AlreadyExists
 from anystore_cli.core.keys import make_key_filter
-from anystore_cli.backend.model import BaseStats
-from anystore_cli.backend.base import BaseStore, TTLMixin, VirtualIOMixin
-
-# full key -> (value, created, updated, expires)
-_DATA: dict[str, tuple[bytes, float, float, float | None]] = {}
-_LOCK = threading.RLock()
 
 
 class MemoryStore(VirtualIOMixin, TTLMixin, BaseStore):
@@ -30,21 +26,23 @@ class MemoryStore(VirtualIOMixin, TTLMixin, BaseStore):
 
     def __init__(self, **data: Any) -> None:
         super().__init__(**data)
-        path = self.uri[len("memory://") :].strip("/")
-        self._prefix = f"{path}/" if path else ""
+        self._prefix = ""
+        # full key -> (value, created, updated, expires)
+        self._data: dict[str, tuple[bytes, float, float, float | None]] = {}
+        self._lock = threading.RLock()
 
     def _full(self, key: str) -> str:
         return self._prefix + key
 
     def _live(self, full: str) -> tuple[bytes, float, float, float | None] | None:
-        entry = _DATA.get(full)
+        entry = self._data.get(full)
         if entry is not None and self.is_expired(entry[3]):
-            _DATA.pop(full, None)
+            self._data.pop(full, None)
             return None
         return entry
 
     def _read(self, key: str, raise_on_nonexist: bool | None = True, **kwargs: Any) -> Any:
-        with _LOCK:
+        with self._lock:
             entry = self._live(self._full(key))
         if entry is None:
             if raise_on_nonexist:
@@ -57,36 +55,36 @@ class MemoryStore(VirtualIOMixin, TTLMixin, BaseStore):
     def _write(self, key: str, value: bytes, ttl: int | None = None, no_clobber: bool = False, **kwargs: Any) -> None:
         full = self._full(key)
         now = time.time()
-        with _LOCK:
+        with self._lock:
             old = self._live(full)
             if old is not None and no_clobber:
                 raise AlreadyExists(self._describe(key, "already exists"))
             created = old[1] if old is not None else now
-            _DATA[full] = (bytes(value), created, now, self.expires_at(ttl))
+            self._data[full] = (bytes(value), created, now, self.expires_at(ttl))
 
     def _put_many(self, items: list[tuple[str, bytes]], ttl: int | None = None) -> None:
-        with _LOCK:
+        with self._lock:
             for key, value in items:
                 self._write(key, value, ttl=ttl)
 
     def _delete(self, key: str) -> bool:
-        with _LOCK:
-            return self._live(self._full(key)) is not None and _DATA.pop(self._full(key), None) is not None
+        with self._lock:
+            return self._live(self._full(key)) is not None and self._data.pop(self._full(key), None) is not None
 
     def _pop(self, key: str) -> bytes:
-        with _LOCK:
+        with self._lock:
             entry = self._live(self._full(key))
             if entry is None:
                 raise self._missing(key)
-            del _DATA[self._full(key)]
+            del self._data[self._full(key)]
         return entry[0]
 
     def _exists(self, key: str) -> bool:
-        with _LOCK:
+        with self._lock:
             return self._live(self._full(key)) is not None
 
     def _info(self, key: str) -> BaseStats:
-        with _LOCK:
+        with self._lock:
             entry = self._live(self._full(key))
         if entry is None:
             raise self._missing(key)
@@ -101,8 +99,8 @@ class MemoryStore(VirtualIOMixin, TTLMixin, BaseStore):
     ) -> Iterator[str]:
         match = make_key_filter(prefix, exclude_prefix, glob)
         size = len(self._prefix)
-        with _LOCK:
-            candidates = [k[size:] for k in _DATA if k.startswith(self._prefix)]
+        with self._lock:
+            candidates = [k[size:] for k in self._data if k.startswith(self._prefix)]
         for key in candidates:
             if match(key) and self._exists(key):
                 yield key

@@ -15,8 +15,8 @@ from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from anystore_cli.core.exceptions import AnystoreError, MissingDependency, StoreError
 from anystore_cli.backend.model import Model
+from anystore_cli.core.exceptions import AnystoreError, MissingDependency, StoreError
 
 RETRIES = 3
 """Attempts per key"""

@@ -31,11 +31,11 @@ import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
+from anystore_cli.backend.base import BaseStore, VirtualIOMixin
+from anystore_cli.backend.model import BaseStats
 from anystore_cli.core.exceptions import AlreadyExists, InvalidUri
 from anystore_cli.core.io import CHUNK_SIZE
 from anystore_cli.core.keys import listing_prefix, make_key_filter
-from anystore_cli.backend.model import BaseStats
-from anystore_cli.backend.base import BaseStore, VirtualIOMixin
 from anystore_cli.core.uri import mask_uri
 
 DEFAULT_PREFIX = "anystore"

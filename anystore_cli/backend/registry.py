@@ -10,8 +10,8 @@ import importlib
 import threading
 from typing import Any
 
-from anystore_cli.core.exceptions import InvalidUri, MissingDependency
 from anystore_cli.backend.settings import Settings
+from anystore_cli.core.exceptions import InvalidUri, MissingDependency
 from anystore_cli.core.uri import ensure_uri, get_scheme, mask_uri
 
 _SQL = ("anystore_cli.backend.sql:SqlStore", "sql")

@@ -47,6 +47,8 @@ from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 
+from anystore_cli.backend.base import BaseStore, VirtualIOMixin
+from anystore_cli.backend.model import BaseStats
 from anystore_cli.core.exceptions import (
     AlreadyExists,
     InvalidKey,
@@ -55,8 +57,6 @@ from anystore_cli.core.exceptions import (
     StoreError,
 )
 from anystore_cli.core.keys import listing_prefix, make_key_filter
-from anystore_cli.backend.model import BaseStats
-from anystore_cli.backend.base import BaseStore, VirtualIOMixin
 from anystore_cli.core.uri import mask_uri
 
 DEFAULT_TABLE = "anystore"

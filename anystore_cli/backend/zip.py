@@ -16,11 +16,11 @@ from collections.abc import Generator, Iterator
 from datetime import datetime, timezone
 from typing import IO, Any, ClassVar
 
+from anystore_cli.backend.base import BaseStore
+from anystore_cli.backend.model import BaseStats
 from anystore_cli.core.exceptions import AlreadyExists, ReadOnlyError
 from anystore_cli.core.io import DEFAULT_MODE, copy_stream
 from anystore_cli.core.keys import make_key_filter
-from anystore_cli.backend.model import BaseStats
-from anystore_cli.backend.base import BaseStore
 
 
 def split_zip_uri(uri: str) -> tuple[str, str]:

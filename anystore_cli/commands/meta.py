@@ -89,8 +89,8 @@ def checksum(
 def settings(ctx: typer.Context) -> None:
     """Print the effective configuration as JSON, secrets masked."""
     from anystore_cli import __version__
-    from anystore_cli.console import json_line
     from anystore_cli.backend.settings import Settings
+    from anystore_cli.console import json_line
 
     state = get_state(ctx)
     uri, options = state.store_options()

@@ -307,8 +307,8 @@ def mirror(
     dry_run: Annotated[bool, typer.Option("--dry-run", help="List what would be copied.")] = False,
 ) -> None:
     """Copy every matching key from SRC to DST, skipping existing keys unless --overwrite."""
-    from anystore_cli.console import Progress
     from anystore_cli.backend.mirror import mirror as run_mirror
+    from anystore_cli.console import Progress
     from anystore_cli.core.uri import mask_uri
 
     state = get_state(ctx)

@@ -20,21 +20,24 @@ import types
 from typing import TYPE_CHECKING, Any
 
 _EXPORTS: dict[str, str] = {
-    "get_store": "anystore_cli.backend.registry",
+    "__version__": "anystore_cli",
+    "get_store": "anystore_cli.core.store",
+    "get_store_for_uri": "anystore_cli.core.store",
     "register_backend": "anystore_cli.backend.registry",
-    "BaseStore": "anystore_cli.backend.base",
-    "VirtualIOMixin": "anystore_cli.backend.base",
-    "check_readonly": "anystore_cli.backend.base",
-    "Store": "anystore_cli.backend.fs",
-    "LocalStore": "anystore_cli.backend.local",
-    "MemoryStore": "anystore_cli.backend.memory",
-    "ZipStore": "anystore_cli.backend.zip",
-    "RedisStore": "anystore_cli.backend.redis",
-    "SqlStore": "anystore_cli.backend.sql",
-    "BaseStats": "anystore_cli.backend.model",
-    "Stats": "anystore_cli.backend.model",
-    "StoreModel": "anystore_cli.backend.model",
-    "Settings": "anystore_cli.backend.settings",
+    "BaseStore": "anystore_cli.core.store.base",
+    "VirtualIOMixin": "anystore_cli.core.store.base",
+    "check_readonly": "anystore_cli.core.store.base",
+    "AbstractBackend": "anystore_cli.core.store.abstract",
+    "Store": "anystore_cli.core.store.fs",
+    "LocalStore": "anystore_cli.core.store.fs",
+    "MemoryStore": "anystore_cli.core.store.memory",
+    "ZipStore": "anystore_cli.core.store.zip",
+    "RedisStore": "anystore_cli.core.store.redis",
+    "SqlStore": "anystore_cli.core.store.sql",
+    "BaseStats": "anystore_cli.core.model",
+    "Stats": "anystore_cli.core.model",
+    "StoreModel": "anystore_cli.core.model",
+    "Settings": "anystore_cli.core.settings",
     "AnystoreError": "anystore_cli.core.exceptions",
     "DoesNotExist": "anystore_cli.core.exceptions",
     "AlreadyExists": "anystore_cli.core.exceptions",
@@ -62,11 +65,11 @@ _EXPORTS: dict[str, str] = {
     "smart_stream": "anystore_cli.core.io",
     "anycache": "anystore_cli.core.decorators",
     "async_anycache": "anystore_cli.core.decorators",
-    "mirror": "anystore_cli.backend.mirror",
-    "MirrorStatus": "anystore_cli.backend.mirror",
-    "get_virtual": "anystore_cli.core.virtual",
-    "open_virtual": "anystore_cli.core.virtual",
-    "VirtualStore": "anystore_cli.core.virtual",
+    "mirror": "anystore_cli.core.mirror",
+    "MirrorStatus": "anystore_cli.core.mirror",
+    "get_virtual": "anystore_cli.core.store.virtual",
+    "open_virtual": "anystore_cli.core.store.virtual",
+    "VirtualStore": "anystore_cli.core.store.virtual",
 }
 
 __all__ = sorted(_EXPORTS)
@@ -103,17 +106,17 @@ sys.modules[__name__].__class__ = _CoreModule
 
 if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
     from anystore_cli.core.checksum import DEFAULT_HASH_ALGORITHM, make_checksum  # noqa: F401
-    from anystore_cli.core.decorators import anycache  # noqa: F401
+    from anystore_cli.core.decorators import anycache, async_anycache  # noqa: F401
     from anystore_cli.core.exceptions import DoesNotExist, ReadOnlyError  # noqa: F401
     from anystore_cli.core.io import smart_open, smart_read, smart_stream, smart_write  # noqa: F401
     from anystore_cli.core.mirror import mirror  # noqa: F401
-    from anystore_cli.backend.model import BaseStats, Stats, StoreModel  # noqa: F401
+    from anystore_cli.core.model import BaseStats, Stats, StoreModel  # noqa: F401
     from anystore_cli.core.serialize import Mode, from_store, to_store  # noqa: F401
-    from anystore_cli.backend.settings import Settings  # noqa: F401
-    from anystore_cli.backend.base import BaseStore, VirtualIOMixin, check_readonly  # noqa: F401
-    from anystore_cli.backend.fs import Store  # noqa: F401
-    from anystore_cli.backend.memory import MemoryStore  # noqa: F401
-    from anystore_cli.backend.registry import get_store  # noqa: F401
-    from anystore_cli.backend.zip import ZipStore  # noqa: F401
+    from anystore_cli.core.settings import Settings  # noqa: F401
+    from anystore_cli.core.store import get_store, get_store_for_uri  # noqa: F401
+    from anystore_cli.core.store.base import BaseStore, VirtualIOMixin, check_readonly  # noqa: F401
+    from anystore_cli.core.store.fs import Store  # noqa: F401
+    from anystore_cli.core.store.memory import MemoryStore  # noqa: F401
+    from anystore_cli.core.store.virtual import get_virtual, open_virtual  # noqa: F401
+    from anystore_cli.core.store.zip import ZipStore  # noqa: F401
     from anystore_cli.core.uri import ensure_uri, join_uri  # noqa: F401
-    from anystore_cli.core.virtual import get_virtual, open_virtual  # noqa: F401

@@ -21,7 +21,7 @@ def _setup(
     ttl: int | None,
     store_kwargs: dict[str, Any],
 ) -> tuple[Callable[..., str | None], Any]:
-    from anystore_cli.backend.registry import get_store
+    from anystore_cli.core.store import get_store
 
     if store is None:
         store = get_store(**store_kwargs)
@@ -46,6 +46,7 @@ def anycache(
     serialization_func: Callable | None = None,
     deserialization_func: Callable | None = None,
     ttl: int | None = None,
+    use_cache: bool | None = None,
     **store_kwargs: Any,
 ) -> Callable[..., Any]:
     """Cache a function's result in a store, under a key computed from its arguments.
@@ -68,6 +69,8 @@ def anycache(
         serialization_func: Function turning a result into the value to store
         deserialization_func: Function turning stored bytes back into a result
         ttl: Key ttl for backends that support it
+        use_cache: Look results up in the cache (default: the `use_cache` setting, env
+            `CACHE`); results are always stored
         **store_kwargs: Options for `get_store` (e.g. `uri`)
 
     Returns:
@@ -79,8 +82,13 @@ def anycache(
         store, key_func, model, serialization_mode, serialization_func, deserialization_func, ttl, store_kwargs
     )
 
+    if use_cache is None:
+        from anystore_cli.core.settings import Settings
+
+        use_cache = Settings().use_cache
+
     def _lookup(key: str | None) -> Any:
-        if key is None:
+        if key is None or not use_cache:
             raise DoesNotExist("not cached")
         return cache.get(key)
 

@@ -1,0 +1,172 @@
+"""Pydantic models of the library: store definitions and key metadata.
+
+These are the original library's models: `StoreModel` initializes a store from configuration
+(validated, serializable, usable as a field of another model), `BaseStats`/`Stats` describe a
+key. The command line never imports this module: it uses the plain models of
+`anystore_cli.backend.model`, which load no pydantic.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import datetime
+from functools import cached_property
+from typing import Annotated, Any
+from urllib.parse import urlsplit
+
+from pydantic import BaseModel as _PydanticModel
+from pydantic import ConfigDict, Field, WithJsonSchema, field_validator
+
+from anystore_cli.core.serialize import Mode
+from anystore_cli.core.uri import SCHEME_FILE, SCHEME_MEMORY, SCHEME_REDIS, SCHEME_REDISS, ensure_uri, join_uri
+
+_Function = Annotated[Callable | None, WithJsonSchema({"type": "null", "description": "a Python callable"})]
+_ModelClass = Annotated[
+    type[_PydanticModel] | None, WithJsonSchema({"type": "null", "description": "a pydantic model class"})
+]
+
+
+def _settings() -> Any:
+    from anystore_cli.core.settings import Settings
+
+    return Settings()
+
+
+class _Model(_PydanticModel):
+    """Common base: hashable by content, loadable from a JSON or YAML uri."""
+
+    model_config = ConfigDict(arbitrary_types_allowed=True)
+
+    def __hash__(self) -> int:
+        return hash(repr(self.model_dump()))
+
+    @classmethod
+    def from_json_str(cls, data: str | bytes, **kwargs: Any) -> Any:
+        """Build an instance from a JSON string; `kwargs` that are not None override its fields."""
+        import orjson
+
+        return cls(**{**orjson.loads(data), **{k: v for k, v in kwargs.items() if v is not None}})
+
+    @classmethod
+    def from_yaml_str(cls, data: str | bytes, **kwargs: Any) -> Any:
+        """Build an instance from a YAML string; `kwargs` that are not None override its fields."""
+        import yaml
+
+        return cls(**{**(yaml.safe_load(data) or {}), **{k: v for k, v in kwargs.items() if v is not None}})
+
+    @classmethod
+    def from_json_uri(cls, uri: Any, **kwargs: Any) -> Any:
+        """Build an instance from a (remote) JSON file."""
+        from anystore_cli.core.io import smart_read
+
+        return cls.from_json_str(smart_read(uri, "rb"), **kwargs)
+
+    @classmethod
+    def from_yaml_uri(cls, uri: Any, **kwargs: Any) -> Any:
+        """Build an instance from a (remote) YAML file."""
+        from anystore_cli.core.io import smart_read
+
+        return cls.from_yaml_str(smart_read(uri, "rb"), **kwargs)
+
+
+class BaseStats(_Model):
+    """Shared base metadata object"""
+
+    created_at: datetime | None = None
+    """Created at timestamp"""
+    updated_at: datetime | None = None
+    """Last updated timestamp"""
+    size: int
+    """Size (content length) in bytes"""
+
+
+class Stats(BaseStats):
+    """Meta information for a store key"""
+
+    name: str
+    """Key name: last part of the key (aka file name without path)"""
+    store: str
+    """Store base uri"""
+    key: str
+    """Full path of key"""
+
+    @property
+    def uri(self) -> str:
+        """The key's uri: absolute for file-like stores (`file:///tmp/foo.txt`), the key itself for others."""
+        if StoreModel(uri=self.store).is_fslike:
+            return join_uri(self.store, self.key)
+        return self.key
+
+
+class StoreModel(_Model):
+    """Store model to initialize a store from configuration"""
+
+    uri: str
+    """Store base uri"""
+    serialization_mode: Mode | None = Field(default_factory=lambda: _settings().serialization_mode)
+    """Default serialization (auto, raw, pickle, json)"""
+    serialization_func: _Function = None
+    """Default serialization function"""
+    deserialization_func: _Function = None
+    """Default deserialization function"""
+    model: _ModelClass = None
+    """Default pydantic model for serialization"""
+    raise_on_nonexist: bool | None = Field(default_factory=lambda: _settings().raise_on_nonexist)
+    """Raise `DoesNotExist` if key doesn't exist"""
+    store_none_values: bool | None = True
+    """Store `None` as value in store"""
+    default_ttl: int | None = Field(default_factory=lambda: _settings().default_ttl)
+    """Default ttl for keys (only backends that support it: memory, redis, sql)"""
+    backend_config: dict[str, Any] | None = None
+    """Backend-specific configuration to pass through for initialization"""
+    readonly: bool | None = False
+    """Consider this store as a read-only store, writing will raise an exception"""
+
+    @field_validator("uri", mode="before")
+    @classmethod
+    def ensure_uri(cls, value: Any) -> str:
+        """Turn a path into a uri; no trailing slash."""
+        uri = ensure_uri(value)
+        stripped = uri.rstrip("/")
+        return uri if not stripped or stripped.endswith(":") else stripped
+
+    @field_validator("backend_config", mode="before")
+    @classmethod
+    def empty_backend_config(cls, value: Any) -> Any:
+        """An empty string (from an environment variable) means no backend config."""
+        return None if value == "" else value
+
+    @cached_property
+    def scheme(self) -> str:
+        """The uri scheme (`file`, `s3`, `redis`, `sqlite`, ...)"""
+        return urlsplit(self.uri).scheme
+
+    @cached_property
+    def path(self) -> str:
+        """The uri path, without leading and trailing slashes"""
+        return urlsplit(self.uri).path.strip("/")
+
+    @cached_property
+    def netloc(self) -> str:
+        """The uri network location (host, port, credentials)"""
+        return urlsplit(self.uri).netloc
+
+    @cached_property
+    def is_local(self) -> bool:
+        """Check if it is a local file store"""
+        return self.scheme == SCHEME_FILE
+
+    @cached_property
+    def is_fslike(self) -> bool:
+        """Check if it is a file-like store usable with `fsspec`"""
+        return not self.is_sql and self.scheme not in (SCHEME_REDIS, SCHEME_REDISS, SCHEME_MEMORY)
+
+    @cached_property
+    def is_http(self) -> bool:
+        """Check if it is a http(s) remote store"""
+        return self.scheme.startswith("http")
+
+    @cached_property
+    def is_sql(self) -> bool:
+        """Check if it is a sql-like store (sqlite, postgres, ...)"""
+        return "sql" in self.scheme or self.scheme.split("+", 1)[0] in ("postgres", "mariadb")

@@ -1,0 +1,27 @@
+"""The library's `Store`: Store on any fsspec filesystem (S3, GCS, Azure, SFTP, http read-only, ...)."""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+from anystore_cli.core.store.base import BaseStore
+
+
+class Store(BaseStore):
+    """Store on any fsspec filesystem (S3, GCS, Azure, SFTP, http read-only, ...)"""
+
+    backend_target: ClassVar[str | None] = "anystore_cli.backend.fs:Store"
+
+    def _make_backend(self) -> Any:
+        if self.scheme == "file" and type(self) is Store:
+            # a local folder: the plain-`os` backend (atomic writes, no fsspec import)
+            from anystore_cli.backend.local import LocalStore as LocalBackend
+
+            return LocalBackend(**self._backend_fields())
+        return super()._make_backend()
+
+
+class LocalStore(Store):
+    """A local folder (plain `os`, atomic writes), a `Store` like any fsspec location."""
+
+    backend_target: ClassVar[str | None] = "anystore_cli.backend.local:LocalStore"
