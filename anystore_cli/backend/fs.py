@@ -204,7 +204,7 @@ class Store(BaseStore):
                     return handle.read()
             if self._is_s3:
                 # one GetObject (s3fs would otherwise ask for the size first)
-                return self._fs.cat_file(self._path(key), max_concurrency=1)
+                return self._fs.cat_file(self._path(key), **_single_request_options(self._fs))
             return self._fs.cat_file(self._path(key))
         except (FileNotFoundError, IsADirectoryError) as exc:
             self._check_bucket(exc)
@@ -414,6 +414,18 @@ class Store(BaseStore):
             return
         for path in found:
             yield self._relative(path)
+
+
+def _single_request_options(fs: Any) -> dict[str, Any]:
+    """`cat_file` options for one GetObject: s3fs from 2026.3 splits big reads unless told not to;
+    older versions have no such option (and make one request anyway)."""
+    import inspect
+
+    try:
+        parameters = inspect.signature(fs._cat_file).parameters
+    except (AttributeError, TypeError, ValueError):
+        return {}
+    return {"max_concurrency": 1} if "max_concurrency" in parameters else {}
 
 
 def _check_protocol(protocol: str, uri: str) -> None:

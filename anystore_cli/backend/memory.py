@@ -22,6 +22,8 @@ class MemoryStore(VirtualIOMixin, TTLMixin, BaseStore):
     """A store in this process's memory, with ttl support."""
 
     supports_ttl: ClassVar[bool] = True
+    portable: ClassVar[bool] = True
+    """The store's data lives in the object: pickles and copies carry it"""
     backend_errors: ClassVar[tuple[type[BaseException], ...]] = ()
 
     def __init__(self, **data: Any) -> None:
@@ -29,6 +31,18 @@ class MemoryStore(VirtualIOMixin, TTLMixin, BaseStore):
         self._prefix = ""
         # full key -> (value, created, updated, expires)
         self._data: dict[str, tuple[bytes, float, float, float | None]] = {}
+        self._lock = threading.RLock()
+
+    def __getstate__(self) -> dict[str, Any]:
+        """A memory store pickles and deep-copies with its keys (not its lock)."""
+        with self._lock:
+            state = dict(self.__dict__)
+            state["_data"] = dict(self._data)
+        state.pop("_lock", None)
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
         self._lock = threading.RLock()
 
     def _full(self, key: str) -> str:

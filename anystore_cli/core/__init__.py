@@ -75,9 +75,34 @@ _EXPORTS: dict[str, str] = {
 __all__ = sorted(_EXPORTS)
 
 
+_SUBMODULES = frozenset(
+    {
+        "checksum",
+        "cli",
+        "decorators",
+        "exceptions",
+        "io",
+        "keys",
+        "logging",
+        "mixins",
+        "model",
+        "serialize",
+        "settings",
+        "store",
+        "types",
+        "uri",
+        "util",
+        "worker",
+    }
+)
+"""Modules of the package, reachable as attributes (`from anystore_cli.core import util`)"""
+
+
 def __getattr__(name: str) -> Any:
     module_name = _EXPORTS.get(name)
     if module_name is None:
+        if name in _SUBMODULES:
+            return importlib.import_module(f"{__name__}.{name}")
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
     value = getattr(importlib.import_module(module_name), name)
     globals()[name] = value

@@ -103,10 +103,15 @@ class BaseStore(StoreModel, AbstractBackend):
             return CustomBackend(self, **self._backend_fields())
         return load_target(target)(**self._backend_fields())
 
+    def _portable_backend(self) -> bool:
+        """Whether the backend object carries the data (memory) and so travels with pickles and copies."""
+        return bool(getattr(self._backend, "portable", False))
+
     def __getstate__(self) -> dict[Any, Any]:
+        # connections, clients and locks stay behind: the unpickled store makes its own
         state = super().__getstate__()
         private = state.get("__pydantic_private__")
-        if private:
+        if private and not self._portable_backend():
             state["__pydantic_private__"] = {**private, "_backend": None, "_backend_key": None}
         return state
 
@@ -121,6 +126,8 @@ class BaseStore(StoreModel, AbstractBackend):
         return copied
 
     def __deepcopy__(self, memo: dict[int, Any] | None = None) -> Any:
+        if self._portable_backend():
+            return super().__deepcopy__(memo)
         backend = self._backend
         self._backend = None
         try:
@@ -139,7 +146,9 @@ class BaseStore(StoreModel, AbstractBackend):
             return getattr(self._get_backend(), name)
 
     def __repr__(self) -> str:
-        return repr(self._get_backend()) if self.backend_target else super().__repr__()
+        """The store's fields, with the uri's password and secret-looking backend options masked."""
+        backend = repr(self._get_backend())
+        return type(self).__name__ + backend[backend.index("(") :]
 
     # ---- the original library's primitives, for built-in stores ------------------------------
 
