@@ -73,6 +73,17 @@ def test_smart_write_appends_in_append_mode(tmp_path):
     assert path.read_bytes() == b"10\n99\n"
 
 
+def test_smart_open_passes_compression_and_encoding_to_the_file(tmp_path):
+    import gzip
+
+    smart_write(tmp_path / "data.gz", b"hello", compression="gzip")
+    assert gzip.decompress((tmp_path / "data.gz").read_bytes()) == b"hello"
+    assert smart_read(tmp_path / "data.gz", compression="infer") == b"hello"
+    smart_write(tmp_path / "latin", "é", mode="w", encoding="latin-1")
+    assert (tmp_path / "latin").read_bytes() == b"\xe9"
+    assert smart_read(tmp_path / "latin", "r", encoding="latin-1") == "é"
+
+
 def test_smart_read_missing_file_raises_does_not_exist(tmp_path):
     with pytest.raises(DoesNotExist):
         smart_read(tmp_path / "missing")

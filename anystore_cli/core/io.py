@@ -139,6 +139,12 @@ def remote_defaults(protocol: str, options: dict[str, Any]) -> dict[str, Any]:
     return options
 
 
+OPEN_OPTIONS = ("compression", "encoding", "errors", "newline", "block_size", "cache_options")
+"""Keyword arguments of `smart_open` that go to the file's `open()`; all others are options of
+the filesystem (storage options). With any of these a local path opens through fsspec too (and
+is then written in place, not atomically)."""
+
+
 def is_file_object(uri: Any) -> bool:
     """Tell an open file-like object (`io.BytesIO`, an open file, ...) from a uri or path."""
     if isinstance(uri, (str, bytes, os.PathLike)) or uri is None:
@@ -187,7 +193,8 @@ def smart_open(uri: Any, mode: str | None = DEFAULT_MODE, **kwargs: Any) -> Gene
     Args:
         uri: Path, uri or file-like object, e.g. `./local/data.txt` or `s3://mybucket/foo`
         mode: Open mode, default `rb`
-        **kwargs: Options passed to the fsspec filesystem
+        **kwargs: `compression` (e.g. "gzip", "infer"), `encoding`, `errors`, `newline`
+            for the file; anything else is passed to the fsspec filesystem
 
     Yields:
         A file-like handle
@@ -204,13 +211,14 @@ def smart_open(uri: Any, mode: str | None = DEFAULT_MODE, **kwargs: Any) -> Gene
     if uri == "-":
         yield _std_stream(mode)
         return
-    if uri.startswith("file://"):
+    open_options = {key: kwargs.pop(key) for key in OPEN_OPTIONS if kwargs.get(key) is not None}
+    if uri.startswith("file://") and not open_options:
         with _open_local(uri[len("file://") :], mode, uri) as handle:
             yield handle
         return
     fs, path = get_filesystem(uri, **kwargs)
     try:
-        handle = fs.open(path, mode)
+        handle = fs.open(path, mode, **open_options)
     except FileNotFoundError as exc:
         raise DoesNotExist(f"Does not exist: `{mask_uri(uri)}`") from exc
     except (PermissionError, OSError) as exc:
