@@ -40,6 +40,7 @@ REQUIRED = {
     "moto": "moto[server]",
     "pytest_asyncio": "pytest-asyncio",
     "pytest": "pytest",
+    "aiobotocore": "s3fs",
 }
 
 # (file in tests/, the consecutive lines as written there (stripped), why they go)
