@@ -255,7 +255,11 @@ def main(argv: list[str] | None = None) -> int:
 
     work = tempfile.mkdtemp(prefix="anystore-original-suite-")
     try:
-        checkout = args.checkout or _clone(work)
+        try:
+            checkout = args.checkout or _clone(work)
+        except (OSError, subprocess.CalledProcessError) as exc:
+            print(f"Cannot clone {REPOSITORY} ({exc}); without the network, pass a checkout's path", file=sys.stderr)
+            return 2
         source = os.path.join(checkout, "tests")
         if not os.path.isdir(source):
             print(f"No tests/ folder in {checkout}", file=sys.stderr)
