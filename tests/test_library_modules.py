@@ -278,6 +278,12 @@ def test_write_worker_writes_to_a_buffer_and_a_file(tmp_path):
     assert buffer.getvalue() == b"10\n99\n"
     TestWorker(Writer(tmp_path / "out"), tasks=range(100), threads=1, heartbeat=0).run()
     assert (tmp_path / "out").read_bytes() == b"10\n99\n"
+    # a remote uri is written once, at the end
+    remote = f"memory://writer-{os.getpid()}/out"
+    writer = Writer(remote)
+    assert not writer.can_write_parallel
+    TestWorker(writer, tasks=range(100), heartbeat=0).run()
+    assert smart_read(remote) in (b"10\n99\n", b"99\n10\n")
 
 
 # logging, mixins, types, cli
