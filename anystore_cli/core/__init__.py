@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import importlib
 import sys
-import types
+import types as _types
 from typing import TYPE_CHECKING, Any
 
 _EXPORTS: dict[str, str] = {
@@ -113,7 +113,7 @@ def __dir__() -> list[str]:
     return __all__
 
 
-class _CoreModule(types.ModuleType):
+class _CoreModule(_types.ModuleType):
     """Keeps exported names pointing at the API when a submodule of the same name loads.
 
     Importing `anystore_cli.core.mirror` (the module) would otherwise replace the exported
@@ -121,7 +121,7 @@ class _CoreModule(types.ModuleType):
     """
 
     def __setattr__(self, name: str, value: Any) -> None:
-        if isinstance(value, types.ModuleType) and name in _EXPORTS:
+        if isinstance(value, _types.ModuleType) and name in _EXPORTS:
             return
         super().__setattr__(name, value)
 

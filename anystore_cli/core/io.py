@@ -9,8 +9,8 @@ import contextlib
 import errno
 import os
 import sys
-from collections.abc import Generator, Iterator
-from typing import IO, Any
+from collections.abc import Generator, Iterable, Iterator
+from typing import IO, Any, TypeAlias, TypeVar
 
 from anystore_cli.core.exceptions import DoesNotExist, InvalidUri, StoreError
 from anystore_cli.core.uri import ensure_uri, get_scheme, mask_uri
@@ -18,6 +18,9 @@ from anystore_cli.core.uri import ensure_uri, get_scheme, mask_uri
 DEFAULT_MODE = "rb"
 DEFAULT_WRITE_MODE = "wb"
 CHUNK_SIZE = 1024 * 1024
+T = TypeVar("T")
+Uri: TypeAlias = "os.PathLike[str] | str | IO[Any]"
+"""What the smart_* functions take: a path, a uri, `-` or an open file-like object"""
 
 
 def _std_stream(mode: str) -> IO[Any]:
@@ -136,12 +139,50 @@ def remote_defaults(protocol: str, options: dict[str, Any]) -> dict[str, Any]:
     return options
 
 
+OPEN_OPTIONS = ("compression", "encoding", "errors", "newline", "block_size", "cache_options")
+"""Keyword arguments of `smart_open` that go to the file's `open()`; all others are options of
+the filesystem (storage options). With any of these a local path opens through fsspec too (and
+is then written in place, not atomically)."""
+
+
+def is_file_object(uri: Any) -> bool:
+    """Tell an open file-like object (`io.BytesIO`, an open file, ...) from a uri or path."""
+    if isinstance(uri, (str, bytes, os.PathLike)) or uri is None:
+        return False
+    return callable(getattr(uri, "read", None)) or callable(getattr(uri, "write", None))
+
+
+def _open_local(path: str, mode: str, uri: str) -> contextlib.AbstractContextManager[IO[Any]]:
+    from anystore_cli.core.files import atomic_open, local_read_open
+
+    if "r" in mode and "+" not in mode:
+        return local_read_open(path, mode, uri)
+    if ("w" in mode or "x" in mode) and "+" not in mode:
+        return atomic_open(path, mode.replace("x", "w"), no_clobber="x" in mode)
+    return _open_in_place(path, mode, uri)
+
+
+@contextlib.contextmanager
+def _open_in_place(path: str, mode: str, uri: str) -> Generator[IO[Any], None, None]:
+    """Append and update modes (`a`, `r+`, `w+`) work on the file itself, not atomically."""
+    folder = os.path.dirname(path)
+    if folder and "r" not in mode:
+        os.makedirs(folder, exist_ok=True)
+    try:
+        handle = open(path, mode)  # noqa: SIM115 - closed below
+    except (FileNotFoundError, NotADirectoryError):
+        raise DoesNotExist(f"Does not exist: `{uri}`") from None
+    with handle:
+        yield handle
+
+
 @contextlib.contextmanager
 def smart_open(uri: Any, mode: str | None = DEFAULT_MODE, **kwargs: Any) -> Generator[IO[Any], None, None]:
     """Open any uri like the built-in `open()`; `-` is stdin (read) or stdout (write).
 
-    Local writes are atomic: the data goes to a temporary file that replaces the target only
-    when the block ends without an error.
+    An open file-like object (`io.BytesIO`, an open file) is used as it is, and left open.
+    Local writes (`w`, `x` modes) are atomic: the data goes to a temporary file that replaces
+    the target only when the block ends without an error; `a` and `+` modes work in place.
 
     Example:
         ```python
@@ -150,35 +191,34 @@ def smart_open(uri: Any, mode: str | None = DEFAULT_MODE, **kwargs: Any) -> Gene
         ```
 
     Args:
-        uri: Path or uri, e.g. `./local/data.txt` or `s3://mybucket/foo`
+        uri: Path, uri or file-like object, e.g. `./local/data.txt` or `s3://mybucket/foo`
         mode: Open mode, default `rb`
-        **kwargs: Options passed to the fsspec filesystem
+        **kwargs: `compression` (e.g. "gzip", "infer"), `encoding`, `errors`, `newline`
+            for the file; anything else is passed to the fsspec filesystem
 
     Yields:
         A file-like handle
 
     Raises:
         DoesNotExist: If the uri does not exist (reading)
+        InvalidUri: For an empty uri (a `ValueError`)
     """
     mode = mode or DEFAULT_MODE
+    if is_file_object(uri):
+        yield uri
+        return
     uri = ensure_uri(uri)
     if uri == "-":
         yield _std_stream(mode)
         return
-    if uri.startswith("file://"):
-        from anystore_cli.backend.local import atomic_open, local_read_open
-
-        path = uri[len("file://") :]
-        if "r" in mode and "+" not in mode:
-            with local_read_open(path, mode, uri) as handle:
-                yield handle
-        else:
-            with atomic_open(path, mode) as handle:
-                yield handle
+    open_options = {key: kwargs.pop(key) for key in OPEN_OPTIONS if kwargs.get(key) is not None}
+    if uri.startswith("file://") and not open_options:
+        with _open_local(uri[len("file://") :], mode, uri) as handle:
+            yield handle
         return
     fs, path = get_filesystem(uri, **kwargs)
     try:
-        handle = fs.open(path, mode)
+        handle = fs.open(path, mode, **open_options)
     except FileNotFoundError as exc:
         raise DoesNotExist(f"Does not exist: `{mask_uri(uri)}`") from exc
     except (PermissionError, OSError) as exc:
@@ -187,15 +227,82 @@ def smart_open(uri: Any, mode: str | None = DEFAULT_MODE, **kwargs: Any) -> Gene
         yield handle
 
 
+class SmartHandler:
+    """`smart_open` as an object: `open()` returns the handle, `close()` closes it.
+
+    Example:
+        ```python
+        with SmartHandler("s3://mybucket/foo.csv", mode="rb") as fh:
+            line = fh.readline()
+        ```
+
+    Args:
+        uri: Path, uri, file-like object or `-`
+        **kwargs: `mode` (default `rb`) and options passed to the fsspec filesystem
+    """
+
+    def __init__(self, uri: Any, **kwargs: Any) -> None:
+        self.uri = uri
+        self.is_buffer = uri == "-" if isinstance(uri, str) else False
+        kwargs["mode"] = kwargs.get("mode") or DEFAULT_MODE
+        self.kwargs = kwargs
+        self.handler: IO[Any] | None = None
+        self._context: contextlib.AbstractContextManager[IO[Any]] | None = None
+
+    def open(self) -> IO[Any]:
+        """Open the uri and return the handle."""
+        self._context = smart_open(self.uri, **self.kwargs)
+        self.handler = self._context.__enter__()
+        return self.handler
+
+    def close(self) -> None:
+        """Close the handle (a local write replaces its target now)."""
+        self._exit(None, None, None)
+
+    def _exit(self, *exc_info: Any) -> None:
+        context, self._context = self._context, None
+        if context is not None:
+            context.__exit__(*exc_info)
+
+    def __enter__(self) -> IO[Any]:
+        return self.open()
+
+    def __exit__(self, *exc_info: Any) -> None:
+        self._exit(*exc_info)
+
+
 def smart_read(uri: Any, mode: str | None = DEFAULT_MODE, **kwargs: Any) -> Any:
-    """Return the whole content of `uri` (`bytes`, or `str` in text mode)."""
+    """Return the whole content of `uri` (`bytes`, or `str` in text mode).
+
+    Args:
+        uri: Path, uri, file-like object or `-` (stdin)
+        mode: Open mode, default `rb`
+        **kwargs: Options passed to the fsspec filesystem
+    """
     with smart_open(uri, mode, **kwargs) as handle:
         return handle.read()
 
 
+def _fit_content(handle: Any, content: bytes | str) -> bytes | str:
+    """Encode or decode `content` for a file object that is text (`io.StringIO`) or binary."""
+    if _is_text(handle):
+        return content.decode() if isinstance(content, (bytes, bytearray)) else content
+    return content.encode() if isinstance(content, str) else content
+
+
 def smart_write(uri: Any, content: bytes | str, mode: str | None = DEFAULT_WRITE_MODE, **kwargs: Any) -> None:
-    """Write `content` to `uri` (`-` is stdout)."""
+    """Write `content` to `uri` (`-` is stdout; a file-like object is written to, left open).
+
+    Args:
+        uri: Path, uri, file-like object or `-`
+        content: `bytes` or `str`
+        mode: Open mode, default `wb` (`ab` appends)
+        **kwargs: Options passed to the fsspec filesystem
+    """
     mode = mode or DEFAULT_WRITE_MODE
+    if is_file_object(uri):
+        uri.write(_fit_content(uri, content))
+        return
     if isinstance(content, str) and "b" in mode:
         content = content.encode()
     elif isinstance(content, bytes) and "b" not in mode:
@@ -207,9 +314,91 @@ def smart_write(uri: Any, content: bytes | str, mode: str | None = DEFAULT_WRITE
 
 
 def smart_stream(uri: Any, mode: str | None = DEFAULT_MODE, **kwargs: Any) -> Iterator[Any]:
-    """Yield the content of `uri` line by line."""
+    """Yield the content of `uri` line by line (`bytes`, or `str` in text mode)."""
     with smart_open(uri, mode, **kwargs) as handle:
         yield from handle
+
+
+def smart_stream_json(uri: Any, mode: str | None = DEFAULT_MODE, **kwargs: Any) -> Iterator[Any]:
+    """Yield the objects of a JSON lines file (blank lines are skipped).
+
+    Example:
+        ```python
+        for data in smart_stream_json("s3://mybucket/data.json"):
+            print(data.get("foo"))
+        ```
+    """
+    import orjson
+
+    for line in smart_stream(uri, mode, **kwargs):
+        if line.strip():
+            yield orjson.loads(line)
+
+
+def smart_write_json(uri: Any, items: Iterable[Any], mode: str | None = DEFAULT_WRITE_MODE, **kwargs: Any) -> None:
+    """Write `items` (dicts or anything orjson can dump) to `uri` as JSON lines.
+
+    Args:
+        uri: Path, uri, file-like object or `-`
+        items: The objects to write, one a line
+        mode: Open mode, default `wb`
+        **kwargs: Options passed to the fsspec filesystem
+    """
+    import orjson
+
+    mode = mode or DEFAULT_WRITE_MODE
+    with smart_open(uri, mode, **kwargs) as handle:
+        text = _is_text(handle) if is_file_object(uri) else "b" not in mode
+        for item in items:
+            line = orjson.dumps(item, option=orjson.OPT_APPEND_NEWLINE)
+            handle.write(line.decode() if text else line)
+
+
+def _is_text(handle: Any) -> bool:
+    import io
+
+    return isinstance(handle, io.TextIOBase)
+
+
+def logged_items(
+    items: Iterable[T],
+    action: str,
+    chunk_size: int | None = 10_000,
+    uri: Any | None = None,
+    item_name: str | None = None,
+    **log_kwargs: Any,
+) -> Iterator[T]:
+    """Yield `items` unchanged, logging progress every `chunk_size` items and a total at the end.
+
+    Example:
+        ```python
+        for item in logged_items(items, "Read", uri="/tmp/foo.csv"):
+            ...
+        ```
+
+    Args:
+        items: Any iterable
+        action: What is done to the items, for the log ("Read", "Write")
+        chunk_size: Log every this many items
+        uri: The uri the items come from or go to (only logged)
+        item_name: Name of an item (default: the class name of the first one)
+        **log_kwargs: More fields for the log lines
+    """
+    from anystore_cli.core.logging import get_logger
+
+    log = get_logger(__name__)
+    chunk_size = chunk_size or 10_000
+    if uri is not None and not is_file_object(uri):
+        uri = mask_uri(ensure_uri(uri))
+    count = 0
+    for count, item in enumerate(items, 1):
+        if item_name is None:
+            item_name = item.__class__.__name__.title()
+        if count % chunk_size == 0:
+            log.info(f"{action} `{item_name}` {count} ...", uri=uri, **log_kwargs)
+        yield item
+    if count:
+        log.info(f"{action} {count} `{item_name}s`: Done.", uri=uri, **log_kwargs)
 
 
 def copy_stream(source: IO[bytes], target: IO[bytes], chunk_size: int = CHUNK_SIZE) -> int:

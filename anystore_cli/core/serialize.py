@@ -4,11 +4,14 @@ Modes:
 
 - "raw": bytes as they are (`str` is encoded as UTF-8 on the way in)
 - "json": JSON through orjson
-- "pickle": Python pickle (unpickling runs code from the store: only when asked for)
+- "pickle": cloudpickle, as the original library (lambdas, local functions and classes pickle
+  too; unpickling runs code from the store: only when asked for)
 - "auto": on the way in bytes stay bytes, str is encoded, pydantic models are dumped to JSON,
-  anything JSON can hold becomes JSON, the rest is pickled; on the way out JSON is tried
-  first, then pickle (unless disabled by `ANYSTORE_ALLOW_PICKLE=false`), then UTF-8 text,
-  else the bytes are returned unchanged.
+  anything JSON can hold becomes JSON, the rest is cloudpickled; on the way out JSON is tried
+  first, then unpickling for values that start with a pickle header (unless disabled by
+  `ANYSTORE_ALLOW_PICKLE=false`), then UTF-8 text, else the bytes are returned unchanged.
+
+cloudpickle is imported only when a value is pickled or unpickled.
 """
 
 from __future__ import annotations
@@ -20,6 +23,22 @@ from anystore_cli.core.exceptions import InvalidData
 
 Mode: TypeAlias = Literal["auto", "raw", "pickle", "json"]
 MODES: tuple[str, ...] = ("auto", "raw", "pickle", "json")
+
+
+class NotJsonSerializable(InvalidData, TypeError):
+    """The value cannot be dumped to JSON (a `TypeError`, as orjson's own error)."""
+
+
+def _pickle_dumps(value: Any) -> bytes:
+    import cloudpickle
+
+    return cloudpickle.dumps(value)
+
+
+def _pickle_loads(value: Any) -> Any:
+    import cloudpickle
+
+    return cloudpickle.loads(value)
 
 
 def _json_default(value: Any) -> Any:
@@ -76,16 +95,14 @@ def to_store(
             return value.encode()
         raise InvalidData(f"Raw mode stores bytes or str, not `{type(value).__name__}`")
     if mode == "pickle":
-        import pickle
-
-        return pickle.dumps(value)
+        return _pickle_dumps(value)
     import orjson
 
     if mode == "json":
         try:
             return orjson.dumps(value, default=_json_default)
         except TypeError as exc:
-            raise InvalidData(f"Value is not JSON serializable: {exc}") from exc
+            raise NotJsonSerializable(f"Value is not JSON serializable: {exc}") from exc
     # auto
     if isinstance(value, bytes):
         return value
@@ -96,15 +113,15 @@ def to_store(
     try:
         return orjson.dumps(value, default=_json_default)
     except TypeError:
-        import pickle
-
-        return pickle.dumps(value)
+        return _pickle_dumps(value)
 
 
 def _pickle_allowed() -> bool:
-    from anystore_cli.backend.settings import Settings
+    """`ANYSTORE_ALLOW_PICKLE` (default true), read here so that serialize imports no settings."""
+    import os
 
-    return Settings().allow_pickle
+    value = os.environ.get("ANYSTORE_ALLOW_PICKLE", "true").strip().lower()
+    return value not in {"0", "false", "no", "off", "n", "f", ""}
 
 
 def from_store(
@@ -141,9 +158,7 @@ def from_store(
     if mode == "raw":
         return value
     if mode == "pickle":
-        import pickle
-
-        return pickle.loads(value)
+        return _pickle_loads(value)
     import orjson
 
     if mode == "json":
@@ -158,10 +173,8 @@ def from_store(
         pass
     if isinstance(value, (bytes, bytearray)):
         if value[:1] == b"\x80" and _pickle_allowed():
-            import pickle
-
             try:
-                return pickle.loads(value)
+                return _pickle_loads(value)
             except Exception:  # noqa: BLE001 - not a pickle after all
                 pass
         try:

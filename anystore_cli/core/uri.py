@@ -49,10 +49,12 @@ def ensure_uri(uri: Any) -> str:
         An absolute uri (`file:///...` for local paths), or "-" for stdin/stdout
 
     Raises:
-        InvalidUri: For empty input
+        InvalidUri: For empty input and open file objects (`io.BytesIO`, ...)
     """
     if isinstance(uri, PurePath) or hasattr(uri, "__fspath__"):
         uri = os.fspath(uri)
+    elif not isinstance(uri, str) and (hasattr(uri, "read") or hasattr(uri, "write")):
+        raise InvalidUri(f"An open file object is not a uri: `{uri!r}`")
     if uri is None or (isinstance(uri, str) and not uri.strip()):
         raise InvalidUri(f"Invalid uri: `{uri}`")
     uri = str(uri)
