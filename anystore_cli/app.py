@@ -195,7 +195,7 @@ class LazyGroup(TyperGroup):
 
 def _version_callback(value: bool) -> None:
     if value:
-        sys.stdout.write(f"{PROG} {__version__}\n")
+        sys.stdout.write(f"{__version__}\n")
         raise typer.Exit(EXIT_OK)
 
 
@@ -289,7 +289,7 @@ def run(argv: list[str] | None = None) -> int:
     """Run the command line with `argv` (default `sys.argv[1:]`) and return the exit status."""
     args = sys.argv[1:] if argv is None else list(argv)
     if args == ["--version"]:  # the fast path: no command tree to build
-        sys.stdout.write(f"{PROG} {__version__}\n")
+        sys.stdout.write(f"{__version__}\n")
         return EXIT_OK
     if "_ANYSTORE_COMPLETE" in os.environ:  # the shell asks for completions
         from anystore_cli.completion import prepare_completion

@@ -50,6 +50,26 @@ REMOVED_LINES: list[tuple[str, tuple[str, ...], str]] = [
         ("with pytest.raises(ValueError):", 'serialize.to_store("str value", serialization_mode="raw")'),
         "raw mode encodes a str as UTF-8 instead of raising (the command line's `put` stores text as it is)",
     ),
+    (
+        "test_store.py",
+        ('assert store.get("foo%20bar") == "baz"',),
+        "keys are literal, never percent-decoded: `foo%20bar` and `foo bar` are two keys (CLI.md)",
+    ),
+    (
+        "test_store.py",
+        ('assert store.get("foo2 bar") == "baz"',),
+        "keys are literal, never percent-decoded: `foo2%20bar` and `foo2 bar` are two keys (CLI.md)",
+    ),
+    (
+        "test_store.py",
+        ('keys = [k for k in store.iterate_keys(prefix="sub%20dir")]', "assert len(keys) == 1"),
+        "prefixes are literal, never percent-decoded: `sub%20dir` is not the folder `sub dir`",
+    ),
+    (
+        "test_store.py",
+        ('store = Store(uri=fixtures_path / "sub%20dir")', "assert len(list(store.iterate_keys())) == 1"),
+        "a path is literal: the folder `sub%20dir` is not the folder `sub dir` (a `file://` uri is decoded)",
+    ),
 ]
 
 # (test node id, why it is deselected)

@@ -13,7 +13,6 @@ the original library.
 from __future__ import annotations
 
 import contextlib
-import copy
 import importlib
 from collections.abc import Callable, Generator, Iterable
 from datetime import datetime
@@ -122,7 +121,10 @@ class BaseStore(StoreModel, AbstractBackend):
             self._get_backend()
         copied = super().__copy__()
         if self._backend is not None:
-            copied._backend = copy.copy(self._backend)
+            # a view of the same backend object: same data and connections, own option fields
+            view = object.__new__(type(self._backend))
+            view.__dict__.update(self._backend.__dict__)
+            copied._backend = view
         return copied
 
     def __deepcopy__(self, memo: dict[int, Any] | None = None) -> Any:
