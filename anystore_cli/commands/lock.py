@@ -1,0 +1,175 @@
+"""`lock`: run a command while holding a lease in the store (cron jobs, CI steps)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from typing import Annotated, Any
+
+import typer
+
+from anystore_cli.commands.common import UsageProblem, get_state
+
+app = typer.Typer(rich_markup_mode=None, pretty_exceptions_enable=False)
+
+FORWARDED_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+STOP_GRACE = 5.0
+"""Seconds COMMAND has to end after SIGTERM when the lease is lost, before SIGKILL"""
+
+
+@app.command(
+    epilog="\b\nExamples:\n"
+    "  anystore -s s3://bucket/locks lock nightly-backup --ttl 60 -- ./backup.sh\n"
+    "  anystore -s redis://localhost lock deploy --wait 600 -- make deploy\n"
+    "  anystore lock nightly-backup --status\n\n"
+    "Exit status: COMMAND's (128+N when killed by signal N); 1 not acquired within --wait;\n"
+    "3 the lease was lost (COMMAND stopped) or the store cannot lock.",
+)
+def lock(
+    ctx: typer.Context,
+    name: Annotated[str, typer.Argument(metavar="NAME", help="The lock's name.")],
+    command: Annotated[
+        list[str] | None, typer.Argument(metavar="-- COMMAND [ARG...]", help="The command to run holding the lock.")
+    ] = None,
+    ttl: Annotated[
+        float,
+        typer.Option("--ttl", metavar="S", min=0.1, help="Seconds the lease lasts unrenewed; renewed every ttl/3."),
+    ] = 60.0,
+    wait: Annotated[
+        float, typer.Option("--wait", metavar="S", min=0, help="Seconds to wait for a held lock (0: fail at once).")
+    ] = 0.0,
+    status: Annotated[
+        bool, typer.Option("--status", help="Print the lease as JSON (exit 1 when nobody holds it).")
+    ] = False,
+    release: Annotated[
+        bool, typer.Option("--release", help="Release the lease by force, whoever holds it (for operators).")
+    ] = False,
+) -> None:
+    """Run COMMAND holding the lease NAME, renewed while it runs; exit with COMMAND's status.
+
+    COMMAND gets ANYSTORE_LOCK_TOKEN, a fencing token that grows with every acquisition.
+    Signals (INT, TERM, HUP) are passed on to COMMAND, which runs in its own process group.
+    """
+    from anystore_cli.backend.lock import check_name
+
+    state = get_state(ctx)
+    check_name(name)
+    if status and release:
+        raise UsageProblem("give --status or --release, not both")
+    if (status or release) and command:
+        raise UsageProblem("--status and --release take no COMMAND")
+    if not (status or release) and not command:
+        raise UsageProblem("give a COMMAND after `--` (or --status / --release)")
+    store = state.store()
+    if status:
+        _status(store, name)
+    elif release:
+        _release(state, store, name)
+    else:
+        raise typer.Exit(_run(state, store, name, list(command or []), ttl, wait))
+
+
+def _status(store: Any, name: str) -> None:
+    from anystore_cli.backend.lock import lease_backend
+    from anystore_cli.console import json_line
+
+    lease = lease_backend(store, across_processes=True).status(name)
+    if lease is None:
+        sys.stdout.buffer.write(json_line({"name": name, "state": "free"}))
+        raise typer.Exit(1)
+    record = lease.record()
+    sys.stdout.buffer.write(json_line(record))
+    if record["state"] != "held":
+        raise typer.Exit(1)
+
+
+def _release(state: Any, store: Any, name: str) -> None:
+    from anystore_cli.backend.lock import lease_backend
+
+    lease = lease_backend(store, across_processes=True).force_release(name)
+    if lease is None:
+        state.note(f"lock `{name}`: nobody holds it")
+        raise typer.Exit(1)
+    state.note(f"lock `{name}`: released (was held by {lease.describe()}, token {lease.token})")
+
+
+def _run(state: Any, store: Any, name: str, command: list[str], ttl: float, wait: float) -> int:
+    from anystore_cli.backend.lock import LeaseLost, Lock
+    from anystore_cli.console import error, message
+
+    lock = Lock(store, name, ttl=ttl, wait=wait, across_processes=True)
+    lock.acquire()
+    try:
+        env = dict(os.environ, ANYSTORE_LOCK_TOKEN=str(lock.token), ANYSTORE_LOCK_NAME=name)
+        try:
+            child = subprocess.Popen(command, env=env, process_group=0)
+        except FileNotFoundError:
+            error(f"{command[0]}: command not found")
+            return 127
+        except PermissionError:
+            error(f"{command[0]}: permission denied")
+            return 126
+        previous = _forward_signals(child)
+        try:
+            status = _wait(child, lock)
+        finally:
+            for signum, handler in previous.items():
+                signal.signal(signum, handler)
+        if lock.lost.is_set():
+            raise LeaseLost(f"{lock.lost_reason}; COMMAND stopped (its status was {status})")
+        return status
+    finally:
+        try:
+            lock.release()
+        except Exception as exc:  # noqa: BLE001 - the lease expires by itself after its ttl
+            message(f"anystore: warning: lock `{name}`: release failed, it expires after its ttl ({exc})")
+
+
+def _forward_signals(child: subprocess.Popen[bytes]) -> dict[int, Any]:
+    """Pass INT, TERM and HUP on to COMMAND's process group; return the handlers replaced."""
+
+    def forward(signum: int, _frame: Any) -> None:
+        try:
+            os.killpg(child.pid, signum)
+        except ProcessLookupError:
+            pass
+
+    previous = {}
+    for signum in FORWARDED_SIGNALS:
+        previous[signum] = signal.signal(signum, forward)
+    return previous
+
+
+def _wait(child: subprocess.Popen[bytes], lock: Any) -> int:
+    """Wait for COMMAND; stop it (TERM, then KILL after a grace) when the lease is lost.
+    Returns its status as a shell reports it (128+N when killed by signal N)."""
+    while True:
+        try:
+            code = child.wait(timeout=0.1)
+            break
+        except subprocess.TimeoutExpired:
+            pass
+        if lock.lost.is_set():
+            _stop(child)
+            code = child.wait()
+            break
+    return 128 - code if code < 0 else code
+
+
+def _stop(child: subprocess.Popen[bytes]) -> None:
+    try:
+        os.killpg(child.pid, signal.SIGTERM)
+    except ProcessLookupError:
+        return
+    deadline = time.monotonic() + STOP_GRACE
+    while time.monotonic() < deadline:
+        if child.poll() is not None:
+            return
+        time.sleep(0.05)
+    try:
+        os.killpg(child.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass

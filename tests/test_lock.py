@@ -1,0 +1,180 @@
+"""`anystore lock`: a lease that holds across processes, through the real command line, on
+every backend that can lock atomically (local, sqlite, PostgreSQL, MariaDB, Redis, S3 via
+moto's server, which honours If-None-Match and If-Match on PutObject)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.conftest import anystore_bin, run_cli
+
+pytestmark = pytest.mark.service
+
+LOCK_BACKENDS = ["local", "sqlite", "postgres", "mysql", "redis", "s3"]
+CONTENDERS = 8
+
+
+def _options(store_factory: Any, backend: str) -> tuple[list[str], dict[str, str]]:
+    """Global options for a fresh store, and the environment the CLI needs (S3 credentials)."""
+    uri, config = store_factory.uri_and_config(backend)
+    options = ["-s", uri]
+    for name, value in config.items():
+        options += ["-b", f"{name}={value}"]
+    env = {}
+    if backend == "s3":
+        env = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1"}
+    return options, env
+
+
+def _spawn(args: list[str], env: dict[str, str]) -> subprocess.Popen[bytes]:
+    full_env = {k: v for k, v in os.environ.items() if not k.startswith("ANYSTORE_")}
+    full_env.update(env)
+    return subprocess.Popen(
+        [anystore_bin(), *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, env=full_env
+    )
+
+
+def _wait_for(path: Path, timeout: float = 20) -> str:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if path.exists() and path.read_text().strip():
+            return path.read_text().strip()
+        time.sleep(0.05)
+    raise AssertionError(f"{path} was not written within {timeout} s")
+
+
+@pytest.mark.parametrize("backend", LOCK_BACKENDS)
+def test_contenders_run_their_critical_sections_one_at_a_time(backend: str, store_factory: Any, tmp_path: Path) -> None:
+    options, env = _options(store_factory, backend)
+    counter, log = tmp_path / "counter", tmp_path / "log"
+    counter.write_text("0")
+    # read, sleep, write: an overlap loses an increment and interleaves the log
+    section = (
+        f'echo "start $ANYSTORE_LOCK_TOKEN" >> {log}; n=$(cat {counter}); sleep 0.1; '
+        f'echo $((n + 1)) > {counter}; echo "end $ANYSTORE_LOCK_TOKEN" >> {log}'
+    )
+    procs = [
+        _spawn([*options, "lock", "section", "--ttl", "2", "--wait", "90", "--", "sh", "-c", section], env)
+        for _ in range(CONTENDERS)
+    ]
+    for proc in procs:
+        _, err = proc.communicate(timeout=120)
+        assert proc.returncode == 0, err.decode()
+    assert counter.read_text().strip() == str(CONTENDERS)
+    lines = log.read_text().split()
+    events = list(zip(lines[0::2], lines[1::2]))
+    assert [kind for kind, _ in events] == ["start", "end"] * CONTENDERS
+    tokens = [int(token) for kind, token in events if kind == "start"]
+    assert tokens == sorted(tokens) and len(set(tokens)) == CONTENDERS  # fencing tokens grow
+
+
+@pytest.mark.parametrize("backend", LOCK_BACKENDS)
+def test_killed_holders_lease_is_taken_over_after_the_ttl_with_a_larger_token(
+    backend: str, store_factory: Any, tmp_path: Path
+) -> None:
+    options, env = _options(store_factory, backend)
+    first, second, child = tmp_path / "first", tmp_path / "second", tmp_path / "child"
+    holder = _spawn(
+        [*options, "lock", "job", "--ttl", "1", "--", "sh", "-c", f"echo $$ > {child}; echo $ANYSTORE_LOCK_TOKEN > {first}; sleep 60"],
+        env,
+    )
+    token = int(_wait_for(first))
+    holder.send_signal(signal.SIGKILL)
+    holder.wait()
+    os.kill(int(_wait_for(child)), signal.SIGKILL)  # the command outlives a SIGKILLed anystore
+    held = run_cli(*options, "lock", "job", "--", "true", env=env)
+    assert held.returncode == 1
+    assert f"pid {holder.pid}" in held.stderr.decode() and "held by host" in held.stderr.decode()
+    started = time.monotonic()
+    taken = run_cli(*options, "lock", "job", "--wait", "10", "--", "sh", "-c", f"echo $ANYSTORE_LOCK_TOKEN > {second}", env=env)
+    assert taken.returncode == 0, taken.stderr.decode()
+    assert time.monotonic() - started < 5
+    assert int(second.read_text()) > token
+
+
+@pytest.mark.parametrize("backend", LOCK_BACKENDS)
+def test_a_lost_lease_stops_the_command_and_exits_3(backend: str, store_factory: Any, tmp_path: Path) -> None:
+    options, env = _options(store_factory, backend)
+    started_file = tmp_path / "started"
+    holder = _spawn([*options, "lock", "job", "--ttl", "1", "--", "sh", "-c", f"echo go > {started_file}; exec sleep 60"], env)
+    _wait_for(started_file)
+    status = run_cli(*options, "lock", "job", "--status", env=env)
+    assert status.returncode == 0 and b'"state":"held"' in status.stdout
+    released = run_cli(*options, "lock", "job", "--release", env=env)  # behind the holder's back
+    assert released.returncode == 0, released.stderr.decode()
+    started = time.monotonic()
+    _, err = holder.communicate(timeout=20)
+    assert holder.returncode == 3
+    assert time.monotonic() - started < 5  # noticed at the next renewal (ttl/3), not after sleep 60
+    assert err.decode().count("\n") == 1 and "lease lost" in err.decode()
+
+
+@pytest.mark.parametrize("backend", ["local", "redis"])
+def test_command_exit_status_passes_through(backend: str, store_factory: Any) -> None:
+    options, env = _options(store_factory, backend)
+    assert run_cli(*options, "lock", "job", "--", "sh", "-c", "exit 7", env=env).returncode == 7
+    assert run_cli(*options, "lock", "job", "--", "sh", "-c", "kill -TERM $$", env=env).returncode == 128 + 15
+    assert run_cli(*options, "lock", "job", "--", "no-such-command-here", env=env).returncode == 127
+    # the lease was released each time: the next run takes it at once
+    assert run_cli(*options, "lock", "job", "--", "true", env=env).returncode == 0
+
+
+def test_signals_to_anystore_lock_reach_the_command(tmp_path: Path) -> None:
+    started_file, got = tmp_path / "started", tmp_path / "got"
+    script = f'trap "echo term > {got}; exit 5" TERM; echo go > {started_file}; sleep 60 & wait'
+    holder = _spawn(["-s", str(tmp_path / "store"), "lock", "job", "--", "sh", "-c", script], {})
+    _wait_for(started_file)
+    holder.send_signal(signal.SIGTERM)
+    holder.communicate(timeout=20)
+    assert got.read_text().strip() == "term"
+    assert holder.returncode == 5
+
+
+def test_zip_and_memory_stores_refuse_with_exit_3(tmp_path: Path) -> None:
+    for uri in (str(tmp_path / "a.zip"), "memory://x"):
+        result = run_cli("-s", uri, "lock", "job", "--", "true")
+        assert result.returncode == 3
+        assert result.stderr.decode().startswith("anystore: error: ") and "lock" in result.stderr.decode()
+
+
+def test_status_and_release_of_a_free_lock_exit_1(tmp_path: Path) -> None:
+    store = str(tmp_path / "store")
+    status = run_cli("-s", store, "lock", "job", "--status")
+    assert status.returncode == 1 and b'"state":"free"' in status.stdout
+    assert run_cli("-s", store, "lock", "job", "--release").returncode == 1
+    assert run_cli("-s", store, "lock", "job").returncode == 2  # no COMMAND
+
+
+def test_library_lock_excludes_threads_and_grows_the_token(store_factory: Any) -> None:
+    from anystore_cli.backend.lock import Lock, LockHeld
+
+    store = store_factory("local")
+    inside, overlaps, tokens = [0], [], []
+
+    def work() -> None:
+        with Lock(store, "lib", ttl=2, wait=30) as lock:
+            inside[0] += 1
+            overlaps.append(inside[0])
+            tokens.append(lock.token)
+            time.sleep(0.05)
+            inside[0] -= 1
+
+    threads = [threading.Thread(target=work) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert overlaps == [1] * 4 and sorted(tokens) == [1, 2, 3, 4]
+    with Lock(store, "lib", ttl=2):
+        with pytest.raises(LockHeld) as info:
+            Lock(store, "lib", ttl=2).acquire()
+        assert info.value.holder is not None and info.value.holder.pid == os.getpid()
+    assert list(store.iterate_keys()) == []  # leases are no keys
