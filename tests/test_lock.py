@@ -42,6 +42,11 @@ def _spawn(args: list[str], env: dict[str, str]) -> subprocess.Popen[bytes]:
     )
 
 
+def tell(path: Path) -> str:
+    """A shell command that writes the lock's fencing token to `path`."""
+    return f"echo $ANYSTORE_LOCK_TOKEN > {path}"
+
+
 def _wait_for(path: Path, timeout: float = 20) -> str:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -70,7 +75,7 @@ def test_contenders_run_their_critical_sections_one_at_a_time(backend: str, stor
         assert proc.returncode == 0, err.decode()
     assert counter.read_text().strip() == str(CONTENDERS)
     lines = log.read_text().split()
-    events = list(zip(lines[0::2], lines[1::2]))
+    events = list(zip(lines[0::2], lines[1::2], strict=True))
     assert [kind for kind, _ in events] == ["start", "end"] * CONTENDERS
     tokens = [int(token) for kind, token in events if kind == "start"]
     assert tokens == sorted(tokens) and len(set(tokens)) == CONTENDERS  # fencing tokens grow
@@ -83,8 +88,7 @@ def test_killed_holders_lease_is_taken_over_after_the_ttl_with_a_larger_token(
     options, env = _options(store_factory, backend)
     first, second, child = tmp_path / "first", tmp_path / "second", tmp_path / "child"
     holder = _spawn(
-        [*options, "lock", "job", "--ttl", "1", "--", "sh", "-c", f"echo $$ > {child}; echo $ANYSTORE_LOCK_TOKEN > {first}; sleep 60"],
-        env,
+        [*options, "lock", "job", "--ttl", "1", "--", "sh", "-c", f"echo $$ > {child}; {tell(first)}; sleep 60"], env
     )
     token = int(_wait_for(first))
     holder.send_signal(signal.SIGKILL)
@@ -94,7 +98,7 @@ def test_killed_holders_lease_is_taken_over_after_the_ttl_with_a_larger_token(
     assert held.returncode == 1
     assert f"pid {holder.pid}" in held.stderr.decode() and "held by host" in held.stderr.decode()
     started = time.monotonic()
-    taken = run_cli(*options, "lock", "job", "--wait", "10", "--", "sh", "-c", f"echo $ANYSTORE_LOCK_TOKEN > {second}", env=env)
+    taken = run_cli(*options, "lock", "job", "--wait", "10", "--", "sh", "-c", tell(second), env=env)
     assert taken.returncode == 0, taken.stderr.decode()
     assert time.monotonic() - started < 5
     assert int(second.read_text()) > token
@@ -104,7 +108,8 @@ def test_killed_holders_lease_is_taken_over_after_the_ttl_with_a_larger_token(
 def test_a_lost_lease_stops_the_command_and_exits_3(backend: str, store_factory: Any, tmp_path: Path) -> None:
     options, env = _options(store_factory, backend)
     started_file = tmp_path / "started"
-    holder = _spawn([*options, "lock", "job", "--ttl", "1", "--", "sh", "-c", f"echo go > {started_file}; exec sleep 60"], env)
+    script = f"echo go > {started_file}; exec sleep 60"
+    holder = _spawn([*options, "lock", "job", "--ttl", "1", "--", "sh", "-c", script], env)
     _wait_for(started_file)
     status = run_cli(*options, "lock", "job", "--status", env=env)
     assert status.returncode == 0 and b'"state":"held"' in status.stdout

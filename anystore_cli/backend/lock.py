@@ -6,13 +6,15 @@ acquisition, so a holder that stalled past its ttl and was taken over can be tol
 the new one by anything it writes to. Each backend makes the steps atomic with its own
 primitive:
 
-| backend | create | take-over, renew, release |
-|---|---|---|
-| local folder | `link()` of a complete file to `NAME/<token>` (fails if it exists) | `link()` of `<token+1>`: one contender wins; renew replaces `<token>` and checks no higher one appeared |
-| SQL | `INSERT` on the primary key | `UPDATE ... WHERE name = ? AND token = ?` (one row or none) |
-| Redis | `INCR` of the token counter, then `SET NX PX` | Lua compare-and-set (renew) and compare-and-delete (release); an expired lease is dropped by Redis itself |
-| S3 | `PutObject` with `If-None-Match: *` | `PutObject` with `If-Match: <etag>` |
-| memory | a dict under a process lock (threads of one process only) | the same |
+- local folder: create is a `link()` of a complete file to `NAME/<token>`, which fails if it
+  exists; a take-over links `<token+1>`, so one contender wins; a renewal rewrites `<token>`
+  and then checks that no higher token appeared.
+- SQL: an `INSERT` on the primary key; take-over, renewal and release are an
+  `UPDATE ... WHERE name = ? AND token = ?` that changes one row or none.
+- Redis: `INCR` of a token counter, then `SET NX PX`; renewal is a Lua compare-and-set, release
+  a Lua compare-and-delete; Redis itself drops an expired lease (its PX).
+- S3: `PutObject` with `If-None-Match: *` to create, with `If-Match: <etag>` for the rest.
+- memory: a dict under a process lock (threads of one process only).
 
 zip archives, http(s) and the other fsspec filesystems cannot do it atomically and refuse
 (`LockUnsupported`, a `StoreError`). Where the expiry is a time written in the record (local,
@@ -195,9 +197,7 @@ class LeaseBackend:
             current, version = self.read(name)
             if current is None or current.released:
                 return None
-            released = replace(
-                _holder(name, current.token + 1, 0.0), since=current.since, expires=0.0, released=True
-            )
+            released = replace(_holder(name, current.token + 1, 0.0), since=current.since, expires=0.0, released=True)
             if self.replace(name, released, version) is not None:
                 return current
         raise StoreError(f"Lock `{name}` in store `{self.label}`: could not release it (too much contention)")
@@ -323,7 +323,8 @@ class SqlLeases(LeaseBackend):
         import sqlalchemy as sa
 
         with self.store._errors(), self.engine.connect() as conn:
-            row = conn.execute(sa.select(self.table.c.token, self.table.c.value).where(self.table.c.name == name)).first()
+            query = sa.select(self.table.c.token, self.table.c.value).where(self.table.c.name == name)
+            row = conn.execute(query).first()
         if row is None:
             return None, None
         return Lease.load(row.value), row.token
@@ -646,8 +647,7 @@ class Lock:
                 break
             time.sleep(min(remaining, POLL_INTERVAL * random.uniform(0.5, 1.5)))
         raise LockHeld(
-            f"Lock `{self.name}` in store `{self.backend.label}` is held by {holder.describe()}"
-            f" (token {holder.token})",
+            f"Lock `{self.name}` in store `{self.backend.label}` is held by {holder.describe()} (token {holder.token})",
             holder,
         )
 
@@ -699,7 +699,11 @@ class Lock:
                 if time.time() < lease.expires:
                     interval = max(0.05, min(self.ttl / 10, lease.expires - time.time()))
                     continue
-                reason = f"Lock `{self.name}` in store `{self.backend.label}`: lease lost, renewal failed past the ttl ({' '.join(str(exc).split())})"
+                detail = " ".join(str(exc).split())
+                reason = (
+                    f"Lock `{self.name}` in store `{self.backend.label}`: lease lost, "
+                    f"renewal failed past the ttl ({detail})"
+                )
             self.lost_reason = reason
             self.lost.set()
             if self.on_lost is not None:

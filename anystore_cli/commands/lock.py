@@ -20,14 +20,7 @@ STOP_GRACE = 5.0
 """Seconds COMMAND has to end after SIGTERM when the lease is lost, before SIGKILL"""
 
 
-@app.command(
-    epilog="\b\nExamples:\n"
-    "  anystore -s s3://bucket/locks lock nightly-backup --ttl 60 -- ./backup.sh\n"
-    "  anystore -s redis://localhost lock deploy --wait 600 -- make deploy\n"
-    "  anystore lock nightly-backup --status\n\n"
-    "Exit status: COMMAND's (128+N when killed by signal N); 1 not acquired within --wait;\n"
-    "3 the lease was lost (COMMAND stopped) or the store cannot lock.",
-)
+@app.command(epilog="\b\nExample: anystore -s redis://localhost lock nightly-backup --ttl 60 --wait 300 -- ./backup.sh")
 def lock(
     ctx: typer.Context,
     name: Annotated[str, typer.Argument(metavar="NAME", help="The lock's name.")],
@@ -52,6 +45,9 @@ def lock(
 
     COMMAND gets ANYSTORE_LOCK_TOKEN, a fencing token that grows with every acquisition.
     Signals (INT, TERM, HUP) are passed on to COMMAND, which runs in its own process group.
+    Exit status: COMMAND's (128+N when killed by signal N); 1 when not acquired within --wait
+    (the holder is named); 3 when the lease is lost (COMMAND is stopped: TERM, then KILL) or
+    the store cannot lock (zip, http, memory).
     """
     from anystore_cli.backend.lock import check_name
 
