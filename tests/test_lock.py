@@ -183,3 +183,30 @@ def test_library_lock_excludes_threads_and_grows_the_token(store_factory: Any) -
             Lock(store, "lib", ttl=2).acquire()
         assert info.value.holder is not None and info.value.holder.pid == os.getpid()
     assert list(store.iterate_keys()) == []  # leases are no keys
+
+
+def test_leases_are_not_listed_as_keys_on_s3(store_factory: Any) -> None:
+    options, env = _options(store_factory, "s3")
+    assert run_cli(*options, "put", "a", "-", input=b"1", env=env).returncode == 0
+    assert run_cli(*options, "lock", "job", "--", "true", env=env).returncode == 0
+    assert run_cli(*options, "lock", "job", "--status", env=env).returncode == 1  # released, still stored
+    assert run_cli(*options, "keys", env=env).stdout == b"a\n"
+
+
+def test_renewal_failing_past_the_ttl_loses_the_lease(store_factory: Any) -> None:
+    from anystore_cli.backend.lock import Lock
+    from anystore_cli.core.exceptions import StoreError
+
+    lost: list[str] = []
+    lock = Lock(store_factory("local"), "job", ttl=0.6, on_lost=lost.append)
+    with lock:
+
+        def unreachable(*_: Any) -> Any:
+            raise StoreError("store unreachable")
+
+        lock.backend.renew = unreachable  # type: ignore[method-assign]
+        started = time.monotonic()
+        assert lock.lost.wait(5)
+        elapsed = time.monotonic() - started
+    assert 0.2 < elapsed < 1.5  # kept trying until the lease's expiry, not at the first failure
+    assert len(lost) == 1 and "renewal failed past the ttl (store unreachable)" in lost[0]
