@@ -47,6 +47,18 @@ def tell(path: Path) -> str:
     return f"echo $ANYSTORE_LOCK_TOKEN > {path}"
 
 
+def _wait_gone(pid: int, timeout: float = 5) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return
+        time.sleep(0.05)
+    os.kill(pid, signal.SIGKILL)
+    raise AssertionError(f"process {pid} still runs {timeout} s after `anystore lock` was killed")
+
+
 def _wait_for(path: Path, timeout: float = 20) -> str:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -88,15 +100,15 @@ def test_killed_holders_lease_is_taken_over_after_the_ttl_with_a_larger_token(
     options, env = _options(store_factory, backend)
     first, second, child = tmp_path / "first", tmp_path / "second", tmp_path / "child"
     holder = _spawn(
-        [*options, "lock", "job", "--ttl", "1", "--", "sh", "-c", f"echo $$ > {child}; {tell(first)}; sleep 60"], env
+        [*options, "lock", "job", "--ttl", "2", "--", "sh", "-c", f"echo $$ > {child}; {tell(first)}; sleep 60"], env
     )
     token = int(_wait_for(first))
     holder.send_signal(signal.SIGKILL)
     holder.wait()
-    os.kill(int(_wait_for(child)), signal.SIGKILL)  # the command outlives a SIGKILLed anystore
     held = run_cli(*options, "lock", "job", "--", "true", env=env)
     assert held.returncode == 1
     assert f"pid {holder.pid}" in held.stderr.decode() and "held by host" in held.stderr.decode()
+    _wait_gone(int(_wait_for(child)))  # the command does not run on without the lease
     started = time.monotonic()
     taken = run_cli(*options, "lock", "job", "--wait", "10", "--", "sh", "-c", tell(second), env=env)
     assert taken.returncode == 0, taken.stderr.decode()

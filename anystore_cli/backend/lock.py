@@ -178,13 +178,24 @@ class LeaseBackend:
     def renew(self, lease: Lease, version: Any) -> tuple[Lease, Any] | None:
         """Push the expiry to now + ttl; None when the lease is no longer ours."""
         renewed = replace(lease, expires=time.time() + lease.ttl)
-        new_version = self.replace(lease.name, renewed, version)
+        new_version = self._replace_own(renewed, version)
         return None if new_version is None else (renewed, new_version)
 
     def release(self, lease: Lease, version: Any) -> bool:
         """Give the lease up (the token stays, so the next holder's is larger)."""
         released = replace(lease, expires=0.0, released=True)
-        return self.replace(lease.name, released, version) is not None
+        return self._replace_own(released, version) is not None
+
+    def _replace_own(self, lease: Lease, version: Any) -> Any:
+        """`replace`, and once more with the version read back when the record still is this
+        acquisition's (a write whose reply was lost changed the version, not the holder)."""
+        new_version = self.replace(lease.name, lease, version)
+        if new_version is not None:
+            return new_version
+        current, current_version = self.read(lease.name)
+        if current is None or current.id != lease.id or current.released or current_version == version:
+            return None
+        return self.replace(lease.name, lease, current_version)
 
     def status(self, name: str) -> Lease | None:
         """The current record (held, expired or released), or None."""
@@ -355,14 +366,16 @@ class SqlLeases(LeaseBackend):
 
 
 _REDIS_RENEW = """
-if redis.call('GET', KEYS[1]) == ARGV[1] then
+local current = redis.call('GET', KEYS[1])
+if current and cjson.decode(current)['id'] == ARGV[1] then
   redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3])
   return 1
 end
 return 0
 """
 _REDIS_RELEASE = """
-if redis.call('GET', KEYS[1]) == ARGV[1] then
+local current = redis.call('GET', KEYS[1])
+if current and cjson.decode(current)['id'] == ARGV[1] then
   return redis.call('DEL', KEYS[1])
 end
 return 0
@@ -371,7 +384,8 @@ return 0
 
 class RedisLeases(LeaseBackend):
     """Redis: the lease at `{prefix}\\x00lock\\x00{name}` with a PX expiry, its token from
-    `INCR {prefix}\\x00lockseq\\x00{name}` (kept, so tokens grow across expiries)."""
+    `INCR {prefix}\\x00lockseq\\x00{name}` (kept, so tokens grow across expiries). The version
+    compared by the scripts is the acquisition's id (a renewal whose reply was lost is no loss)."""
 
     def __init__(self, store: Any) -> None:
         super().__init__(store)
@@ -388,7 +402,10 @@ class RedisLeases(LeaseBackend):
         """GET the lease (an expired one is gone)."""
         with self.store._errors():
             data = self.client.get(self._keys(name)[0])
-        return (None, None) if data is None else (Lease.load(data), data)
+        if data is None:
+            return None, None
+        lease = Lease.load(data)
+        return lease, lease.id
 
     def try_acquire(self, name: str, ttl: float) -> tuple[Lease | None, Any, Lease | None]:
         """INCR the token, then SET NX PX."""
@@ -398,7 +415,7 @@ class RedisLeases(LeaseBackend):
             lease = _holder(name, token, ttl)
             data = lease.dump()
             if self.client.set(lease_key, data, nx=True, px=max(1, int(ttl * 1000))):
-                return lease, data, None
+                return lease, lease.id, None
             current = self.client.get(lease_key)
         return None, None, None if current is None else Lease.load(current)
 
@@ -410,7 +427,7 @@ class RedisLeases(LeaseBackend):
             done = self.client.eval(
                 _REDIS_RENEW, 1, self._keys(lease.name)[0], version, data, max(1, int(lease.ttl * 1000))
             )
-        return (renewed, data) if done else None
+        return (renewed, version) if done else None
 
     def release(self, lease: Lease, version: Any) -> bool:
         """Compare-and-delete."""
@@ -631,6 +648,7 @@ class Lock:
         """
         deadline = time.monotonic() + self.wait
         holder: Lease | None = None
+        races = 0
         while True:
             lease, version, current = self.backend.try_acquire(self.name, self.ttl)
             if lease is not None:
@@ -639,6 +657,9 @@ class Lock:
                 self._start_heartbeat()
                 return lease
             if current is None:  # lost a race: look again at once
+                races += 1
+                if races > 100 and time.monotonic() > deadline:
+                    raise StoreError(f"Lock `{self.name}` in store `{self.backend.label}`: too much contention")
                 time.sleep(random.uniform(0, 0.01))
                 continue
             holder = current

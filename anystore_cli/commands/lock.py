@@ -101,7 +101,7 @@ def _run(state: Any, store: Any, name: str, command: list[str], ttl: float, wait
     try:
         env = dict(os.environ, ANYSTORE_LOCK_TOKEN=str(lock.token), ANYSTORE_LOCK_NAME=name)
         try:
-            child = subprocess.Popen(command, env=env, process_group=0)
+            child = subprocess.Popen(command, env=env, process_group=0, preexec_fn=_parent_death_signal())
         except FileNotFoundError:
             error(f"{command[0]}: command not found")
             return 127
@@ -122,6 +122,27 @@ def _run(state: Any, store: Any, name: str, command: list[str], ttl: float, wait
             lock.release()
         except Exception as exc:  # noqa: BLE001 - the lease expires by itself after its ttl
             message(f"anystore: warning: lock `{name}`: release failed, it expires after its ttl ({exc})")
+
+
+def _parent_death_signal() -> Any:
+    """On Linux: a function for the child, between fork and exec, asking the kernel to send it
+    SIGTERM when `anystore lock` dies (even by SIGKILL), so COMMAND never runs on without the
+    lease it was started under. It only calls a C function resolved here, in the parent."""
+    if not sys.platform.startswith("linux"):
+        return None
+    import ctypes
+
+    try:
+        prctl = ctypes.CDLL(None, use_errno=True).prctl
+    except (OSError, AttributeError):
+        return None
+    pr_set_pdeathsig = 1
+    term = int(signal.SIGTERM)
+
+    def set_death_signal() -> None:
+        prctl(pr_set_pdeathsig, term, 0, 0, 0)
+
+    return set_death_signal
 
 
 def _forward_signals(child: subprocess.Popen[bytes]) -> dict[int, Any]:
