@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import anystore_bin, run_cli
+from tests.conftest import anystore_bin, drop_sql_table, run_cli
 
 pytestmark = pytest.mark.service
 
@@ -22,9 +22,24 @@ LOCK_BACKENDS = ["local", "sqlite", "postgres", "mysql", "redis", "s3"]
 CONTENDERS = 8
 
 
+def _fresh(store_factory: Any, backend: str) -> tuple[str, dict[str, Any]]:
+    """`uri_and_config` of a fresh store; on SQL servers its `<table>_locks` is dropped after."""
+    uri, config = store_factory.uri_and_config(backend)
+    if backend in ("postgres", "mysql"):
+        store_factory.cleanups.append(lambda: drop_sql_table(uri, f"{config['table']}_locks"))
+    return uri, config
+
+
+def _store(store_factory: Any, backend: str) -> Any:
+    from anystore_cli.backend.registry import get_store
+
+    uri, config = _fresh(store_factory, backend)
+    return get_store(uri=uri, backend_config=config or None)
+
+
 def _options(store_factory: Any, backend: str) -> tuple[list[str], dict[str, str]]:
     """Global options for a fresh store, and the environment the CLI needs (S3 credentials)."""
-    uri, config = store_factory.uri_and_config(backend)
+    uri, config = _fresh(store_factory, backend)
     options = ["-s", uri]
     for name, value in config.items():
         options += ["-b", f"{name}={value}"]
@@ -222,3 +237,12 @@ def test_renewal_failing_past_the_ttl_loses_the_lease(store_factory: Any) -> Non
         elapsed = time.monotonic() - started
     assert 0.2 < elapsed < 1.5  # kept trying until the lease's expiry, not at the first failure
     assert len(lost) == 1 and "renewal failed past the ttl (store unreachable)" in lost[0]
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgres", "mysql", "redis", "s3", "local"])
+def test_lock_names_are_exact(backend: str, store_factory: Any) -> None:
+    from anystore_cli.backend.lock import Lock
+
+    store = _store(store_factory, backend)
+    with Lock(store, "Job", ttl=5), Lock(store, "job", ttl=5), Lock(store, "job ", ttl=5), Lock(store, "a/b", ttl=5):
+        pass

@@ -314,7 +314,8 @@ class SqlLeases(LeaseBackend):
         table = sa.Table(
             name,
             sa.MetaData(),
-            sa.Column("name", sa.String(255), primary_key=True),
+            # exact names everywhere: MariaDB's default collation would make `Job` and `job` one lock
+            sa.Column("name", _name_type(self.engine), primary_key=True),
             sa.Column("token", sa.BigInteger, nullable=False),
             sa.Column("value", sa.Text, nullable=False),
         )
@@ -363,6 +364,21 @@ class SqlLeases(LeaseBackend):
                 .values(token=lease.token, value=lease.dump().decode())
             )
         return lease.token if result.rowcount == 1 else None
+
+
+def _name_type(engine: Any) -> Any:
+    """VARCHAR(255); on MySQL/MariaDB with the store table's binary, no-pad collation."""
+    import sqlalchemy as sa
+
+    if engine.dialect.name not in ("mysql", "mariadb"):
+        return sa.String(255)
+    from sqlalchemy.dialects import mysql
+
+    from anystore_cli.backend.sql import _mysql_collation
+
+    with engine.connect():  # learn the server version first
+        pass
+    return mysql.VARCHAR(255, charset="utf8mb4", collation=_mysql_collation(engine))
 
 
 _REDIS_RENEW = """
