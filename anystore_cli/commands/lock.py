@@ -20,7 +20,7 @@ STOP_GRACE = 5.0
 """Seconds COMMAND has to end after SIGTERM when the lease is lost, before SIGKILL"""
 
 
-@app.command(epilog="\b\nExample: anystore -s redis://localhost lock nightly-backup --ttl 60 --wait 300 -- ./backup.sh")
+@app.command(epilog="\b\nExample: anystore lock nightly-backup --ttl 60 --wait 300 -- ./backup.sh")
 def lock(
     ctx: typer.Context,
     name: Annotated[str, typer.Argument(metavar="NAME", help="The lock's name.")],
@@ -41,9 +41,10 @@ def lock(
         bool, typer.Option("--release", help="Release the lease by force, whoever holds it (for operators).")
     ] = False,
 ) -> None:
-    """Run COMMAND holding the lease NAME, renewed while it runs; exit with COMMAND's status.
+    """Run COMMAND holding the lock NAME, across processes and machines.
 
-    COMMAND gets ANYSTORE_LOCK_TOKEN, a fencing token that grows with every acquisition.
+    The lease is taken atomically, renewed every ttl/3 while COMMAND runs and released when it
+    ends. COMMAND gets ANYSTORE_LOCK_TOKEN, a fencing token that grows with every acquisition.
     Signals (INT, TERM, HUP) are passed on to COMMAND, which runs in its own process group.
     Exit status: COMMAND's (128+N when killed by signal N); 1 when not acquired within --wait
     (the holder is named); 3 when the lease is lost (COMMAND is stopped: TERM, then KILL) or
