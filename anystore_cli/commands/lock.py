@@ -41,7 +41,7 @@ def lock(
         bool, typer.Option("--release", help="Release the lease by force, whoever holds it (for operators).")
     ] = False,
 ) -> None:
-    """Run COMMAND holding the lock NAME, across processes and machines.
+    """Run COMMAND holding the lock NAME (any process, any machine).
 
     The lease is taken atomically, renewed every ttl/3 while COMMAND runs and released when it
     ends. COMMAND gets ANYSTORE_LOCK_TOKEN, a fencing token that grows with every acquisition.
