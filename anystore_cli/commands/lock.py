@@ -101,20 +101,20 @@ def _run(state: Any, store: Any, name: str, command: list[str], ttl: float, wait
     lock.acquire()
     try:
         env = dict(os.environ, ANYSTORE_LOCK_TOKEN=str(lock.token), ANYSTORE_LOCK_NAME=name)
+        forwarder = _SignalForwarder()  # before COMMAND starts: no signal may slip between
         try:
-            child = subprocess.Popen(command, env=env, process_group=0, preexec_fn=_parent_death_signal())
-        except FileNotFoundError:
-            error(f"{command[0]}: command not found")
-            return 127
-        except PermissionError:
-            error(f"{command[0]}: permission denied")
-            return 126
-        previous = _forward_signals(child)
-        try:
+            try:
+                child = subprocess.Popen(command, env=env, process_group=0, preexec_fn=_parent_death_signal())
+            except FileNotFoundError:
+                error(f"{command[0]}: command not found")
+                return 127
+            except PermissionError:
+                error(f"{command[0]}: permission denied")
+                return 126
+            forwarder.started(child)
             status = _wait(child, lock)
         finally:
-            for signum, handler in previous.items():
-                signal.signal(signum, handler)
+            forwarder.restore()
         if lock.lost.is_set():
             raise LeaseLost(f"{lock.lost_reason}; COMMAND stopped (its status was {status})")
         return status
@@ -146,19 +146,39 @@ def _parent_death_signal() -> Any:
     return set_death_signal
 
 
-def _forward_signals(child: subprocess.Popen[bytes]) -> dict[int, Any]:
-    """Pass INT, TERM and HUP on to COMMAND's process group; return the handlers replaced."""
+class _SignalForwarder:
+    """Pass INT, TERM and HUP on to COMMAND's process group (those that arrive before it
+    started are passed on when it has)."""
 
-    def forward(signum: int, _frame: Any) -> None:
+    def __init__(self) -> None:
+        self.child: subprocess.Popen[bytes] | None = None
+        self.pending: list[int] = []
+        self.previous: dict[int, Any] = {}
+        for signum in FORWARDED_SIGNALS:
+            if signal.getsignal(signum) == signal.SIG_IGN:
+                continue  # ignored when we started (nohup, a background job): COMMAND ignores it too
+            self.previous[signum] = signal.signal(signum, self.forward)
+
+    def forward(self, signum: int, _frame: Any = None) -> None:
+        """The signal handler."""
+        if self.child is None:
+            self.pending.append(signum)
+            return
         try:
-            os.killpg(child.pid, signum)
+            os.killpg(self.child.pid, signum)
         except ProcessLookupError:
             pass
 
-    previous = {}
-    for signum in FORWARDED_SIGNALS:
-        previous[signum] = signal.signal(signum, forward)
-    return previous
+    def started(self, child: subprocess.Popen[bytes]) -> None:
+        """COMMAND runs: pass on what came meanwhile."""
+        self.child = child
+        for signum in self.pending:
+            self.forward(signum)
+
+    def restore(self) -> None:
+        """Put back the handlers replaced."""
+        for signum, handler in self.previous.items():
+            signal.signal(signum, handler)
 
 
 def _wait(child: subprocess.Popen[bytes], lock: Any) -> int:
