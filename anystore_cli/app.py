@@ -77,6 +77,7 @@ COMMANDS: dict[str, str] = {
     "load": "transfer",
     "mirror": "transfer",
     "io": "transfer",
+    "lock": "lock",
     "settings": "meta",
 }
 """Command name -> module of `anystore_cli.commands` that defines it (imported on use)."""

@@ -36,6 +36,8 @@ from anystore_cli.core.uri import clean_dict, mask_uri, quote_key, unquote_key
 OBJECT_STORES = frozenset({"s3", "s3a", "gs", "gcs", "az", "abfs", "abfss", "adl", "oss", "oci", "r2", "cos"})
 """Protocols whose first path segment is a bucket and whose writes are atomic per object"""
 S3 = frozenset({"s3", "s3a"})
+LOCK_FOLDER = ".~anystore-locks/"
+"""Where `anystore lock` keeps its leases (see backend/lock.py): no keys"""
 DEFAULT_WORKERS = 16
 """Threads of `put_many`/`get_many` on remote filesystems (backend_config `max_workers`)"""
 _STORE_OPTIONS = ("max_workers",)
@@ -383,7 +385,7 @@ class Store(BaseStore):
         start = listing_prefix(prefix, glob)
         keys = self._list_s3(start) if self._is_s3 else self._list_fs(start)
         for key in keys:
-            if key and match(key):
+            if key and match(key) and not key.startswith(LOCK_FOLDER):
                 yield key
 
     def _list_s3(self, start: str) -> Iterator[str]:
