@@ -202,7 +202,7 @@ def test_status_and_release_of_a_free_lock_exit_1(tmp_path: Path) -> None:
 
 
 def test_library_lock_excludes_threads_and_grows_the_token(store_factory: Any) -> None:
-    from anystore_cli.backend.lock import Lock, LockHeld
+    from anystore_cli.core import Lock, LockHeld
 
     store = store_factory("local")
     inside, overlaps, tokens = [0], [], []
