@@ -91,7 +91,7 @@ def test_get_store_defaults_from_environment(monkeypatch, tmp_path):
     store = get_store()
     assert store.uri == f"file://{tmp_path}/envstore"
     assert store.serialization_mode == "raw"
-    assert store.backend_config == {"redis_prefix": "foo", "count": "3"}  # as pydantic-settings reads it
+    assert store.backend_config == {"redis_prefix": "foo", "count": 3}  # JSON where it parses, as `-b`
     assert store.default_ttl == 5
     assert get_store(uri="foo").uri.endswith("/foo")
 
