@@ -27,8 +27,7 @@ th { font-size: .8rem; text-transform: uppercase; letter-spacing: .03em; color: 
 td.size, th.size { text-align: right; font-variant-numeric: tabular-nums; white-space: nowrap; }
 td.time { font-variant-numeric: tabular-nums; white-space: nowrap; color: var(--muted); }
 td.name { word-break: break-all; }
-.folder::before { content: "\\1F4C1\\00a0"; }
-.file::before { content: "\\1F4C4\\00a0"; }
+a.folder { font-weight: 600; }
 nav.pages { display: flex; gap: 1rem; align-items: center; margin-top: 1rem; color: var(--muted); }
 .empty { color: var(--muted); padding: 1rem 0; }
 footer { margin-top: 1.5rem; font-size: .8rem; color: var(--muted); }
