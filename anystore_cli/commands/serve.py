@@ -31,8 +31,7 @@ def read_token(token_file: str | None) -> str | None:
 
 
 @app.command(
-    epilog="\b\nExample: anystore -s redis://localhost serve --port 8000\n"
-    "\b\nExample: anystore -s ./data serve --writable --token-file token.txt\n"
+    epilog="\b\nExample: anystore serve --port 8000 --writable --token-file token.txt\n"
     "\b\nThen: curl http://127.0.0.1:8000/KEY, curl http://127.0.0.1:8000/PREFIX/, "
     "anystore -s anystore+http://127.0.0.1:8000 keys"
 )
