@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 
 from tests.conftest import IN_CI, anystore_bin, run_cli
-from tests.test_cli_support import CLI_BACKENDS, CliStore, local_store, make_cli_store  # noqa: F401 - fixtures
+from tests.test_cli_support import CLI_BACKENDS, CliStore, make_cli_store
 
 pytest.importorskip("starlette", reason="the serve extra is not installed")
 pytest.importorskip("uvicorn", reason="the serve extra is not installed")
@@ -135,6 +135,12 @@ def token_file(tmp_path: Path) -> Path:
     path = tmp_path / "token.txt"
     path.write_text(TOKEN + "\n")
     return path
+
+
+@pytest.fixture
+def folder_store(store_factory: Any) -> CliStore:
+    """A fresh local-folder store."""
+    return make_cli_store(store_factory, "local")
 
 
 @pytest.fixture(params=CLI_BACKENDS)
@@ -253,10 +259,10 @@ def test_write_without_the_token_gets_401_and_changes_nothing(served: Any) -> No
     "path",
     ["/../x", "/%2e%2e/x", "/%2E%2E/%2e%2e/etc/passwd", "/a/../../x", "/a/%2e%2e/%2e%2e/x", "/%2e%2e%2fx", "/./x"],
 )
-def test_keys_that_try_to_escape_get_400(local_store: CliStore, token_file: Path, path: str) -> None:
-    local_store.put("a/inside", b"v")
-    (local_store.tmp_path / "x").write_bytes(b"outside")
-    server = Server(local_store, "--writable", "--token-file", str(token_file))
+def test_keys_that_try_to_escape_get_400(folder_store: CliStore, token_file: Path, path: str) -> None:
+    folder_store.put("a/inside", b"v")
+    (folder_store.tmp_path / "x").write_bytes(b"outside")
+    server = Server(folder_store, "--writable", "--token-file", str(token_file))
     try:
         auth = {"Authorization": f"Bearer {TOKEN}"}
         if CURL:
@@ -270,31 +276,31 @@ def test_keys_that_try_to_escape_get_400(local_store: CliStore, token_file: Path
             assert status == 400
         status, _, body = http("DELETE", f"{server.url}{path}", headers=auth)
         assert status == 400
-        assert (local_store.tmp_path / "x").read_bytes() == b"outside"
+        assert (folder_store.tmp_path / "x").read_bytes() == b"outside"
     finally:
         server.stop()
 
 
-def test_read_only_by_default_and_writable_needs_a_token(local_store: CliStore, token_file: Path) -> None:
-    local_store.put("k", b"v")
-    server = Server(local_store)
+def test_read_only_by_default_and_writable_needs_a_token(folder_store: CliStore, token_file: Path) -> None:
+    folder_store.put("k", b"v")
+    server = Server(folder_store)
     try:
         assert "read-only" in server.log and "127.0.0.1" in server.log
         status, headers, body = http("PUT", f"{server.url}/k", data=b"w", headers={"Authorization": f"Bearer {TOKEN}"})
         assert status == 405
         assert_json_error(body, "read-only")
-        assert local_store.get("k") == b"v"
+        assert folder_store.get("k") == b"v"
     finally:
         server.stop()
-    proc = local_store("serve", "--port", "0", "--writable")
+    proc = folder_store("serve", "--port", "0", "--writable")
     assert proc.returncode == 2
     assert proc.stderr.decode().startswith("anystore: error: serve: --writable needs a bearer token")
     # the token may come from the environment instead of a file
-    server = Server(local_store, "--writable", env={"ANYSTORE_SERVE_TOKEN": TOKEN})
+    server = Server(folder_store, "--writable", env={"ANYSTORE_SERVE_TOKEN": TOKEN})
     try:
         status, _, _ = http("PUT", f"{server.url}/k", data=b"w", headers={"Authorization": f"Bearer {TOKEN}"})
         assert status == 204
-        assert local_store.get("k") == b"w"
+        assert folder_store.get("k") == b"w"
     finally:
         server.stop()
 
@@ -313,12 +319,12 @@ def test_store_failures_are_one_json_line_without_secrets(tmp_path: Path) -> Non
         server.stop()
 
 
-def test_other_commands_do_not_import_the_server_packages(local_store: CliStore) -> None:
-    local_store.put("k", b"v")
+def test_other_commands_do_not_import_the_server_packages(folder_store: CliStore) -> None:
+    folder_store.put("k", b"v")
     code = (
         "import sys\n"
         "from anystore_cli.app import run\n"
-        f"status = run(['-s', {local_store.uri!r}, 'get', 'k'])\n"
+        f"status = run(['-s', {folder_store.uri!r}, 'get', 'k'])\n"
         "loaded = sorted({m.split('.')[0] for m in sys.modules} & {'starlette', 'uvicorn', 'anyio'})\n"
         "sys.stderr.write(repr((status, loaded)))\n"
     )
@@ -365,13 +371,13 @@ def _stream_big_value(store: CliStore, token_file: Path, size: int) -> None:
         server.stop()
 
 
-def test_a_big_value_streams_through_with_flat_memory(local_store: CliStore, token_file: Path) -> None:
-    _stream_big_value(local_store, token_file, 256 * MIB)
+def test_a_big_value_streams_through_with_flat_memory(folder_store: CliStore, token_file: Path) -> None:
+    _stream_big_value(folder_store, token_file, 256 * MIB)
 
 
 @pytest.mark.slow
-def test_a_1gib_value_streams_through_with_flat_memory(local_store: CliStore, token_file: Path) -> None:
-    _stream_big_value(local_store, token_file, 1024 * MIB)
+def test_a_1gib_value_streams_through_with_flat_memory(folder_store: CliStore, token_file: Path) -> None:
+    _stream_big_value(folder_store, token_file, 1024 * MIB)
 
 
 class _Links(HTMLParser):
@@ -394,18 +400,18 @@ def _chromium() -> str | None:
     return None
 
 
-def test_the_page_in_a_headless_browser(local_store: CliStore, tmp_path: Path) -> None:
+def test_the_page_in_a_headless_browser(folder_store: CliStore, tmp_path: Path) -> None:
     browser = _chromium()
     if browser is None:
         if IN_CI:
             pytest.fail("CI is set but chromium is missing (.ci/run installs it)")
         pytest.skip("chromium is not installed (apt-get install chromium)")
     for index in range(130):
-        local_store.put(f"reports/2024/report-{index:03d}.json", b'{"n": %d}' % index)
-    local_store.put("reports/summary with space & more.txt", b"x" * 12345)
-    local_store.put("images/logo.png", b"\x89PNG" + b"\x00" * 2048)
-    local_store.put("readme.txt", b"hello")
-    server = Server(local_store)
+        folder_store.put(f"reports/2024/report-{index:03d}.json", b'{"n": %d}' % index)
+    folder_store.put("reports/summary with space & more.txt", b"x" * 12345)
+    folder_store.put("images/logo.png", b"\x89PNG" + b"\x00" * 2048)
+    folder_store.put("readme.txt", b"hello")
+    server = Server(folder_store)
     try:
         profile = tmp_path / "chromium-profile"
         common = [
@@ -441,7 +447,8 @@ def test_the_page_in_a_headless_browser(local_store: CliStore, tmp_path: Path) -
             for link in parser.links:
                 status, _, _ = http("GET", f"{server.url}{link}", headers={"Accept": "text/html"})
                 assert status == 200, (path, link, status)
-        status, _, body = http("GET", f"{server.url}/reports/2024/?glob=report-12*.json", headers={"Accept": "text/html"})
+        url = f"{server.url}/reports/2024/?glob=report-12*.json"
+        status, _, body = http("GET", url, headers={"Accept": "text/html"})
         assert b"report-120.json" in body and b"report-001.json" not in body
         # a folder without its slash leads to the folder
         status, _, body = http("GET", f"{server.url}/reports", headers={"Accept": "text/html"})
