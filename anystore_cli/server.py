@@ -272,8 +272,9 @@ class ServedStore:
                 raise
             problem = self.problem(exc, key)
             response = _error_response(problem.status, problem.text, problem.headers, head)
+        raw = request.scope.get("raw_path") or request.url.path.encode()
         self.log(
-            f'{request.client.host if request.client else "-"} "{method} {request.url.path}" '
+            f'{request.client.host if request.client else "-"} "{method} {raw.decode("latin-1")}" '
             f"{response.status_code} {time.monotonic() - started:.3f}s"
         )
         return response

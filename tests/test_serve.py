@@ -255,6 +255,26 @@ def test_write_without_the_token_gets_401_and_changes_nothing(served: Any) -> No
     assert store.get("kept") == b"old"
 
 
+def test_an_interrupted_upload_leaves_the_old_value(served: Any) -> None:
+    import socket
+
+    store, server = served
+    store.put("kept", b"old")
+    with socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock:
+        sock.sendall(
+            b"PUT /kept HTTP/1.1\r\nHost: x\r\nContent-Length: 10000000\r\n"
+            + f"Authorization: Bearer {TOKEN}\r\n\r\n".encode()
+            + b"n" * 3_000_000
+        )
+        time.sleep(0.5)
+    time.sleep(1)
+    assert store.get("kept") == b"old"
+    assert store.ok("keys").split() == [b"kept"]
+    status, _, body = http("GET", f"{server.url}/kept")
+    assert (status, body) == (200, b"old")
+    assert "Traceback" not in server.log
+
+
 @pytest.mark.parametrize(
     "path",
     ["/../x", "/%2e%2e/x", "/%2E%2E/%2e%2e/etc/passwd", "/a/../../x", "/a/%2e%2e/%2e%2e/x", "/%2e%2e%2fx", "/./x"],
