@@ -29,8 +29,8 @@ known_backends: dict[str, tuple[str, str | None]] = {
     "mysql": _SQL,
     "mariadb": _SQL,
     "fsspec": ("anystore_cli.backend.fs:Store", "remote"),
-    "anystore+http": ("anystore_cli.backend.served:ServedStore", "s3"),
-    "anystore+https": ("anystore_cli.backend.served:ServedStore", "s3"),
+    "anystore+http": ("anystore_cli.backend.served:ServedStore", "serve"),
+    "anystore+https": ("anystore_cli.backend.served:ServedStore", "serve"),
 }
 """Scheme -> (import string, extra of anystore-cli that brings its packages)"""
 

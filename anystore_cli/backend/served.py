@@ -1,7 +1,7 @@
 """A store served by `anystore serve`: `anystore+http://host:port[/prefix]` (and `anystore+https://`).
 
-Speaks the server's HTTP API with urllib3 (already installed with botocore for S3, and a
-dependency of the `serve` extra's clients): values stream in both directions (`GET` read in
+Speaks the server's HTTP API with urllib3 (in the `serve` extra, and already in the tree
+through botocore for S3; no new client library): values stream in both directions (`GET` read in
 chunks, `PUT` sent from the source file chunk by chunk), listings arrive as JSON lines.
 Writes send the bearer token from `backend_config` `token`, or the first line of the file named
 by `token_file`. Timeouts: `connect_timeout` (default 5 s) and `read_timeout` (default 60 s).
