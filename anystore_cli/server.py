@@ -380,7 +380,8 @@ class ServedStore:
         fmt = _preferred(request)
         base = f"{folder}/" if folder else ""
         prefix = base + request.query_params.get("prefix", "")
-        exclude = request.query_params.get("exclude_prefix") or None
+        exclude = request.query_params.get("exclude_prefix")
+        exclude = base + exclude if exclude else None
         glob = request.query_params.get("glob") or None
         if fmt == "html":
             return await self.page(request, base)
