@@ -490,6 +490,7 @@ class ServedStore:
             glob=glob or "",
             prefix=name_prefix,
             writable=self.writable,
+            origin=str(request.base_url).rstrip("/"),
         )
         if request.method == "HEAD":
             return Response(status_code=200, media_type="text/html; charset=utf-8")

@@ -72,6 +72,7 @@ def render_page(
     glob: str = "",
     prefix: str = "",
     writable: bool = False,
+    origin: str = "",
 ) -> str:
     """The html page of one folder: breadcrumbs, a filter form, the entries and page links."""
     filters = {"glob": glob, "prefix": prefix, "per_page": per_page if per_page != 100 else None}
@@ -138,8 +139,8 @@ def render_page(
 </table>
 {empty}
 <nav class="pages">{" ".join(nav)}</nav>
-<footer>Served by <code>anystore serve</code>. Scripts: <code>curl {escape(href(base))}</code> lists keys,
-<code>-H 'Accept: application/json'</code> as JSON.</footer>
+<footer>Served by <code>anystore serve</code>. Scripts: <code>curl {escape(origin + href(base))}</code> lists
+the keys, one a line; with <code>-H 'Accept: application/json'</code> as JSON.</footer>
 </body>
 </html>
 """

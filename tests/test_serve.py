@@ -426,8 +426,8 @@ def test_the_page_in_a_headless_browser(folder_store: CliStore, tmp_path: Path) 
         if IN_CI:
             pytest.fail("CI is set but chromium is missing (.ci/run installs it)")
         pytest.skip("chromium is not installed (apt-get install chromium)")
-    for index in range(130):
-        folder_store.put(f"reports/2024/report-{index:03d}.json", b'{"n": %d}' % index)
+    lines = [json.dumps({"key": f"reports/2024/report-{i:03d}.json", "value": f'{{"n": {i}}}'}) for i in range(130)]
+    folder_store.ok("load", input="\n".join(lines).encode() + b"\n")
     folder_store.put("reports/summary with space & more.txt", b"x" * 12345)
     folder_store.put("images/logo.png", b"\x89PNG" + b"\x00" * 2048)
     folder_store.put("readme.txt", b"hello")
