@@ -319,6 +319,9 @@ class ServedStore:
             raise
         if head:
             await anyio.to_thread.run_sync(closer)
+            created = await anyio.to_thread.run_sync(self._created_at, key)
+            if created is not None:
+                headers["X-Anystore-Created-At"] = created.isoformat()
             return Response(status_code=status, headers=headers)
         return StreamingResponse(_chunks(handle, closer, start, end), status_code=status, headers=headers)
 
@@ -343,6 +346,12 @@ class ServedStore:
             closer()
             raise
         return handle, closer, int(size), updated
+
+    def _created_at(self, key: str) -> datetime | None:
+        try:
+            return self.store.info(key).created_at
+        except DoesNotExist:
+            return None
 
     def _has_prefix(self, prefix: str) -> bool:
         return next(iter(self.store.iterate_keys(prefix=prefix)), None) is not None

@@ -211,7 +211,7 @@ def test_read_write_list_and_range_with_curl_and_the_client(served: Any) -> None
     assert sorted(client(server, "keys").stdout.decode().split()) == ["c/d.txt", "dir/a.bin"]
     assert client(server, "keys", "--prefix", "dir").stdout == b"dir/a.bin\n"
     info = json.loads(client(server, "info", "dir/a.bin", "--json").stdout)
-    assert info["size"] == len(value) and info["updated_at"]
+    assert info["size"] == len(value) and info["updated_at"] and info["created_at"]
     assert client(server, "exists", "dir/a.bin").returncode == 0
     assert client(server, "exists", "nope").returncode == 1
     assert client(server, "get", "nope").returncode == 1

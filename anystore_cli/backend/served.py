@@ -189,7 +189,12 @@ class ServedStore(BaseStore):
             updated = datetime.fromisoformat(headers["X-Anystore-Updated-At"])
         elif headers.get("Last-Modified"):
             updated = parsedate_to_datetime(headers["Last-Modified"])
-        return BaseStats(size=int(headers.get("Content-Length") or 0), created_at=None, updated_at=updated)
+        created = headers.get("X-Anystore-Created-At")
+        return BaseStats(
+            size=int(headers.get("Content-Length") or 0),
+            created_at=datetime.fromisoformat(created) if created else None,
+            updated_at=updated,
+        )
 
     @contextlib.contextmanager
     def _open(self, key: str, mode: str = DEFAULT_MODE, **kwargs: Any) -> Generator[IO[Any], None, None]:
