@@ -26,6 +26,7 @@ import hashlib
 import hmac
 import io
 import itertools
+import logging
 import sys
 import time
 from collections.abc import AsyncIterator, Iterator
@@ -602,6 +603,9 @@ def _chunks(handle: Any, closer: Any, start: int, end: int) -> Iterator[bytes]:
                 return
             left -= len(chunk)
             yield chunk
+    except Exception as exc:
+        # the status line is sent: the client sees the body cut short, the log says why
+        raise StoreError(f"the store failed while sending a value: {mask_uri(exc)}") from None
     finally:
         closer()
 
@@ -668,6 +672,28 @@ def create_app(store: Any, writable: bool = False, token: str | None = None, qui
     return app
 
 
+class OneLineFormatter(logging.Formatter):
+    """uvicorn's own log records as one masked line each, like the rest of the command line:
+    an exception is named with its message, never as a traceback."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        """`anystore: serve: MESSAGE[: Type: text]`, passwords masked."""
+        text = record.getMessage()
+        if record.exc_info and record.exc_info[1] is not None:
+            exc = record.exc_info[1]
+            text = f"{text.strip()}: {type(exc).__name__}: {exc}"
+        return "anystore: serve: " + mask_uri(" ".join(text.split()))
+
+
+def _quiet_tracebacks(quiet: bool) -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(OneLineFormatter())
+    logger = logging.getLogger("uvicorn")
+    logger.handlers = [handler]
+    logger.propagate = False
+    logger.setLevel(logging.ERROR if quiet else logging.WARNING)
+
+
 def serve(
     store: Any,
     host: str = "127.0.0.1",
@@ -712,6 +738,7 @@ def serve(
         server_header=False,
         timeout_graceful_shutdown=5,
     )
+    _quiet_tracebacks(quiet)
     server = uvicorn.Server(config)
     try:
         server.run(sockets=[sock])
