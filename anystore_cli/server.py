@@ -79,18 +79,16 @@ class HttpProblem(Exception):
 def parse_key_path(raw_path: bytes) -> tuple[str, bool]:
     """The key (or listing prefix) named by a raw url path, and whether it names a folder.
 
-    The path is split on `/` before and after percent-decoding; an empty path or one ending in
-    `/` is a folder (a listing). A `..` or `.` segment, a NUL byte or bytes that are not UTF-8
-    are refused, so no request reaches outside the store.
+    The path is split on `/` after percent-decoding; an empty path or one ending in `/` is a
+    folder (a listing). A `..` or `.` segment (also as `%2e%2e`) or a NUL byte is refused, so no
+    request reaches outside the store.
 
     Raises:
         HttpProblem: 400 for a key that tries to escape or cannot be read
     """
     path = raw_path.split(b"?", 1)[0]
-    try:
-        text = unquote_to_bytes(path).decode("utf-8")
-    except UnicodeDecodeError:
-        raise HttpProblem(400, "Invalid key: not UTF-8") from None
+    # names that are not UTF-8 (a local folder may hold them) pass as the CLI passes them
+    text = unquote_to_bytes(path).decode("utf-8", "surrogateescape")
     segments = text.split("/")
     if segments and segments[0] == "":
         segments = segments[1:]
@@ -426,7 +424,7 @@ class ServedStore:
                         value = self._record(key)
                     except DoesNotExist:
                         continue
-                item = orjson.dumps(value)
+                item = _json(value)
                 if fmt == "json":
                     item = (b"," if started else b"") + item
                 else:
@@ -505,6 +503,16 @@ class ServedStore:
         if request.method == "HEAD":
             return Response(status_code=200, media_type="text/html; charset=utf-8")
         return Response(body, media_type="text/html; charset=utf-8", headers={"Cache-Control": "no-store"})
+
+
+def _json(value: Any) -> bytes:
+    """Compact JSON; names that are not UTF-8 keep their bytes as `\\udcXX` escapes."""
+    try:
+        return orjson.dumps(value)
+    except TypeError:
+        import json
+
+        return json.dumps(value, separators=(",", ":")).encode()
 
 
 def _listing_type(fmt: str) -> str:

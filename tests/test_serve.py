@@ -475,3 +475,22 @@ def test_the_page_in_a_headless_browser(folder_store: CliStore, tmp_path: Path) 
         assert status == 200 and b"2024/" in body
     finally:
         server.stop()
+
+
+def test_names_that_are_not_utf8_pass_through(folder_store: CliStore) -> None:
+    folder_store.put("ok.txt", b"fine")
+    root = os.fsencode(folder_store.uri)
+    with open(os.path.join(root, b"caf\xe9.txt"), "wb") as handle:
+        handle.write(b"latin-1 name")
+    server = Server(folder_store)
+    try:
+        status, _, body = http("GET", f"{server.url}/", headers={"Accept": "application/x-ndjson"})
+        assert status == 200 and len(body.splitlines()) == 2
+        proc = client(server, "keys", "--sort")
+        assert proc.returncode == 0, proc.stderr
+        assert proc.stdout == b"caf\xe9.txt\nok.txt\n"
+        status, _, body = http("GET", f"{server.url}/caf%E9.txt")
+        assert (status, body) == (200, b"latin-1 name")
+        assert client(server, "get", os.fsdecode(b"caf\xe9.txt")).stdout == b"latin-1 name"
+    finally:
+        server.stop()

@@ -89,7 +89,7 @@ class ServedStore(BaseStore):
 
     def _url(self, key: str = "", folder: bool = False, query: dict[str, Any] | None = None) -> str:
         path = "/".join(p for p in (self.base_path, key) if p)
-        url = f"{self.base_url}/{quote(path, safe='/')}"
+        url = f"{self.base_url}/{quote(path.encode('utf-8', 'surrogateescape'), safe='/')}"
         if folder and path:
             url += "/"
         query = {k: v for k, v in (query or {}).items() if v not in (None, "")}
@@ -222,8 +222,6 @@ class ServedStore(BaseStore):
     def _iterate_keys(
         self, prefix: str | None = None, exclude_prefix: str | None = None, glob: str | None = None
     ) -> Iterator[str]:
-        import orjson
-
         folder = self.base_path
         query = {
             "prefix": prefix or None,
@@ -247,11 +245,23 @@ class ServedStore(BaseStore):
                 *lines, pending = pending.split(b"\n")
                 for line in lines:
                     if line:
-                        yield orjson.loads(line)[start:]
+                        yield _load_key(line)[start:]
             if pending.strip():
-                yield orjson.loads(pending)[start:]
+                yield _load_key(pending)[start:]
         finally:
             response.release_conn()
+
+
+def _load_key(line: bytes) -> str:
+    """One key of a JSON lines listing (a `\\udcXX` escape stands for a byte that is not UTF-8)."""
+    import json
+
+    import orjson
+
+    try:
+        return orjson.loads(line)
+    except orjson.JSONDecodeError:  # lone surrogates: the standard library reads them
+        return json.loads(line)
 
 
 class _Body(io.RawIOBase):
