@@ -312,6 +312,14 @@ def test_read_only_by_default_and_writable_needs_a_token(folder_store: CliStore,
         assert folder_store.get("k") == b"v"
     finally:
         server.stop()
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        proc = folder_store("serve", "--port", str(taken.getsockname()[1]))
+    assert proc.returncode == 3
+    assert proc.stderr.decode().endswith("Address already in use\n") and proc.stderr.count(b"\n") == 1
     proc = folder_store("serve", "--port", "0", "--writable")
     assert proc.returncode == 2
     assert proc.stderr.decode().startswith("anystore: error: serve: --writable needs a bearer token")
