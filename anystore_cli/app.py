@@ -76,6 +76,7 @@ COMMANDS: dict[str, str] = {
     "dump": "transfer",
     "load": "transfer",
     "mirror": "transfer",
+    "serve": "serve",
     "io": "transfer",
     "lock": "lock",
     "settings": "meta",

@@ -37,6 +37,7 @@ COMMANDS = [
     "dump",
     "load",
     "mirror",
+    "serve",
     "io",
     "settings",
 ]

@@ -29,6 +29,8 @@ known_backends: dict[str, tuple[str, str | None]] = {
     "mysql": _SQL,
     "mariadb": _SQL,
     "fsspec": ("anystore_cli.backend.fs:Store", "remote"),
+    "anystore+http": ("anystore_cli.backend.served:ServedStore", "serve"),
+    "anystore+https": ("anystore_cli.backend.served:ServedStore", "serve"),
 }
 """Scheme -> (import string, extra of anystore-cli that brings its packages)"""
 
@@ -41,6 +43,8 @@ def register_backend(scheme: str, target: str, extra: str | None = None) -> None
 def backend_name(uri: str) -> str:
     """The registry entry that serves `uri` (a normalised uri)."""
     scheme = get_scheme(uri)
+    if "+" in scheme and scheme in known_backends:  # a whole scheme of its own (anystore+http)
+        return scheme
     base = scheme.split("+", 1)[0]
     path = uri.split("?", 1)[0].lower()
     if (

@@ -1,0 +1,298 @@
+"""A store served by `anystore serve`: `anystore+http://host:port[/prefix]` (and `anystore+https://`).
+
+Speaks the server's HTTP API with urllib3 (in the `serve` extra, and already in the tree
+through botocore for S3; no new client library): values stream in both directions (`GET` read in
+chunks, `PUT` sent from the source file chunk by chunk), listings arrive as JSON lines.
+Writes send the bearer token from `backend_config` `token`, or the first line of the file named
+by `token_file`. Timeouts: `connect_timeout` (default 5 s) and `read_timeout` (default 60 s).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import os
+import tempfile
+from collections.abc import Generator, Iterator
+from datetime import datetime
+from email.utils import parsedate_to_datetime
+from typing import IO, Any, ClassVar
+from urllib.parse import quote, urlencode, urlsplit
+
+import urllib3
+
+from anystore_cli.backend.base import BaseStore
+from anystore_cli.backend.model import BaseStats
+from anystore_cli.core.exceptions import AlreadyExists, DoesNotExist, InvalidKey, InvalidUri, ReadOnlyError, StoreError
+from anystore_cli.core.io import DEFAULT_MODE
+from anystore_cli.core.keys import listing_prefix
+from anystore_cli.core.uri import mask_uri
+
+CHUNK_SIZE = 256 * 1024
+SPOOL_SIZE = 8 * 1024 * 1024
+"""Bytes `open(key, "wb")` keeps in memory before spilling to a temporary file"""
+DEFAULT_CONNECT_TIMEOUT = 5.0
+DEFAULT_READ_TIMEOUT = 60.0
+
+_POOLS: dict[tuple[str, float, float], urllib3.PoolManager] = {}
+
+
+def _pool(base: str, connect: float, read: float) -> urllib3.PoolManager:
+    key = (base, connect, read)
+    pool = _POOLS.get(key)
+    if pool is None:
+        pool = urllib3.PoolManager(
+            num_pools=4,
+            maxsize=16,
+            timeout=urllib3.Timeout(connect=connect, read=read),
+            retries=urllib3.Retry(total=2, connect=2, read=0, redirect=0, status=0, allowed_methods=["GET", "HEAD"]),
+        )
+        _POOLS[key] = pool
+    return pool
+
+
+class ServedStore(BaseStore):
+    """A store on an `anystore serve` server."""
+
+    backend_errors: ClassVar[tuple[type[BaseException], ...]] = (urllib3.exceptions.HTTPError, OSError)
+
+    def __init__(self, **data: Any) -> None:
+        super().__init__(**data)
+        parts = urlsplit(self.uri)
+        scheme = parts.scheme.lower().split("+", 1)[-1]
+        if scheme not in ("http", "https") or not parts.netloc:
+            raise InvalidUri(f"Invalid store uri `{mask_uri(self.uri)}`: expected anystore+http(s)://HOST[:PORT]")
+        self.base_url = f"{scheme}://{parts.netloc}"
+        self.base_path = parts.path.strip("/")
+        config = self.backend_config or {}
+        self._token = self._read_token(config)
+        self._pool = _pool(
+            self.base_url,
+            float(config.get("connect_timeout") or DEFAULT_CONNECT_TIMEOUT),
+            float(config.get("read_timeout") or DEFAULT_READ_TIMEOUT),
+        )
+
+    def _read_token(self, config: dict[str, Any]) -> str | None:
+        token = config.get("token")
+        if token:
+            return str(token).strip()
+        token_file = config.get("token_file")
+        if token_file:
+            try:
+                with open(os.path.expanduser(str(token_file)), encoding="utf-8") as handle:
+                    return handle.readline().strip() or None
+            except OSError as exc:
+                raise InvalidUri(f"Cannot read the token file `{token_file}`: {exc.strerror or exc}") from None
+        return None
+
+    # ---- http ---------------------------------------------------------------------------------
+
+    def _url(self, key: str = "", folder: bool = False, query: dict[str, Any] | None = None) -> str:
+        path = "/".join(p for p in (self.base_path, key) if p)
+        url = f"{self.base_url}/{quote(path.encode('utf-8', 'surrogateescape'), safe='/')}"
+        if folder and path:
+            url += "/"
+        query = {k: v for k, v in (query or {}).items() if v not in (None, "")}
+        return url + ("?" + urlencode(query) if query else "")
+
+    def _headers(self, write: bool = False, **extra: str) -> dict[str, str]:
+        headers = dict(extra)
+        if write and self._token:
+            headers["Authorization"] = f"Bearer {self._token}"
+        return headers
+
+    def _request(self, method: str, key: str, stream: bool = False, **kwargs: Any) -> Any:
+        url = kwargs.pop("url", None) or self._url(key)
+        response = self._pool.request(method, url, preload_content=not stream, redirect=False, **kwargs)
+        return response
+
+    def _check(self, response: Any, key: str | None) -> None:
+        """Raise the core's exception type for an error answer."""
+        status = response.status
+        if status < 400:
+            return
+        message = self._message(response)
+        if status == 404:
+            raise DoesNotExist(self._describe(key, "does not exist"))
+        if status == 400:
+            raise InvalidKey(self._describe(key, message))
+        if status in (409, 412):
+            raise AlreadyExists(self._describe(key, "already exists"))
+        if status in (403, 405):
+            raise ReadOnlyError(self._describe(key, f"refused: {message}"))
+        if status == 401:
+            hint = " (give the token with -b token=... or -b token_file=...)" if not self._token else ""
+            raise StoreError(self._describe(key, f"unauthorized: {message}{hint}"))
+        raise StoreError(self._describe(key, f"server answered {status}: {message}"))
+
+    @staticmethod
+    def _message(response: Any) -> str:
+        try:
+            data = response.data if response.data is not None else b""
+        except Exception:  # noqa: BLE001 - a body that cannot be read says nothing
+            data = b""
+        try:
+            import orjson
+
+            return str(orjson.loads(data).get("error") or "")
+        except Exception:  # noqa: BLE001 - not the server's JSON error
+            return data[:200].decode("utf-8", "replace").strip() or response.reason or ""
+
+    # ---- primitives ---------------------------------------------------------------------------
+
+    def _read(self, key: str, raise_on_nonexist: bool | None = True, **kwargs: Any) -> Any:
+        response = self._request("GET", key)
+        if response.status == 404 and not raise_on_nonexist:
+            return None
+        self._check(response, key)
+        data = response.data
+        if "b" not in kwargs.get("mode", DEFAULT_MODE):
+            return data.decode()
+        return data
+
+    def _write(self, key: str, value: bytes, ttl: int | None = None, no_clobber: bool = False, **kwargs: Any) -> None:
+        self._put(key, value, ttl, no_clobber)
+
+    def _put(self, key: str, body: Any, ttl: int | None, no_clobber: bool) -> None:
+        headers = self._headers(write=True, **{"Content-Type": "application/octet-stream"})
+        if no_clobber:
+            headers["If-None-Match"] = "*"
+        url = self._url(key, query={"ttl": ttl or None})
+        response = self._request("PUT", key, url=url, body=body, headers=headers, chunked=not isinstance(body, bytes))
+        self._check(response, key)
+
+    def _write_stream(self, key: str, source: IO[bytes], ttl: int | None = None, no_clobber: bool = False) -> int:
+        counter = _CountingReader(source)
+        self._put(key, _chunks(counter), ttl, no_clobber)
+        return counter.count
+
+    def _delete(self, key: str) -> bool:
+        response = self._request("DELETE", key, headers=self._headers(write=True))
+        if response.status == 404:
+            return False
+        self._check(response, key)
+        return True
+
+    def _exists(self, key: str) -> bool:
+        response = self._request("HEAD", key)
+        if response.status == 404:
+            return False
+        self._check(response, key)
+        return True
+
+    def _info(self, key: str) -> BaseStats:
+        response = self._request("HEAD", key)
+        self._check(response, key)
+        headers = response.headers
+        updated: datetime | None = None
+        if headers.get("X-Anystore-Updated-At"):
+            updated = datetime.fromisoformat(headers["X-Anystore-Updated-At"])
+        elif headers.get("Last-Modified"):
+            updated = parsedate_to_datetime(headers["Last-Modified"])
+        created = headers.get("X-Anystore-Created-At")
+        return BaseStats(
+            size=int(headers.get("Content-Length") or 0),
+            created_at=datetime.fromisoformat(created) if created else None,
+            updated_at=updated,
+        )
+
+    @contextlib.contextmanager
+    def _open(self, key: str, mode: str = DEFAULT_MODE, **kwargs: Any) -> Generator[IO[Any], None, None]:
+        if "w" in mode or "a" in mode:
+            with tempfile.SpooledTemporaryFile(max_size=SPOOL_SIZE) as spool:
+                handle: Any = spool if "b" in mode else io.TextIOWrapper(spool, encoding="utf-8", write_through=True)
+                yield handle
+                handle.flush()
+                spool.seek(0)
+                self._write_stream(key, spool)  # type: ignore[arg-type]
+                if handle is not spool:
+                    handle.detach()
+            return
+        response = self._request("GET", key, stream=True)
+        try:
+            self._check(response, key)
+            response.auto_close = False
+            reader: Any = io.BufferedReader(_Body(response), buffer_size=CHUNK_SIZE)
+            if "b" not in mode:
+                reader = io.TextIOWrapper(reader, encoding="utf-8")
+            yield reader
+        finally:
+            response.release_conn()
+
+    def _iterate_keys(
+        self, prefix: str | None = None, exclude_prefix: str | None = None, glob: str | None = None
+    ) -> Iterator[str]:
+        folder = self.base_path
+        query = {
+            "prefix": prefix or None,
+            "exclude_prefix": exclude_prefix or None,
+            "glob": glob or None,
+        }
+        listing_prefix(prefix, glob)  # checks the glob's form before asking
+        url = f"{self.base_url}/{quote(folder, safe='/')}{'/' if folder else ''}"
+        url += "?" + urlencode({k: v for k, v in query.items() if v is not None}) if any(query.values()) else ""
+        response = self._pool.request(
+            "GET", url, preload_content=False, headers={"Accept": "application/x-ndjson"}, redirect=False
+        )
+        try:
+            if response.status >= 400:
+                response.read()
+            self._check(response, None)
+            start = len(folder) + 1 if folder else 0
+            pending = b""
+            for chunk in response.stream(CHUNK_SIZE):
+                pending += chunk
+                *lines, pending = pending.split(b"\n")
+                for line in lines:
+                    if line:
+                        yield _load_key(line)[start:]
+            if pending.strip():
+                yield _load_key(pending)[start:]
+        finally:
+            response.release_conn()
+
+
+def _load_key(line: bytes) -> str:
+    """One key of a JSON lines listing (a `\\udcXX` escape stands for a byte that is not UTF-8)."""
+    import json
+
+    import orjson
+
+    try:
+        return orjson.loads(line)
+    except orjson.JSONDecodeError:  # lone surrogates: the standard library reads them
+        return json.loads(line)
+
+
+class _Body(io.RawIOBase):
+    """The body of a response as a raw stream; no `fileno()`, so nobody `sendfile`s from the socket."""
+
+    def __init__(self, response: Any) -> None:
+        super().__init__()
+        self._response = response
+
+    def readable(self) -> bool:
+        """Yes."""
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        """Read the next bytes of the body into `buffer`."""
+        return self._response.readinto(buffer)
+
+
+class _CountingReader:
+    """Counts the bytes read through it."""
+
+    def __init__(self, source: IO[bytes]) -> None:
+        self.source = source
+        self.count = 0
+
+    def read(self, size: int = -1) -> bytes:
+        data = self.source.read(size)
+        self.count += len(data)
+        return data
+
+
+def _chunks(reader: _CountingReader) -> Iterator[bytes]:
+    while chunk := reader.read(CHUNK_SIZE):
+        yield chunk

@@ -1,0 +1,757 @@
+"""`anystore serve`: any store over HTTP, on Starlette and uvicorn (the `serve` extra).
+
+Only the `serve` command imports this module; no other command pays for Starlette or uvicorn.
+
+The API (keys are the url path, percent-encoded; `..` or `.` segments are refused with 400):
+
+- `GET /KEY` streams the value through the store's `open()` handle (never whole in memory on
+  file-like stores), with `Content-Length`, `ETag`, `Last-Modified` and a single `Range`
+  (206, or 416 when unsatisfiable); `HEAD /KEY` gives the same headers without the body.
+- `GET /` and `GET /PREFIX/` list keys: one a line (`text/plain`), a JSON array
+  (`Accept: application/json`) or JSON lines (`Accept: application/x-ndjson`); items are the keys,
+  or their metadata with `?info=1`. Query parameters `prefix`, `exclude_prefix`, `glob`, `limit`.
+  With `Accept: text/html` the same urls give a browsable page for people.
+- `PUT /KEY` (the request body streamed into the store's `put_stream`, `?ttl=S`,
+  `If-None-Match: *` for no clobber) and `DELETE /KEY` only when the server is writable, and only
+  with `Authorization: Bearer TOKEN`.
+
+Errors are one JSON line `{"error": "..."}`: 400 bad key or parameter, 401 no or wrong token,
+403 read-only store, 404 missing, 405 not writable, 409/412 exists already, 502 the store failed,
+503 the store is unreachable. No traceback and no password reaches a client.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import io
+import itertools
+import logging
+import sys
+import time
+from collections.abc import AsyncIterator, Iterator
+from datetime import datetime, timezone
+from email.utils import format_datetime, parsedate_to_datetime
+from typing import Any
+from urllib.parse import quote, unquote_to_bytes
+
+import anyio
+import anyio.from_thread
+import anyio.to_thread
+import orjson
+from starlette.applications import Starlette
+from starlette.requests import ClientDisconnect, Request
+from starlette.responses import Response, StreamingResponse
+from starlette.routing import Route
+
+from anystore_cli.core.exceptions import (
+    AlreadyExists,
+    DoesNotExist,
+    InvalidData,
+    InvalidKey,
+    MissingDependency,
+    ReadOnlyError,
+    StoreError,
+)
+from anystore_cli.core.keys import normalize_key
+from anystore_cli.core.uri import mask_uri
+
+CHUNK_SIZE = 256 * 1024
+"""Bytes read from the store per chunk of a response"""
+PAGE_SIZE = 100
+"""Entries per page of the html listing"""
+MAX_PAGE_SIZE = 1000
+
+JSON_TYPES = ("application/json",)
+JSONL_TYPES = ("application/x-ndjson", "application/jsonl", "application/jsonlines", "application/x-jsonlines")
+
+
+class HttpProblem(Exception):
+    """An error answer: status and one line of text."""
+
+    def __init__(self, status: int, text: str, headers: dict[str, str] | None = None) -> None:
+        super().__init__(text)
+        self.status = status
+        self.text = text
+        self.headers = headers or {}
+
+
+def parse_key_path(raw_path: bytes) -> tuple[str, bool]:
+    """The key (or listing prefix) named by a raw url path, and whether it names a folder.
+
+    The path is split on `/` after percent-decoding; an empty path or one ending in `/` is a
+    folder (a listing). A `..` or `.` segment (also as `%2e%2e`) or a NUL byte is refused, so no
+    request reaches outside the store.
+
+    Raises:
+        HttpProblem: 400 for a key that tries to escape or cannot be read
+    """
+    path = raw_path.split(b"?", 1)[0]
+    # names that are not UTF-8 (a local folder may hold them) pass as the CLI passes them
+    text = unquote_to_bytes(path).decode("utf-8", "surrogateescape")
+    segments = text.split("/")
+    if segments and segments[0] == "":
+        segments = segments[1:]
+    folder = not segments or segments[-1] == ""
+    inner = [s for s in segments if s != ""]
+    if any(s in (".", "..") for s in inner) or "\x00" in text:
+        raise HttpProblem(400, f"Invalid key `{text}`: `.`, `..` segments and NUL bytes are not allowed")
+    key = "/".join(inner)
+    if key:
+        try:
+            key = normalize_key(key)
+        except InvalidKey as exc:
+            raise HttpProblem(400, str(exc)) from None
+    return key, folder
+
+
+def etag_for(size: int, updated_at: datetime | None) -> str:
+    """A strong validator from a value's size and modification time."""
+    stamp = updated_at.isoformat() if updated_at is not None else ""
+    digest = hashlib.sha1(f"{size}:{stamp}".encode(), usedforsecurity=False).hexdigest()[:20]
+    return f'"{digest}"'
+
+
+def http_date(value: datetime) -> str:
+    """An HTTP date (`Last-Modified`) for a timestamp."""
+    if value.tzinfo is None:
+        value = value.astimezone()
+    return format_datetime(value.astimezone(timezone.utc), usegmt=True)
+
+
+def parse_range(header: str | None, size: int) -> tuple[int, int] | None:
+    """The byte range `(start, end)` (end exclusive) of a `Range` header, or None for the whole value.
+
+    A header that is not one `bytes=` range (several ranges, another unit, bad syntax) is
+    ignored, as RFC 9110 allows: the whole value is sent.
+
+    Raises:
+        HttpProblem: 416 when the range lies beyond the value
+    """
+    if not header:
+        return None
+    unit, _, spec = header.strip().partition("=")
+    if unit.strip().lower() != "bytes" or "," in spec:
+        return None
+    first, dash, last = spec.strip().partition("-")
+    if not dash:
+        return None
+    first, last = first.strip(), last.strip()
+    unsatisfiable = HttpProblem(416, "Range not satisfiable", {"Content-Range": f"bytes */{size}"})
+    try:
+        if first == "":
+            if not last.isdigit():
+                return None
+            length = int(last)
+            if length == 0:
+                raise unsatisfiable
+            return max(size - length, 0), size
+        if not first.isdigit() or (last and not last.isdigit()):
+            return None
+        start = int(first)
+        end = int(last) + 1 if last else size
+    except ValueError:
+        return None
+    if end <= start and last:
+        return None
+    if start >= size:
+        raise unsatisfiable
+    return start, min(end, size)
+
+
+def _preferred(request: Request) -> str:
+    """The listing format a request asks for: html, json, jsonl or text."""
+    accept = request.headers.get("accept", "").lower()
+    fmt = request.query_params.get("format", "").lower()
+    if fmt in ("html", "json", "jsonl", "text"):
+        return fmt
+    if any(t in accept for t in JSONL_TYPES):
+        return "jsonl"
+    if any(t in accept for t in JSON_TYPES):
+        return "json"
+    if "text/html" in accept:
+        return "html"
+    return "text"
+
+
+def _error_response(status: int, text: str, headers: dict[str, str] | None = None, head: bool = False) -> Response:
+    body = orjson.dumps({"error": " ".join(text.split())}) + b"\n"
+    return Response(
+        b"" if head else body,
+        status_code=status,
+        media_type="application/json",
+        headers={**(headers or {}), "Content-Length": str(len(body)), "Cache-Control": "no-store"},
+    )
+
+
+class ServedStore:
+    """The state of one server: the store, whether it takes writes, its token, its log."""
+
+    def __init__(self, store: Any, writable: bool = False, token: str | None = None, quiet: bool = False) -> None:
+        self.store = store
+        self.writable = writable
+        self.token = token
+        self.quiet = quiet
+        self.label = mask_uri(store.uri)
+
+    # ---- helpers -------------------------------------------------------------------------
+
+    def log(self, text: str) -> None:
+        """One line on stderr, as the rest of the command line writes."""
+        if not self.quiet:
+            sys.stderr.write(f"anystore: serve: {text}\n")
+            sys.stderr.flush()
+
+    def clean(self, text: str) -> str:
+        """A store's error message for a client: passwords masked, the store not named."""
+        text = mask_uri(text)
+        for name in {self.label, mask_uri(self.store.uri), str(self.store.uri)}:
+            text = text.replace(f"in store `{name}`", "").replace(f"Store `{name}`", "Store").replace(name, "store")
+        return " ".join(text.split())
+
+    def problem(self, exc: BaseException, key: str) -> HttpProblem:
+        """The answer for an exception from the store."""
+        if isinstance(exc, HttpProblem):
+            return exc
+        if isinstance(exc, DoesNotExist):
+            return HttpProblem(404, f"Key `{key}` does not exist")
+        if isinstance(exc, (InvalidKey, InvalidData)):
+            return HttpProblem(400, self.clean(str(exc)))
+        if isinstance(exc, AlreadyExists):
+            return HttpProblem(412, f"Key `{key}` already exists")
+        if isinstance(exc, ReadOnlyError):
+            return HttpProblem(403, f"Key `{key}`: the store is read-only")
+        if isinstance(exc, ClientDisconnect):
+            return HttpProblem(400, "The client went away before the whole body arrived; nothing was changed")
+        if isinstance(exc, MissingDependency):
+            return HttpProblem(503, self.clean(str(exc)))
+        if _unreachable(exc):
+            return HttpProblem(503, "The store is unreachable: " + self.clean(str(exc)))
+        if isinstance(exc, (StoreError, OSError)):
+            return HttpProblem(502, "The store failed: " + self.clean(str(exc)))
+        self.log(f"unexpected {type(exc).__name__}: {self.clean(str(exc))}")
+        return HttpProblem(502, f"The store failed ({type(exc).__name__})")
+
+    def authorize(self, request: Request) -> None:
+        """Refuse a write unless the server is writable and the bearer token matches."""
+        if not self.writable:
+            raise HttpProblem(405, "This server is read-only (start it with --writable)", {"Allow": "GET, HEAD"})
+        header = request.headers.get("authorization", "")
+        scheme, _, given = header.partition(" ")
+        if (
+            scheme.lower() != "bearer"
+            or not self.token
+            or not hmac.compare_digest(given.strip().encode(), self.token.encode())
+        ):
+            raise HttpProblem(401, "A valid bearer token is needed to write", {"WWW-Authenticate": "Bearer"})
+
+    # ---- the one endpoint ------------------------------------------------------------------
+
+    async def handle(self, request: Request) -> Response:
+        """Dispatch a request by method and by the shape of its path."""
+        started = time.monotonic()
+        method = request.method
+        head = method == "HEAD"
+        key = ""
+        try:
+            key, folder = parse_key_path(request.scope.get("raw_path") or request.url.path.encode())
+            if method in ("GET", "HEAD"):
+                if folder:
+                    response = await self.listing(request, key)
+                else:
+                    response = await self.read(request, key, head)
+            elif method == "PUT" and not folder:
+                response = await self.write(request, key)
+            elif method == "DELETE" and not folder:
+                response = await self.delete(request, key)
+            else:
+                raise HttpProblem(405, f"{method} is not allowed here", {"Allow": "GET, HEAD, PUT, DELETE"})
+        except BaseException as exc:  # noqa: BLE001 - every failure becomes one JSON line
+            if not isinstance(exc, Exception):
+                raise
+            problem = self.problem(exc, key)
+            response = _error_response(problem.status, problem.text, problem.headers, head)
+        raw = request.scope.get("raw_path") or request.url.path.encode()
+        self.log(
+            f'{request.client.host if request.client else "-"} "{method} {raw.decode("latin-1")}" '
+            f"{response.status_code} {time.monotonic() - started:.3f}s"
+        )
+        return response
+
+    async def read(self, request: Request, key: str, head: bool) -> Response:
+        """GET/HEAD of one key."""
+        opened = await anyio.to_thread.run_sync(self._open_value, key)
+        if (
+            opened is None
+            and request.method == "GET"
+            and _preferred(request) == "html"
+            and await anyio.to_thread.run_sync(self._has_prefix, key + "/")
+        ):
+            return Response(status_code=301, headers={"Location": _href(key + "/")})
+        if opened is None:
+            raise HttpProblem(404, f"Key `{key}` does not exist")
+        handle, closer, size, updated = opened
+        try:
+            headers = {
+                "Accept-Ranges": "bytes",
+                "ETag": etag_for(size, updated),
+                "Content-Type": "application/octet-stream",
+            }
+            if updated is not None:
+                headers["Last-Modified"] = http_date(updated)
+                headers["X-Anystore-Updated-At"] = updated.isoformat()
+            if _not_modified(request, headers["ETag"], updated):
+                await anyio.to_thread.run_sync(closer)
+                return Response(status_code=304, headers={k: headers[k] for k in ("ETag",) if k in headers})
+            span = parse_range(request.headers.get("range"), size)
+            if span is not None and not _if_range_ok(request, headers["ETag"], updated):
+                span = None
+            status = 200
+            start, end = 0, size
+            if span is not None:
+                start, end = span
+                status = 206
+                headers["Content-Range"] = f"bytes {start}-{end - 1}/{size}"
+            headers["Content-Length"] = str(end - start)
+        except BaseException:
+            await anyio.to_thread.run_sync(closer)
+            raise
+        if head:
+            await anyio.to_thread.run_sync(closer)
+            created = await anyio.to_thread.run_sync(self._created_at, key)
+            if created is not None:
+                headers["X-Anystore-Created-At"] = created.isoformat()
+            return Response(status_code=status, headers=headers)
+        return StreamingResponse(_chunks(handle, closer, start, end), status_code=status, headers=headers)
+
+    def _open_value(self, key: str) -> tuple[Any, Any, int, datetime | None] | None:
+        """Open `key` for reading: (handle, close function, size, updated_at), None if missing."""
+        context = self.store.open(key, "rb")
+        try:
+            handle = context.__enter__()
+        except DoesNotExist:
+            return None
+
+        def closer() -> None:
+            context.__exit__(None, None, None)
+
+        try:
+            size, updated = _handle_stats(handle)
+            if size is None or updated is None:
+                stats = self.store.info(key)
+                size = stats.size if size is None else size
+                updated = stats.updated_at if updated is None else updated
+        except BaseException:
+            closer()
+            raise
+        return handle, closer, int(size), updated
+
+    def _created_at(self, key: str) -> datetime | None:
+        try:
+            return self.store.info(key).created_at
+        except DoesNotExist:
+            return None
+
+    def _has_prefix(self, prefix: str) -> bool:
+        return next(iter(self.store.iterate_keys(prefix=prefix)), None) is not None
+
+    async def write(self, request: Request, key: str) -> Response:
+        """PUT: stream the request body into the store; the old value stays on any failure."""
+        self.authorize(request)
+        ttl = _int_param(request, "ttl")
+        no_clobber = request.headers.get("if-none-match", "").strip() == "*"
+        body = _BodyReader(request.stream())
+        existed = None
+
+        def _put() -> int:
+            nonlocal existed
+            existed = self.store.exists(key) if not no_clobber else False
+            return self.store.put_stream(key, body, ttl=ttl, no_clobber=no_clobber)
+
+        size = await anyio.to_thread.run_sync(_put)
+        if existed:
+            return Response(status_code=204)
+        return Response(
+            orjson.dumps({"key": key, "size": size}) + b"\n", status_code=201, media_type="application/json"
+        )
+
+    async def delete(self, request: Request, key: str) -> Response:
+        """DELETE: 204, or 404 when the key was not there."""
+        self.authorize(request)
+        gone = await anyio.to_thread.run_sync(self.store.delete, key)
+        if not gone:
+            raise HttpProblem(404, f"Key `{key}` does not exist")
+        return Response(status_code=204)
+
+    async def listing(self, request: Request, folder: str) -> Response:
+        """GET of `/` or `/PREFIX/`: the keys below, as text, JSON, JSON lines or a page."""
+        fmt = _preferred(request)
+        base = f"{folder}/" if folder else ""
+        prefix = base + request.query_params.get("prefix", "")
+        exclude = request.query_params.get("exclude_prefix")
+        exclude = base + exclude if exclude else None
+        glob = request.query_params.get("glob") or None
+        if fmt == "html":
+            return await self.page(request, base)
+        limit = _int_param(request, "limit")
+        with_info = request.query_params.get("info", "") not in ("", "0", "false", "no")
+        # find the first key before answering, so a store failure is an error status, not a cut listing
+        keys = self.store.iterate_keys(prefix=prefix or None, exclude_prefix=exclude, glob=glob)
+        if limit is not None:
+            keys = itertools.islice(keys, limit)
+        first = await anyio.to_thread.run_sync(next, keys, None)
+        found = itertools.chain([] if first is None else [first], keys)
+        if request.method == "HEAD":
+            return Response(status_code=200, media_type=_listing_type(fmt))
+        return StreamingResponse(
+            self._listing_lines(found, fmt, with_info),
+            media_type=_listing_type(fmt),
+            headers={"Cache-Control": "no-store"},
+        )
+
+    def _listing_lines(self, keys: Iterator[str], fmt: str, with_info: bool) -> Iterator[bytes]:
+        batch: list[bytes] = []
+        started = False
+        if fmt == "json":
+            batch.append(b"[")
+        for key in keys:
+            if fmt == "text":
+                item = key.encode("utf-8", "surrogateescape") + b"\n"
+            else:
+                value: Any = key
+                if with_info:
+                    try:
+                        value = self._record(key)
+                    except DoesNotExist:
+                        continue
+                item = _json(value)
+                if fmt == "json":
+                    item = (b"," if started else b"") + item
+                else:
+                    item += b"\n"
+            started = True
+            batch.append(item)
+            if len(batch) >= 512:
+                yield b"".join(batch)
+                batch = []
+        if fmt == "json":
+            batch.append(b"]\n")
+        if batch:
+            yield b"".join(batch)
+
+    def _record(self, key: str) -> dict[str, Any]:
+        stats = self.store.info(key)
+        return {
+            "key": key,
+            "name": stats.name,
+            "size": stats.size,
+            "created_at": stats.created_at.isoformat() if stats.created_at else None,
+            "updated_at": stats.updated_at.isoformat() if stats.updated_at else None,
+        }
+
+    async def page(self, request: Request, base: str) -> Response:
+        """The html listing of one folder for people: folders first, then keys, paginated."""
+        from anystore_cli.server_page import render_page
+
+        params = request.query_params
+        page = max(_int_param(request, "page") or 1, 1)
+        per_page = min(max(_int_param(request, "per_page") or PAGE_SIZE, 1), MAX_PAGE_SIZE)
+        glob = params.get("glob") or None
+        name_prefix = params.get("prefix", "")
+
+        def _entries() -> tuple[list[tuple[str, bool]], int, list[dict[str, Any]]]:
+            folders: set[str] = set()
+            files: list[str] = []
+            # a glob is relative to the folder shown; the name filter applies after it
+            listed = (base if glob else base + name_prefix) or None
+            for key in self.store.iterate_keys(prefix=listed, glob=glob):
+                rest = key[len(base) :]
+                if not rest.startswith(name_prefix):
+                    continue
+                if glob is None and "/" in rest:
+                    folders.add(rest.split("/", 1)[0])
+                else:
+                    files.append(rest)
+            entries = [(name, True) for name in sorted(folders)] + [(name, False) for name in sorted(files)]
+            shown = entries[(page - 1) * per_page : page * per_page]
+            records = []
+            for name, is_folder in shown:
+                record: dict[str, Any] = {"name": name, "folder": is_folder, "key": base + name}
+                if not is_folder:
+                    try:
+                        stats = self.store.info(base + name)
+                        record["size"] = stats.size
+                        record["updated_at"] = stats.updated_at
+                    except DoesNotExist:
+                        continue
+                records.append(record)
+            return entries, len(entries), records
+
+        _, total, records = await anyio.to_thread.run_sync(_entries)
+        body = render_page(
+            store_label=self.label,
+            base=base,
+            records=records,
+            total=total,
+            page=page,
+            per_page=per_page,
+            glob=glob or "",
+            prefix=name_prefix,
+            writable=self.writable,
+            origin=str(request.base_url).rstrip("/"),
+        )
+        if request.method == "HEAD":
+            return Response(status_code=200, media_type="text/html; charset=utf-8")
+        return Response(body, media_type="text/html; charset=utf-8", headers={"Cache-Control": "no-store"})
+
+
+def _json(value: Any) -> bytes:
+    """Compact JSON; names that are not UTF-8 keep their bytes as `\\udcXX` escapes."""
+    try:
+        return orjson.dumps(value)
+    except TypeError:
+        import json
+
+        return json.dumps(value, separators=(",", ":")).encode()
+
+
+def _listing_type(fmt: str) -> str:
+    return {
+        "json": "application/json",
+        "jsonl": "application/x-ndjson",
+        "text": "text/plain; charset=utf-8",
+    }.get(fmt, "text/plain; charset=utf-8")
+
+
+def _href(key: str) -> str:
+    return "/" + quote(key, safe="/")
+
+
+def _int_param(request: Request, name: str) -> int | None:
+    value = request.query_params.get(name)
+    if value is None or value == "":
+        return None
+    if not value.isdigit():
+        raise HttpProblem(400, f"`{name}` must be a whole number, not `{value}`")
+    return int(value)
+
+
+def _unreachable(exc: BaseException) -> bool:
+    """The store could not be reached (connection refused, timed out): 503 rather than 502."""
+    seen = 0
+    current: BaseException | None = exc
+    while current is not None and seen < 10:
+        if isinstance(current, (ConnectionError, TimeoutError)):
+            return True
+        name = type(current).__name__
+        if name in ("ConnectionError", "TimeoutError", "OperationalError") and "connect" in str(current).lower():
+            return True
+        current = current.__cause__ or current.__context__
+        seen += 1
+    return False
+
+
+def _handle_stats(handle: Any) -> tuple[int | None, datetime | None]:
+    """Size and modification time of an open handle where it can tell (a real file, a buffer)."""
+    import os
+
+    try:
+        stat = os.fstat(handle.fileno())
+        return stat.st_size, datetime.fromtimestamp(stat.st_mtime, tz=timezone.utc)
+    except (AttributeError, OSError, ValueError, io.UnsupportedOperation):
+        pass
+    getbuffer = getattr(handle, "getbuffer", None)
+    if getbuffer is not None:
+        return len(getbuffer()), None
+    return None, None
+
+
+def _not_modified(request: Request, etag: str, updated: datetime | None) -> bool:
+    match = request.headers.get("if-none-match")
+    if match is not None:
+        return match.strip() == "*" or etag in [m.strip().removeprefix("W/") for m in match.split(",")]
+    since = request.headers.get("if-modified-since")
+    if since and updated is not None:
+        try:
+            return updated.replace(microsecond=0) <= parsedate_to_datetime(since)
+        except (TypeError, ValueError):
+            return False
+    return False
+
+
+def _if_range_ok(request: Request, etag: str, updated: datetime | None) -> bool:
+    condition = request.headers.get("if-range")
+    if not condition:
+        return True
+    if condition.strip().startswith(('"', "W/")):
+        return condition.strip() == etag
+    try:
+        return updated is not None and updated.replace(microsecond=0) <= parsedate_to_datetime(condition)
+    except (TypeError, ValueError):
+        return False
+
+
+def _chunks(handle: Any, closer: Any, start: int, end: int) -> Iterator[bytes]:
+    """The bytes `start:end` of an open handle, in chunks; closes the handle at the end."""
+    try:
+        if start:
+            try:
+                handle.seek(start)
+            except (AttributeError, OSError, io.UnsupportedOperation):
+                skip = start
+                while skip > 0:
+                    chunk = handle.read(min(CHUNK_SIZE, skip))
+                    if not chunk:
+                        return
+                    skip -= len(chunk)
+        left = end - start
+        while left > 0:
+            chunk = handle.read(min(CHUNK_SIZE, left))
+            if not chunk:
+                return
+            left -= len(chunk)
+            yield chunk
+    except Exception as exc:
+        # the status line is sent: the client sees the body cut short, the log says why
+        raise StoreError(f"the store failed while sending a value: {mask_uri(exc)}") from None
+    finally:
+        closer()
+
+
+class _BodyReader(io.RawIOBase):
+    """A blocking file-like view of a request body, read from a worker thread."""
+
+    def __init__(self, chunks: AsyncIterator[bytes]) -> None:
+        super().__init__()
+        self._chunks = chunks
+        self._buffer = b""
+        self._done = False
+
+    def readable(self) -> bool:
+        """Yes."""
+        return True
+
+    def _fill(self) -> None:
+        while not self._buffer and not self._done:
+            try:
+                self._buffer = anyio.from_thread.run(self._chunks.__anext__)
+            except StopAsyncIteration:
+                self._done = True
+
+    def read(self, size: int = -1) -> bytes:
+        """Up to `size` bytes (all that is left for -1); b"" at the end."""
+        if size is None or size < 0:
+            parts = []
+            while True:
+                self._fill()
+                if not self._buffer:
+                    return b"".join(parts)
+                parts.append(self._buffer)
+                self._buffer = b""
+        self._fill()
+        data, self._buffer = self._buffer[:size], self._buffer[size:]
+        return data
+
+    read1 = read
+
+    def readinto(self, target: Any) -> int:
+        """Fill `target` with the next bytes."""
+        data = self.read(len(target))
+        target[: len(data)] = data
+        return len(data)
+
+
+def create_app(store: Any, writable: bool = False, token: str | None = None, quiet: bool = False) -> Starlette:
+    """The ASGI application serving `store`.
+
+    Args:
+        store: A store (`anystore_cli.backend` object)
+        writable: Take PUT and DELETE (with the bearer token)
+        token: The bearer token writes need
+        quiet: No request log on stderr
+
+    Returns:
+        A Starlette application
+    """
+    served = ServedStore(store, writable=writable, token=token, quiet=quiet)
+    methods = ["GET", "HEAD", "PUT", "DELETE", "POST", "PATCH"]
+    app = Starlette(routes=[Route("/{path:path}", served.handle, methods=methods)])
+    app.state.served = served
+    return app
+
+
+class OneLineFormatter(logging.Formatter):
+    """uvicorn's own log records as one masked line each, like the rest of the command line:
+    an exception is named with its message, never as a traceback."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        """`anystore: serve: MESSAGE[: Type: text]`, passwords masked."""
+        text = record.getMessage()
+        if record.exc_info and record.exc_info[1] is not None:
+            exc = record.exc_info[1]
+            text = f"{text.strip()}: {type(exc).__name__}: {exc}"
+        return "anystore: serve: " + mask_uri(" ".join(text.split()))
+
+
+def _quiet_tracebacks(quiet: bool) -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(OneLineFormatter())
+    logger = logging.getLogger("uvicorn")
+    logger.handlers = [handler]
+    logger.propagate = False
+    logger.setLevel(logging.ERROR if quiet else logging.WARNING)
+
+
+def serve(
+    store: Any,
+    host: str = "127.0.0.1",
+    port: int = 8000,
+    writable: bool = False,
+    token: str | None = None,
+    quiet: bool = False,
+) -> None:
+    """Serve `store` over HTTP until interrupted; the address goes to stderr once listening.
+
+    Raises:
+        OSError: If the address cannot be bound
+    """
+    import socket
+
+    import uvicorn
+
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        raise OSError(f"serve: cannot listen on {host}:{port}: {exc.strerror or exc}") from None
+    sock.listen(128)
+    sock.set_inheritable(True)
+    bound = sock.getsockname()[1]
+    shown = f"[{host}]" if family == socket.AF_INET6 else host
+    app = create_app(store, writable=writable, token=token, quiet=quiet)
+    mode = "writable with a bearer token" if writable else "read-only"
+    sys.stderr.write(f"anystore: serving `{mask_uri(store.uri)}` on http://{shown}:{bound}/ ({mode})\n")
+    if writable and host not in ("127.0.0.1", "::1", "localhost"):
+        sys.stderr.write("anystore: warning: writable on a public address over plain HTTP; put TLS in front\n")
+    sys.stderr.flush()
+    config = uvicorn.Config(
+        app,
+        log_config=None,
+        access_log=False,
+        log_level="warning",
+        lifespan="off",
+        server_header=False,
+        timeout_graceful_shutdown=5,
+    )
+    _quiet_tracebacks(quiet)
+    server = uvicorn.Server(config)
+    try:
+        server.run(sockets=[sock])
+    finally:
+        sock.close()
+
+
+__all__ = ["create_app", "parse_key_path", "parse_range", "serve"]
