@@ -12,12 +12,13 @@ import itertools
 import os
 from collections.abc import Generator, Iterator
 from datetime import datetime, timezone
-from typing import IO, Any
+from typing import IO, Any, ClassVar
 
 from anystore_cli.core.exceptions import AlreadyExists, DoesNotExist, InvalidKey, StoreError
 from anystore_cli.core.io import DEFAULT_MODE, copy_stream
 from anystore_cli.core.keys import listing_prefix, make_key_filter, normalize_key
 from anystore_cli.backend.model import BaseStats
+from anystore_cli.backend.base import KeyEntry
 from anystore_cli.backend.fs import Store
 
 TMP_PREFIX = ".~anystore-"
@@ -210,6 +211,8 @@ def local_read_open(path: str, mode: str = DEFAULT_MODE, name: str | None = None
 class LocalStore(Store):
     """A store in a local folder (`file://` uris and plain paths)."""
 
+    mtime_precision: ClassVar[float] = 0.0
+
     def __init__(self, **data: Any) -> None:
         super().__init__(**data)
         self.root = self.uri[len("file://") :] if self.uri.startswith("file://") else self.uri
@@ -347,6 +350,17 @@ class LocalStore(Store):
             yield from self._walk(folder, start, exclude)  # every key matches: no filter call per key
             return
         yield from (k for k in self._walk(folder, start, exclude) if match(k))
+
+    def _iterate_entries(
+        self, prefix: str | None = None, exclude_prefix: str | None = None, glob: str | None = None, md5: bool = False
+    ) -> Iterator[KeyEntry]:
+        root = self.root
+        for key in self._iterate_keys(prefix, exclude_prefix, glob):
+            try:
+                stat = os.stat(os.path.join(root, key))
+            except OSError:
+                continue  # gone since listed
+            yield KeyEntry(key, stat.st_size, stat.st_mtime)
 
     def _walk(self, folder: str, start: str, exclude: str) -> Iterator[str]:
         """Yield keys under `folder` (relative), streaming with scandir, pruning by prefix."""

@@ -20,7 +20,7 @@ from anystore_cli.core.exceptions import AlreadyExists, ReadOnlyError
 from anystore_cli.core.io import DEFAULT_MODE, copy_stream
 from anystore_cli.core.keys import make_key_filter
 from anystore_cli.backend.model import BaseStats
-from anystore_cli.backend.base import BaseStore
+from anystore_cli.backend.base import BaseStore, KeyEntry
 
 
 def split_zip_uri(uri: str) -> tuple[str, str]:
@@ -32,10 +32,16 @@ def split_zip_uri(uri: str) -> tuple[str, str]:
     return uri[: index + 4], uri[index + 5 :].strip("/")
 
 
+def _entry_time(entry: zipfile.ZipInfo) -> datetime:
+    """An entry's time: zip archives store local time without a zone (as `zipfile` writes it)."""
+    return datetime(*entry.date_time).astimezone(timezone.utc)
+
+
 class ZipStore(BaseStore):
     """A store in a zip archive; append-only."""
 
     append_only: ClassVar[bool] = True
+    mtime_precision: ClassVar[float] = 2.0  # zip times are in even seconds
     backend_errors: ClassVar[tuple[type[BaseException], ...]] = (OSError, zipfile.BadZipFile)
 
     def __init__(self, **data: Any) -> None:
@@ -140,7 +146,7 @@ class ZipStore(BaseStore):
             entry = self._entry(archive, key)
         if entry is None:
             raise self._missing(key)
-        stamp = datetime(*entry.date_time, tzinfo=timezone.utc)
+        stamp = _entry_time(entry)
         return BaseStats(size=entry.file_size, created_at=stamp, updated_at=stamp)
 
     def _open(self, key: str, mode: str = DEFAULT_MODE, **kwargs: Any) -> Any:
@@ -190,3 +196,18 @@ class ZipStore(BaseStore):
             key = name[size:]
             if match(key):
                 yield key
+
+    def _iterate_entries(
+        self, prefix: str | None = None, exclude_prefix: str | None = None, glob: str | None = None, md5: bool = False
+    ) -> Iterator[KeyEntry]:
+        match = make_key_filter(prefix, exclude_prefix, glob)
+        size = len(self._inner)
+        with self._archive() as archive:
+            infos = [] if archive is None else archive.infolist()
+        for info in infos:
+            name = info.filename
+            if name.endswith("/") or not name.startswith(self._inner):
+                continue
+            key = name[size:]
+            if match(key):
+                yield KeyEntry(key, info.file_size, _entry_time(info).timestamp())
