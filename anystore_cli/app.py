@@ -76,6 +76,7 @@ COMMANDS: dict[str, str] = {
     "dump": "transfer",
     "load": "transfer",
     "mirror": "transfer",
+    "check": "transfer",
     "io": "transfer",
     "settings": "meta",
 }

@@ -211,7 +211,9 @@ def local_read_open(path: str, mode: str = DEFAULT_MODE, name: str | None = None
 class LocalStore(Store):
     """A store in a local folder (`file://` uris and plain paths)."""
 
-    mtime_precision: ClassVar[float] = 0.0
+    # the kernel stamps files from a coarse clock, up to a tick (4-10 ms) behind `time.time()`:
+    # a file written just after a value elsewhere may look older than it
+    mtime_precision: ClassVar[float] = 0.05
 
     def __init__(self, **data: Any) -> None:
         super().__init__(**data)
