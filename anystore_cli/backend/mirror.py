@@ -7,8 +7,8 @@ Which keys `mirror` copies (`decide`):
 
 - a key the target lacks is always copied;
 - by default a key is copied again when the sizes differ, or when the source's modification
-  time is later than the target's (by more than the coarser store's time precision: 1 s on
-  S3, 2 s in zip archives) - the rule of `aws s3 sync`. A copy is newer than its source, so
+  time is later than the target's (by more than the target's time precision: 1 s on S3, 2 s
+  in zip archives, 50 ms in local folders) - the rule of `aws s3 sync`. A copy is newer than its source, so
   an unchanged key is skipped on the next run. Where a store does not know a key's time (Redis
   keys written by other tools), the size alone decides;
 - with `checksum`, when the sizes or the MD5 digests differ: taken from the listing where the
@@ -248,7 +248,9 @@ def mirror(
     )
     status = MirrorStatus()
     lock = threading.Lock()
-    window = max(source.mtime_precision, target.mtime_precision)
+    # stores under-report times (truncated, or a coarse clock): only the target's can make an
+    # unchanged key look changed
+    window = target.mtime_precision
     digests = _Digests(source, target, retries)
 
     # by size and time or digest, both sides are listed with their metadata; else names do

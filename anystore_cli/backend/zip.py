@@ -11,6 +11,7 @@ import contextlib
 import os
 import shutil
 import tempfile
+import time
 import zipfile
 from collections.abc import Generator, Iterator
 from datetime import datetime, timezone
@@ -125,7 +126,10 @@ class ZipStore(BaseStore):
     def _write_stream(self, key: str, source: IO[bytes], ttl: int | None = None, no_clobber: bool = False) -> int:
         with self._appender() as archive:
             self._refuse_existing(archive, key, no_clobber)
-            with archive.open(self._name(key), "w", force_zip64=True) as handle:
+            # a ZipInfo of our own: one made from a name would be stamped 1980-01-01
+            info = zipfile.ZipInfo(self._name(key), date_time=time.localtime()[:6])
+            info.compress_type = archive.compression
+            with archive.open(info, "w", force_zip64=True) as handle:
                 return copy_stream(source, handle)
 
     def _put_many(self, items: list[tuple[str, bytes]], ttl: int | None = None) -> None:
