@@ -77,6 +77,7 @@ COMMANDS: dict[str, str] = {
     "load": "transfer",
     "mirror": "transfer",
     "serve": "serve",
+    "check": "transfer",
     "io": "transfer",
     "lock": "lock",
     "settings": "meta",

@@ -97,7 +97,9 @@ class Config:
         return _size_label(self.big_bytes)
 
 
-SECTIONS = ("startup", "memory", "bulk", "listing")
+SECTIONS = ("startup", "memory", "bulk", "listing", "sync")
+SYNC_KEYS = 10_000
+"""Keys of the sync section: a second `mirror` of them against listing both sides"""
 # The original commits every `put` on SQL stores (about 1 ms a key here, far more on a busy
 # machine), so by default its loop writes the first keys only there and rates are compared.
 SQL_ORIGINAL_LIMIT = 20_000
@@ -470,7 +472,7 @@ def machine_info(new: list[str], original: list[str]) -> dict[str, str]:
         dirty = sh(["git", "-C", str(REPO), "status", "--porcelain", "--untracked-files=no"]).strip()
         version = sh([*new, "--version"], env=env).strip()
         info["anystore-cli"] = f"{version} (commit {commit}{', with local changes' if dirty else ''})"
-    with contextlib.suppress(BenchError, subprocess.TimeoutExpired):
+    with contextlib.suppress(BenchError, subprocess.TimeoutExpired, OSError):
         version = sh([*original, "--version"], env=env).strip()
         info["original"] = f"anystore {version} from PyPI in bench/.venv-original"
     servers = []
@@ -1190,6 +1192,51 @@ def section_listing(ctx: Context) -> None:
     )
 
 
+def section_sync(ctx: Context) -> None:
+    """A second `mirror` of unchanged keys between a local folder and S3, against listing both sides."""
+    cfg, report, env, work = ctx.cfg, ctx.report, ctx.env, ctx.workdir
+    n = SYNC_KEYS
+    local, back = work / "sync-local", work / "sync-back"
+    jsonl = work / "sync.jsonl"
+    make_bulk_files(jsonl, work / "sync.resp", n, "unused")
+    print(f"  building {n:,} keys in a local folder ...", flush=True)
+    sh([*ctx.new, "-s", str(local), "load", "-i", str(jsonl)], env=env)
+    with moto_server(work) as endpoint:
+        s3_env = {**env, **AWS_ENV, "AWS_ENDPOINT_URL": endpoint}
+        remote = f"s3://{S3_BUCKET}/sync"
+        print(f"  first mirror of {n:,} keys to S3 and back ...", flush=True)
+        measure([*ctx.new, "mirror", "-i", str(local), "-o", remote, "-j", "16"], env=s3_env)
+        measure([*ctx.new, "mirror", "-i", remote, "-o", str(back), "-j", "16"], env=s3_env)
+        for source, target, label in ((str(local), remote, "local → S3"), (remote, str(back), "S3 → local")):
+            mirror_cmd = [*ctx.new, "mirror", "-i", source, "-o", target]
+            check = measure(mirror_cmd, stdout=None, env=s3_env)
+            if f"0 copied, {n} skipped" not in check.stderr.decode():
+                report.fail(f"sync {label}", BenchError(f"second mirror copied keys: {_tail(check.stderr)}"))
+                continue
+            commands = {
+                "mirror": lambda cmd=mirror_cmd: measure(cmd, env=s3_env, exact_rss=False),
+                "list source": lambda uri=source: measure([*ctx.new, "-s", uri, "keys"], env=s3_env, exact_rss=False),
+                "list target": lambda uri=target: measure([*ctx.new, "-s", uri, "keys"], env=s3_env, exact_rss=False),
+            }
+            results = interleaved(commands, cfg.listing_runs, warmup=0)
+            ours = median_seconds(results["mirror"])
+            listing = median_seconds(results["list source"]) + median_seconds(results["list target"])
+            report.target(
+                f"Sync: second `mirror` of {n:,} unchanged keys, {label}",
+                fmt_s(ours),
+                f"{fmt_s(listing)} (`keys` on both sides)",
+                f"{ours / listing:.2f}×",
+                "≤ 2× listing both sides",
+                ours / listing <= 2.0,
+                f"peak RSS {fmt_rss(check.maxrss)}",
+            )
+    report.notes.append(
+        f"Sync: {n:,} keys of about 80 bytes in folders of 1,000, mirrored once to a moto S3 server and back; "
+        f"then the median of {cfg.listing_runs} interleaved runs of the second `mirror` (every key skipped by "
+        "size and time) against the sum of the medians of `keys` on each side."
+    )
+
+
 README = BENCH / "README.md"
 README_START, README_END = "<!-- results: written by bench/run.py -->", "<!-- /results -->"
 
@@ -1214,7 +1261,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     cfg = parse_args(argv)
     started = time.monotonic()
     new = new_cli(cfg.cli)
-    original, original_python = ensure_original()
+    # the sync section alone needs no original CLI (no venv from PyPI)
+    original, original_python = ensure_original() if cfg.sections - {"sync"} else ([], "")
     report = Report(cfg)
     report.machine = machine_info(new, original)
     workdir = Path(tempfile.mkdtemp(prefix="anystore-bench-", dir=cfg.tmpdir))
@@ -1236,6 +1284,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "memory": section_memory,
         "bulk": section_bulk,
         "listing": section_listing,
+        "sync": section_sync,
     }
     try:
         for name, section in sections.items():

@@ -68,6 +68,8 @@ class TcpProxy:
         """Connections accepted so far"""
         self.frozen = False
         """Open connections drop what they get instead of passing it on"""
+        self.forwarded = 0
+        """Bytes passed on so far, both ways"""
 
     # -- control
 
@@ -181,6 +183,8 @@ def _pump(source: socket.socket, target: socket.socket, proxy: TcpProxy) -> None
                 break
             if not proxy.frozen:
                 target.sendall(data)
+                with proxy._lock:
+                    proxy.forwarded += len(data)
     except OSError:
         pass
     finally:

@@ -156,12 +156,12 @@ def test_load_ttl_per_line_and_default(store_factory):
     assert store.get("long") == b"l"
 
 
-def test_mirror_copies_and_skips_existing_unless_overwrite(cli_store: CliStore, store_factory):
+def test_mirror_ignore_existing_skips_existing_keys_and_overwrite_copies_them(cli_store: CliStore, store_factory):
     source = make_cli_store(store_factory, "local")
     for key in ["a", "b/c", "d"]:
         source.put(key, f"src {key}".encode())
     cli_store.put("a", b"already")
-    proc = run_cli(*_config_args(cli_store), "mirror", "-i", source.uri, "-o", cli_store.uri)
+    proc = run_cli(*_config_args(cli_store), "mirror", "-i", source.uri, "-o", cli_store.uri, "--ignore-existing")
     assert proc.returncode == 0, stderr_text(proc)
     err = stderr_text(proc)
     assert "2 copied" in err and "1 skipped" in err and "0 failed" in err
@@ -183,7 +183,7 @@ def test_mirror_from_second_backend_with_filters_and_dry_run(cli_store: CliStore
     target = make_cli_store(store_factory, "local")
     dry = cli_store("mirror", "-o", target.uri, "--glob", "**/*.json", "--dry-run")
     assert dry.returncode == 0, stderr_text(dry)
-    assert sorted(dry.stdout.decode().split()) == ["keep/1.json", "skip/3.json"]
+    assert sorted(dry.stdout.decode().splitlines()) == ["copy keep/1.json", "copy skip/3.json"]
     assert target.ok("keys") == b""
     proc = cli_store("mirror", "-o", target.uri, "--prefix", "keep/")
     assert proc.returncode == 0, stderr_text(proc)

@@ -267,7 +267,7 @@ def test_mirror_between_stores(tmp_path):
         source.put(f"a/{i}", f"value {i}")
     source.put("b/x", b"\x00\xff", serialization_mode="raw")
     target.put("a/0", "existing")
-    status = mirror(source, target)
+    status = mirror(source, target, ignore_existing=True)
     assert (status.mirrored, status.skipped, status.failed) == (20, 1, 0)
     assert target.get("a/0") == "existing"
     assert target.get("b/x", serialization_mode="raw") == b"\x00\xff"

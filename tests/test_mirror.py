@@ -60,7 +60,7 @@ def test_mirror_local_s3_sqlite_local_keeps_every_key_and_value(tmp_path, s3_ser
     assert (again.mirrored, again.skipped, again.failed) == (0, len(values), 0)
 
 
-def test_existing_keys_are_skipped_unless_overwrite(tmp_path, s3_server):
+def test_existing_keys_are_skipped_with_ignore_existing_and_copied_with_overwrite(tmp_path, s3_server):
     bucket = unique("m")
     make_bucket(s3_server, bucket)
     source = get_store(str(tmp_path / "src"), serialization_mode="raw")
@@ -69,7 +69,7 @@ def test_existing_keys_are_skipped_unless_overwrite(tmp_path, s3_server):
         source.put(f"k{i}", f"new {i}".encode())
     target.put("k0", b"old")
     seen: list[tuple[str, str]] = []
-    status = mirror(source, target, on_progress=lambda key, outcome: seen.append((key, outcome)))
+    status = mirror(source, target, ignore_existing=True, on_progress=lambda key, outcome: seen.append((key, outcome)))
     assert (status.mirrored, status.skipped, status.failed) == (9, 1, 0)
     assert ("k0", "skipped") in seen and len(seen) == 10
     assert target.get("k0") == b"old"
@@ -97,7 +97,7 @@ def test_filters_and_explicit_keys(tmp_path):
     assert sorted(target.iterate_keys(prefix="y/")) == sorted(
         f"y/{i}.{e}" for i in (0, 2, 3, 4) for e in ("json", "txt")
     )
-    status = mirror(source, target, keys=["x/0.json", "x/0.txt", "missing"])
+    status = mirror(source, target, keys=["x/0.json", "x/0.txt", "missing"], ignore_existing=True)
     assert (status.mirrored, status.skipped, status.failed) == (1, 1, 1)
     assert status.errors[0][0] == "missing"
 

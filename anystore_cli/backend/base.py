@@ -7,7 +7,12 @@ underscore primitives, which always receive normalised relative keys (see `core.
 - `_read(key, raise_on_nonexist=True, **kwargs)`, `_write(key, value, ttl=None, no_clobber=False)`
 - `_delete(key) -> bool`, `_exists(key)`, `_info(key) -> BaseStats`
 - `_iterate_keys(prefix, exclude_prefix, glob)`, `_open(key, mode)`
-- optional faster paths: `_stream`, `_pop`, `_write_stream`, `_put_many`, `_get_many`
+- optional faster paths: `_stream`, `_pop`, `_write_stream`, `_put_many`, `_get_many`,
+  `_iterate_entries` (keys with size and time from one listing), `_server_copy` (a copy that
+  stays on the server)
+
+The filters beyond prefix, exclude_prefix and glob (`include`, `exclude`, `shard`, `filters`)
+are applied here, once for every backend, by `core.keys.make_key_filter`.
 """
 
 from __future__ import annotations
@@ -19,7 +24,7 @@ import time
 from collections.abc import Callable, Generator, Iterable, Iterator
 from datetime import datetime
 from io import BytesIO, StringIO
-from typing import IO, Any, ClassVar, TypeVar
+from typing import IO, Any, ClassVar, NamedTuple, TypeVar
 
 from anystore_cli.backend.model import BaseStats, Stats, StoreModel
 from anystore_cli.core.checksum import DEFAULT_HASH_ALGORITHM, make_checksum
@@ -31,7 +36,7 @@ from anystore_cli.core.exceptions import (
     StoreError,
 )
 from anystore_cli.core.io import DEFAULT_MODE, copy_stream
-from anystore_cli.core.keys import normalize_key
+from anystore_cli.core.keys import has_extra_filters, make_key_filter, normalize_key
 from anystore_cli.core.serialize import from_store, to_store
 from anystore_cli.core.uri import clean_dict, mask_uri
 
@@ -57,6 +62,23 @@ def _secret_name(name: Any) -> bool:
     """Tell whether a backend option's name says its value is a secret."""
     lowered = str(name).lower()
     return any(word in lowered for word in _SECRET_WORDS)
+
+
+class KeyEntry(NamedTuple):
+    """A key with what a listing knows about its value (None: the store does not say)."""
+
+    key: str
+    size: int | None = None
+    """Bytes"""
+    mtime: float | None = None
+    """Last change, epoch seconds"""
+    md5: str | None = None
+    """Hex MD5 of the value, where the store keeps one (an S3 ETag of one part) or computes it
+    on the server (PostgreSQL, MySQL) when asked for"""
+
+
+def _epoch(value: datetime | None) -> float | None:
+    return value.timestamp() if value is not None else None
 
 
 class VirtualIOMixin:
@@ -94,6 +116,8 @@ class BaseStore(StoreModel):
     """Keys can be added but never changed or deleted (zip)"""
     backend_errors: ClassVar[tuple[type[BaseException], ...]] = (OSError,)
     """Exception types of the backend's client that mean the store failed"""
+    mtime_precision: ClassVar[float] = 0.0
+    """Seconds by which a stored modification time may lag the true one (S3: 1, zip: 2)"""
 
     def __repr__(self) -> str:
         """The store's fields, with the uri's password and secret-looking backend options masked."""
@@ -178,6 +202,27 @@ class BaseStore(StoreModel):
 
     def _open(self, key: str, mode: str = DEFAULT_MODE, **kwargs: Any) -> Any:
         raise NotImplementedError
+
+    def _iterate_entries(
+        self, prefix: str | None = None, exclude_prefix: str | None = None, glob: str | None = None, md5: bool = False
+    ) -> Iterator[KeyEntry]:
+        """Keys with size and time; this fallback asks `_info` about each listed key."""
+        for key in self._iterate_keys(prefix, exclude_prefix, glob):
+            entry = self._entry(key)
+            if entry is not None:
+                yield entry
+
+    def _entry(self, key: str) -> KeyEntry | None:
+        try:
+            stats = self._info(key)
+        except (DoesNotExist, FileNotFoundError):
+            return None  # gone between listing and asking
+        return KeyEntry(key, stats.size, _epoch(stats.updated_at or stats.created_at))
+
+    def _server_copy(self, source: BaseStore, key: str, size: int | None, ttl: int | None) -> int | None:
+        """Copy `key` from `source` without its bytes passing through this process; the bytes
+        copied, or None where the backend cannot (then the value is streamed)."""
+        return None
 
     def _stream(self, key: str, mode: str = DEFAULT_MODE, **kwargs: Any) -> Iterator[Any]:
         with self._open(key, mode=mode) as handle:
@@ -518,6 +563,10 @@ class BaseStore(StoreModel):
         prefix: str | None = None,
         exclude_prefix: str | None = None,
         glob: str | None = None,
+        include: Iterable[str] | str | None = None,
+        exclude: Iterable[str] | str | None = None,
+        shard: str | tuple[int, int] | None = None,
+        filters: Iterable[str] | None = None,
     ) -> Generator[str, None, None]:
         """Iterate through all the keys in the store based on given criteria.
 
@@ -535,12 +584,82 @@ class BaseStore(StoreModel):
             prefix: Include only keys with the given prefix (e.g. "foo/bar")
             exclude_prefix: Exclude keys with this prefix
             glob: Path-style glob pattern for keys to filter (e.g. "foo/**/*.json")
+            include: Globs of keys to keep, as rclone's `--include` (see `core.keys`)
+            exclude: Globs of keys to leave out, as rclone's `--exclude`
+            shard: Only the keys of shard `"I/N"` (or `(I, N)`): a stable hash of the key
+                modulo N, so N callers with shards 0..N-1 see every key exactly once
+            filters: Ordered rules `"+ GLOB"` / `"- GLOB"` (the first that matches decides),
+                tried before `include` and `exclude`
 
         Returns:
             The matching keys as a generator of strings
         """
+        extra = self._extra_filter(include, exclude, shard, filters)
         with self._errors(None):
-            yield from self._iterate_keys(prefix or None, exclude_prefix or None, glob or None)
+            keys = self._iterate_keys(prefix or None, exclude_prefix or None, glob or None)
+            yield from keys if extra is None else (key for key in keys if extra(key))
+
+    def _extra_filter(
+        self, include: Any = None, exclude: Any = None, shard: Any = None, filters: Any = None
+    ) -> Callable[[str], bool] | None:
+        if not has_extra_filters(include, exclude, shard, filters):
+            return None
+        return make_key_filter(include=include, exclude=exclude, shard=shard, filters=filters)
+
+    def iterate_entries(
+        self,
+        prefix: str | None = None,
+        exclude_prefix: str | None = None,
+        glob: str | None = None,
+        include: Iterable[str] | str | None = None,
+        exclude: Iterable[str] | str | None = None,
+        shard: str | tuple[int, int] | None = None,
+        filters: Iterable[str] | None = None,
+        md5: bool = False,
+    ) -> Generator[KeyEntry, None, None]:
+        """Iterate through the matching keys with their size and modification time.
+
+        One listing where the backend gives both (local folders, S3, SQL, zip, memory; Redis
+        asks in pipelined batches); the criteria are those of `iterate_keys`.
+
+        Args:
+            md5: Also give the MD5 where the store has it without reading the value through
+                this process (an S3 ETag of a single-part upload; computed by PostgreSQL or
+                MySQL); None elsewhere
+
+        Returns:
+            `KeyEntry(key, size, mtime, md5)` tuples; None where the store does not know
+        """
+        extra = self._extra_filter(include, exclude, shard, filters)
+        with self._errors(None):
+            entries = self._iterate_entries(prefix or None, exclude_prefix or None, glob or None, md5=md5)
+            yield from entries if extra is None else (entry for entry in entries if extra(entry.key))
+
+    def entry(self, key: Any) -> KeyEntry | None:
+        """The `KeyEntry` of one key (size and modification time), or None if it does not exist."""
+        key = self._key(key)
+        with self._errors(key):
+            return self._entry(key)
+
+    @check_readonly
+    def server_copy(self, source: BaseStore, key: Any, size: int | None = None, ttl: int | None = None) -> int | None:
+        """Copy `key` from `source` to this store on the server, where the backend can: S3 to S3
+        on the same endpoint (CopyObject), tables of one SQL database (INSERT ... SELECT), Redis
+        databases of one server (COPY).
+
+        Args:
+            source: The store to copy from
+            key: The key (the same in both stores)
+            size: The value's size if known (saves a request on S3)
+            ttl: Time to live (in seconds) if the backend supports it
+
+        Returns:
+            The bytes copied, or None when no server-side copy is possible (nothing was done)
+        """
+        key = self._key(key)
+        self._check_append(key, False)
+        with self._errors(key):
+            return self._server_copy(source, key, size, ttl or self.default_ttl or None)
 
     def iterate_values(
         self,
@@ -660,10 +779,14 @@ class TTLMixin:
         return expires is not None and expires <= time.time()
 
 
-def copy_value(source: BaseStore, key: str, target: BaseStore, ttl: int | None = None) -> int:
-    """Copy one key's bytes from `source` to `target`, streaming; return the bytes copied."""
+def copy_value(source: BaseStore, key: str, target: BaseStore, ttl: int | None = None, size: int | None = None) -> int:
+    """Copy one key's bytes from `source` to `target`: on the server where the backends can,
+    else streaming through this process; return the bytes copied."""
+    copied = target.server_copy(source, key, size=size, ttl=ttl)
+    if copied is not None:
+        return copied
     with source.open(key, "rb") as handle:
         return target.put_stream(key, handle, ttl=ttl)
 
 
-__all__ = ["BaseStore", "VirtualIOMixin", "check_readonly", "copy_stream", "copy_value"]
+__all__ = ["BaseStore", "KeyEntry", "VirtualIOMixin", "check_readonly", "copy_stream", "copy_value"]

@@ -11,8 +11,10 @@ What each kind of filesystem gets:
   multipart upload that is aborted, never completed, when the write fails; they never create
   buckets, and a missing bucket is a `StoreError`, not a missing key.
 - S3 lists keys with one paginated `ListObjectsV2` under the literal prefix of the query (no
-  walk per "directory"), reads a value with one `GetObject` and answers `exists`/`info` from
-  one `HeadObject`.
+  walk per "directory"), which also gives each key's size, time and ETag (`iterate_entries`),
+  reads a value with one `GetObject` and answers `exists`/`info` from one `HeadObject`. A copy
+  from S3 to S3 on the same endpoint is one `CopyObject` (a multipart copy above 5 GiB): the
+  bytes stay on the server.
 - filesystems with real directories (sftp, ftp, smb, ...) write to a temporary name and move
   it over the key when the write succeeded.
 - http(s) stores are read-only; keys are percent-quoted in urls and listed from the server's
@@ -22,11 +24,12 @@ What each kind of filesystem gets:
 from __future__ import annotations
 
 import contextlib
+import os
 import threading
 from collections.abc import Generator, Iterator
 from typing import IO, Any, ClassVar
 
-from anystore_cli.backend.base import BaseStore
+from anystore_cli.backend.base import BaseStore, KeyEntry
 from anystore_cli.backend.model import BaseStats
 from anystore_cli.core.exceptions import AlreadyExists, InvalidUri, MissingDependency, ReadOnlyError, StoreError
 from anystore_cli.core.io import DEFAULT_MODE, copy_stream, get_filesystem
@@ -44,6 +47,8 @@ _STORE_OPTIONS = ("max_workers",)
 """backend_config entries that configure the store, not the filesystem"""
 _EXTRAS = {"s3": "s3", "s3a": "s3", "http": "remote", "https": "remote"}
 """The extra of anystore-cli that brings a protocol's packages (others: the package fsspec names)"""
+COPY_OBJECT_LIMIT = 5 * 1024**3
+"""Largest object one CopyObject request may copy; above it s3fs copies in parts"""
 _CREDENTIAL_CODES = frozenset(
     {"InvalidAccessKeyId", "SignatureDoesNotMatch", "ExpiredToken", "InvalidToken", "TokenRefreshRequired"}
 )
@@ -53,6 +58,7 @@ class Store(BaseStore):
     """A store on any fsspec filesystem (a `LocalStore` for local paths)."""
 
     backend_errors: ClassVar[tuple[type[BaseException], ...]] = (OSError, ConnectionError, TimeoutError)
+    mtime_precision: ClassVar[float] = 1.0  # S3 and http times are whole seconds
 
     def __new__(cls, *args: Any, **data: Any) -> Any:
         if cls is Store:
@@ -72,6 +78,7 @@ class Store(BaseStore):
         self._fs_cache: tuple[Any, str] | None = None
         self._fs_lock = threading.Lock()
         self._bucket_seen = False
+        self._copy_refused = False
         if not self.is_local:  # local folders never need fsspec (start-up cost)
             _check_protocol(self.scheme, self.uri)
 
@@ -390,6 +397,11 @@ class Store(BaseStore):
 
     def _list_s3(self, start: str) -> Iterator[str]:
         """One paginated ListObjectsV2 under the literal prefix (1000 keys a request)."""
+        for key, _ in self._list_s3_items(start):
+            yield key
+
+    def _list_s3_items(self, start: str) -> Iterator[tuple[str, dict[str, Any]]]:
+        """`(key, item)` of every object under the literal prefix, item as ListObjectsV2 gives it."""
         bucket, _, base = self._root.partition("/")
         server_prefix = f"{base}/{start}" if base else start
         cut = len(base) + 1 if base else 0
@@ -399,11 +411,102 @@ class Store(BaseStore):
             for item in page.get("Contents") or ():
                 name = item["Key"]
                 if not name.endswith("/"):  # "directory" markers are not keys
-                    yield name[cut:]
+                    yield name[cut:], item
             token = page.get("NextContinuationToken")
             if not page.get("IsTruncated") or not token:
                 return
             request["ContinuationToken"] = token
+
+    def _iterate_entries(
+        self, prefix: str | None = None, exclude_prefix: str | None = None, glob: str | None = None, md5: bool = False
+    ) -> Iterator[KeyEntry]:
+        if not self._is_s3:
+            yield from self._iterate_fs_entries(prefix, exclude_prefix, glob)
+            return
+        match = make_key_filter(prefix, exclude_prefix, glob)
+        for key, item in self._list_s3_items(listing_prefix(prefix, glob)):
+            if key and match(key):
+                modified = _timestamp(item.get("LastModified"))
+                yield KeyEntry(
+                    key,
+                    item.get("Size"),
+                    modified.timestamp() if modified is not None else None,
+                    plain_md5(item.get("ETag")),
+                )
+
+    def _iterate_fs_entries(
+        self, prefix: str | None = None, exclude_prefix: str | None = None, glob: str | None = None
+    ) -> Iterator[KeyEntry]:
+        """Entries from the filesystem's detailed listing (`find(detail=True)`), where it gives one."""
+        match = make_key_filter(prefix, exclude_prefix, glob)
+        start = listing_prefix(prefix, glob)
+        folder = start.rsplit("/", 1)[0] if "/" in start else ""
+        base = f"{self._root}/{quote_key(folder) if self.is_http else folder}".rstrip("/") if folder else self._root
+        self._fs.invalidate_cache()
+        try:
+            found = self._fs.find(base or "", withdirs=False, detail=True)
+        except FileNotFoundError as exc:
+            self._check_bucket(exc)
+            return
+        for path, info in found.items():
+            key = self._relative(path)
+            if not key or not match(key):
+                continue
+            if info.get("size") is None:
+                entry = self._entry(key)
+                if entry is not None:
+                    yield entry
+                continue
+            modified = _timestamp(
+                info.get("LastModified") or info.get("mtime") or info.get("last_modified") or info.get("updated")
+            )
+            yield KeyEntry(key, info.get("size"), modified.timestamp() if modified is not None else None)
+
+    def _endpoint(self) -> str:
+        """The S3 endpoint this store talks to ("" for AWS's own)."""
+        options = self.storage_options()
+        endpoint = options.get("endpoint_url") or (options.get("client_kwargs") or {}).get("endpoint_url")
+        endpoint = endpoint or os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL") or ""
+        return str(endpoint).rstrip("/")
+
+    def _server_copy(self, source: BaseStore, key: str, size: int | None, ttl: int | None) -> int | None:
+        """CopyObject from another S3 store on the same endpoint (s3fs's multipart copy above
+        5 GiB). Refused by the endpoint (no read access to the source with these credentials):
+        None, and this store streams from then on."""
+        if not (
+            self._is_s3
+            and isinstance(source, Store)
+            and source._is_s3
+            and not self._copy_refused
+            and source._endpoint() == self._endpoint()
+        ):
+            return None
+        self._check_writable(key)
+        source_bucket, source_name = source._bucket_key(key)
+        bucket, name = self._bucket_key(key)
+        try:
+            if size is None:
+                head = source._head(key)
+                if head is None:
+                    raise source._missing(key)
+                size = int(head.get("size") or 0)
+            if size <= COPY_OBJECT_LIMIT:
+                self._fs.call_s3(
+                    "copy_object",
+                    Bucket=bucket,
+                    Key=name,
+                    CopySource={"Bucket": source_bucket, "Key": source_name},
+                )
+            else:
+                self._fs.copy(f"{source_bucket}/{source_name}", f"{bucket}/{name}")
+        except PermissionError:
+            self._copy_refused = True
+            return None
+        except FileNotFoundError as exc:
+            source._check_bucket(exc)
+            self._check_bucket(exc)
+            raise source._missing(key) from None
+        return size
 
     def _list_fs(self, start: str) -> Iterator[str]:
         folder = start.rsplit("/", 1)[0] if "/" in start else ""
@@ -501,6 +604,21 @@ def _client_errors() -> tuple[type[BaseException], ...]:
             return ()
         _CLIENT_ERRORS = tuple(found)
     return _CLIENT_ERRORS
+
+
+def plain_md5(etag: Any) -> str | None:
+    """The MD5 an S3 ETag holds: the hex digest of a single-part upload, else None.
+
+    A multipart ETag (`...-N`) is not an MD5 of the value. (Nor is the ETag of an object
+    encrypted with SSE-C or SSE-KMS, which a listing cannot tell apart: compare such buckets
+    by size and time.)
+    """
+    if not isinstance(etag, str):
+        return None
+    etag = etag.strip('"').lower()
+    if len(etag) == 32 and all(c in "0123456789abcdef" for c in etag):
+        return etag
+    return None
 
 
 def _timestamp(value: Any) -> Any:

@@ -10,8 +10,9 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator
 from datetime import datetime, timezone
-from typing import IO, Any
+from typing import IO, Any, ClassVar
 
+from anystore_cli.backend.base import KeyEntry
 from anystore_cli.backend.fs import Store
 from anystore_cli.backend.model import BaseStats
 from anystore_cli.core.exceptions import InvalidKey, StoreError
@@ -24,6 +25,10 @@ __all__ = ["LocalStore", "TMP_PREFIX", "atomic_open", "atomic_write_bytes", "loc
 
 class LocalStore(Store):
     """A store in a local folder (`file://` uris and plain paths)."""
+
+    # the kernel stamps files from a coarse clock, up to a tick (4-10 ms) behind `time.time()`:
+    # a file written just after a value elsewhere may look older than it
+    mtime_precision: ClassVar[float] = 0.05
 
     def __init__(self, **data: Any) -> None:
         super().__init__(**data)
@@ -162,6 +167,17 @@ class LocalStore(Store):
             yield from self._walk(folder, start, exclude)  # every key matches: no filter call per key
             return
         yield from (k for k in self._walk(folder, start, exclude) if match(k))
+
+    def _iterate_entries(
+        self, prefix: str | None = None, exclude_prefix: str | None = None, glob: str | None = None, md5: bool = False
+    ) -> Iterator[KeyEntry]:
+        root = self.root
+        for key in self._iterate_keys(prefix, exclude_prefix, glob):
+            try:
+                stat = os.stat(os.path.join(root, key))
+            except OSError:
+                continue  # gone since listed
+            yield KeyEntry(key, stat.st_size, stat.st_mtime)
 
     def _walk(self, folder: str, start: str, exclude: str) -> Iterator[str]:
         """Yield keys under `folder` (relative), streaming with scandir, pruning by prefix."""

@@ -12,10 +12,14 @@ from collections.abc import Iterator
 from datetime import datetime, timezone
 from typing import Any, ClassVar
 
-from anystore_cli.backend.base import BaseStore, TTLMixin, VirtualIOMixin
+from anystore_cli.backend.base import BaseStore, KeyEntry, TTLMixin, VirtualIOMixin
 from anystore_cli.backend.model import BaseStats
 from anystore_cli.core.exceptions import AlreadyExists
 from anystore_cli.core.keys import make_key_filter
+
+# full key -> (value, created, updated, expires)
+_DATA: dict[str, tuple[bytes, float, float, float | None]] = {}
+_LOCK = threading.RLock()
 
 
 class MemoryStore(VirtualIOMixin, TTLMixin, BaseStore):
@@ -118,3 +122,14 @@ class MemoryStore(VirtualIOMixin, TTLMixin, BaseStore):
         for key in candidates:
             if match(key) and self._exists(key):
                 yield key
+
+    def _iterate_entries(
+        self, prefix: str | None = None, exclude_prefix: str | None = None, glob: str | None = None, md5: bool = False
+    ) -> Iterator[KeyEntry]:
+        match = make_key_filter(prefix, exclude_prefix, glob)
+        size = len(self._prefix)
+        with _LOCK:
+            candidates = [(k[size:], e) for k, e in _DATA.items() if k.startswith(self._prefix)]
+        for key, entry in candidates:
+            if match(key) and not self.is_expired(entry[3]):
+                yield KeyEntry(key, len(entry[0]), entry[2])

@@ -1,22 +1,39 @@
-"""Copy every matching key from one store to another, streaming each value.
+"""Make one store hold another's keys (`mirror`), and tell two stores apart (`check`).
 
-Keys the target already has are skipped unless `overwrite`. When the keys come from listing
-the source, the target is listed once with the same criteria (one paginated listing on S3)
-instead of asking it about each key. A copy that fails for a transient reason (the store
-failed: a timeout, a dropped connection, a 5xx) is tried again; a key that still fails is
-counted and the others go on.
+Both list each side once, with sizes and modification times (`iterate_entries`: one paginated
+listing on S3, one query on SQL), never asking about each key.
+
+Which keys `mirror` copies (`decide`):
+
+- a key the target lacks is always copied;
+- by default a key is copied again when the sizes differ, or when the source's modification
+  time is later than the target's (by more than the target's time precision: 1 s on S3, 2 s
+  in zip archives, 50 ms in local folders) - the rule of `aws s3 sync`. A copy is newer than its source, so
+  an unchanged key is skipped on the next run. Where a store does not know a key's time (Redis
+  keys written by other tools), the size alone decides;
+- with `checksum`, when the sizes or the MD5 digests differ: taken from the listing where the
+  store has them (the ETag of a single-part S3 upload; PostgreSQL and MySQL compute them on the
+  server), else computed by reading the value;
+- with `overwrite`, every key; with `ignore_existing`, only the keys the target lacks.
+
+A copy goes through the server where the backends can (S3 to S3 on one endpoint, two tables of
+one SQL database, two Redis databases or prefixes of one server), else streams through this
+process. A copy that fails for a transient reason (the store failed: a timeout, a dropped
+connection, a 5xx) is tried again; a key that still fails is counted and the others go on.
+With `delete`, the target's matching keys the source lacks are deleted after the copies, and
+only when no copy failed.
 """
 
 from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from anystore_cli.backend.model import Model
-from anystore_cli.core.exceptions import AnystoreError, MissingDependency, StoreError
+from anystore_cli.core.exceptions import AnystoreError, DoesNotExist, InvalidData, MissingDependency, StoreError
 
 RETRIES = 3
 """Attempts per key"""
@@ -24,6 +41,8 @@ RETRY_DELAY = 0.2
 """Seconds before the second attempt; doubles after each"""
 TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (StoreError, OSError, ConnectionError, TimeoutError)
 """Failures worth another attempt (a missing key, a read-only target or bad data are not)"""
+KEY_ERRORS: tuple[type[BaseException], ...] = (AnystoreError, OSError, ConnectionError, TimeoutError, ValueError)
+"""Failures of one key that are counted while the others go on"""
 
 
 class MirrorStatus(Model):
@@ -32,11 +51,17 @@ class MirrorStatus(Model):
     mirrored: int = 0
     """Keys copied (with `dry_run`: keys that would be copied)"""
     skipped: int = 0
-    """Keys left alone because the target had them"""
+    """Keys left alone because the target had them, unchanged"""
     failed: int = 0
-    """Keys that could not be copied"""
+    """Keys that could not be copied (or deleted)"""
+    deleted: int = 0
+    """Target keys deleted because the source lacks them (with `dry_run`: that would be)"""
+    server_side: int = 0
+    """Of the keys copied, those copied on the server (no bytes through this process)"""
     bytes: int = 0
     """Bytes copied"""
+    delete_skipped: bool = False
+    """`delete` was asked for but not done, because a copy failed"""
     errors: list = []
     """`(key, message)` of the failed keys"""
 
@@ -44,6 +69,28 @@ class MirrorStatus(Model):
     def total(self) -> int:
         """Keys seen"""
         return self.mirrored + self.skipped + self.failed
+
+
+class CheckStatus(Model):
+    """What `check` found."""
+
+    equal: int = 0
+    """Keys in both stores, the same"""
+    differ: int = 0
+    """Keys in both stores that differ"""
+    only_source: int = 0
+    """Keys only the source has"""
+    only_target: int = 0
+    """Keys only the target has"""
+    failed: int = 0
+    """Keys that could not be compared"""
+    errors: list = []
+    """`(key, message)` of the keys that could not be compared"""
+
+    @property
+    def same(self) -> bool:
+        """The stores hold the same keys and values (as far as compared)"""
+        return not (self.differ or self.only_source or self.only_target or self.failed)
 
 
 def is_transient(exc: BaseException) -> bool:
@@ -67,6 +114,59 @@ def with_retries(func: Callable[[], Any], retries: int = RETRIES, delay: float =
     return None
 
 
+def _message(exc: BaseException) -> str:
+    return str(exc) if isinstance(exc, AnystoreError) else f"{type(exc).__name__}: {exc}"
+
+
+def sizes_differ(source: Any, target: Any) -> bool:
+    """Both sizes are known and differ."""
+    return source.size is not None and target.size is not None and source.size != target.size
+
+
+def source_is_newer(source: Any, target: Any, window: float = 0.0) -> bool:
+    """Both times are known and the source's is later than the target's by more than `window`."""
+    return source.mtime is not None and target.mtime is not None and source.mtime > target.mtime + window
+
+
+class _Digests:
+    """MD5 digests of values: from the listing where the store gave one, else computed."""
+
+    def __init__(self, source: Any, target: Any, retries: int) -> None:
+        self.source, self.target, self.retries = source, target, retries
+
+    def differ(self, source_entry: Any, target_entry: Any) -> bool:
+        key = source_entry.key
+        ours = source_entry.md5 or with_retries(lambda: self.source.checksum(key, "md5"), self.retries)
+        theirs = target_entry.md5 or with_retries(lambda: self.target.checksum(key, "md5"), self.retries)
+        return ours != theirs
+
+
+def compare_mode(overwrite: bool = False, checksum: bool = False, ignore_existing: bool = False) -> str:
+    """The one way of comparing asked for: "overwrite", "checksum", "ignore-existing" or "size-time".
+
+    Raises:
+        InvalidData: If more than one is asked for
+    """
+    chosen = [
+        name
+        for name, on in (("overwrite", overwrite), ("checksum", checksum), ("ignore-existing", ignore_existing))
+        if on
+    ]
+    if len(chosen) > 1:
+        raise InvalidData(f"Choose one of --overwrite, --checksum and --ignore-existing (got {', '.join(chosen)})")
+    return chosen[0] if chosen else "size-time"
+
+
+def _open_stores(source: Any, target: Any) -> tuple[Any, Any]:
+    from anystore_cli.backend.registry import get_store
+
+    if not hasattr(source, "iterate_keys"):
+        source = get_store(source)
+    if not hasattr(target, "iterate_keys"):
+        target = get_store(target)
+    return source, target
+
+
 def mirror(
     source: Any,
     target: Any,
@@ -79,17 +179,24 @@ def mirror(
     keys: Iterable[str] | None = None,
     on_progress: Callable[[str, str], None] | None = None,
     retries: int = RETRIES,
+    include: Iterable[str] | str | None = None,
+    exclude: Iterable[str] | str | None = None,
+    shard: str | tuple[int, int] | None = None,
+    filters: Iterable[str] | None = None,
+    checksum: bool = False,
+    ignore_existing: bool = False,
+    delete: bool = False,
     **kwargs: Any,
 ) -> MirrorStatus:
-    """Copy every matching key from `source` to `target`, streaming each value.
+    """Make `target` hold `source`'s matching keys: copy the keys it lacks or holds changed.
 
-    Keys the target already has are skipped unless `overwrite`. A key whose copy fails for
-    a transient reason is retried; a key that still fails is counted and the rest go on.
+    See the module's docstring for the rules. A key whose copy fails for a transient reason is
+    retried; a key that still fails is counted and the rest go on.
 
     Example:
         ```python
-        status = mirror("./data", "s3://bucket/data", glob="**/*.json", workers=8)
-        print(status.mirrored, status.skipped, status.failed)
+        status = mirror("./data", "s3://bucket/data", glob="**/*.json", workers=8, delete=True)
+        print(status.mirrored, status.skipped, status.deleted, status.failed)
         ```
 
     Args:
@@ -98,74 +205,258 @@ def mirror(
         glob: Only keys matching this glob
         prefix: Only keys with this prefix
         exclude_prefix: Leave out keys with this prefix
-        overwrite: Copy keys the target already has
+        overwrite: Copy every key, changed or not
         workers: Number of parallel copies
-        dry_run: Only count what would be copied
-        keys: Copy these keys instead of listing the source (the target is then asked about
-            each key instead of being listed)
-        on_progress: Called with `(key, outcome)` for every key, outcome one of
-            "mirrored", "skipped", "failed"; calls come one at a time
+        dry_run: Only count (and report through `on_progress`) what would be copied and deleted
+        keys: Copy these keys instead of listing the source (each is then looked up on both
+            sides; `delete` is not possible)
+        on_progress: Called with `(key, outcome)` for every key, outcome one of "mirrored",
+            "skipped", "failed", "deleted"; calls come one at a time
         retries: Attempts per key
+        include: Globs of keys to keep, as rclone's `--include` (see `core.keys`)
+        exclude: Globs of keys to leave out, as rclone's `--exclude`
+        shard: Only the keys of shard `"I/N"`: N runs with shards 0..N-1 copy each key once
+        filters: Ordered rules `"+ GLOB"` / `"- GLOB"`, tried before `include` and `exclude`
+        checksum: Compare MD5 digests instead of modification times
+        ignore_existing: Copy only the keys the target lacks
+        delete: Delete the target's matching keys that the source lacks (after the copies,
+            and not at all when a copy failed)
 
     Returns:
-        The counts of mirrored, skipped and failed keys
+        The counts of mirrored, skipped, deleted and failed keys
 
     Raises:
+        InvalidData: If more than one of overwrite/checksum/ignore_existing is given, or
+            `delete` with `keys`, or a bad shard or filter
         StoreError: If the source (or the target, when it is listed) cannot be listed
     """
-    from anystore_cli.backend.base import copy_value
-    from anystore_cli.backend.registry import get_store
+    from anystore_cli.core.keys import make_key_filter, parse_shard
 
-    if not hasattr(source, "iterate_keys"):
-        source = get_store(source)
-    if not hasattr(target, "iterate_keys"):
-        target = get_store(target)
+    mode = compare_mode(overwrite, checksum, ignore_existing)
+    if delete and keys is not None:
+        raise InvalidData("`delete` needs the source's listing: it cannot be used with a list of keys")
+    shard = parse_shard(shard)
+    source, target = _open_stores(source, target)
+    criteria: dict[str, Any] = dict(
+        prefix=prefix,
+        exclude_prefix=exclude_prefix,
+        glob=glob,
+        include=include,
+        exclude=exclude,
+        shard=shard,
+        filters=filters,
+    )
     status = MirrorStatus()
     lock = threading.Lock()
+    # stores under-report times (truncated, or a coarse clock): only the target's can make an
+    # unchanged key look changed
+    window = target.mtime_precision
+    digests = _Digests(source, target, retries)
 
-    existing: set[str] | None = None
-    if not overwrite and keys is None:
-        existing = set(
-            with_retries(
-                lambda: list(target.iterate_keys(prefix=prefix, exclude_prefix=exclude_prefix, glob=glob)), retries
-            )
-        )
+    # by size and time or digest, both sides are listed with their metadata; else names do
+    detailed = mode in ("size-time", "checksum")
+    existing: dict[str, Any] | None = None
+    if keys is None and (mode != "overwrite" or delete):
+        if detailed:
+            listed = with_retries(lambda: list(target.iterate_entries(**criteria, md5=mode == "checksum")), retries)
+            existing = {entry.key: entry for entry in listed}
+        else:
+            existing = dict.fromkeys(with_retries(lambda: list(target.iterate_keys(**criteria)), retries))
 
-    def _count(key: str, outcome: str, size: int = 0, error: str | None = None) -> None:
+    def _count(key: str, outcome: str, size: int = 0, error: str | None = None, server: bool = False) -> None:
         with lock:
             setattr(status, outcome, getattr(status, outcome) + 1)
             status.bytes += size
+            status.server_side += server
             if error is not None:
                 status.errors.append((key, error))
             if on_progress is not None:
                 on_progress(key, outcome)
 
-    def _exists(key: str) -> bool:
+    def _target_entry(key: str) -> Any:
         if existing is not None:
-            return key in existing
-        return bool(with_retries(lambda: target.exists(key), retries))
+            return existing.get(key, None) if detailed else (key if key in existing else None)
+        return with_retries(lambda: target.entry(key), retries)
 
-    def _handle(key: str) -> None:
+    def _needs_copy(key: str, entry: Any) -> tuple[bool, Any]:
+        """Whether to copy `key`, and its source entry (looked up when not listed)."""
+        if mode == "overwrite":
+            return True, entry
+        theirs = _target_entry(key)
+        if theirs is None:
+            return True, entry
+        if mode == "ignore-existing":
+            return False, entry
+        if entry is None:
+            entry = with_retries(lambda: source.entry(key), retries)
+            if entry is None:
+                raise DoesNotExist(f"Key `{key}` in store `{source.uri}`: does not exist")
+        if sizes_differ(entry, theirs):
+            return True, entry
+        if mode == "checksum":
+            return digests.differ(entry, theirs), entry
+        return source_is_newer(entry, theirs, window), entry
+
+    def _copy(key: str, size: int | None) -> tuple[int, bool]:
+        copied = target.server_copy(source, key, size=size)
+        if copied is not None:
+            return copied, True
+        with source.open(key, "rb") as handle:
+            return target.put_stream(key, handle), False
+
+    def _handle(item: Any) -> None:
+        key, entry = (item, None) if isinstance(item, str) else (item.key, item)
         try:
-            if not overwrite and _exists(key):
+            copy, entry = _needs_copy(key, entry)
+            if not copy:
                 _count(key, "skipped")
                 return
             if dry_run:
                 _count(key, "mirrored")
                 return
-            size = with_retries(lambda: copy_value(source, key, target), retries)
-            _count(key, "mirrored", size or 0)
-        except (AnystoreError, OSError, ConnectionError, TimeoutError, ValueError) as exc:
-            message = str(exc) if isinstance(exc, AnystoreError) else f"{type(exc).__name__}: {exc}"
-            _count(key, "failed", error=message)
+            size, server = with_retries(lambda: _copy(key, entry.size if entry is not None else None), retries)
+            _count(key, "mirrored", size or 0, server=server)
+        except KEY_ERRORS as exc:
+            _count(key, "failed", error=_message(exc))
 
-    todo = keys if keys is not None else source.iterate_keys(prefix=prefix, exclude_prefix=exclude_prefix, glob=glob)
-    if workers <= 1:
-        for key in todo:
-            _handle(key)
+    seen: set[str] = set()
+
+    def _listed() -> Iterator[Any]:
+        if not detailed:
+            for key in source.iterate_keys(**criteria):
+                seen.add(key)
+                yield key
+            return
+        for entry in source.iterate_entries(**criteria, md5=mode == "checksum"):
+            seen.add(entry.key)
+            yield entry
+
+    if keys is not None:
+        match = make_key_filter(**criteria)
+        todo: Iterable[Any] = (key for key in keys if match(key))
     else:
-        run_bounded(_handle, todo, workers)
+        todo = _listed()
+    _run(_handle, todo, workers)
+
+    if delete and existing is not None:
+        if status.failed:
+            status.delete_skipped = True
+        else:
+
+            def _remove(key: str) -> None:
+                if dry_run:
+                    _count(key, "deleted")
+                    return
+                try:
+                    with_retries(lambda: target.delete(key), retries)
+                    _count(key, "deleted")
+                except KEY_ERRORS as exc:
+                    _count(key, "failed", error=_message(exc))
+
+            _run(_remove, sorted(key for key in existing if key not in seen), workers)
     return status
+
+
+def check(
+    source: Any,
+    target: Any,
+    glob: str | None = None,
+    prefix: str | None = None,
+    exclude_prefix: str | None = None,
+    include: Iterable[str] | str | None = None,
+    exclude: Iterable[str] | str | None = None,
+    shard: str | tuple[int, int] | None = None,
+    filters: Iterable[str] | None = None,
+    checksum: bool = False,
+    workers: int = 1,
+    on_result: Callable[[str, Any, Any, str | None], None] | None = None,
+    retries: int = RETRIES,
+) -> CheckStatus:
+    """Compare the matching keys of two stores: which only one has, and which differ.
+
+    Keys in both are compared by size, and with `checksum` also by MD5 digest (see `mirror`).
+    Modification times are not compared: a copy made later is still the same.
+
+    Example:
+        ```python
+        status = check("./site", "s3://bucket/site", checksum=True)
+        if not status.same:
+            print(status.only_source, status.only_target, status.differ)
+        ```
+
+    Args:
+        source: Store (or uri) one
+        target: Store (or uri) two
+        glob, prefix, exclude_prefix, include, exclude, shard, filters: The keys to compare, as
+            `mirror` takes them
+        checksum: Compare digests of keys whose sizes are equal
+        workers: Keys compared at once (digests computed in parallel)
+        on_result: Called one at a time with `(status, source_entry, target_entry, error)` for
+            every key that is not the same, status one of "only_source", "only_target",
+            "differ", "failed" (entries None on the side that lacks the key)
+        retries: Attempts per listing and digest
+
+    Returns:
+        The counts of equal, differing and one-sided keys
+    """
+    from anystore_cli.core.keys import parse_shard
+
+    shard = parse_shard(shard)
+    source, target = _open_stores(source, target)
+    criteria: dict[str, Any] = dict(
+        prefix=prefix,
+        exclude_prefix=exclude_prefix,
+        glob=glob,
+        include=include,
+        exclude=exclude,
+        shard=shard,
+        filters=filters,
+    )
+    status = CheckStatus()
+    lock = threading.Lock()
+    digests = _Digests(source, target, retries)
+    theirs = {
+        entry.key: entry
+        for entry in with_retries(lambda: list(target.iterate_entries(**criteria, md5=checksum)), retries)
+    }
+
+    def _report(outcome: str, ours: Any, other: Any, error: str | None = None) -> None:
+        with lock:
+            setattr(status, outcome, getattr(status, outcome) + 1)
+            if error is not None:
+                status.errors.append(((ours or other).key, error))
+            if outcome != "equal" and on_result is not None:
+                on_result(outcome, ours, other, error)
+
+    def _compare(pair: tuple[Any, Any]) -> None:
+        ours, other = pair
+        try:
+            differ = sizes_differ(ours, other) or (checksum and digests.differ(ours, other))
+        except KEY_ERRORS as exc:
+            _report("failed", ours, other, _message(exc))
+            return
+        _report("differ" if differ else "equal", ours, other)
+
+    def _pairs() -> Iterator[tuple[Any, Any]]:
+        for ours in source.iterate_entries(**criteria, md5=checksum):
+            other = theirs.pop(ours.key, None)
+            if other is None:
+                _report("only_source", ours, None)
+            else:
+                yield ours, other
+
+    _run(_compare, _pairs(), workers)
+    for key in sorted(theirs):
+        _report("only_target", None, theirs[key])
+    return status
+
+
+def _run(func: Callable[[Any], Any], items: Iterable[Any], workers: int) -> None:
+    if workers <= 1:
+        for item in items:
+            func(item)
+    else:
+        run_bounded(func, items, workers)
 
 
 def run_bounded(func: Callable[[Any], Any], items: Iterable[Any], workers: int) -> None:

@@ -20,6 +20,7 @@ socket timeouts default to 3 seconds (`backend_config` `socket_connect_timeout` 
 
 from __future__ import annotations
 
+import itertools
 import time
 import uuid
 from collections.abc import Iterator
@@ -31,7 +32,7 @@ import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from anystore_cli.backend.base import BaseStore, VirtualIOMixin
+from anystore_cli.backend.base import BaseStore, KeyEntry, VirtualIOMixin
 from anystore_cli.backend.model import BaseStats
 from anystore_cli.core.exceptions import AlreadyExists, InvalidUri
 from anystore_cli.core.io import CHUNK_SIZE
@@ -42,6 +43,8 @@ DEFAULT_PREFIX = "anystore"
 DEFAULT_TIMEOUT = 3.0
 SCAN_COUNT = 5000
 """Keys Redis examines per SCAN call: fewer round trips, each still about a millisecond"""
+ENTRY_BATCH = 1000
+"""Keys whose size and time one pipeline asks for (`iterate_entries`)"""
 UPLOAD_TTL = 24 * 3600
 """Seconds an interrupted `put_stream` upload may linger before Redis drops it"""
 _GLOB_SPECIAL = "\\*?[]"
@@ -131,6 +134,7 @@ class RedisStore(VirtualIOMixin, BaseStore):
         self._value_base = _encode(prefix + "/")
         self._meta_base = _encode(prefix + "\x00")
         self._bulk_script: Any = None
+        self._copy_refused = False
         try:
             self._client = get_client(
                 self.uri,
@@ -287,3 +291,48 @@ class RedisStore(VirtualIOMixin, BaseStore):
             key = full[start:].decode("utf-8", "surrogateescape")
             if match(key):
                 yield key
+
+    def _iterate_entries(
+        self, prefix: str | None = None, exclude_prefix: str | None = None, glob: str | None = None, md5: bool = False
+    ) -> Iterator[KeyEntry]:
+        """SCAN, then STRLEN and the update time of each key, one pipeline per batch."""
+        keys = self._iterate_keys(prefix, exclude_prefix, glob)
+        while batch := list(itertools.islice(keys, ENTRY_BATCH)):
+            pipe = self._client.pipeline(transaction=False)
+            for key in batch:
+                pipe.strlen(self._vkey(key))
+                pipe.hget(self._mkey(key), "u")
+            answers = pipe.execute()
+            for index, key in enumerate(batch):
+                updated = answers[2 * index + 1]
+                yield KeyEntry(key, answers[2 * index], float(updated) if updated is not None else None)
+
+    def _server(self) -> tuple[Any, ...]:
+        """Where the client connects (host, port or socket path, user), without the database."""
+        options = self._client.connection_pool.connection_kwargs
+        return (options.get("host"), options.get("port"), options.get("path"), options.get("username"))
+
+    def _server_copy(self, source: BaseStore, key: str, size: int | None, ttl: int | None) -> int | None:
+        """COPY within one Redis server (Redis >= 6.2), across databases too; None before 6.2."""
+        if not isinstance(source, RedisStore) or self._copy_refused or source._server() != self._server():
+            return None
+        database = self._client.connection_pool.connection_kwargs.get("db") or 0
+        same_db = (source._client.connection_pool.connection_kwargs.get("db") or 0) == database
+        if same_db and source._vkey(key) == self._vkey(key):
+            return None  # a key onto itself: nothing to copy
+        target = self._vkey(key)
+        try:
+            copied = source._client.copy(source._vkey(key), target, destination_db=database, replace=True)
+        except redis.ResponseError:
+            self._copy_refused = True  # no COPY on this server
+            return None
+        if not copied:
+            raise self._missing(key)
+        pipe = self._client.pipeline(transaction=False)
+        if ttl:
+            pipe.expire(target, ttl)
+        else:
+            pipe.persist(target)  # COPY keeps the source's expiry; a copy gets the target's
+        pipe.strlen(target)
+        self._stamp(pipe, key, ttl, time.time())
+        return int(pipe.execute()[1])

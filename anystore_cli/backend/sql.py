@@ -47,7 +47,7 @@ from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 
-from anystore_cli.backend.base import BaseStore, VirtualIOMixin
+from anystore_cli.backend.base import BaseStore, KeyEntry, VirtualIOMixin
 from anystore_cli.backend.model import BaseStats
 from anystore_cli.core.exceptions import (
     AlreadyExists,
@@ -322,11 +322,16 @@ class SqlStore(VirtualIOMixin, BaseStore):
         expires = now + timedelta(seconds=ttl) if ttl else None
         return {"key": key, "value": value, "created_at": now, "updated_at": now, "expires_at": expires}
 
-    def _upsert(self) -> Any:
+    def _upsert(self, select: Any = None) -> Any:
+        """The upsert statement: of bound rows, or of the rows of `select` (key, value,
+        created_at, updated_at, expires_at) when given."""
         table = self.table
         dialect = self.engine.dialect.name
+        names = ["key", "value", "created_at", "updated_at", "expires_at"]
         if _is_mysql(self.engine):
             stmt = mysql.insert(table)
+            if select is not None:
+                stmt = stmt.from_select(names, select)
             new = stmt.inserted
             # MySQL applies assignments in order: decide created_at before expires_at changes
             return stmt.on_duplicate_key_update(
@@ -339,6 +344,8 @@ class SqlStore(VirtualIOMixin, BaseStore):
             )
         module = postgresql if dialect == "postgresql" else sqlite
         stmt = module.insert(table)
+        if select is not None:
+            stmt = stmt.from_select(names, select)
         new = stmt.excluded
         return stmt.on_conflict_do_update(
             index_elements=[table.c.key],
@@ -476,15 +483,16 @@ class SqlStore(VirtualIOMixin, BaseStore):
         size, created, updated = row
         return BaseStats(size=size, created_at=_aware(created), updated_at=_aware(updated))
 
-    def _iterate_keys(
-        self, prefix: str | None = None, exclude_prefix: str | None = None, glob: str | None = None
-    ) -> Iterator[str]:
+    def _listing(
+        self, columns: list[Any], prefix: str | None, exclude_prefix: str | None, glob: str | None
+    ) -> Iterator[Any]:
+        """The rows (key first) of the live keys whose key starts with the literal start of
+        the prefix or glob and not with `exclude_prefix`, streamed."""
         table = self.table
         now = _utcnow()
         if not self.readonly:
             self.purge_expired()
-        match = make_key_filter(prefix, exclude_prefix, glob)
-        stmt = sa.select(table.c.key).where(self._live(now))
+        stmt = sa.select(table.c.key, *columns).where(self._live(now))
         literal = listing_prefix(prefix, glob)
         if literal:
             stmt = stmt.where(table.c.key.like(escape_like(literal) + "%", escape=LIKE_ESCAPE))
@@ -492,19 +500,73 @@ class SqlStore(VirtualIOMixin, BaseStore):
             pattern = escape_like(exclude_prefix.lstrip("/")) + "%"
             stmt = stmt.where(sa.not_(table.c.key.like(pattern, escape=LIKE_ESCAPE)))
         paged = _is_mysql(self.engine)
-        for key in self._iterate_pages(stmt) if paged else self._iterate_cursor(stmt):
-            if match(key):
-                yield key
+        return self._iterate_pages(stmt) if paged else self._iterate_cursor(stmt)
 
-    def _iterate_cursor(self, stmt: Any) -> Iterator[str]:
-        """Stream the keys of `stmt` through a server-side cursor."""
+    def _iterate_keys(
+        self, prefix: str | None = None, exclude_prefix: str | None = None, glob: str | None = None
+    ) -> Iterator[str]:
+        match = make_key_filter(prefix, exclude_prefix, glob)
+        for row in self._listing([], prefix, exclude_prefix, glob):
+            if match(row[0]):
+                yield row[0]
+
+    def _iterate_entries(
+        self, prefix: str | None = None, exclude_prefix: str | None = None, glob: str | None = None, md5: bool = False
+    ) -> Iterator[KeyEntry]:
+        """Key, size and update time from one query; with `md5` the database computes each
+        value's MD5 where it can (PostgreSQL, MySQL), so no value leaves the server."""
+        table = self.table
+        match = make_key_filter(prefix, exclude_prefix, glob)
+        columns = [sa.func.length(table.c.value), table.c.updated_at]
+        server_md5 = md5 and self.engine.dialect.name != "sqlite"
+        if server_md5:
+            columns.append(sa.func.md5(table.c.value))
+        for row in self._listing(columns, prefix, exclude_prefix, glob):
+            if match(row[0]):
+                updated = _aware(row[2])
+                yield KeyEntry(
+                    row[0],
+                    row[1],
+                    updated.timestamp() if updated is not None else None,
+                    str(row[3]).lower() if server_md5 and row[3] is not None else None,
+                )
+
+    def _server_copy(self, source: BaseStore, key: str, size: int | None, ttl: int | None) -> int | None:
+        """INSERT ... SELECT from another table of the same database: the value stays there."""
+        if not isinstance(source, SqlStore) or source.engine is not self.engine:
+            return None
+        if source.table_name == self.table_name:
+            return None  # a key onto itself: nothing to copy
+        theirs = source.table
+        now = _utcnow()
+        live = sa.and_(theirs.c.key == key, source._live(now))
+        expires = sa.literal(now + timedelta(seconds=ttl) if ttl else None, type_=self.table.c.expires_at.type)
+        stamp = sa.literal(now, type_=self.table.c.updated_at.type)
+        select = sa.select(theirs.c.key, theirs.c.value, stamp, stamp, expires).where(live)
+        stmt = self._upsert(select)
+
+        def _copy() -> int | None:
+            with self.engine.begin() as conn:
+                length = size
+                if length is None:
+                    length = conn.execute(sa.select(sa.func.length(theirs.c.value)).where(live)).scalar_one_or_none()
+                    if length is None:
+                        return None
+                return int(length) if conn.execute(stmt).rowcount else None
+
+        copied = self._retry(_copy)
+        if copied is None:
+            raise source._missing(key)
+        return copied
+
+    def _iterate_cursor(self, stmt: Any) -> Iterator[Any]:
+        """Stream the rows of `stmt` through a server-side cursor."""
         with self.engine.connect() as conn:
             result = conn.execution_options(stream_results=True, yield_per=STREAM_BATCH).execute(stmt)
-            for (key,) in result:
-                yield key
+            yield from result
 
-    def _iterate_pages(self, stmt: Any) -> Iterator[str]:
-        """Page through the keys of `stmt` in key order, one short query per page.
+    def _iterate_pages(self, stmt: Any) -> Iterator[Any]:
+        """Page through the rows of `stmt` in key order, one short query per page.
 
         Used on MySQL, where an unfinished server-side result must be read to its end before its
         connection can be used again: stopping early would drain the whole table.
@@ -516,8 +578,8 @@ class SqlStore(VirtualIOMixin, BaseStore):
             if last is not None:
                 page = page.where(column > last)
             with self.engine.connect() as conn:
-                keys = conn.execute(page).scalars().all()
-            yield from keys
-            if len(keys) < STREAM_BATCH:
+                rows = conn.execute(page).all()
+            yield from rows
+            if len(rows) < STREAM_BATCH:
                 return
-            last = keys[-1]
+            last = rows[-1][0]

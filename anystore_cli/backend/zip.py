@@ -11,12 +11,13 @@ import contextlib
 import os
 import shutil
 import tempfile
+import time
 import zipfile
 from collections.abc import Generator, Iterator
 from datetime import datetime, timezone
 from typing import IO, Any, ClassVar
 
-from anystore_cli.backend.base import BaseStore
+from anystore_cli.backend.base import BaseStore, KeyEntry
 from anystore_cli.backend.model import BaseStats
 from anystore_cli.core.exceptions import AlreadyExists, ReadOnlyError
 from anystore_cli.core.io import DEFAULT_MODE, copy_stream
@@ -32,10 +33,16 @@ def split_zip_uri(uri: str) -> tuple[str, str]:
     return uri[: index + 4], uri[index + 5 :].strip("/")
 
 
+def _entry_time(entry: zipfile.ZipInfo) -> datetime:
+    """An entry's time: zip archives store local time without a zone (as `zipfile` writes it)."""
+    return datetime(*entry.date_time).astimezone(timezone.utc)
+
+
 class ZipStore(BaseStore):
     """A store in a zip archive; append-only."""
 
     append_only: ClassVar[bool] = True
+    mtime_precision: ClassVar[float] = 2.0  # zip times are in even seconds
     backend_errors: ClassVar[tuple[type[BaseException], ...]] = (OSError, zipfile.BadZipFile)
 
     def __init__(self, **data: Any) -> None:
@@ -119,7 +126,10 @@ class ZipStore(BaseStore):
     def _write_stream(self, key: str, source: IO[bytes], ttl: int | None = None, no_clobber: bool = False) -> int:
         with self._appender() as archive:
             self._refuse_existing(archive, key, no_clobber)
-            with archive.open(self._name(key), "w", force_zip64=True) as handle:
+            # a ZipInfo of our own: one made from a name would be stamped 1980-01-01
+            info = zipfile.ZipInfo(self._name(key), date_time=time.localtime()[:6])
+            info.compress_type = archive.compression
+            with archive.open(info, "w", force_zip64=True) as handle:
                 return copy_stream(source, handle)
 
     def _put_many(self, items: list[tuple[str, bytes]], ttl: int | None = None) -> None:
@@ -140,7 +150,7 @@ class ZipStore(BaseStore):
             entry = self._entry(archive, key)
         if entry is None:
             raise self._missing(key)
-        stamp = datetime(*entry.date_time, tzinfo=timezone.utc)
+        stamp = _entry_time(entry)
         return BaseStats(size=entry.file_size, created_at=stamp, updated_at=stamp)
 
     def _open(self, key: str, mode: str = DEFAULT_MODE, **kwargs: Any) -> Any:
@@ -190,3 +200,18 @@ class ZipStore(BaseStore):
             key = name[size:]
             if match(key):
                 yield key
+
+    def _iterate_entries(
+        self, prefix: str | None = None, exclude_prefix: str | None = None, glob: str | None = None, md5: bool = False
+    ) -> Iterator[KeyEntry]:
+        match = make_key_filter(prefix, exclude_prefix, glob)
+        size = len(self._inner)
+        with self._archive() as archive:
+            infos = [] if archive is None else archive.infolist()
+        for info in infos:
+            name = info.filename
+            if name.endswith("/") or not name.startswith(self._inner):
+                continue
+            key = name[size:]
+            if match(key):
+                yield KeyEntry(key, info.file_size, _entry_time(info).timestamp())

@@ -10,6 +10,7 @@ from typing import Annotated, Any
 import typer
 
 from anystore_cli.commands.common import UsageProblem, get_state, open_output
+from anystore_cli.commands.filters import ExcludeOption, FilterCommand, IncludeOption, ShardOption, key_filters
 from anystore_cli.completion import complete_key
 from anystore_cli.core.exceptions import DoesNotExist
 
@@ -52,6 +53,7 @@ def _records(store: Any, keys: Iterable[str]) -> Iterator[dict[str, Any]]:
 
 
 @app.command(
+    cls=FilterCommand,
     epilog="\b\nExample: anystore keys --glob 'docs/**/*.pdf' -0 | xargs -0 -n1 anystore get",
 )
 def keys(
@@ -59,6 +61,9 @@ def keys(
     prefix: PrefixOption = None,
     exclude_prefix: ExcludePrefixOption = None,
     glob: GlobOption = None,
+    include: IncludeOption = None,
+    exclude: ExcludeOption = None,
+    shard: ShardOption = None,
     null: Annotated[bool, typer.Option("-0", "--null", help="End each key with NUL instead of a newline.")] = False,
     json: Annotated[bool, typer.Option("--json", help="One JSON object (the `info` fields) per key.")] = False,
     long: Annotated[
@@ -75,8 +80,9 @@ def keys(
     from anystore_cli.console import LineWriter, encode_text, stdout_is_terminal
 
     state = get_state(ctx)
+    filters = key_filters(ctx, include, exclude, shard)
     store = state.store()
-    found: Iterable[str] = store.iterate_keys(prefix=prefix, exclude_prefix=exclude_prefix, glob=glob)
+    found: Iterable[str] = store.iterate_keys(prefix=prefix, exclude_prefix=exclude_prefix, glob=glob, **filters)
     if sort:
         found = sorted(found)
     if limit is not None:
@@ -114,7 +120,7 @@ def keys(
             writer.flush()
 
 
-@app.command(epilog="\b\nExample: anystore rm --prefix tmp/ --dry-run")
+@app.command(cls=FilterCommand, epilog="\b\nExample: anystore rm --prefix tmp/ --dry-run")
 def rm(
     ctx: typer.Context,
     keys: Annotated[
@@ -122,14 +128,18 @@ def rm(
     ] = None,
     prefix: PrefixOption = None,
     glob: GlobOption = None,
+    include: IncludeOption = None,
+    exclude: ExcludeOption = None,
+    shard: ShardOption = None,
     force: Annotated[bool, typer.Option("-f", "--force", help="A missing key is not an error.")] = False,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Only list what would be deleted.")] = False,
 ) -> None:
-    """Delete keys, or every key matching --prefix/--glob."""
+    """Delete keys, or every key matching --prefix/--glob/--include (and --exclude, --shard)."""
     state = get_state(ctx)
     keys = keys or []
-    if not keys and not prefix and not glob:
-        raise UsageProblem("rm: give KEY..., --prefix or --glob")
+    if not keys and not prefix and not glob and not include:
+        raise UsageProblem("rm: give KEY..., --prefix, --glob or --include")
+    filters = key_filters(ctx, include, exclude, shard)
     checked = [state.key(key) for key in keys]
     store = state.store()
     missing: list[str] = []
@@ -156,9 +166,9 @@ def rm(
             deleted += 1
         else:
             missing.append(key)
-    bulk = bool(prefix or glob)
+    bulk = bool(prefix or glob or include)
     if bulk:
-        matched = list(store.iterate_keys(prefix=prefix, glob=glob))
+        matched = list(store.iterate_keys(prefix=prefix, glob=glob, **filters))
         deleted += sum(1 for key in matched if remove(key, listed=True))
     out.flush()
     if bulk:

@@ -1,4 +1,4 @@
-"""Transfers: `dump`, `load`, `mirror`, `io`.
+"""Transfers: `dump`, `load`, `mirror`, `check`, `io`.
 
 `dump` writes JSON lines `{"key": K, "value": TEXT}` (or `"value_b64"` for bytes that are not
 UTF-8); `load` reads them back through the store's bulk path (`put_many`).
@@ -16,6 +16,7 @@ from typing import Annotated, Any
 import typer
 
 from anystore_cli.commands.common import get_state, open_input, open_output
+from anystore_cli.commands.filters import ExcludeOption, FilterCommand, IncludeOption, ShardOption, key_filters
 from anystore_cli.core.exceptions import AlreadyExists, AnystoreError, InvalidData, InvalidKey, StoreError
 
 app = typer.Typer(rich_markup_mode=None, pretty_exceptions_enable=False)
@@ -63,12 +64,15 @@ def dump_record(key: str, value: bytes) -> dict[str, str]:
         return {"key": key, "value_b64": base64.b64encode(value).decode("ascii")}
 
 
-@app.command(epilog="\b\nExample: anystore dump --prefix users/ -o users.jsonl")
+@app.command(cls=FilterCommand, epilog="\b\nExample: anystore dump --prefix users/ -o users.jsonl")
 def dump(
     ctx: typer.Context,
     prefix: PrefixOption = None,
     exclude_prefix: ExcludePrefixOption = None,
     glob: GlobOption = None,
+    include: IncludeOption = None,
+    exclude: ExcludeOption = None,
+    shard: ShardOption = None,
     keys_from: Annotated[
         str | None,
         typer.Option("--keys-from", metavar="FILE", help="Dump the keys listed in FILE, one a line (`-` is stdin)."),
@@ -81,14 +85,15 @@ def dump(
     from anystore_cli.console import LineWriter, Progress, json_line
 
     state = get_state(ctx)
+    filters = key_filters(ctx, include, exclude, shard)
     store = state.store()
     if keys_from is not None:
         from anystore_cli.core.keys import make_key_filter
 
-        match = make_key_filter(prefix, exclude_prefix, glob)
+        match = make_key_filter(prefix, exclude_prefix, glob, **filters)
         keys: Any = (key for key in _read_key_list(keys_from) if match(key))
     else:
-        keys = store.iterate_keys(prefix=prefix, exclude_prefix=exclude_prefix, glob=glob)
+        keys = store.iterate_keys(prefix=prefix, exclude_prefix=exclude_prefix, glob=glob, **filters)
     # file-like stores read each value whole: keep few in memory; others gain from batching
     batch_size = 8 if store.is_fslike else 500
     missing: list[str] = []
@@ -291,27 +296,61 @@ def load(
         raise AlreadyExists(f"{_plural(loader.skipped, 'key')} already existed in store `{state.label}` (--no-clobber)")
 
 
-@app.command(epilog="\b\nExample: anystore mirror -i ./data -o s3://bucket/data -j 8")
+SourceOption = Annotated[
+    str | None,
+    typer.Option("-i", "--input", metavar="SRC", help="Source store uri [default: the --store]."),
+]
+ChecksumOption = Annotated[
+    bool, typer.Option("--checksum", help="Compare MD5 digests (a stored one where the store has it) of equal sizes.")
+]
+
+
+@app.command(
+    cls=FilterCommand,
+    epilog="\b\nExample: anystore mirror -i ./site -o s3://bucket/site --delete -j 8\n\n"
+    "A key is copied when DST lacks it, when the sizes differ, or when SRC's copy was modified later than "
+    "DST's; --checksum compares digests instead of times. Summary on stderr; exit 3 when a key failed.",
+)
 def mirror(
     ctx: typer.Context,
     output: Annotated[str, typer.Option("-o", "--output", metavar="DST", help="Target store uri.")],
-    input: Annotated[
-        str | None,
-        typer.Option("-i", "--input", metavar="SRC", help="Source store uri [default: the --store]."),
-    ] = None,
+    input: SourceOption = None,
     prefix: PrefixOption = None,
     exclude_prefix: ExcludePrefixOption = None,
     glob: GlobOption = None,
-    overwrite: Annotated[bool, typer.Option("--overwrite", help="Copy keys the target already has.")] = False,
+    include: IncludeOption = None,
+    exclude: ExcludeOption = None,
+    shard: ShardOption = None,
+    checksum: ChecksumOption = False,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Copy every key, changed or not.")] = False,
+    ignore_existing: Annotated[
+        bool, typer.Option("--ignore-existing", help="Copy only the keys DST lacks (compare names only).")
+    ] = False,
+    delete: Annotated[
+        bool,
+        typer.Option(
+            "--delete", help="Delete DST's matching keys that SRC lacks, after the copies (none if one failed)."
+        ),
+    ] = False,
     jobs: JobsOption = 1,
-    dry_run: Annotated[bool, typer.Option("--dry-run", help="List what would be copied.")] = False,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="List each planned copy and delete (`copy KEY`, `delete KEY`).")
+    ] = False,
 ) -> None:
-    """Copy every matching key from SRC to DST, skipping existing keys unless --overwrite."""
+    """Make DST hold SRC's matching keys: copy what DST lacks or holds changed."""
+    from anystore_cli.backend.mirror import compare_mode
     from anystore_cli.backend.mirror import mirror as run_mirror
-    from anystore_cli.console import Progress
+    from anystore_cli.commands.common import UsageProblem
+    from anystore_cli.console import Progress, encode_text
+    from anystore_cli.core.exceptions import InvalidData
     from anystore_cli.core.uri import mask_uri
 
     state = get_state(ctx)
+    filters = key_filters(ctx, include, exclude, shard)
+    try:
+        compare_mode(overwrite, checksum, ignore_existing)
+    except InvalidData as exc:
+        raise UsageProblem(str(exc)) from None
     source = state.open_store(input)
     target = state.open_store(output, writing=True)
     lock = threading.Lock()
@@ -319,9 +358,10 @@ def mirror(
 
         def on_progress(key: str, outcome: str) -> None:
             progress.advance()
-            if dry_run and outcome == "mirrored":
+            if dry_run and outcome in ("mirrored", "deleted"):
+                line = f"{'copy' if outcome == 'mirrored' else 'delete'} {key}\n"
                 with lock:
-                    sys.stdout.write(f"{key}\n")
+                    sys.stdout.buffer.write(encode_text(line))
             state.detail(f"{outcome} {key}")
 
         status = run_mirror(
@@ -331,20 +371,25 @@ def mirror(
             prefix=prefix,
             exclude_prefix=exclude_prefix,
             overwrite=overwrite,
+            checksum=checksum,
+            ignore_existing=ignore_existing,
+            delete=delete,
             workers=jobs,
             dry_run=dry_run,
             on_progress=on_progress,
+            **filters,
         )
-    sys.stdout.flush()
-    verb = "would mirror" if dry_run else "mirrored"
-    summary = (
-        f"{verb} {_plural(status.mirrored)} ({status.bytes} bytes) from `{mask_uri(source.uri)}` "
-        f"to `{mask_uri(target.uri)}`: {status.mirrored} copied, {status.skipped} skipped, {status.failed} failed"
-    )
+    sys.stdout.buffer.flush()
+    ends = f"from `{mask_uri(source.uri)}` to `{mask_uri(target.uri)}`"
     if dry_run:
+        summary = f"would mirror {_plural(status.mirrored)} {ends}: {status.mirrored} to copy, {status.skipped} skipped"
+        if delete:
+            summary += f", {status.deleted} to delete"
+    else:
+        server = f" ({status.server_side} on the server)" if status.server_side else ""
         summary = (
-            f"would mirror {_plural(status.mirrored)} from `{mask_uri(source.uri)}` to `{mask_uri(target.uri)}`: "
-            f"{status.mirrored} to copy, {status.skipped} skipped"
+            f"mirrored {_plural(status.mirrored)} ({status.bytes} bytes) {ends}: {status.mirrored} copied{server}, "
+            f"{status.skipped} skipped, {status.deleted} deleted, {status.failed} failed"
         )
     state.note(summary)
     if status.failed:
@@ -352,7 +397,87 @@ def mirror(
 
         for key, message in status.errors[:10]:
             error(f"mirror failed for key `{key}`: {mask_uri(message)}")
+        if len(status.errors) > 10:
+            error(f"... and {len(status.errors) - 10} more failed keys")
+        if status.delete_skipped:
+            error("nothing deleted from the target (--delete): a copy failed")
         raise StoreError(f"{_plural(status.failed)} failed to mirror to `{mask_uri(target.uri)}`")
+
+
+@app.command(
+    cls=FilterCommand,
+    epilog="\b\nExample: anystore check -i ./site -o s3://bucket/site --checksum\n\n"
+    "Lines: `- KEY` only in SRC, `+ KEY` only in DST, `* KEY` differs, `! KEY` could not be compared "
+    "(rclone check's markers). Exit status: 0 the same, 1 they differ, 3 a store failed.",
+)
+def check(
+    ctx: typer.Context,
+    output: Annotated[str, typer.Option("-o", "--output", metavar="DST", help="Store uri to compare with.")],
+    input: SourceOption = None,
+    prefix: PrefixOption = None,
+    exclude_prefix: ExcludePrefixOption = None,
+    glob: GlobOption = None,
+    include: IncludeOption = None,
+    exclude: ExcludeOption = None,
+    shard: ShardOption = None,
+    checksum: ChecksumOption = False,
+    json: Annotated[
+        bool, typer.Option("--json", help='One JSON object a line: {"key", "status", "source_size", "target_size"}.')
+    ] = False,
+    jobs: JobsOption = 1,
+) -> None:
+    """Compare two stores: the keys only in SRC, only in DST, and those that differ (by size, or digest)."""
+    from anystore_cli.backend.mirror import check as run_check
+    from anystore_cli.console import LineWriter, encode_text, json_line
+    from anystore_cli.core.uri import mask_uri
+
+    state = get_state(ctx)
+    filters = key_filters(ctx, include, exclude, shard)
+    source = state.open_store(input)
+    target = state.open_store(output)
+    markers = {"only_source": "-", "only_target": "+", "differ": "*", "failed": "!"}
+    out = LineWriter(sys.stdout.buffer)
+
+    def on_result(outcome: str, ours: Any, theirs: Any, error: str | None) -> None:
+        key = (ours or theirs).key
+        if json:
+            record: dict[str, Any] = {
+                "key": key,
+                "status": outcome,
+                "source_size": ours.size if ours is not None else None,
+                "target_size": theirs.size if theirs is not None else None,
+            }
+            if error is not None:
+                record["error"] = mask_uri(error)
+            out.write(json_line(record))
+        else:
+            out.write(encode_text(f"{markers[outcome]} {key}\n"))
+        if error is not None:
+            state.detail(f"{key}: {mask_uri(error)}")
+
+    try:
+        status = run_check(
+            source,
+            target,
+            glob=glob,
+            prefix=prefix,
+            exclude_prefix=exclude_prefix,
+            checksum=checksum,
+            workers=jobs,
+            on_result=on_result,
+            **filters,
+        )
+    finally:
+        out.flush()
+    state.note(
+        f"checked `{mask_uri(source.uri)}` against `{mask_uri(target.uri)}`: {status.equal} equal, "
+        f"{status.differ} differ, {status.only_source} only in SRC, {status.only_target} only in DST"
+        + (f", {status.failed} failed" if status.failed else "")
+    )
+    if status.failed:
+        raise StoreError(f"{_plural(status.failed)} could not be compared (the `!` lines)")
+    if not status.same:
+        raise typer.Exit(1)
 
 
 @app.command(epilog="\b\nExample: anystore io -i s3://bucket/big.csv -o big.csv")

@@ -6,6 +6,17 @@ prefixes; globs use path semantics (`*` and `?` stay within one segment, `**` cr
 segments, `[...]` is a character class) and are matched against the whole key, or, given with a
 prefix, against the key relative to the prefix taken as a folder (as the original library does:
 `prefix="data", glob="*.json"` matches `data/a.json`, not `data/sub/b.json`).
+
+Filter rules (`--include GLOB` / `--exclude GLOB`) work as rclone's: the rules are tried in
+order and the first whose glob matches decides; a key that matches no rule is kept when every
+rule is an exclude, and left out when any rule is an include. A rule's glob that starts with
+`/` is matched against the whole key; otherwise against the whole key or any tail of it that
+starts after a `/` (so `*.tmp` matches `a/b.tmp`); a glob that ends with `/` matches everything
+below that folder (`cache/` is `cache/**`).
+
+A shard `(I, N)` keeps the keys whose stable hash is I modulo N: the first 8 bytes of the
+SHA-1 of the key's UTF-8 bytes, read as a big-endian number (`printf %s KEY | sha1sum | cut
+-c1-16` in a shell). N processes that each take one shard cover every key exactly once.
 """
 
 from __future__ import annotations
@@ -13,8 +24,9 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Iterable, Iterator
 from functools import lru_cache
+from typing import Any
 
-from anystore_cli.core.exceptions import InvalidKey
+from anystore_cli.core.exceptions import InvalidData, InvalidKey
 
 GLOB_CHARS = "*?["
 
@@ -136,25 +148,136 @@ def effective_glob(prefix: str | None, glob: str | None) -> str | None:
     return f"{prefix}/{glob}" if prefix else glob
 
 
+Shard = tuple[int, int]
+"""`(index, count)`: shard `index` (0-based) of `count`"""
+
+
+def parse_shard(value: str | Shard | None) -> Shard | None:
+    """Parse a shard given as `"I/N"` (or an `(I, N)` pair) and check that 0 <= I < N.
+
+    Raises:
+        InvalidData: If the shard is malformed or out of range
+    """
+    if value is None or value == "":
+        return None
+    if isinstance(value, str):
+        index_text, sep, count_text = value.partition("/")
+        try:
+            if not sep:
+                raise ValueError
+            index, count = int(index_text.strip()), int(count_text.strip())
+        except ValueError:
+            raise InvalidData(f"Invalid shard `{value}`: expected I/N, as 0/4") from None
+    else:
+        try:
+            index, count = (int(part) for part in value)
+        except (TypeError, ValueError):
+            raise InvalidData(f"Invalid shard `{value!r}`: expected (index, count)") from None
+    if count < 1 or not 0 <= index < count:
+        raise InvalidData(f"Invalid shard `{index}/{count}`: need 0 <= I < N")
+    return index, count
+
+
+def shard_of(key: str, count: int) -> int:
+    """The shard (0-based, of `count`) that `key` belongs to: stable across machines and runs."""
+    import hashlib
+
+    digest = hashlib.sha1(key.encode("utf-8", "surrogateescape")).digest()
+    return int.from_bytes(digest[:8], "big") % count
+
+
+def rule_to_regex(pattern: str) -> re.Pattern[str]:
+    """Compile an include/exclude glob as rclone anchors it (see the module's docstring)."""
+    if pattern.endswith("/"):
+        pattern += "**"
+    if pattern.startswith("/"):
+        return glob_to_regex(pattern.lstrip("/"))
+    return glob_to_regex("**/" + pattern)
+
+
+def filter_rules(
+    include: Iterable[str] | str | None = None,
+    exclude: Iterable[str] | str | None = None,
+    filters: Iterable[str] | None = None,
+) -> list[tuple[bool, str]]:
+    """The ordered `(keep, glob)` rules: `filters` first (`"+ GLOB"` keeps, `"- GLOB"` leaves out,
+    as rclone's `--filter`), then the includes, then the excludes (rclone's order for its
+    separate flags).
+
+    Raises:
+        InvalidData: If a filter rule does not start with `+ ` or `- `
+    """
+    rules: list[tuple[bool, str]] = []
+    for rule in filters or ():
+        sign, _, glob = rule.partition(" ")
+        if sign not in ("+", "-") or not glob:
+            raise InvalidData(f"Invalid filter rule `{rule}`: expected `+ GLOB` or `- GLOB`")
+        rules.append((sign == "+", glob))
+    rules += [(True, glob) for glob in ([include] if isinstance(include, str) else include or ())]
+    rules += [(False, glob) for glob in ([exclude] if isinstance(exclude, str) else exclude or ())]
+    return rules
+
+
 def make_key_filter(
     prefix: str | None = None,
     exclude_prefix: str | None = None,
     glob: str | None = None,
+    include: Iterable[str] | str | None = None,
+    exclude: Iterable[str] | str | None = None,
+    shard: str | Shard | None = None,
+    filters: Iterable[str] | None = None,
 ) -> Callable[[str], bool]:
-    """Return a predicate that is true for keys matching all given criteria."""
+    """Return a predicate that is true for keys matching all given criteria.
+
+    Args:
+        prefix: Only keys starting with this string
+        exclude_prefix: Leave out keys starting with this string
+        glob: Only keys matching this path glob (relative to `prefix` when both are given)
+        include: Globs of keys to keep (rclone's `--include`)
+        exclude: Globs of keys to leave out (rclone's `--exclude`)
+        shard: Only the keys of shard `"I/N"` (or `(I, N)`)
+        filters: Ordered rules `"+ GLOB"` / `"- GLOB"`, tried before `include` and `exclude`
+
+    Raises:
+        InvalidData: If the shard or a filter rule is malformed
+    """
     glob = effective_glob(prefix, glob)
     prefix = prefix.lstrip("/") if prefix else ""
     exclude_prefix = exclude_prefix.lstrip("/") if exclude_prefix else ""
     matcher = glob_to_regex(glob).match if glob else None
+    rules = [(keep, rule_to_regex(pattern).match) for keep, pattern in filter_rules(include, exclude, filters)]
+    unmatched = not any(keep for keep, _ in rules)  # only excludes: keep what none matched
+    sharded = parse_shard(shard)
 
     def _match(key: str) -> bool:
         if prefix and not key.startswith(prefix):
             return False
         if exclude_prefix and key.startswith(exclude_prefix):
             return False
-        return matcher is None or matcher(key) is not None
+        if matcher is not None and matcher(key) is None:
+            return False
+        if rules:
+            for keep, rule in rules:
+                if rule(key) is not None:
+                    if not keep:
+                        return False
+                    break
+            else:
+                if not unmatched:
+                    return False
+        return sharded is None or shard_of(key, sharded[1]) == sharded[0]
 
     return _match
+
+
+def has_extra_filters(
+    include: Iterable[str] | str | None = None,
+    exclude: Iterable[str] | str | None = None,
+    shard: str | Shard | None = None,
+    filters: Iterable[str] | None = None,
+) -> bool:
+    """Tell whether any of the filters beyond prefix/exclude_prefix/glob is given."""
+    return bool(include or exclude or filters or (shard is not None and shard != ""))
 
 
 def filter_keys(
@@ -162,9 +285,11 @@ def filter_keys(
     prefix: str | None = None,
     exclude_prefix: str | None = None,
     glob: str | None = None,
+    **filters: Any,
 ) -> Iterator[str]:
-    """Yield the keys of `keys` that match prefix, exclude_prefix and glob."""
-    match = make_key_filter(prefix, exclude_prefix, glob)
+    """Yield the keys of `keys` that match prefix, exclude_prefix and glob (and the
+    `include`, `exclude`, `shard`, `filters` of `make_key_filter`)."""
+    match = make_key_filter(prefix, exclude_prefix, glob, **filters)
     return (key for key in keys if match(key))
 
 
