@@ -203,6 +203,37 @@ def _pytest_env(checkout: str) -> dict[str, str]:
     return env
 
 
+ORIGINAL_REDIS_KEYS = [
+    "test",
+    "seri",
+    "other",
+    "foo/bar/baz",
+    "touched",
+    "nothing",
+    "lorem",
+    "lorem2/ipsum.pdf",
+    "lorem.txt",
+    "lorem2.txt",
+    "popped",
+    "to_delete",
+    "expired",
+    "foo2%20bar",
+] + ["foo bar"]
+"""The keys the original's store test writes (tests/test_store.py, `_test_store`)"""
+
+
+def _drop_redis_keys() -> None:
+    """Remove the keys the original's Redis test writes, from redis://localhost (best effort)."""
+    try:
+        from anystore_cli.backend.registry import get_store
+
+        store = get_store("redis://localhost")
+        for key in ORIGINAL_REDIS_KEYS:
+            store.delete(key, ignore_errors=True)
+    except Exception as exc:  # noqa: BLE001 - a cleanup that fails says so and moves on
+        print(f"  (could not remove the original Redis test's keys: {exc})")
+
+
 def _remove_lines(tests: str) -> None:
     for name, block, reason in REMOVED_LINES:
         path = os.path.join(tests, name)
@@ -302,6 +333,9 @@ def main(argv: list[str] | None = None) -> int:
             # least 2 consumer threads: the default (the CPU count) gives 1 on a 2-CPU machine
             env["ANYSTORE_WORKER_THREADS"] = str(max(4, os.cpu_count() or 1))
             print(f"ANYSTORE_WORKER_THREADS={env['ANYSTORE_WORKER_THREADS']} (at least 2 consumer threads)")
+        # the original's Redis test ran on fakeredis; here it talks to the server on localhost,
+        # under the default prefix: remove the keys it writes before and after the run
+        _drop_redis_keys()
         here = os.path.dirname(os.path.abspath(__file__))
         env["PYTHONPATH"] = os.pathsep.join(p for p in (here, run_dir, env.get("PYTHONPATH")) if p)
         moto = _start_moto_server(env)
@@ -327,6 +361,7 @@ def main(argv: list[str] | None = None) -> int:
         try:
             output = None if args.verbose else subprocess.DEVNULL
             subprocess.run(command, cwd=run_dir, env=env, stdout=output, check=False)
+            _drop_redis_keys()
         finally:
             moto.terminate()
             moto.wait()

@@ -160,6 +160,9 @@ def compare_mode(overwrite: bool = False, checksum: bool = False, ignore_existin
 def _open_stores(source: Any, target: Any) -> tuple[Any, Any]:
     from anystore_cli.backend.registry import get_store
 
+    # a library store (`anystore_cli.core`): the backend object behind it
+    source = source._get_backend() if hasattr(source, "_get_backend") else source
+    target = target._get_backend() if hasattr(target, "_get_backend") else target
     if not hasattr(source, "iterate_keys"):
         source = get_store(source)
     if not hasattr(target, "iterate_keys"):

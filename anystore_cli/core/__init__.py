@@ -67,6 +67,8 @@ _EXPORTS: dict[str, str] = {
     "async_anycache": "anystore_cli.core.decorators",
     "mirror": "anystore_cli.core.mirror",
     "MirrorStatus": "anystore_cli.core.mirror",
+    "check": "anystore_cli.core.mirror",
+    "CheckStatus": "anystore_cli.core.mirror",
     "Lock": "anystore_cli.backend.lock",
     "LockHeld": "anystore_cli.backend.lock",
     "LeaseLost": "anystore_cli.backend.lock",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from anystore_cli.backend.mirror import CheckStatus as CheckStatus  # noqa: PLC0414 - part of the API
 from anystore_cli.backend.mirror import MirrorStatus as MirrorStatus  # noqa: PLC0414 - part of the API
 
 
@@ -16,8 +17,21 @@ def _backend_of(store: Any) -> Any:
     return store
 
 
-def mirror(source: Any, target: Any, *args: Any, **kwargs: Any) -> MirrorStatus:
+def mirror(
+    source: Any,
+    target: Any,
+    glob: str | None = None,
+    prefix: str | None = None,
+    exclude_prefix: str | None = None,
+    overwrite: bool = False,
+    **kwargs: Any,
+) -> MirrorStatus:
     """Copy every matching key from `source` to `target`, streaming each value.
+
+    As in the original library, a key the target already has is skipped unless `overwrite`.
+    Pass `compare=True` to copy what differs instead (size and modification time, or digests
+    with `checksum=True`), and `delete=True` to remove target keys the source lacks, as
+    `anystore mirror` does.
 
     Example:
         ```python
@@ -28,13 +42,36 @@ def mirror(source: Any, target: Any, *args: Any, **kwargs: Any) -> MirrorStatus:
     Args:
         source: Store (or uri) to read from
         target: Store (or uri) to write to
-        *args: Filters and options, as `anystore_cli.backend.mirror.mirror` takes them (glob,
-            prefix, exclude_prefix, overwrite, workers, dry_run, ...)
-        **kwargs: The same, by name
+        glob: Only keys matching this glob (relative to `prefix`)
+        prefix: Only keys with this prefix
+        exclude_prefix: Leave out keys with this prefix
+        overwrite: Copy keys the target already has
+        **kwargs: Further options of `anystore_cli.backend.mirror.mirror`: workers, dry_run,
+            include, exclude, shard, checksum, delete, compare, ...
 
     Returns:
-        The counts of mirrored, skipped and failed keys
+        The counts of mirrored, skipped, deleted and failed keys
     """
     from anystore_cli.backend.mirror import mirror as run_mirror
 
-    return run_mirror(_backend_of(source), _backend_of(target), *args, **kwargs)
+    compare = kwargs.pop("compare", False) or kwargs.get("checksum") or kwargs.get("delete")
+    if not overwrite and not compare:
+        kwargs.setdefault("ignore_existing", True)
+    return run_mirror(_backend_of(source), _backend_of(target), glob, prefix, exclude_prefix, overwrite, **kwargs)
+
+
+def check(source: Any, target: Any, *args: Any, **kwargs: Any) -> CheckStatus:
+    """Compare two stores: the keys only in `source`, only in `target`, and those that differ.
+
+    Args:
+        source: Store (or uri)
+        target: Store (or uri)
+        *args: Filters, as `mirror` takes them (glob, prefix, exclude_prefix)
+        **kwargs: include, exclude, shard, checksum
+
+    Returns:
+        The keys found missing, extra and differing
+    """
+    from anystore_cli.backend.mirror import check as run_check
+
+    return run_check(_backend_of(source), _backend_of(target), *args, **kwargs)
