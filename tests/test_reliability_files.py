@@ -128,3 +128,40 @@ def test_zip_listing_skips_names_that_cannot_be_read_and_lists_duplicates_once(c
     assert dumped.returncode == 0
     assert [json.loads(line)["key"] for line in dumped.stdout.splitlines()].count("dup") == 1
     record("zip-odd-names", tried=7, listed=len(listed), unreadable_listed=0)
+
+
+def test_http_listing_skips_links_that_cannot_be_read(cli, tmp_path):
+    """An index page may link `../x`, `a//b` or `%2e%2e/x`: `keys` lists only what `get` can read."""
+    import functools
+    import threading
+    from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+
+    root = tmp_path / "served"
+    (root / "sub").mkdir(parents=True)
+    (root / "ok").write_bytes(b"ok")
+    (root / "sub" / "b").write_bytes(b"b")
+    (tmp_path / "x").write_bytes(b"outside")
+    links = ["../../x", "../ok", "a//b", "b", "./c/../b", "%2e%2e/x"]
+    page = "".join(f'<a href="{link}">{link}</a>\n' for link in links)
+    (root / "sub" / "index.html").write_text(f"<html><body>{page}</body></html>")
+
+    class Quiet(SimpleHTTPRequestHandler):
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(Quiet, directory=str(root)))
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}"
+        done = cli("-s", url, "keys")
+        assert done.returncode == 0, done.stderr
+        listed = done.stdout.decode().splitlines()
+        assert "ok" in listed
+        assert not any(".." in key.split("/") or "//" in key for key in listed), listed
+        for key in listed:
+            assert cli("-s", url, "get", key).returncode == 0, key
+    finally:
+        server.shutdown()
+        server.server_close()
+    record("http-odd-links", tried=len(links), unreadable_listed=0)
