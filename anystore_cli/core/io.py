@@ -140,8 +140,9 @@ def remote_defaults(protocol: str, options: dict[str, Any]) -> dict[str, Any]:
 def smart_open(uri: Any, mode: str | None = DEFAULT_MODE, **kwargs: Any) -> Generator[IO[Any], None, None]:
     """Open any uri like the built-in `open()`; `-` is stdin (read) or stdout (write).
 
-    Local writes are atomic: the data goes to a temporary file that replaces the target only
-    when the block ends without an error.
+    Local writes to a regular file (or a new path, or through a symlink to a file) are atomic:
+    the data goes to a temporary file that replaces the target only when the block ends without
+    an error. A device, a FIFO or `/dev/stdout` is written straight into, never replaced.
 
     Example:
         ```python
@@ -166,14 +167,14 @@ def smart_open(uri: Any, mode: str | None = DEFAULT_MODE, **kwargs: Any) -> Gene
         yield _std_stream(mode)
         return
     if uri.startswith("file://"):
-        from anystore_cli.backend.local import atomic_open, local_read_open
+        from anystore_cli.backend.local import local_read_open, output_open
 
         path = uri[len("file://") :]
         if "r" in mode and "+" not in mode:
             with local_read_open(path, mode, uri) as handle:
                 yield handle
-        else:
-            with atomic_open(path, mode) as handle:
+        else:  # atomic for files; devices, FIFOs, /dev/stdout written into (see `output_open`)
+            with output_open(path, mode) as handle:
                 yield handle
         return
     fs, path = get_filesystem(uri, **kwargs)
