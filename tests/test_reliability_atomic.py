@@ -52,7 +52,6 @@ def _cli_argv(uri: str, config: dict[str, Any], key: str) -> list[str]:
 
 
 def _reader(uri: str, config: dict[str, Any]) -> Any:
-    get_store.cache_clear()
     return get_store(uri=uri, backend_config=config or None, serialization_mode="raw")
 
 

@@ -99,7 +99,6 @@ def wait_until(predicate: Any, timeout: float = 20, step: float = 0.05) -> bool:
 
 def check_loaded(uri: str, config: dict[str, Any], count: int) -> int:
     """Check every value present under `load/` is whole and right; return how many are present."""
-    get_store.cache_clear()
     store = get_store(uri=uri, backend_config=config, serialization_mode="raw")
     keys = [f"load/k{i:06d}" for i in range(count)]
     present = 0
@@ -187,7 +186,6 @@ def _present(url: str, config: dict[str, Any]) -> int:
 
 def _count_rows(url: str, config: dict[str, Any]) -> int:
     """How many keys the store holds (cheap enough to poll)."""
-    get_store.cache_clear()
     store = get_store(uri=url, backend_config=config)
     return sum(1 for _ in store.iterate_keys(prefix="load/"))
 
@@ -374,4 +372,5 @@ def test_zip_append_on_a_full_disk_keeps_the_archive(tmp_path):
     done = _put_file(str(archive), "b", big, preexec=limit_file_size(1 << 20))
     assert done.returncode == 3, done.stderr
     assert archive.read_bytes() == before
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["big", "store.zip"], "a temporary archive was left"
+    left = sorted(p.name for p in tmp_path.iterdir() if p.name != ".~anystore-store.zip.lock")  # the writers' lock
+    assert left == ["big", "store.zip"], "a temporary archive was left"

@@ -42,7 +42,6 @@ def test_parallel_processes_lose_and_mix_nothing(backend, store_factory):
     errors = [error for report in reports for error in report["errors"]]
     assert errors == [], f"{len(errors)} errors, first ones: {errors[:10]}"
 
-    get_store.cache_clear()
     store = get_store(uri=uri, backend_config=config or None, serialization_mode="raw")
     lost = mixed = 0
     for report in reports:

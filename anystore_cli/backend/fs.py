@@ -33,7 +33,7 @@ from anystore_cli.backend.base import BaseStore, KeyEntry
 from anystore_cli.backend.model import BaseStats
 from anystore_cli.core.exceptions import AlreadyExists, InvalidUri, MissingDependency, ReadOnlyError, StoreError
 from anystore_cli.core.io import DEFAULT_MODE, copy_stream, get_filesystem
-from anystore_cli.core.keys import listing_prefix, make_key_filter
+from anystore_cli.core.keys import is_canonical_key, listing_prefix, make_key_filter
 from anystore_cli.core.uri import clean_dict, mask_uri, quote_key, unquote_key
 
 OBJECT_STORES = frozenset({"s3", "s3a", "gs", "gcs", "az", "abfs", "abfss", "adl", "oss", "oci", "r2", "cos"})
@@ -392,7 +392,8 @@ class Store(BaseStore):
         start = listing_prefix(prefix, glob)
         keys = self._list_s3(start) if self._is_s3 else self._list_fs(start)
         for key in keys:
-            if key and match(key) and not key.startswith(LOCK_FOLDER):
+            # never list what `get` cannot read (`../x`, `a//b`), nor the lock leases
+            if key and match(key) and is_canonical_key(key) and not key.startswith(LOCK_FOLDER):
                 yield key
 
     def _list_s3(self, start: str) -> Iterator[str]:

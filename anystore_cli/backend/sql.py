@@ -248,8 +248,21 @@ class SqlStore(VirtualIOMixin, BaseStore):
     def engine(self) -> Engine:
         """The SQLAlchemy engine (created on first use, shared per uri within the process)."""
         if self._engine_ is None:
+            if self.readonly:
+                self._refuse_missing_sqlite_file()
             self._engine_ = get_engine(self.uri)
         return self._engine_
+
+    def _refuse_missing_sqlite_file(self) -> None:
+        """A read-only store never creates its SQLite file (connecting would)."""
+        url = sqlalchemy_url(self.uri)
+        path = url.database
+        if url.get_backend_name() != "sqlite" or not path or path == ":memory:" or path.startswith("file:"):
+            return
+        import os
+
+        if not os.path.exists(path):
+            raise StoreError(self._describe(None, "the SQLite database file does not exist (read-only: not created)"))
 
     @property
     def table(self) -> sa.Table:

@@ -2,7 +2,11 @@
 
 Keys can be added, never changed or deleted. A write copies the archive to a temporary file,
 appends there and renames it over the original, so a killed write leaves the old archive
-whole and readable. Remote archives (any fsspec uri) are read-only.
+whole and readable. Writers take turns: a thread lock within a process and an exclusive
+`flock` on a lock file next to the archive (`.~anystore-NAME.zip.lock`, kept) across processes,
+and each reads the archive afresh under the lock, so concurrent writers never drop each
+other's keys. The rewritten archive keeps the original's mode and group. Remote archives (any
+fsspec uri) are read-only.
 """
 
 from __future__ import annotations
@@ -10,7 +14,9 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
+import stat
 import tempfile
+import threading
 import time
 import zipfile
 from collections.abc import Generator, Iterator
@@ -21,7 +27,7 @@ from anystore_cli.backend.base import BaseStore, KeyEntry
 from anystore_cli.backend.model import BaseStats
 from anystore_cli.core.exceptions import AlreadyExists, ReadOnlyError
 from anystore_cli.core.io import DEFAULT_MODE, copy_stream
-from anystore_cli.core.keys import make_key_filter
+from anystore_cli.core.keys import is_canonical_key, make_key_filter
 
 
 def split_zip_uri(uri: str) -> tuple[str, str]:
@@ -36,6 +42,59 @@ def split_zip_uri(uri: str) -> tuple[str, str]:
 def _entry_time(entry: zipfile.ZipInfo) -> datetime:
     """An entry's time: zip archives store local time without a zone (as `zipfile` writes it)."""
     return datetime(*entry.date_time).astimezone(timezone.utc)
+
+
+LOCK_PREFIX = ".~anystore-"
+_THREAD_LOCKS: dict[str, threading.Lock] = {}
+_THREAD_LOCKS_GUARD = threading.Lock()
+
+
+def _thread_lock(path: str) -> threading.Lock:
+    """The lock of this process's writers to the archive at `path` (a resolved path: one lock
+    per archive, shared by every `ZipStore` on it)."""
+    with _THREAD_LOCKS_GUARD:
+        lock = _THREAD_LOCKS.get(path)
+        if lock is None:
+            lock = _THREAD_LOCKS[path] = threading.Lock()
+        return lock
+
+
+@contextlib.contextmanager
+def archive_lock(path: str) -> Generator[None, None, None]:
+    """Hold the exclusive write lock of the archive at `path` (a resolved path): one writer at a
+    time, across threads (a thread lock) and processes (`flock` on `.~anystore-NAME.lock` in its
+    folder).
+
+    The lock file is never removed: removing it would let two writers lock two different files.
+    """
+    import fcntl
+
+    folder, name = os.path.split(path)
+    with _thread_lock(path):
+        lock_path = os.path.join(folder, f"{LOCK_PREFIX}{name}.lock")
+        fd = os.open(lock_path, os.O_RDWR | os.O_CREAT | getattr(os, "O_CLOEXEC", 0), 0o666)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            yield
+        finally:
+            os.close(fd)  # releases the flock
+
+
+def _keep_owner_and_mode(reference: os.stat_result | None, path: str) -> None:
+    """Give `path` the mode (and, where allowed, owner and group) of `reference`; a new
+    archive gets the mode a plain `open()` would give it (0o666 less the umask)."""
+    if reference is None:
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(path, 0o666 & ~umask)
+        return
+    for uid in (reference.st_uid, -1):
+        try:
+            os.chown(path, uid, reference.st_gid)
+            break
+        except OSError:
+            continue
+    os.chmod(path, stat.S_IMODE(reference.st_mode))
 
 
 class ZipStore(BaseStore):
@@ -95,22 +154,25 @@ class ZipStore(BaseStore):
         """A copy of the archive opened for appending, renamed over the original on success."""
         if not self._local:
             raise ReadOnlyError(self._describe(None, "remote zip archives are read-only"))
-        folder = os.path.dirname(self._path) or "."
-        os.makedirs(folder, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=".~anystore-zip-", dir=folder)
-        os.close(fd)
-        try:
-            if os.path.exists(self._path):
-                shutil.copyfile(self._path, tmp)
-                mode = "a"
-            else:
-                mode = "w"
-            with zipfile.ZipFile(tmp, mode, compression=zipfile.ZIP_DEFLATED) as archive:
-                yield archive
-            os.replace(tmp, self._path)
-        finally:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(tmp)
+        os.makedirs(os.path.dirname(self._path) or ".", exist_ok=True)
+        target = os.path.realpath(self._path)  # an archive reached through a symlink stays one
+        with archive_lock(target):
+            fd, tmp = tempfile.mkstemp(prefix=".~anystore-zip-", dir=os.path.dirname(target))
+            os.close(fd)
+            try:
+                try:  # read afresh under the lock: the archive as the last writer left it
+                    current: os.stat_result | None = os.stat(target)
+                    shutil.copyfile(target, tmp)
+                    mode = "a"
+                except FileNotFoundError:
+                    current, mode = None, "w"
+                with zipfile.ZipFile(tmp, mode, compression=zipfile.ZIP_DEFLATED) as archive:
+                    yield archive
+                _keep_owner_and_mode(current, tmp)
+                os.replace(tmp, target)
+            finally:
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(tmp)
 
     def _refuse_existing(self, archive: zipfile.ZipFile, key: str, no_clobber: bool) -> None:
         if self._name(key) in archive.NameToInfo:
@@ -194,11 +256,13 @@ class ZipStore(BaseStore):
         size = len(self._inner)
         with self._archive() as archive:
             names = [] if archive is None else archive.namelist()
+        seen: set[str] = set()
         for name in names:
-            if name.endswith("/") or not name.startswith(self._inner):
+            if name.endswith("/") or not name.startswith(self._inner) or name in seen:
                 continue
+            seen.add(name)  # an archive may hold a name twice: one key, the last entry
             key = name[size:]
-            if match(key):
+            if is_canonical_key(key) and match(key):  # never list what `get` cannot read (`../x`, `a//b`)
                 yield key
 
     def _iterate_entries(

@@ -153,12 +153,14 @@ def is_file_object(uri: Any) -> bool:
 
 
 def _open_local(path: str, mode: str, uri: str) -> contextlib.AbstractContextManager[IO[Any]]:
-    from anystore_cli.core.files import atomic_open, local_read_open
+    from anystore_cli.core.files import atomic_open, local_read_open, output_open
 
     if "r" in mode and "+" not in mode:
         return local_read_open(path, mode, uri)
-    if ("w" in mode or "x" in mode) and "+" not in mode:
-        return atomic_open(path, mode.replace("x", "w"), no_clobber="x" in mode)
+    if "x" in mode and "+" not in mode:
+        return atomic_open(path, mode.replace("x", "w"), no_clobber=True)
+    if "w" in mode and "+" not in mode:  # atomic for files; devices, FIFOs, /dev/stdout written into
+        return output_open(path, mode)
     return _open_in_place(path, mode, uri)
 
 
@@ -181,8 +183,10 @@ def smart_open(uri: Any, mode: str | None = DEFAULT_MODE, **kwargs: Any) -> Gene
     """Open any uri like the built-in `open()`; `-` is stdin (read) or stdout (write).
 
     An open file-like object (`io.BytesIO`, an open file) is used as it is, and left open.
-    Local writes (`w`, `x` modes) are atomic: the data goes to a temporary file that replaces
-    the target only when the block ends without an error; `a` and `+` modes work in place.
+    Local writes to a regular file (or a new path, or through a symlink to a file) are atomic:
+    the data goes to a temporary file that replaces the target only when the block ends without
+    an error. A device, a FIFO or `/dev/stdout` is written straight into, never replaced; `a`
+    and `+` modes work in place.
 
     Example:
         ```python

@@ -67,6 +67,16 @@ def normalize_key(key: object) -> str:
     return "/".join(segments)
 
 
+def is_canonical_key(key: str) -> bool:
+    """Tell whether `key` is a valid key in its canonical form, as listings must yield it: a
+    name such as `../x`, `a//b` or `/a` in an archive or an index page cannot be read back by
+    that name."""
+    try:
+        return normalize_key(key) == key
+    except InvalidKey:
+        return False
+
+
 def ensure_relative_key(key: str) -> str:
     """Validate a key given on the command line: like `normalize_key`, but absolute keys are refused.
 
