@@ -296,6 +296,11 @@ def run(argv: list[str] | None = None) -> int:
 
         prepare_completion()
     _exit_cleanly_on_sigterm()
+    from anystore_cli.commands.common import guard_closed_streams
+    from anystore_cli.console import install_full_stdout
+
+    guard_closed_streams()
+    install_full_stdout()
     command = typer.main.get_command(app)
     try:
         result = command.main(args=args, prog_name=PROG, standalone_mode=False)
@@ -350,5 +355,8 @@ def main() -> None:
     try:
         sys.stdout.flush()
     except BrokenPipeError:
+        _silence_stdout()
+    except (OSError, ValueError):  # stdout failed (full disk): report it, unless already failing
+        status = status or report(sys.exc_info()[1] or OSError("stdout failed"))
         _silence_stdout()
     sys.exit(status)

@@ -8,6 +8,7 @@ terminal. `rich` and `orjson` are imported only on the paths that use them.
 
 from __future__ import annotations
 
+import io
 import os
 import sys
 import threading
@@ -46,6 +47,67 @@ def dumb_terminal() -> bool:
 def color_wanted(stream: IO[Any]) -> bool:
     """Colours only on a terminal, and neither with `NO_COLOR` set nor with `TERM=dumb`."""
     return is_terminal(stream) and not os.environ.get("NO_COLOR") and not dumb_terminal()
+
+
+class FullWriter(io.RawIOBase):
+    """A raw writer on a file descriptor whose `write` writes everything it is given, or fails.
+
+    `os.write` may write less than asked: on a non-blocking pipe (a descriptor shared with a
+    parent that set O_NONBLOCK), over 2 GiB in one call, or after a signal. Python's unbuffered
+    stdout (`PYTHONUNBUFFERED=1`) passes that count on and its callers drop the rest; this one
+    writes the rest, waiting for the descriptor to take more.
+    """
+
+    def __init__(self, fd: int) -> None:
+        super().__init__()
+        self._fd = fd
+
+    def writable(self) -> bool:
+        """Always true."""
+        return True
+
+    def fileno(self) -> int:
+        """The descriptor written to."""
+        return self._fd
+
+    def write(self, data: Any) -> int:
+        """Write all of `data`; return its length (an `OSError` when the descriptor fails)."""
+        return write_fully(self._fd, data)
+
+
+def write_fully(fd: int, data: Any) -> int:
+    """Write all of `data` to `fd`, retrying after short writes and waiting while it would block."""
+    import select
+
+    view = memoryview(data).cast("B")
+    total = 0
+    while total < len(view):
+        try:
+            total += os.write(fd, view[total : total + (1 << 30)])
+        except BlockingIOError:
+            select.select([], [fd], [])
+    return total
+
+
+def install_full_stdout() -> None:
+    """Make `sys.stdout` (text and `.buffer`) write everything or fail, whatever its buffering.
+
+    Only the process's real stdout is replaced (not a test runner's capture)."""
+    stream = sys.stdout
+    if stream is None or stream is not sys.__stdout__:
+        return
+    try:
+        fd = stream.fileno()
+        stream.flush()
+    except (AttributeError, OSError, ValueError):
+        return
+    buffered = io.BufferedWriter(FullWriter(fd), buffer_size=128 * 1024)
+    sys.stdout = io.TextIOWrapper(
+        buffered,
+        encoding=stream.encoding,
+        errors=stream.errors,
+        line_buffering=stream.line_buffering,
+    )
 
 
 def stdout_bytes() -> IO[bytes]:

@@ -270,12 +270,8 @@ class BaseStore(StoreModel):
         raise_on_nonexist = options.get("raise_on_nonexist")
         if raise_on_nonexist is None:
             raise_on_nonexist = self.raise_on_nonexist
-        if self.append_only:
-            raise ReadOnlyError(self._describe(str(key), "cannot delete from an append-only store"))
-        key = self._key(key)
         try:
-            with self._errors(key):
-                value = self._pop(key)
+            value = self.pop_bytes(key)
         except DoesNotExist:
             if raise_on_nonexist:
                 raise
@@ -286,6 +282,20 @@ class BaseStore(StoreModel):
             deserialization_func=options.get("deserialization_func") or self.deserialization_func,
             model=options.get("model") or self.model,
         )
+
+    @check_readonly
+    def pop_bytes(self, key: Any) -> bytes:
+        """Remove a key and return its stored bytes as they are (no serialization mode, function
+        or model applied), atomically where the backend can.
+
+        Raises:
+            DoesNotExist: The key is not there
+        """
+        if self.append_only:
+            raise ReadOnlyError(self._describe(str(key), "cannot delete from an append-only store"))
+        key = self._key(key)
+        with self._errors(key):
+            return self._pop(key)
 
     @check_readonly
     def delete(self, key: Any, ignore_errors: bool = False) -> bool:

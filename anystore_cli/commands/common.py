@@ -35,6 +35,54 @@ class UsageProblem(Exception):
     """The command line is wrong in a way the option parser cannot see (exit status 2)."""
 
 
+class ClosedStream:
+    """Stands for stdin or stdout when the shell closed it (`<&-`, `>&-`): reading or writing
+    is a usage error naming the stream, instead of an AttributeError on None."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def _closed(self, *args: Any, **kwargs: Any) -> Any:
+        redirection = "<&-" if self.name == "stdin" else ">&-"
+        raise UsageProblem(f"{self.name} is closed ({redirection}); give it a file or a pipe")
+
+    read = read1 = readline = readinto = write = writelines = fileno = __iter__ = _closed
+
+    @property
+    def buffer(self) -> ClosedStream:
+        """Itself: the binary layer is as closed as the text one."""
+        return self
+
+    def isatty(self) -> bool:
+        """Never a terminal."""
+        return False
+
+    def flush(self) -> None:
+        """Nothing to flush."""
+
+    def close(self) -> None:
+        """Nothing to close."""
+
+
+def guard_closed_streams() -> None:
+    """Replace a closed stdin/stdout (None in `sys`) by a `ClosedStream`, and keep descriptors
+    0 and 1 taken (by /dev/null) so no file the command opens lands on them."""
+    for fd, name in ((0, "stdin"), (1, "stdout")):
+        if getattr(sys, name) is not None:
+            continue
+        setattr(sys, name, ClosedStream(name))
+        try:
+            os.fstat(fd)
+        except OSError:
+            try:
+                devnull = os.open(os.devnull, os.O_RDONLY if fd == 0 else os.O_WRONLY)
+                if devnull != fd:
+                    os.dup2(devnull, fd)
+                    os.close(devnull)
+            except OSError:
+                pass
+
+
 class Mode(str, Enum):
     """How a command turns stored bytes into output (and input into stored bytes)."""
 

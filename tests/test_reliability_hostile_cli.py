@@ -1,0 +1,108 @@
+"""Hostile and unlucky use of the command line: short writes on stdout, closed standard streams,
+pop that must not lose its value, secrets in odd places, nested Redis prefixes, prefixes that
+mean the whole store, key names that are not UTF-8, and exit statuses that agree across backends.
+Every test drives the installed `anystore` in a real process."""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import anystore_bin, run_cli
+from tests.test_cli_support import (  # noqa: F401 - fixtures
+    CliStore,
+    cli_store,
+    make_cli_store,
+)
+
+BIG = os.urandom(3 * 1024 * 1024)
+
+
+def _slow_nonblocking_reader(args: list[str], cwd: Path) -> tuple[int, bytes, bytes]:
+    """Run `anystore ARGS` with PYTHONUNBUFFERED=1 into a pipe whose write end is non-blocking
+    (as a parent that set O_NONBLOCK leaves it), read slowly; return status, stdout, stderr."""
+    read_end, write_end = os.pipe()
+    flags = fcntl.fcntl(write_end, fcntl.F_GETFL)
+    fcntl.fcntl(write_end, fcntl.F_SETFL, flags | os.O_NONBLOCK)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ANYSTORE_")}
+    env["PYTHONUNBUFFERED"] = "1"
+    proc = subprocess.Popen(
+        [anystore_bin(), *args], stdout=write_end, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, env=env, cwd=cwd
+    )
+    os.close(write_end)
+    time.sleep(0.3)  # let the writer fill the pipe and meet EAGAIN
+    chunks = []
+    with os.fdopen(read_end, "rb", buffering=0) as reader:
+        while chunk := reader.read(65536):
+            chunks.append(chunk)
+            time.sleep(0.0005)
+    _, err = proc.communicate(timeout=60)
+    return proc.returncode, b"".join(chunks), err
+
+
+@pytest.mark.parametrize("backend", ["local", "redis"])
+def test_short_writes_to_stdout_are_completed(store_factory, backend):
+    store = make_cli_store(store_factory, backend)
+    store.put("big", BIG)
+    store.put("lines", b"x" * 99 + b"\n" * 1 + b"line\n" * 200_000)
+    store.ok("load", input=b"".join(b'{"key": "many/%05d-%s", "value": "v"}\n' % (i, b"k" * 60) for i in range(3000)))
+    cases = {
+        ("get", "big"): BIG,
+        ("get", "big", "--mode", "auto"): BIG,
+        ("stream", "lines"): store.get("lines"),
+        ("keys", "--prefix", "many/"): store.ok("keys", "--prefix", "many/"),
+        ("dump", "--prefix", "many/"): store.ok("dump", "--prefix", "many/"),
+    }
+    for args, expected in cases.items():
+        status, out, err = _slow_nonblocking_reader([*store.global_args, *args], store.tmp_path)
+        assert (status, len(out)) == (0, len(expected)), (args, err)
+        assert out == expected, args
+    status, out, err = _slow_nonblocking_reader([*store.global_args, "pop", "big"], store.tmp_path)
+    assert (status, out == BIG) == (0, True), err
+    assert store("exists", "big").returncode == 1
+
+
+def test_pop_to_a_failing_output_keeps_the_value(cli_store: CliStore):
+    cli_store.put("job", b"precious")
+    for pipeline in ("$ANYSTORE pop job >&-", "$ANYSTORE pop job > /dev/full"):
+        proc = cli_store.shell(pipeline)
+        assert proc.returncode in (2, 3), proc.stderr
+        assert proc.stderr.decode().count("anystore: error:") == 1, proc.stderr
+        assert b"Traceback" not in proc.stderr
+        assert cli_store.get("job") == b"precious", pipeline
+    proc = cli_store("pop", "job", "--mode", "json")  # not JSON: refused, kept
+    assert proc.returncode == 2
+    assert cli_store.get("job") == b"precious"
+
+
+@pytest.mark.parametrize("setting", ["model: some.module.Model", "deserialization_func: os.system"])
+def test_pop_with_a_model_in_the_config_returns_the_bytes(tmp_path, setting):
+    folder = tmp_path / "store"
+    config = tmp_path / "store.yml"
+    config.write_text(f"uri: {folder}\n{setting}\n")
+    assert run_cli("-s", str(folder), "put", "k", "hello").returncode == 0
+    proc = run_cli("--config", str(config), "pop", "k")
+    assert (proc.returncode, proc.stdout) == (0, b"hello"), proc.stderr
+    assert run_cli("-s", str(folder), "exists", "k").returncode == 1
+
+
+def test_closed_stdin_and_stdout_are_one_line_usage_errors(cli_store: CliStore):
+    cli_store.put("k", b"v")
+    for pipeline, name in (
+        ("$ANYSTORE get k >&-", "stdout"),
+        ("$ANYSTORE keys >&-", "stdout"),
+        ("$ANYSTORE settings >&-", "stdout"),
+        ("$ANYSTORE put k2 <&-", "stdin"),
+        ("$ANYSTORE load <&-", "stdin"),
+    ):
+        proc = cli_store.shell(pipeline)
+        err = proc.stderr.decode()
+        assert proc.returncode == 2, (pipeline, err)
+        assert err.count("\n") == 1 and err.startswith("anystore: error:") and f"{name} is closed" in err, err
+    assert cli_store.shell("$ANYSTORE exists k <&- >&-").returncode == 0
+    assert cli_store("exists", "k2").returncode == 1
