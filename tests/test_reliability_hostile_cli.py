@@ -14,13 +14,15 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import anystore_bin, run_cli
-from tests.test_cli_support import (  # noqa: F401 - fixtures
-    CliStore,
-    cli_store,
-    make_cli_store,
-)
+from tests.test_cli_support import CLI_BACKENDS, CliStore, make_cli_store
 
 BIG = os.urandom(3 * 1024 * 1024)
+
+
+@pytest.fixture(params=CLI_BACKENDS)
+def cli_store(request: pytest.FixtureRequest, store_factory) -> CliStore:
+    """A fresh store on each CLI backend (local, sqlite, redis) in turn."""
+    return make_cli_store(store_factory, request.param)
 
 
 def _slow_nonblocking_reader(args: list[str], cwd: Path) -> tuple[int, bytes, bytes]:
