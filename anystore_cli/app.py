@@ -124,7 +124,8 @@ def report(exc: BaseException) -> int:
     if debug_enabled():
         import traceback
 
-        traceback.print_exception(type(exc), exc, exc.__traceback__, file=sys.stderr)
+        lines = traceback.format_exception(type(exc), exc, exc.__traceback__)
+        sys.stderr.write(mask_uri("".join(lines)))
     if isinstance(exc, KeyboardInterrupt):
         text = "interrupted"
     elif type(exc).__module__.startswith("anystore_cli") or isinstance(exc, OSError):
@@ -344,7 +345,9 @@ def _usage_error(exc: Any) -> int:
         return EXIT_USAGE
     ctx = getattr(exc, "ctx", None)
     hint = f" (see '{ctx.command_path} --help')" if ctx is not None else ""
-    text = " ".join(str(exc.format_message()).split())
+    from anystore_cli.core.uri import mask_uri
+
+    text = mask_uri(" ".join(str(exc.format_message()).split()))
     sys.stderr.write(f"{PROG}: error: {text}{hint}\n")
     return EXIT_USAGE
 

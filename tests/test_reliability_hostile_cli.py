@@ -6,6 +6,7 @@ Every test drives the installed `anystore` in a real process."""
 from __future__ import annotations
 
 import fcntl
+import json
 import os
 import subprocess
 import time
@@ -108,3 +109,78 @@ def test_closed_stdin_and_stdout_are_one_line_usage_errors(cli_store: CliStore):
         assert err.count("\n") == 1 and err.startswith("anystore: error:") and f"{name} is closed" in err, err
     assert cli_store.shell("$ANYSTORE exists k <&- >&-").returncode == 0
     assert cli_store("exists", "k2").returncode == 1
+
+
+# ---- secrets: masked the way clients parse them, and by what they look like ------------------
+
+SECRET = "S3cr3tPW"
+
+
+def _assert_hidden(done: subprocess.CompletedProcess[bytes], *secrets: str) -> None:
+    for secret in secrets:
+        for name, stream in (("stdout", done.stdout), ("stderr", done.stderr)):
+            assert secret.encode() not in stream, f"{secret!r} on {name}: {stream.decode(errors='replace')[-600:]}"
+
+
+def test_passwords_with_a_raw_at_or_a_space_are_masked_whole():
+    uris = [
+        f"redis://:p@{SECRET}@127.0.0.1:1/0",
+        f"redis://:my {SECRET}@127.0.0.1:1/0",
+        f"postgresql://u:p@{SECRET}@127.0.0.1:1/x",
+        f"mysql+pymysql://root:a b@{SECRET}@127.0.0.1:1/x",
+    ]
+    runs = 0
+    for uri in uris:
+        for argv in (["get", "k"], ["settings"], ["info", "k"], ["keys"]):
+            for flags in ([], ["--debug", "--verbose"]):
+                done = run_cli(*flags, "-s", uri, *argv)
+                runs += 1
+                assert done.returncode == (0 if argv == ["settings"] else 3), done.stderr[-300:]
+                _assert_hidden(done, SECRET)
+    assert runs == 32
+
+
+def test_credential_looking_options_are_masked_by_value_and_name():
+    options = {
+        "connection_string": f"DefaultEndpointsProtocol=https;AccountName=a;AccountKey={SECRET}1==;EndpointSuffix=x",
+        "client_kwargs": json_text({"headers": {"Authorization": f"Bearer {SECRET}2"}}),
+        "pw": f"{SECRET}3",
+        "auth": f"{SECRET}4",
+        "endpoint_url": f"https://blob.example?sv=1&sig={SECRET}5",
+        "storage_options": json_text({"note": f"x AccountKey={SECRET}6;y"}),
+    }
+    args = [arg for name, value in options.items() for arg in ("-b", f"{name}={value}")]
+    done = run_cli("-s", "memory://", *args, "settings")
+    assert done.returncode == 0, done.stderr
+    _assert_hidden(done, *(f"{SECRET}{n}" for n in range(1, 7)))
+    shown = json.loads(done.stdout)["store"]["backend_config"]
+    assert shown["endpoint_url"] == "https://blob.example?sv=1&sig=***"  # masked, not dropped
+    done = run_cli("--debug", "-s", f"redis://127.0.0.1:1/0?password={SECRET}7", *args, "get", "k")
+    assert done.returncode == 3
+    _assert_hidden(done, *(f"{SECRET}{n}" for n in range(1, 8)))
+
+
+def json_text(value: object) -> str:
+    return json.dumps(value)
+
+
+def test_config_uri_and_its_store_uri_are_masked_in_debug_tracebacks(tmp_path: Path):
+    import functools
+    import http.server
+    import threading
+
+    (tmp_path / "store.yml").write_text(f"uri: redis://:p@{SECRET}9@127.0.0.1:1/0\n")
+    (tmp_path / "bad.yml").write_text("uri: [unclosed\n")
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(tmp_path))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    port = server.server_address[1]
+    try:
+        for name in ("store.yml", "bad.yml", "missing.yml"):
+            config = f"http://u:p@{SECRET}8@127.0.0.1:{port}/{name}"
+            for argv in (["get", "k"], ["settings"]):
+                done = run_cli("--debug", "--verbose", "--config", config, *argv)
+                assert done.returncode in (0, 2, 3), done.stderr[-300:]
+                _assert_hidden(done, f"{SECRET}8", f"{SECRET}9")
+    finally:
+        server.shutdown()

@@ -50,7 +50,7 @@ def check_readonly(func: F) -> F:
     return _check  # type: ignore[return-value]
 
 
-_SECRET_WORDS = ("password", "passwd", "secret", "token", "key", "credential")
+_SECRET_WORDS = ("password", "passwd", "pass", "pw", "secret", "token", "key", "credential", "auth", "signature", "sas")
 
 
 def _secret_name(name: Any) -> bool:

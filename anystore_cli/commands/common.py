@@ -99,21 +99,60 @@ class LineMode(str, Enum):
     json = "json"
 
 
-SECRET_WORDS = ("password", "passwd", "secret", "token", "key", "credential")
+SECRET_WORDS = (
+    "password",
+    "passwd",
+    "pass",
+    "pw",
+    "secret",
+    "token",
+    "key",
+    "credential",
+    "auth",
+    "signature",
+    "sas",
+    "connection_string",
+    "conn_str",
+    "private",
+)
+"""A setting whose name holds one of these words holds a secret."""
+
+
+def is_secret_name(name: Any) -> bool:
+    """Tell whether a setting's name says its value is a secret (`password`, `pw`, `auth`, ...)."""
+    lowered = str(name).lower()
+    return any(word in lowered for word in SECRET_WORDS)
 
 
 def mask_secrets(value: Any, name: str = "") -> Any:
-    """Mask passwords in uris and the values of secret-looking settings (recursively)."""
+    """Mask the values of secret-named settings and anything that looks like a credential in the
+    others (uri passwords, `AccountKey=...`, `Bearer ...`), recursively."""
     if isinstance(value, dict):
         return {k: mask_secrets(v, str(k)) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
         return [mask_secrets(v, name) for v in value]
-    lowered = name.lower()
-    if value not in (None, "") and any(word in lowered for word in SECRET_WORDS):
+    if value not in (None, "") and is_secret_name(name) and not isinstance(value, bool):
         return "***"
     if isinstance(value, str):
         return mask_uri(value)
     return value
+
+
+def register_secrets(value: Any, name: str = "") -> None:
+    """Remember the secrets in a setting (see `core.uri.register_secret`): the values of
+    secret-named options, passwords in uris, recursively; error lines then mask them anywhere."""
+    from anystore_cli.core.uri import register_secret, register_uri_secrets
+
+    if isinstance(value, dict):
+        for key, item in value.items():
+            register_secrets(item, str(key))
+    elif isinstance(value, (list, tuple)):
+        for item in value:
+            register_secrets(item, name)
+    elif isinstance(value, str):
+        if is_secret_name(name):
+            register_secret(value)
+        register_uri_secrets(value)
 
 
 class State:
@@ -141,6 +180,7 @@ class State:
         self.verbose = verbose
         self.debug = debug
         self._store: Any = None
+        register_secrets({"uri": store_uri, "config": config_uri, "backend_config": self.backend_config})
 
     @property
     def uses_config(self) -> bool:
@@ -176,6 +216,7 @@ class State:
                 text = " ".join(str(exc).split())
                 raise InvalidData(f"Invalid YAML in store config `{mask_uri(self.config_uri)}`: {text}") from None
             fields = model.model_dump()
+            register_secrets(fields)
             uri = fields.pop("uri")
             options = {k: v for k, v in fields.items() if v is not None or k == "backend_config"}
             return uri, options
