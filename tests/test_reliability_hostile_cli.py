@@ -184,3 +184,34 @@ def test_config_uri_and_its_store_uri_are_masked_in_debug_tracebacks(tmp_path: P
                 _assert_hidden(done, f"{SECRET}8", f"{SECRET}9")
     finally:
         server.shutdown()
+
+
+# ---- nested Redis prefixes ------------------------------------------------------------------
+
+
+def test_nested_redis_prefixes_do_not_show_each_others_internals(redis_url):
+    from tests.conftest import _redis_cleanup, unique
+
+    parent = unique("nest")
+    outer = ["-s", redis_url, "-b", f"redis_prefix={parent}"]
+    inner = ["-s", redis_url, "-b", f"redis_prefix={parent}/sub"]
+    try:
+        assert run_cli(*inner, "put", "precious", "kept").returncode == 0
+        assert run_cli(*inner, "put", "big", input=os.urandom(3 * 1024 * 1024)).returncode == 0
+        assert run_cli(*outer, "put", "a", "1").returncode == 0
+        done = run_cli(*outer, "keys", "-0", "--sort")
+        assert (done.returncode, done.stdout) == (0, b"a\0sub/big\0sub/precious\0"), done.stderr
+        done = run_cli(*outer, "keys", "--json")
+        assert done.returncode == 0, done.stderr
+        assert sorted(json.loads(line)["key"] for line in done.stdout.splitlines()) == ["a", "sub/big", "sub/precious"]
+        done = run_cli(*outer, "dump")
+        assert done.returncode == 0, done.stderr
+        assert len(done.stdout.splitlines()) == 3
+        done = run_cli(*outer, "rm", "--glob", "**", "--dry-run")
+        assert (done.returncode, sorted(done.stdout.split())) == (0, [b"a", b"sub/big", b"sub/precious"]), done.stderr
+        done = run_cli(*outer, "rm", "--glob", "a*")
+        assert done.returncode == 0, done.stderr
+        assert run_cli(*inner, "get", "precious").stdout == b"kept"
+        assert run_cli(*inner, "info", "precious").returncode == 0
+    finally:
+        _redis_cleanup(redis_url, parent)
