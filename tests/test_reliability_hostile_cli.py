@@ -215,3 +215,27 @@ def test_nested_redis_prefixes_do_not_show_each_others_internals(redis_url):
         assert run_cli(*inner, "info", "precious").returncode == 0
     finally:
         _redis_cleanup(redis_url, parent)
+
+
+# ---- prefixes mean the same on every backend -------------------------------------------------
+
+
+@pytest.mark.parametrize("backend", ["local", "sqlite", "redis", "postgres", "mysql"])
+def test_a_prefix_naming_the_whole_store_is_refused_by_rm_and_lists_alike(store_factory, backend):
+    store = make_cli_store(store_factory, backend)
+    store.ok("load", input=b'{"key": "a", "value": "1"}\n{"key": "b/c", "value": "2"}\n{"key": "b/.d", "value": "3"}\n')
+    everything = store.ok("keys", "--sort")
+    assert everything == b"a\nb/.d\nb/c\n"
+    for prefix in ("/", "./", "", "//", "/./", "././"):
+        done = store("rm", "--prefix", prefix)
+        assert done.returncode == 2, (prefix, done.stderr)
+        assert done.stderr.startswith(b"anystore: error:") and done.stderr.count(b"\n") == 1, done.stderr
+        assert store.ok("keys", "--prefix", prefix, "--sort") == everything, prefix
+    assert store("rm", "--prefix", "/", "--glob", "**").returncode == 2
+    assert store.ok("keys", "--sort") == everything
+    for prefix in ("./b/", "/b/", "b//", "./b"):
+        assert store.ok("keys", "--prefix", prefix, "--sort") == b"b/.d\nb/c\n", prefix
+    assert store.ok("keys", "--prefix", "b/.", "--sort") == b"b/.d\n"
+    assert store.ok("keys", "--prefix", "../", "--sort") == b""
+    assert store.ok("rm", "--prefix", "./b/") == b""
+    assert store.ok("keys", "--sort") == b"a\n"

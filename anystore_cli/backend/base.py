@@ -30,7 +30,7 @@ from anystore_cli.core.exceptions import (
     StoreError,
 )
 from anystore_cli.core.io import DEFAULT_MODE, copy_stream
-from anystore_cli.core.keys import normalize_key
+from anystore_cli.core.keys import normalize_key, normalize_prefix
 from anystore_cli.backend.model import BaseStats, Stats, StoreModel
 from anystore_cli.core.serialize import from_store, to_store
 from anystore_cli.core.uri import clean_dict, mask_uri
@@ -549,6 +549,7 @@ class BaseStore(StoreModel):
         Returns:
             The matching keys as a generator of strings
         """
+        prefix, exclude_prefix = normalize_prefix(prefix), normalize_prefix(exclude_prefix)
         with self._errors(None):
             yield from self._iterate_keys(prefix or None, exclude_prefix or None, glob or None)
 

@@ -130,6 +130,11 @@ def rm(
     keys = keys or []
     if not keys and not prefix and not glob:
         raise UsageProblem("rm: give KEY..., --prefix or --glob")
+    if prefix is not None:
+        from anystore_cli.core.keys import normalize_prefix
+
+        if not normalize_prefix(prefix):
+            raise UsageProblem(f"rm: --prefix `{prefix}` names the whole store; to delete every key say --glob '**'")
     checked = [state.key(key) for key in keys]
     store = state.store()
     missing: list[str] = []
