@@ -239,3 +239,54 @@ def test_a_prefix_naming_the_whole_store_is_refused_by_rm_and_lists_alike(store_
     assert store.ok("keys", "--prefix", "../", "--sort") == b""
     assert store.ok("rm", "--prefix", "./b/") == b""
     assert store.ok("keys", "--sort") == b"a\n"
+
+
+# ---- key names that are not UTF-8 -----------------------------------------------------------
+
+LATIN1 = b"caf\xe9"
+
+
+def test_names_that_are_not_utf8_list_dump_and_load(tmp_path: Path, redis_url):
+    import base64
+
+    import redis
+
+    from tests.conftest import _redis_cleanup, unique
+
+    folder = tmp_path / "made-by-another-tool"
+    (folder / "dir").mkdir(parents=True)
+    (folder / "dir").joinpath(os.fsdecode(LATIN1)).write_bytes(b"v1")
+    (folder / "ok").write_bytes(b"v2")
+    prefix = unique("nonutf")
+    client = redis.Redis.from_url(redis_url)
+    client.set(prefix.encode() + b"/dir/" + LATIN1, b"v1")  # as redis-cli sets raw bytes
+    client.set(prefix.encode() + b"/ok", b"v2")
+    stores = [["-s", str(folder)], ["-s", redis_url, "-b", f"redis_prefix={prefix}"]]
+    expected_b64 = base64.b64encode(b"dir/" + LATIN1).decode()
+    try:
+        for store in stores:
+            done = run_cli(*store, "keys", "--sort")
+            assert (done.returncode, done.stdout) == (0, b"dir/" + LATIN1 + b"\nok\n"), done.stderr
+            done = run_cli(*store, "keys", "--json", "--sort")
+            assert done.returncode == 0, done.stderr
+            records = [json.loads(line) for line in done.stdout.splitlines()]
+            assert records[0]["key_b64"] == expected_b64 and records[0]["key"] == "dir/caf\ufffd"
+            assert "key_b64" not in records[1] and records[1]["key"] == "ok"
+            done = run_cli(*store, "info", os.fsdecode(b"dir/" + LATIN1))
+            assert (done.returncode, json.loads(done.stdout)["key_b64"]) == (0, expected_b64), done.stderr
+            done = run_cli(*store, "dump")
+            assert done.returncode == 0, done.stderr
+            dumped = sorted((json.loads(line) for line in done.stdout.splitlines()), key=lambda r: "key_b64" in r)
+            assert dumped == [{"key": "ok", "value": "v2"}, {"key_b64": expected_b64, "value": "v1"}]
+            copy = tmp_path / f"copy-{len(store)}"
+            assert run_cli("-s", str(copy), "load", input=done.stdout).returncode == 0
+            assert (copy / "dir" / os.fsdecode(LATIN1)).read_bytes() == b"v1"
+            assert (
+                run_cli(*stores[1][:2], "-b", f"redis_prefix={prefix}-copy", "load", input=done.stdout).returncode == 0
+            )
+            assert client.get(f"{prefix}-copy/dir/".encode() + LATIN1) == b"v1"
+            done = run_cli("-s", f"sqlite:///{tmp_path}/k.db", "load", input=done.stdout)
+            assert done.returncode == 2 and b"not UTF-8" in done.stderr, done.stderr
+    finally:
+        _redis_cleanup(redis_url, prefix)
+        client.close()

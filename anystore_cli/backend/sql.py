@@ -65,6 +65,9 @@ CONNECT_TIMEOUT = 3
 SQLITE_BUSY_TIMEOUT = 30
 """Seconds a SQLite writer waits for the file's lock before failing"""
 MYSQL_KEY_LENGTH = 768
+"""Characters a key may have on MySQL/MariaDB (the primary key's VARCHAR)"""
+POSTGRES_KEY_BYTES = 2048
+"""UTF-8 bytes a key may have on PostgreSQL (a btree index entry holds at most about 2,700)"""
 PURGE_PROBABILITY = 0.01
 """Chance that a write also deletes the expired rows of the table"""
 STREAM_BATCH = 1000
@@ -295,8 +298,20 @@ class SqlStore(VirtualIOMixin, BaseStore):
 
     def _key(self, key: Any) -> str:
         key = super()._key(key)
-        if len(key) > MYSQL_KEY_LENGTH and self.uri.split(":", 1)[0].split("+")[0] in ("mysql", "mariadb"):
-            raise InvalidKey(f"Invalid key `{key[:40]}...`: longer than {MYSQL_KEY_LENGTH} characters (MySQL)")
+        if not key.isascii():
+            try:
+                key.encode("utf-8")
+            except UnicodeEncodeError:
+                shown = key.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+                raise InvalidKey(f"Invalid key `{shown}`: not UTF-8 (SQL stores keep keys as text)") from None
+        if len(key) > MYSQL_KEY_LENGTH or (
+            len(key) > POSTGRES_KEY_BYTES // 4 and len(key.encode()) > POSTGRES_KEY_BYTES
+        ):
+            dialect = self.uri.split(":", 1)[0].split("+")[0]
+            if dialect in ("mysql", "mariadb") and len(key) > MYSQL_KEY_LENGTH:
+                raise InvalidKey(f"Invalid key `{key[:40]}...`: longer than {MYSQL_KEY_LENGTH} characters (MySQL)")
+            if dialect in ("postgresql", "postgres") and len(key.encode()) > POSTGRES_KEY_BYTES:
+                raise InvalidKey(f"Invalid key `{key[:40]}...`: longer than {POSTGRES_KEY_BYTES} bytes (PostgreSQL)")
         return key
 
     def _retry(self, func: Callable[[], T]) -> T:

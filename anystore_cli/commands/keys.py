@@ -32,7 +32,13 @@ INFO_FIELDS = ("key", "name", "store", "uri", "size", "created_at", "updated_at"
 
 
 def info_record(stats: Any) -> dict[str, Any]:
-    """The JSON record of a key's metadata, fields in the order of CLI.md, store password masked."""
+    """The JSON record of a key's metadata, fields in the order of CLI.md, store password masked.
+
+    A key whose name is not UTF-8 (a file made by another tool, raw bytes in Redis) gets
+    `key_b64`, its exact bytes in base64, after `key`; `key` and `name` then show each
+    undecodable byte as U+FFFD and `uri` percent-encodes it.
+    """
+    from anystore_cli.commands.common import is_text_key, key_b64, readable_text, uri_text
     from anystore_cli.core.uri import mask_uri
 
     data = stats.model_dump(mode="json")
@@ -40,6 +46,18 @@ def info_record(stats: Any) -> dict[str, Any]:
     record = {name: data.get(name) for name in INFO_FIELDS}
     record["store"] = mask_uri(record["store"])
     record["uri"] = mask_uri(record["uri"])
+    key = record["key"]
+    if isinstance(key, str) and not is_text_key(key):
+        record = {
+            "key": readable_text(key),
+            "key_b64": key_b64(key),
+            **{name: value for name, value in record.items() if name != "key"},
+        }
+    for name in ("store", "uri"):
+        if isinstance(record[name], str):
+            record[name] = uri_text(record[name])
+    if isinstance(record["name"], str):
+        record["name"] = readable_text(record["name"])
     return record
 
 

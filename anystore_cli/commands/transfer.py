@@ -56,11 +56,16 @@ def _read_key_list(source: str) -> Iterator[str]:
 
 
 def dump_record(key: str, value: bytes) -> dict[str, str]:
-    """The dump line of one key: its text, or base64 when the bytes are not UTF-8."""
+    """The dump line of one key: its text, or base64 when the bytes are not UTF-8; the same for
+    the key's name (`key_b64` instead of `key`)."""
+    from anystore_cli.commands.common import is_text_key, key_b64
+
+    record = {"key": key} if is_text_key(key) else {"key_b64": key_b64(key)}
     try:
-        return {"key": key, "value": value.decode("utf-8")}
+        record["value"] = value.decode("utf-8")
     except UnicodeDecodeError:
-        return {"key": key, "value_b64": base64.b64encode(value).decode("ascii")}
+        record["value_b64"] = base64.b64encode(value).decode("ascii")
+    return record
 
 
 @app.command(epilog="\b\nExample: anystore dump --prefix users/ -o users.jsonl")
@@ -126,8 +131,15 @@ def parse_dump_line(raw: bytes, number: int, source: str) -> tuple[str, bytes, i
         record = orjson.loads(raw)
     except orjson.JSONDecodeError as exc:
         raise InvalidData(f"Malformed {where}: invalid JSON ({exc})") from None
+    if isinstance(record, dict) and "key_b64" in record and "key" not in record:
+        from anystore_cli.commands.common import decode_key_b64
+
+        try:
+            record["key"] = decode_key_b64(record["key_b64"])
+        except ValueError as exc:
+            raise InvalidData(f"Malformed {where}: {exc}") from None
     if not isinstance(record, dict) or not isinstance(record.get("key"), str):
-        raise InvalidData(f"Malformed {where}: expected an object with a string `key`")
+        raise InvalidData(f"Malformed {where}: expected an object with a string `key` (or `key_b64`)")
     try:
         key = ensure_relative_key(record["key"])
     except InvalidKey as exc:
