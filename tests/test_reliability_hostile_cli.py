@@ -290,3 +290,52 @@ def test_names_that_are_not_utf8_list_dump_and_load(tmp_path: Path, redis_url):
     finally:
         _redis_cleanup(redis_url, prefix)
         client.close()
+
+
+# ---- the same fault gives the same exit status on every backend -----------------------------
+
+
+@pytest.mark.parametrize("backend", ["local", "sqlite", "redis", "postgres", "mysql"])
+def test_over_long_keys_and_ttls_are_usage_errors_everywhere(store_factory, backend):
+    store = make_cli_store(store_factory, backend)
+    store.put("a", b"v")
+    long_keys = {
+        "local": ["k" * 300, "dir/" + "é" * 200],
+        "postgres": ["k" * 10_000],
+        "mysql": ["k" * 10_000, "k" * 769],
+    }.get(backend, [])
+    for key in long_keys:
+        for argv in (["get", key], ["exists", key], ["put", key, "v"], ["info", key], ["rm", key]):
+            done = store(*argv)
+            assert done.returncode == 2, (argv[0], len(key), done.returncode, done.stderr[-200:])
+    for argv in (["put", "t", "v", "--ttl", "99999999999999"], ["touch", "t", "--ttl", "99999999999999"]):
+        done = store(*argv)
+        assert done.returncode == 2, (argv, done.stderr)
+    done = store("load", input=b'{"key": "t", "value": "v", "ttl": 99999999999999}\n')
+    assert done.returncode == 2, done.stderr
+    assert store("exists", "t").returncode == 1
+    assert store("put", "t", "v", "--ttl", str(50 * 365 * 86400)).returncode == 0
+
+
+@pytest.mark.parametrize("backend", ["postgres", "mysql"])
+def test_over_long_table_names_are_usage_errors(request, backend):
+    url = request.getfixturevalue(f"{backend}_url")
+    done = run_cli("-s", url, "-b", f"table={'t' * 100}", "put", "a", "v")
+    assert done.returncode == 2, done.stderr
+    assert b"table name" in done.stderr and done.stderr.count(b"\n") == 1
+
+
+def test_a_value_over_max_allowed_packet_names_it(store_factory):
+    import sqlalchemy
+
+    from anystore_cli.backend.sql import get_engine
+
+    store = make_cli_store(store_factory, "mysql")
+    with get_engine(store.uri).connect() as conn:
+        packet = int(conn.execute(sqlalchemy.text("SELECT @@max_allowed_packet")).scalar_one())
+    big = b"x" * (packet + 1024 * 1024)
+    for argv, data in ((["put", "big"], big), (["load"], b'{"key": "big", "value": "' + big + b'"}\n')):
+        done = store(*argv, input=data)
+        assert done.returncode == 3, done.stderr[-300:]
+        assert b"max_allowed_packet" in done.stderr and done.stderr.count(b"\n") == 1, done.stderr[-400:]
+    assert store("put", "small", "v").returncode == 0

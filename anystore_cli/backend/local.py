@@ -21,6 +21,8 @@ from anystore_cli.backend.model import BaseStats
 from anystore_cli.backend.fs import Store
 
 TMP_PREFIX = ".~anystore-"
+NAME_MAX = 255
+"""Bytes a file name (one part of a key) may have on the usual file systems"""
 
 
 class _AtomicFile:
@@ -220,6 +222,8 @@ class LocalStore(Store):
         key = normalize_key(key)
         if TMP_PREFIX in key and any(part.startswith(TMP_PREFIX) for part in key.split("/")):
             raise InvalidKey(f"Invalid key `{key}`: names starting with `{TMP_PREFIX}` are the store's temporary files")
+        if len(key) > NAME_MAX // 4 and max(len(os.fsencode(part)) for part in key.split("/")) > NAME_MAX:
+            raise InvalidKey(f"Invalid key `{key[:40]}...`: a part is longer than {NAME_MAX} bytes (a file name)")
         return key
 
     def _get_key_prefix(self) -> str:

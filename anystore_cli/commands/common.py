@@ -29,6 +29,8 @@ from anystore_cli.core.keys import ensure_relative_key
 from anystore_cli.core.uri import mask_uri
 
 DEFAULT_STORE = ".anystore"
+MAX_TTL = 100 * 366 * 24 * 3600
+"""The longest `--ttl` (about 100 years, in seconds): what every backend can store as an expiry"""
 
 
 class UsageProblem(Exception):

@@ -15,7 +15,7 @@ from typing import Annotated, Any
 
 import typer
 
-from anystore_cli.commands.common import get_state, open_input, open_output
+from anystore_cli.commands.common import MAX_TTL, get_state, open_input, open_output
 from anystore_cli.core.exceptions import AlreadyExists, AnystoreError, InvalidData, InvalidKey, StoreError
 
 app = typer.Typer(rich_markup_mode=None, pretty_exceptions_enable=False)
@@ -158,8 +158,8 @@ def parse_dump_line(raw: bytes, number: int, source: str) -> tuple[str, bytes, i
     else:
         raise InvalidData(f"Malformed {where}: needs `value` or `value_b64`")
     ttl = record.get("ttl")
-    if ttl is not None and (isinstance(ttl, bool) or not isinstance(ttl, int) or ttl < 0):
-        raise InvalidData(f"Malformed {where}: `ttl` must be a whole number of seconds")
+    if ttl is not None and (isinstance(ttl, bool) or not isinstance(ttl, int) or not 0 <= ttl <= MAX_TTL):
+        raise InvalidData(f"Malformed {where}: `ttl` must be a whole number of seconds, at most {MAX_TTL}")
     return key, data, ttl
 
 
@@ -275,7 +275,9 @@ def load(
     ] = "-",
     ttl: Annotated[
         int | None,
-        typer.Option("--ttl", metavar="SECONDS", min=0, help="Expire keys after SECONDS (a line's `ttl` wins)."),
+        typer.Option(
+            "--ttl", metavar="SECONDS", min=0, max=MAX_TTL, help="Expire keys after SECONDS (a line's `ttl` wins)."
+        ),
     ] = None,
     no_clobber: Annotated[
         bool, typer.Option("--no-clobber", help="Keep keys that exist (exit 1 if any was kept).")

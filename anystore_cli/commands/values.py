@@ -13,6 +13,7 @@ from typing import Annotated, Any
 import typer
 
 from anystore_cli.commands.common import (
+    MAX_TTL,
     LineMode,
     Mode,
     UsageProblem,
@@ -47,7 +48,10 @@ ModeOption = Annotated[
     ),
 ]
 TtlOption = Annotated[
-    int | None, typer.Option("--ttl", metavar="SECONDS", min=0, help="Expire the key after SECONDS (where supported).")
+    int | None,
+    typer.Option(
+        "--ttl", metavar="SECONDS", min=0, max=MAX_TTL, help="Expire the key after SECONDS (where supported)."
+    ),
 ]
 
 
