@@ -260,7 +260,12 @@ def main_callback(
     """Script key-value stores from the shell."""
     global _debug
     _debug = debug
-    from anystore_cli.commands.common import State, split_backend_config
+    from anystore_cli.commands.common import State, UsageProblem, split_backend_config
+
+    if store is not None and not store.strip():
+        raise UsageProblem("--store is empty; give a path or uri (the default is `.anystore`)")
+    if config is not None and not config.strip():
+        raise UsageProblem("--config is empty; give the path or uri of a YAML or JSON file")
 
     # precedence: --store on the command line, then --config, then ANYSTORE_YAML_URI / ANYSTORE_JSON_URI,
     # then ANYSTORE_URI, then the default folder

@@ -339,3 +339,29 @@ def test_a_value_over_max_allowed_packet_names_it(store_factory):
         assert done.returncode == 3, done.stderr[-300:]
         assert b"max_allowed_packet" in done.stderr and done.stderr.count(b"\n") == 1, done.stderr[-400:]
     assert store("put", "small", "v").returncode == 0
+
+
+# ---- smaller holes ------------------------------------------------------------------------
+
+
+def test_empty_store_or_config_option_is_a_usage_error(tmp_path: Path):
+    for argv in (["-s", "", "keys"], ["-s", " ", "put", "a", "b"], ["--config", "", "keys"]):
+        done = run_cli(*argv, cwd=tmp_path)
+        assert done.returncode == 2, (argv, done.stderr)
+        assert done.stderr.startswith(b"anystore: error:") and done.stderr.count(b"\n") == 1
+    assert not (tmp_path / ".anystore").exists()
+
+
+def test_a_yaml_alias_bomb_in_the_config_is_refused_at_once(tmp_path: Path):
+    lines = ["uri: memory://", 'l0: &l0 ["lol","lol","lol","lol","lol","lol","lol","lol","lol"]']
+    for level in range(1, 9):
+        lines.append(f"l{level}: &l{level} [{','.join([f'*l{level - 1}'] * 9)}]")
+    config = tmp_path / "bomb.yml"
+    config.write_text("\n".join(lines) + "\n")
+    assert len(config.read_bytes()) < 600
+    for argv in (["settings"], ["keys"]):
+        started = time.monotonic()
+        done = run_cli("--config", str(config), *argv, timeout=20)
+        assert done.returncode == 2, done.stderr
+        assert b"aliases" in done.stderr and done.stderr.count(b"\n") == 1
+        assert time.monotonic() - started < 5
