@@ -365,3 +365,25 @@ def test_a_yaml_alias_bomb_in_the_config_is_refused_at_once(tmp_path: Path):
         assert done.returncode == 2, done.stderr
         assert b"aliases" in done.stderr and done.stderr.count(b"\n") == 1
         assert time.monotonic() - started < 5
+
+
+def test_load_that_fails_part_way_reports_exactly_what_it_stored(tmp_path: Path):
+    from tests.faults import limit_file_size
+
+    lines = [b'{"key": "small/%03d", "value": "v"}\n' % i for i in range(37)]
+    lines.append(b'{"key": "big", "value": "' + b"x" * (2 << 20) + b'"}\n')  # over the file-size limit
+    lines += [b'{"key": "after/%03d", "value": "v"}\n' % i for i in range(20)]
+    store = tmp_path / "store"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ANYSTORE_")}
+    done = subprocess.run(
+        [anystore_bin(), "-s", str(store), "load"],
+        input=b"".join(lines),
+        capture_output=True,
+        timeout=60,
+        env=env,
+        preexec_fn=limit_file_size(1 << 20),
+    )
+    assert done.returncode == 3, done.stderr
+    stored = run_cli("-s", str(store), "keys", "--count").stdout.strip()
+    assert stored == b"37"
+    assert b"(loaded 37 keys before the failure)" in done.stderr, done.stderr

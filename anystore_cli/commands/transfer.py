@@ -210,11 +210,27 @@ class _Loader:
                     kept.append((key, data))
             batch = kept
         if batch:
-            self.store.put_many(batch, ttl=ttl, serialization_mode="raw", batch_size=len(batch))
+            try:
+                self.store.put_many(batch, ttl=ttl, serialization_mode="raw", batch_size=len(batch))
+            except BaseException:
+                stored = self._count_stored(batch)  # a batch may fail part-way (a full disk)
+                with self._lock:
+                    self.loaded += stored
+                    self.skipped += skipped
+                raise
         with self._lock:
             self.loaded += len(batch)
             self.skipped += skipped
         self.progress.advance(len(batch) + skipped)
+
+    def _count_stored(self, batch: list[tuple[str, bytes]]) -> int:
+        """How many keys of a failed batch hold their new value (0 when the store cannot say)."""
+        wanted = dict(batch)
+        try:
+            found = self.store.get_many(list(wanted), serialization_mode="raw", batch_size=len(wanted))
+            return sum(1 for key, value in found if value is not None and value == wanted[key])
+        except Exception:  # noqa: BLE001 - the store is failing: report what is known for sure
+            return 0
 
     def close(self) -> None:
         if self._pool is not None:
