@@ -135,6 +135,10 @@ def report(exc: BaseException) -> int:
         if not debug_enabled():
             text += " (run with --debug for the traceback)"
     text = mask_uri(" ".join(text.split()))
+    from anystore_cli.console import stderr_is_terminal, terminal_safe
+
+    if stderr_is_terminal():
+        text = terminal_safe(text)
     sys.stderr.write(f"{PROG}: error: {text}\n")
     sys.stderr.flush()
     return status

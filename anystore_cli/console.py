@@ -70,6 +70,10 @@ class FullWriter(io.RawIOBase):
         """The descriptor written to."""
         return self._fd
 
+    def isatty(self) -> bool:
+        """Whether the descriptor is a terminal."""
+        return os.isatty(self._fd)
+
     def write(self, data: Any) -> int:
         """Write all of `data`; return its length (an `OSError` when the descriptor fails)."""
         return write_fully(self._fd, data)
@@ -115,8 +119,33 @@ def stdout_bytes() -> IO[bytes]:
     return sys.stdout.buffer
 
 
+_UNSAFE = None
+
+
+def terminal_safe(text: str) -> str:
+    """`text` fit to show on a terminal: control characters (escape sequences, carriage returns,
+    C1 codes), bidi overrides and undecodable bytes of a name shown as `\\x1b`-style escapes, so a
+    key name cannot move the cursor, retitle the window or hide itself. Data that is piped is left
+    as it is."""
+    global _UNSAFE
+    if _UNSAFE is None:
+        import re
+
+        _UNSAFE = re.compile("[\x00-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069\udc80-\udcff]")
+    return _UNSAFE.sub(_escape_char, text)
+
+
+def _escape_char(match: Any) -> str:
+    code = ord(match.group())
+    if 0xDC80 <= code <= 0xDCFF:  # an undecodable byte of a file name
+        return f"\\x{code - 0xDC00:02x}"
+    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
+
+
 def message(text: str) -> None:
-    """Write one line of information to stderr."""
+    """Write one line of information to stderr (escaped when stderr is a terminal)."""
+    if stderr_is_terminal():
+        text = terminal_safe(text)
     sys.stderr.write(f"{text}\n")
     sys.stderr.flush()
 
@@ -159,7 +188,7 @@ def print_table(columns: Sequence[str], rows: Iterable[Sequence[Any]], title: st
         # keys and values wrap on a narrow terminal rather than lose their end to an ellipsis
         table.add_column(name, justify="right" if name in ("size", "count") else "left", overflow="fold")
     for row in rows:
-        table.add_row(*(escape("" if cell is None else str(cell)) for cell in row))
+        table.add_row(*(escape(terminal_safe("" if cell is None else str(cell))) for cell in row))
     _rich_console().print(table)
 
 

@@ -387,3 +387,35 @@ def test_load_that_fails_part_way_reports_exactly_what_it_stored(tmp_path: Path)
     stored = run_cli("-s", str(store), "keys", "--count").stdout.strip()
     assert stored == b"37"
     assert b"(loaded 37 keys before the failure)" in done.stderr, done.stderr
+
+
+EVIL = "evil\x1b]0;pwned\x07\x1b[2J\x1b[31mred\rover\u202etxt"
+"""A key name with a window-title escape, clear screen, colour, carriage return and a bidi override"""
+
+
+def test_escape_sequences_in_key_names_are_escaped_on_a_terminal_and_raw_when_piped(tmp_path: Path):
+    from tests.test_terminal import run_on_terminal
+
+    store = str(tmp_path / "store")
+    assert run_cli("-s", store, "put", EVIL, "v").returncode == 0
+    raw = EVIL.encode()
+    # piped: the exact bytes, as scripts need them
+    assert run_cli("-s", store, "keys").stdout == raw + b"\n"
+    assert run_cli("-s", store, "rm", "--glob", "*", "--dry-run").stdout == raw + b"\n"
+    assert raw in run_cli("-s", store, "checksum", EVIL, EVIL).stdout
+    # on a terminal: no control character of the name reaches it
+    runs = [
+        run_on_terminal("-s", store, "keys", cwd=tmp_path),
+        run_on_terminal("-s", store, "keys", "-l", cwd=tmp_path),
+        run_on_terminal("-s", store, "info", EVIL, cwd=tmp_path),
+        run_on_terminal("-s", store, "rm", "--glob", "*", "--dry-run", cwd=tmp_path),
+        run_on_terminal("-s", store, "checksum", EVIL, EVIL, cwd=tmp_path),
+        run_on_terminal("-s", store, "get", EVIL + "-missing", cwd=tmp_path),
+        run_on_terminal("-s", store, "-v", "rm", EVIL, cwd=tmp_path, stdout_on_terminal=False),
+    ]
+    for run in runs:
+        for bad in (b"\x1b]0;", b"\x1b[2J", b"\x1b[31mred", b"\x07", b"\rover", "\u202e".encode()):
+            assert bad not in run.terminal, (bad, run.terminal[-300:])
+        assert "evil" in run.screen, run.screen
+    assert "\\x1b]0;pwned" in runs[0].screen
+    assert runs[5].returncode == 1 and runs[6].returncode == 0

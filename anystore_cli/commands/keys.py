@@ -126,6 +126,10 @@ def keys(
             else:  # the hot path: a batch of keys joined and encoded at once
                 separator = end.decode()
                 keys_left = iter(found)
+                if output == "-" and stdout_is_terminal():  # shown, not piped: no raw escape codes
+                    from anystore_cli.console import terminal_safe
+
+                    keys_left = (terminal_safe(key) for key in keys_left)
                 while batch := list(itertools.islice(keys_left, 4096)):
                     writer.write(encode_text(separator.join(batch) + separator))
         finally:
@@ -157,7 +161,11 @@ def rm(
     store = state.store()
     missing: list[str] = []
     deleted = 0
-    out = sys.stdout
+    sys.stdout.flush()
+    out = sys.stdout.buffer
+    from anystore_cli.console import encode_text, stdout_is_terminal, terminal_safe
+
+    shown = terminal_safe if stdout_is_terminal() else str
 
     def remove(key: str, listed: bool = False) -> bool:
         """Delete `key` (or, with --dry-run, list it if it exists); true if it was there.
@@ -166,7 +174,7 @@ def rm(
         if dry_run:
             if not listed and not store.exists(key):
                 return False
-            out.write(f"{key}\n")
+            out.write(encode_text(shown(key)) + b"\n")
             return True
         with state.writing(key):
             gone = store.delete(key)
