@@ -138,6 +138,9 @@ def test_passwords_with_a_raw_at_or_a_space_are_masked_whole():
                 assert done.returncode == (0 if argv == ["settings"] else 3), done.stderr[-300:]
                 _assert_hidden(done, SECRET)
     assert runs == 32
+    # a plain password equal to the user name masks the password only, not every `postgres`
+    done = run_cli("-s", "postgresql://postgres:postgres@127.0.0.1:1/test", "get", "k")
+    assert b"`postgresql://postgres:***@127.0.0.1:1/test`" in done.stderr, done.stderr
 
 
 def test_credential_looking_options_are_masked_by_value_and_name():

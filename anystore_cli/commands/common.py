@@ -152,7 +152,7 @@ def register_secrets(value: Any, name: str = "") -> None:
         for item in value:
             register_secrets(item, name)
     elif isinstance(value, str):
-        if is_secret_name(name):
+        if is_secret_name(name) and len(value) >= 4:
             register_secret(value)
         register_uri_secrets(value)
 

@@ -49,9 +49,17 @@ def register_secret(value: Any) -> None:
             _KNOWN_SECRETS.add(form)
 
 
+_UNUSUAL = re.compile(r"[@\s/?#]")
+"""Characters that end a password early for some parser (or for the patterns of `mask_uri`)"""
+
+
 def register_uri_secrets(uri: Any) -> None:
-    """Remember the password and secret query values of `uri` (see `register_secret`)."""
+    """Remember the passwords of `uri` that `mask_uri`'s patterns alone could miss in some
+    message: those holding `@`, spaces, `/`, `?` or `#`, raw or percent-decoded (see
+    `register_secret`). Plain passwords are left to the patterns, so that a password equal to
+    the user name or the database name does not mask those everywhere."""
     text = str(uri)
+    passwords = []
     if get_scheme(text):  # the whole text is a uri: parse it as its client does (spaces and all)
         try:
             netloc = urlsplit(text).netloc
@@ -59,14 +67,15 @@ def register_uri_secrets(uri: Any) -> None:
             netloc = ""
         _user, sep, password = netloc.rpartition("@")[0].partition(":")
         if sep:
-            register_secret(password)
+            passwords.append(password)
     for match in _NETLOC_RE.finditer(text):
         userinfo = match.group("netloc")[:-1]  # the match ends at the last `@`
         _user, sep, password = userinfo.partition(":")
         if sep:
+            passwords.append(password)
+    for password in passwords:
+        if _UNUSUAL.search(password) or _UNUSUAL.search(unquote(password)):
             register_secret(password)
-    for match in _QUERY_SECRET_RE.finditer(text):
-        register_secret(match.group("pw").strip("\"'"))
 
 
 def _mask_netloc(match: re.Match[str]) -> str:
