@@ -127,7 +127,8 @@ def report(exc: BaseException) -> int:
     if debug_enabled():
         import traceback
 
-        traceback.print_exception(type(exc), exc, exc.__traceback__, file=sys.stderr)
+        lines = traceback.format_exception(type(exc), exc, exc.__traceback__)
+        sys.stderr.write(mask_uri("".join(lines)))
     if isinstance(exc, KeyboardInterrupt):
         text = "interrupted"
     elif type(exc).__module__.startswith("anystore_cli") or isinstance(exc, OSError):
@@ -137,6 +138,10 @@ def report(exc: BaseException) -> int:
         if not debug_enabled():
             text += " (run with --debug for the traceback)"
     text = mask_uri(" ".join(text.split()))
+    from anystore_cli.console import stderr_is_terminal, terminal_safe
+
+    if stderr_is_terminal():
+        text = terminal_safe(text)
     sys.stderr.write(f"{PROG}: error: {text}\n")
     sys.stderr.flush()
     return status
@@ -262,7 +267,12 @@ def main_callback(
     """Script key-value stores from the shell."""
     global _debug
     _debug = debug
-    from anystore_cli.commands.common import State, split_backend_config
+    from anystore_cli.commands.common import State, UsageProblem, split_backend_config
+
+    if store is not None and not store.strip():
+        raise UsageProblem("--store is empty; give a path or uri (the default is `.anystore`)")
+    if config is not None and not config.strip():
+        raise UsageProblem("--config is empty; give the path or uri of a YAML or JSON file")
 
     # precedence: --store on the command line, then --config, then ANYSTORE_YAML_URI / ANYSTORE_JSON_URI,
     # then ANYSTORE_URI, then the default folder
@@ -299,6 +309,11 @@ def run(argv: list[str] | None = None) -> int:
 
         prepare_completion()
     _exit_cleanly_on_sigterm()
+    from anystore_cli.commands.common import guard_closed_streams
+    from anystore_cli.console import install_full_stdout
+
+    guard_closed_streams()
+    install_full_stdout()
     command = typer.main.get_command(app)
     try:
         result = command.main(args=args, prog_name=PROG, standalone_mode=False)
@@ -342,7 +357,9 @@ def _usage_error(exc: Any) -> int:
         return EXIT_USAGE
     ctx = getattr(exc, "ctx", None)
     hint = f" (see '{ctx.command_path} --help')" if ctx is not None else ""
-    text = " ".join(str(exc.format_message()).split())
+    from anystore_cli.core.uri import mask_uri
+
+    text = mask_uri(" ".join(str(exc.format_message()).split()))
     sys.stderr.write(f"{PROG}: error: {text}{hint}\n")
     return EXIT_USAGE
 
@@ -353,5 +370,8 @@ def main() -> None:
     try:
         sys.stdout.flush()
     except BrokenPipeError:
+        _silence_stdout()
+    except (OSError, ValueError):  # stdout failed (full disk): report it, unless already failing
+        status = status or report(sys.exc_info()[1] or OSError("stdout failed"))
         _silence_stdout()
     sys.exit(status)

@@ -8,6 +8,7 @@ terminal. `rich` and `orjson` are imported only on the paths that use them.
 
 from __future__ import annotations
 
+import io
 import os
 import sys
 import threading
@@ -48,13 +49,103 @@ def color_wanted(stream: IO[Any]) -> bool:
     return is_terminal(stream) and not os.environ.get("NO_COLOR") and not dumb_terminal()
 
 
+class FullWriter(io.RawIOBase):
+    """A raw writer on a file descriptor whose `write` writes everything it is given, or fails.
+
+    `os.write` may write less than asked: on a non-blocking pipe (a descriptor shared with a
+    parent that set O_NONBLOCK), over 2 GiB in one call, or after a signal. Python's unbuffered
+    stdout (`PYTHONUNBUFFERED=1`) passes that count on and its callers drop the rest; this one
+    writes the rest, waiting for the descriptor to take more.
+    """
+
+    def __init__(self, fd: int) -> None:
+        super().__init__()
+        self._fd = fd
+
+    def writable(self) -> bool:
+        """Always true."""
+        return True
+
+    def fileno(self) -> int:
+        """The descriptor written to."""
+        return self._fd
+
+    def isatty(self) -> bool:
+        """Whether the descriptor is a terminal."""
+        return os.isatty(self._fd)
+
+    def write(self, data: Any) -> int:
+        """Write all of `data`; return its length (an `OSError` when the descriptor fails)."""
+        return write_fully(self._fd, data)
+
+
+def write_fully(fd: int, data: Any) -> int:
+    """Write all of `data` to `fd`, retrying after short writes and waiting while it would block."""
+    import select
+
+    view = memoryview(data).cast("B")
+    total = 0
+    while total < len(view):
+        try:
+            total += os.write(fd, view[total : total + (1 << 30)])
+        except BlockingIOError:
+            select.select([], [fd], [])
+    return total
+
+
+def install_full_stdout() -> None:
+    """Make `sys.stdout` (text and `.buffer`) write everything or fail, whatever its buffering.
+
+    Only the process's real stdout is replaced (not a test runner's capture)."""
+    stream = sys.stdout
+    if stream is None or stream is not sys.__stdout__:
+        return
+    try:
+        fd = stream.fileno()
+        stream.flush()
+    except (AttributeError, OSError, ValueError):
+        return
+    buffered = io.BufferedWriter(FullWriter(fd), buffer_size=128 * 1024)
+    sys.stdout = io.TextIOWrapper(
+        buffered,
+        encoding=stream.encoding,
+        errors=stream.errors,
+        line_buffering=stream.line_buffering,
+    )
+
+
 def stdout_bytes() -> IO[bytes]:
     """The binary stdout."""
     return sys.stdout.buffer
 
 
+_UNSAFE = None
+
+
+def terminal_safe(text: str) -> str:
+    """`text` fit to show on a terminal: control characters (escape sequences, carriage returns,
+    C1 codes), bidi overrides and undecodable bytes of a name shown as `\\x1b`-style escapes, so a
+    key name cannot move the cursor, retitle the window or hide itself. Data that is piped is left
+    as it is."""
+    global _UNSAFE
+    if _UNSAFE is None:
+        import re
+
+        _UNSAFE = re.compile("[\x00-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069\udc80-\udcff]")
+    return _UNSAFE.sub(_escape_char, text)
+
+
+def _escape_char(match: Any) -> str:
+    code = ord(match.group())
+    if 0xDC80 <= code <= 0xDCFF:  # an undecodable byte of a file name
+        return f"\\x{code - 0xDC00:02x}"
+    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
+
+
 def message(text: str) -> None:
-    """Write one line of information to stderr."""
+    """Write one line of information to stderr (escaped when stderr is a terminal)."""
+    if stderr_is_terminal():
+        text = terminal_safe(text)
     sys.stderr.write(f"{text}\n")
     sys.stderr.flush()
 
@@ -97,7 +188,7 @@ def print_table(columns: Sequence[str], rows: Iterable[Sequence[Any]], title: st
         # keys and values wrap on a narrow terminal rather than lose their end to an ellipsis
         table.add_column(name, justify="right" if name in ("size", "count") else "left", overflow="fold")
     for row in rows:
-        table.add_row(*(escape("" if cell is None else str(cell)) for cell in row))
+        table.add_row(*(escape(terminal_safe("" if cell is None else str(cell))) for cell in row))
     _rich_console().print(table)
 
 

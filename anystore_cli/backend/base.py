@@ -36,7 +36,7 @@ from anystore_cli.core.exceptions import (
     StoreError,
 )
 from anystore_cli.core.io import DEFAULT_MODE, copy_stream
-from anystore_cli.core.keys import has_extra_filters, make_key_filter, normalize_key
+from anystore_cli.core.keys import has_extra_filters, make_key_filter, normalize_key, normalize_prefix
 from anystore_cli.core.serialize import from_store, to_store
 from anystore_cli.core.uri import clean_dict, mask_uri
 
@@ -55,7 +55,7 @@ def check_readonly(func: F) -> F:
     return _check  # type: ignore[return-value]
 
 
-_SECRET_WORDS = ("password", "passwd", "secret", "token", "key", "credential")
+_SECRET_WORDS = ("password", "passwd", "pass", "pw", "secret", "token", "key", "credential", "auth", "signature", "sas")
 
 
 def _secret_name(name: Any) -> bool:
@@ -315,12 +315,8 @@ class BaseStore(StoreModel):
         raise_on_nonexist = options.get("raise_on_nonexist")
         if raise_on_nonexist is None:
             raise_on_nonexist = self.raise_on_nonexist
-        if self.append_only:
-            raise ReadOnlyError(self._describe(str(key), "cannot delete from an append-only store"))
-        key = self._key(key)
         try:
-            with self._errors(key):
-                value = self._pop(key)
+            value = self.pop_bytes(key)
         except DoesNotExist:
             if raise_on_nonexist:
                 raise
@@ -331,6 +327,20 @@ class BaseStore(StoreModel):
             deserialization_func=options.get("deserialization_func") or self.deserialization_func,
             model=options.get("model") or self.model,
         )
+
+    @check_readonly
+    def pop_bytes(self, key: Any) -> bytes:
+        """Remove a key and return its stored bytes as they are (no serialization mode, function
+        or model applied), atomically where the backend can.
+
+        Raises:
+            DoesNotExist: The key is not there
+        """
+        if self.append_only:
+            raise ReadOnlyError(self._describe(str(key), "cannot delete from an append-only store"))
+        key = self._key(key)
+        with self._errors(key):
+            return self._pop(key)
 
     @check_readonly
     def delete(self, key: Any, ignore_errors: bool = False) -> bool:
@@ -595,6 +605,7 @@ class BaseStore(StoreModel):
             The matching keys as a generator of strings
         """
         extra = self._extra_filter(include, exclude, shard, filters)
+        prefix, exclude_prefix = normalize_prefix(prefix), normalize_prefix(exclude_prefix)
         with self._errors(None):
             keys = self._iterate_keys(prefix or None, exclude_prefix or None, glob or None)
             yield from keys if extra is None else (key for key in keys if extra(key))

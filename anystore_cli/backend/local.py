@@ -51,6 +51,9 @@ from anystore_cli.core.files import (  # noqa: F401 - re-exported: the local bac
 from anystore_cli.core.io import DEFAULT_MODE, copy_stream
 from anystore_cli.core.keys import listing_prefix, make_key_filter, normalize_key
 
+NAME_MAX = 255
+"""Bytes a file name (one part of a key) may have on the usual file systems"""
+
 
 class LocalStore(Store):
     """A store in a local folder (`file://` uris and plain paths)."""
@@ -70,6 +73,8 @@ class LocalStore(Store):
         key = normalize_key(key)
         if TMP_PREFIX in key and any(part.startswith(TMP_PREFIX) for part in key.split("/")):
             raise InvalidKey(f"Invalid key `{key}`: names starting with `{TMP_PREFIX}` are the store's temporary files")
+        if len(key) > NAME_MAX // 4 and max(len(os.fsencode(part)) for part in key.split("/")) > NAME_MAX:
+            raise InvalidKey(f"Invalid key `{key[:40]}...`: a part is longer than {NAME_MAX} bytes (a file name)")
         return key
 
     def _get_key_prefix(self) -> str:

@@ -252,7 +252,10 @@ class StoreModel(Model):
 
         from anystore_cli.core.io import smart_read
 
-        data = yaml.safe_load(smart_read(uri, "rb")) or {}
+        text = smart_read(uri, "rb")
+        if len(text) > MAX_CONFIG_BYTES:
+            raise InvalidData(f"Store config `{uri}` is larger than {MAX_CONFIG_BYTES} bytes")
+        data = yaml.load(text, Loader=_no_alias_loader()) or {}
         return cls._from_config(data, uri, **kwargs)
 
     @classmethod
@@ -279,3 +282,24 @@ class StoreModel(Model):
             elif value is not None and key != "backend_config":
                 config[key] = value
         return cls(**config)
+
+
+MAX_CONFIG_BYTES = 1024 * 1024
+"""A store config file larger than this is refused (a definition takes a few hundred bytes)"""
+
+
+def _no_alias_loader() -> Any:
+    """yaml's safe loader without anchors and aliases: a few hundred bytes of nested aliases
+    (a "billion laughs") would otherwise expand to gigabytes, and a store definition needs none."""
+    import yaml
+
+    class NoAliasLoader(yaml.SafeLoader):
+        def compose_node(self, parent: Any, index: Any) -> Any:
+            if self.check_event(yaml.AliasEvent):
+                event = self.peek_event()
+                raise yaml.composer.ComposerError(
+                    None, None, "aliases (`*name`) are not allowed in a store config", event.start_mark
+                )
+            return super().compose_node(parent, index)
+
+    return NoAliasLoader

@@ -7,7 +7,8 @@ Layout of a store in Redis (prefix from `backend_config` `redis_prefix`, default
 - its timestamps live in a small hash at `{prefix}\\x00{key}` (fields `c` created, `u` updated,
   epoch seconds), written in the same pipeline and given the same ttl. A key never holds a NUL
   byte, so no value key of any store can be a timestamp hash, and `SCAN MATCH {prefix}/*`
-  never sees them;
+  never sees them; the internal names of a store nested under this one (`{prefix}/sub\\x00{key}`)
+  do match, and are skipped by their NUL byte;
 - a value streamed in by `put_stream` is assembled at `{prefix}\\x00\\x00{random}` and renamed
   into place, so readers see the old value or the new one, never a part.
 
@@ -288,6 +289,10 @@ class RedisStore(VirtualIOMixin, BaseStore):
             if full in seen:
                 continue
             seen.add(full)
+            if b"\x00" in full[start:]:
+                # the timestamps or an upload of a store nested under this one (`prefix/sub`):
+                # no key holds a NUL byte, so such names are never this store's keys
+                continue
             key = full[start:].decode("utf-8", "surrogateescape")
             if match(key):
                 yield key

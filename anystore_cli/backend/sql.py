@@ -64,7 +64,16 @@ CONNECT_TIMEOUT = 3
 """Seconds to wait for a database server to accept a connection"""
 SQLITE_BUSY_TIMEOUT = 30
 """Seconds a SQLite writer waits for the file's lock before failing"""
+TABLE_NAME_LIMITS = {"postgresql": 63, "postgres": 63, "mysql": 64, "mariadb": 64}
+"""Bytes a table name may have, by dialect (PostgreSQL would cut a longer one silently)"""
+PACKET_OVERHEAD = 64 * 1024
+"""Bytes a write statement adds to its value on the wire (key, timestamps, SQL text), about"""
+_PACKET_CODES = {1153, 1301, 2006, 2013}
+"""MySQL errors of a write over max_allowed_packet: too big, result too big, gone away, lost"""
 MYSQL_KEY_LENGTH = 768
+"""Characters a key may have on MySQL/MariaDB (the primary key's VARCHAR)"""
+POSTGRES_KEY_BYTES = 2048
+"""UTF-8 bytes a key may have on PostgreSQL (a btree index entry holds at most about 2,700)"""
 PURGE_PROBABILITY = 0.01
 """Chance that a write also deletes the expired rows of the table"""
 STREAM_BATCH = 1000
@@ -239,6 +248,13 @@ class SqlStore(VirtualIOMixin, BaseStore):
         super().__init__(**data)
         config = self.backend_config or {}
         self.table_name = str(config.get("table") or DEFAULT_TABLE)
+        dialect = self.uri.split(":", 1)[0].split("+")[0]
+        limit = TABLE_NAME_LIMITS.get(dialect)
+        if limit is not None and len(self.table_name.encode()) > limit:
+            raise InvalidUri(
+                f"Store `{mask_uri(self.uri)}`: table name `{self.table_name[:40]}...` is longer than {limit} bytes"
+            )
+        self._writing = threading.local()  # the size of the largest value of the write under way
         self._engine_: Engine | None = None
         self._table_: sa.Table | None = None
 
@@ -303,13 +319,47 @@ class SqlStore(VirtualIOMixin, BaseStore):
             cause = exc.__cause__
             if isinstance(cause, DBAPIError):
                 detail = str(cause.orig).strip().splitlines()[0] if cause.orig is not None else type(cause).__name__
-                raise StoreError(self._describe(key, f"store failed: {mask_uri(detail)}")) from cause
+                hint = self._packet_hint(cause)
+                raise StoreError(self._describe(key, f"store failed: {mask_uri(detail)}{hint}")) from cause
             raise
+        finally:
+            self._writing.size = 0
+
+    def _packet_hint(self, error: DBAPIError) -> str:
+        """On MySQL/MariaDB, a write larger than the server's `max_allowed_packet` is cut off
+        (the server drops the connection): say so, with both sizes."""
+        size = getattr(self._writing, "size", 0)
+        code = (getattr(error.orig, "args", None) or (None,))[0]
+        if not size or code not in _PACKET_CODES or not _is_mysql(self.engine):
+            return ""
+        try:
+            with self.engine.connect() as conn:
+                packet = int(conn.execute(sa.text("SELECT @@max_allowed_packet")).scalar_one())
+        except Exception:  # noqa: BLE001 - only a hint
+            return ""
+        if size + PACKET_OVERHEAD < packet:
+            return ""
+        return (
+            f" (the value is {size:,} bytes, over the server's max_allowed_packet of {packet:,} bytes: "
+            "raise max_allowed_packet on the server, or store smaller values)"
+        )
 
     def _key(self, key: Any) -> str:
         key = super()._key(key)
-        if len(key) > MYSQL_KEY_LENGTH and self.uri.split(":", 1)[0].split("+")[0] in ("mysql", "mariadb"):
-            raise InvalidKey(f"Invalid key `{key[:40]}...`: longer than {MYSQL_KEY_LENGTH} characters (MySQL)")
+        if not key.isascii():
+            try:
+                key.encode("utf-8")
+            except UnicodeEncodeError:
+                shown = key.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+                raise InvalidKey(f"Invalid key `{shown}`: not UTF-8 (SQL stores keep keys as text)") from None
+        if len(key) > MYSQL_KEY_LENGTH or (
+            len(key) > POSTGRES_KEY_BYTES // 4 and len(key.encode()) > POSTGRES_KEY_BYTES
+        ):
+            dialect = self.uri.split(":", 1)[0].split("+")[0]
+            if dialect in ("mysql", "mariadb") and len(key) > MYSQL_KEY_LENGTH:
+                raise InvalidKey(f"Invalid key `{key[:40]}...`: longer than {MYSQL_KEY_LENGTH} characters (MySQL)")
+            if dialect in ("postgresql", "postgres") and len(key.encode()) > POSTGRES_KEY_BYTES:
+                raise InvalidKey(f"Invalid key `{key[:40]}...`: longer than {POSTGRES_KEY_BYTES} bytes (PostgreSQL)")
         return key
 
     def _retry(self, func: Callable[[], T]) -> T:
@@ -416,6 +466,7 @@ class SqlStore(VirtualIOMixin, BaseStore):
         return value
 
     def _write(self, key: str, value: bytes, ttl: int | None = None, no_clobber: bool = False, **kwargs: Any) -> None:
+        self._writing.size = len(value)
         row = self._row(key, bytes(value), ttl, _utcnow())
         if no_clobber:
             self._retry(lambda: self._insert_new(row))
@@ -439,6 +490,7 @@ class SqlStore(VirtualIOMixin, BaseStore):
 
     def _put_many(self, items: list[tuple[str, bytes]], ttl: int | None = None) -> None:
         now = _utcnow()
+        self._writing.size = max((len(value) for _, value in items), default=0)
         rows = {key: self._row(key, bytes(value), ttl, now) for key, value in items}  # last one wins
         stmt = self._upsert()
 

@@ -29,10 +29,60 @@ from anystore_cli.core.keys import ensure_relative_key
 from anystore_cli.core.uri import mask_uri
 
 DEFAULT_STORE = ".anystore"
+MAX_TTL = 100 * 366 * 24 * 3600
+"""The longest `--ttl` (about 100 years, in seconds): what every backend can store as an expiry"""
 
 
 class UsageProblem(Exception):
     """The command line is wrong in a way the option parser cannot see (exit status 2)."""
+
+
+class ClosedStream:
+    """Stands for stdin or stdout when the shell closed it (`<&-`, `>&-`): reading or writing
+    is a usage error naming the stream, instead of an AttributeError on None."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def _closed(self, *args: Any, **kwargs: Any) -> Any:
+        redirection = "<&-" if self.name == "stdin" else ">&-"
+        raise UsageProblem(f"{self.name} is closed ({redirection}); give it a file or a pipe")
+
+    read = read1 = readline = readinto = write = writelines = fileno = __iter__ = _closed
+
+    @property
+    def buffer(self) -> ClosedStream:
+        """Itself: the binary layer is as closed as the text one."""
+        return self
+
+    def isatty(self) -> bool:
+        """Never a terminal."""
+        return False
+
+    def flush(self) -> None:
+        """Nothing to flush."""
+
+    def close(self) -> None:
+        """Nothing to close."""
+
+
+def guard_closed_streams() -> None:
+    """Replace a closed stdin/stdout (None in `sys`) by a `ClosedStream`, and keep descriptors
+    0 and 1 taken (by /dev/null) so no file the command opens lands on them."""
+    for fd, name in ((0, "stdin"), (1, "stdout")):
+        if getattr(sys, name) is not None:
+            continue
+        setattr(sys, name, ClosedStream(name))
+        try:
+            os.fstat(fd)
+        except OSError:
+            try:
+                devnull = os.open(os.devnull, os.O_RDONLY if fd == 0 else os.O_WRONLY)
+                if devnull != fd:
+                    os.dup2(devnull, fd)
+                    os.close(devnull)
+            except OSError:
+                pass
 
 
 class Mode(str, Enum):
@@ -51,21 +101,60 @@ class LineMode(str, Enum):
     json = "json"
 
 
-SECRET_WORDS = ("password", "passwd", "secret", "token", "key", "credential")
+SECRET_WORDS = (
+    "password",
+    "passwd",
+    "pass",
+    "pw",
+    "secret",
+    "token",
+    "key",
+    "credential",
+    "auth",
+    "signature",
+    "sas",
+    "connection_string",
+    "conn_str",
+    "private",
+)
+"""A setting whose name holds one of these words holds a secret."""
+
+
+def is_secret_name(name: Any) -> bool:
+    """Tell whether a setting's name says its value is a secret (`password`, `pw`, `auth`, ...)."""
+    lowered = str(name).lower()
+    return any(word in lowered for word in SECRET_WORDS)
 
 
 def mask_secrets(value: Any, name: str = "") -> Any:
-    """Mask passwords in uris and the values of secret-looking settings (recursively)."""
+    """Mask the values of secret-named settings and anything that looks like a credential in the
+    others (uri passwords, `AccountKey=...`, `Bearer ...`), recursively."""
     if isinstance(value, dict):
         return {k: mask_secrets(v, str(k)) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
         return [mask_secrets(v, name) for v in value]
-    lowered = name.lower()
-    if value not in (None, "") and any(word in lowered for word in SECRET_WORDS):
+    if value not in (None, "") and is_secret_name(name) and not isinstance(value, bool):
         return "***"
     if isinstance(value, str):
         return mask_uri(value)
     return value
+
+
+def register_secrets(value: Any, name: str = "") -> None:
+    """Remember the secrets in a setting (see `core.uri.register_secret`): the values of
+    secret-named options, passwords in uris, recursively; error lines then mask them anywhere."""
+    from anystore_cli.core.uri import register_secret, register_uri_secrets
+
+    if isinstance(value, dict):
+        for key, item in value.items():
+            register_secrets(item, str(key))
+    elif isinstance(value, (list, tuple)):
+        for item in value:
+            register_secrets(item, name)
+    elif isinstance(value, str):
+        if is_secret_name(name) and len(value) >= 4:
+            register_secret(value)
+        register_uri_secrets(value)
 
 
 class State:
@@ -93,6 +182,7 @@ class State:
         self.verbose = verbose
         self.debug = debug
         self._store: Any = None
+        register_secrets({"uri": store_uri, "config": config_uri, "backend_config": self.backend_config})
 
     @property
     def uses_config(self) -> bool:
@@ -128,6 +218,7 @@ class State:
                 text = " ".join(str(exc).split())
                 raise InvalidData(f"Invalid YAML in store config `{mask_uri(self.config_uri)}`: {text}") from None
             fields = model.model_dump()
+            register_secrets(fields)
             uri = fields.pop("uri")
             options = {k: v for k, v in fields.items() if v is not None or k == "backend_config"}
             return uri, options
@@ -328,3 +419,46 @@ def split_backend_config(items: list[str] | None) -> dict[str, Any]:
             raise typer.BadParameter(f"`{item}` is not KEY=VALUE", param_hint="'-b' / '--backend-config'")
         config[name.strip()] = parse_value(value)
     return config
+
+
+_SURROGATES = re.compile("[\udc80-\udcff]")
+
+
+def is_text_key(key: str) -> bool:
+    """Tell whether a key's name is UTF-8 (names that are not hold surrogate escapes, as
+    Python decodes file names: `os.fsdecode`)."""
+    return _SURROGATES.search(key) is None
+
+
+def readable_text(text: str) -> str:
+    """`text` with each undecodable byte (a surrogate escape) shown as U+FFFD."""
+    return text.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+
+
+def uri_text(uri: str) -> str:
+    """A uri with each undecodable byte percent-encoded (`caf%E9`)."""
+    return _SURROGATES.sub(lambda m: f"%{ord(m.group()) - 0xDC00:02X}", uri)
+
+
+def key_b64(key: str) -> str:
+    """The exact bytes of a key's name, base64-encoded."""
+    import base64
+
+    return base64.b64encode(key.encode("utf-8", "surrogateescape")).decode("ascii")
+
+
+def decode_key_b64(encoded: Any) -> str:
+    """The key named by base64 bytes (`key_b64`), undecodable bytes as surrogate escapes.
+
+    Raises:
+        ValueError: If `encoded` is not a base64 string
+    """
+    import base64
+    import binascii
+
+    if not isinstance(encoded, str):
+        raise ValueError("`key_b64` must be a string")
+    try:
+        return base64.b64decode(encoded, validate=True).decode("utf-8", "surrogateescape")
+    except (binascii.Error, ValueError) as exc:
+        raise ValueError(f"bad base64 in `key_b64` ({exc})") from None

@@ -33,7 +33,13 @@ INFO_FIELDS = ("key", "name", "store", "uri", "size", "created_at", "updated_at"
 
 
 def info_record(stats: Any) -> dict[str, Any]:
-    """The JSON record of a key's metadata, fields in the order of CLI.md, store password masked."""
+    """The JSON record of a key's metadata, fields in the order of CLI.md, store password masked.
+
+    A key whose name is not UTF-8 (a file made by another tool, raw bytes in Redis) gets
+    `key_b64`, its exact bytes in base64, after `key`; `key` and `name` then show each
+    undecodable byte as U+FFFD and `uri` percent-encodes it.
+    """
+    from anystore_cli.commands.common import is_text_key, key_b64, readable_text, uri_text
     from anystore_cli.core.uri import mask_uri
 
     data = stats.model_dump(mode="json")
@@ -41,6 +47,18 @@ def info_record(stats: Any) -> dict[str, Any]:
     record = {name: data.get(name) for name in INFO_FIELDS}
     record["store"] = mask_uri(record["store"])
     record["uri"] = mask_uri(record["uri"])
+    key = record["key"]
+    if isinstance(key, str) and not is_text_key(key):
+        record = {
+            "key": readable_text(key),
+            "key_b64": key_b64(key),
+            **{name: value for name, value in record.items() if name != "key"},
+        }
+    for name in ("store", "uri"):
+        if isinstance(record[name], str):
+            record[name] = uri_text(record[name])
+    if isinstance(record["name"], str):
+        record["name"] = readable_text(record["name"])
     return record
 
 
@@ -114,6 +132,10 @@ def keys(
             else:  # the hot path: a batch of keys joined and encoded at once
                 separator = end.decode()
                 keys_left = iter(found)
+                if output == "-" and stdout_is_terminal():  # shown, not piped: no raw escape codes
+                    from anystore_cli.console import terminal_safe
+
+                    keys_left = (terminal_safe(key) for key in keys_left)
                 while batch := list(itertools.islice(keys_left, 4096)):
                     writer.write(encode_text(separator.join(batch) + separator))
         finally:
@@ -139,12 +161,21 @@ def rm(
     keys = keys or []
     if not keys and not prefix and not glob and not include:
         raise UsageProblem("rm: give KEY..., --prefix, --glob or --include")
+    if prefix is not None:
+        from anystore_cli.core.keys import normalize_prefix
+
+        if not normalize_prefix(prefix):
+            raise UsageProblem(f"rm: --prefix `{prefix}` names the whole store; to delete every key say --glob '**'")
     filters = key_filters(ctx, include, exclude, shard)
     checked = [state.key(key) for key in keys]
     store = state.store()
     missing: list[str] = []
     deleted = 0
-    out = sys.stdout
+    sys.stdout.flush()
+    out = sys.stdout.buffer
+    from anystore_cli.console import encode_text, stdout_is_terminal, terminal_safe
+
+    shown = terminal_safe if stdout_is_terminal() else str
 
     def remove(key: str, listed: bool = False) -> bool:
         """Delete `key` (or, with --dry-run, list it if it exists); true if it was there.
@@ -153,7 +184,7 @@ def rm(
         if dry_run:
             if not listed and not store.exists(key):
                 return False
-            out.write(f"{key}\n")
+            out.write(encode_text(shown(key)) + b"\n")
             return True
         with state.writing(key):
             gone = store.delete(key)

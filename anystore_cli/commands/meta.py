@@ -81,7 +81,11 @@ def checksum(
         elif len(checked) == 1:
             sys.stdout.write(f"{digest}\n")
         else:
-            sys.stdout.write(f"{digest}  {key}\n")
+            from anystore_cli.console import encode_text, stdout_is_terminal, terminal_safe
+
+            name = terminal_safe(key) if stdout_is_terminal() else key
+            sys.stdout.flush()
+            sys.stdout.buffer.write(encode_text(f"{digest}  {name}\n"))
         sys.stdout.flush()
 
 

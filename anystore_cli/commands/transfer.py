@@ -15,7 +15,7 @@ from typing import Annotated, Any
 
 import typer
 
-from anystore_cli.commands.common import get_state, open_input, open_output
+from anystore_cli.commands.common import MAX_TTL, get_state, open_input, open_output
 from anystore_cli.commands.filters import ExcludeOption, FilterCommand, IncludeOption, ShardOption, key_filters
 from anystore_cli.core.exceptions import AlreadyExists, AnystoreError, InvalidData, InvalidKey, StoreError
 
@@ -57,11 +57,16 @@ def _read_key_list(source: str) -> Iterator[str]:
 
 
 def dump_record(key: str, value: bytes) -> dict[str, str]:
-    """The dump line of one key: its text, or base64 when the bytes are not UTF-8."""
+    """The dump line of one key: its text, or base64 when the bytes are not UTF-8; the same for
+    the key's name (`key_b64` instead of `key`)."""
+    from anystore_cli.commands.common import is_text_key, key_b64
+
+    record = {"key": key} if is_text_key(key) else {"key_b64": key_b64(key)}
     try:
-        return {"key": key, "value": value.decode("utf-8")}
+        record["value"] = value.decode("utf-8")
     except UnicodeDecodeError:
-        return {"key": key, "value_b64": base64.b64encode(value).decode("ascii")}
+        record["value_b64"] = base64.b64encode(value).decode("ascii")
+    return record
 
 
 @app.command(cls=FilterCommand, epilog="\b\nExample: anystore dump --prefix users/ -o users.jsonl")
@@ -131,8 +136,15 @@ def parse_dump_line(raw: bytes, number: int, source: str) -> tuple[str, bytes, i
         record = orjson.loads(raw)
     except orjson.JSONDecodeError as exc:
         raise InvalidData(f"Malformed {where}: invalid JSON ({exc})") from None
+    if isinstance(record, dict) and "key_b64" in record and "key" not in record:
+        from anystore_cli.commands.common import decode_key_b64
+
+        try:
+            record["key"] = decode_key_b64(record["key_b64"])
+        except ValueError as exc:
+            raise InvalidData(f"Malformed {where}: {exc}") from None
     if not isinstance(record, dict) or not isinstance(record.get("key"), str):
-        raise InvalidData(f"Malformed {where}: expected an object with a string `key`")
+        raise InvalidData(f"Malformed {where}: expected an object with a string `key` (or `key_b64`)")
     try:
         key = ensure_relative_key(record["key"])
     except InvalidKey as exc:
@@ -151,8 +163,8 @@ def parse_dump_line(raw: bytes, number: int, source: str) -> tuple[str, bytes, i
     else:
         raise InvalidData(f"Malformed {where}: needs `value` or `value_b64`")
     ttl = record.get("ttl")
-    if ttl is not None and (isinstance(ttl, bool) or not isinstance(ttl, int) or ttl < 0):
-        raise InvalidData(f"Malformed {where}: `ttl` must be a whole number of seconds")
+    if ttl is not None and (isinstance(ttl, bool) or not isinstance(ttl, int) or not 0 <= ttl <= MAX_TTL):
+        raise InvalidData(f"Malformed {where}: `ttl` must be a whole number of seconds, at most {MAX_TTL}")
     return key, data, ttl
 
 
@@ -203,11 +215,27 @@ class _Loader:
                     kept.append((key, data))
             batch = kept
         if batch:
-            self.store.put_many(batch, ttl=ttl, serialization_mode="raw", batch_size=len(batch))
+            try:
+                self.store.put_many(batch, ttl=ttl, serialization_mode="raw", batch_size=len(batch))
+            except BaseException:
+                stored = self._count_stored(batch)  # a batch may fail part-way (a full disk)
+                with self._lock:
+                    self.loaded += stored
+                    self.skipped += skipped
+                raise
         with self._lock:
             self.loaded += len(batch)
             self.skipped += skipped
         self.progress.advance(len(batch) + skipped)
+
+    def _count_stored(self, batch: list[tuple[str, bytes]]) -> int:
+        """How many keys of a failed batch hold their new value (0 when the store cannot say)."""
+        wanted = dict(batch)
+        try:
+            found = self.store.get_many(list(wanted), serialization_mode="raw", batch_size=len(wanted))
+            return sum(1 for key, value in found if value is not None and value == wanted[key])
+        except Exception:  # noqa: BLE001 - the store is failing: report what is known for sure
+            return 0
 
     def close(self) -> None:
         if self._pool is not None:
@@ -268,7 +296,9 @@ def load(
     ] = "-",
     ttl: Annotated[
         int | None,
-        typer.Option("--ttl", metavar="SECONDS", min=0, help="Expire keys after SECONDS (a line's `ttl` wins)."),
+        typer.Option(
+            "--ttl", metavar="SECONDS", min=0, max=MAX_TTL, help="Expire keys after SECONDS (a line's `ttl` wins)."
+        ),
     ] = None,
     no_clobber: Annotated[
         bool, typer.Option("--no-clobber", help="Keep keys that exist (exit 1 if any was kept).")

@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import contextlib
 import sys
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
 from anystore_cli.commands.common import (
+    MAX_TTL,
     LineMode,
     Mode,
     UsageProblem,
@@ -47,7 +48,10 @@ ModeOption = Annotated[
     ),
 ]
 TtlOption = Annotated[
-    int | None, typer.Option("--ttl", metavar="SECONDS", min=0, help="Expire the key after SECONDS (where supported).")
+    int | None,
+    typer.Option(
+        "--ttl", metavar="SECONDS", min=0, max=MAX_TTL, help="Expire the key after SECONDS (where supported)."
+    ),
 ]
 
 
@@ -149,10 +153,28 @@ def pop(
     key = state.key(key)
     store = state.store()
     with state.reading(key), state.writing(key):
-        data = store.pop(key, serialization_mode="raw")
-    data = render_value(data, mode, f"key `{key}` in store `{state.label}`")
-    with open_output(output) as target:
-        target.write(data)
+        data = store.pop_bytes(key)
+    # the key is gone now (atomically, so two pops never both get it): until its value is out
+    # in full, a failure puts it back
+    try:
+        rendered = render_value(data, mode, f"key `{key}` in store `{state.label}`")
+        with open_output(output) as target:
+            target.write(rendered)
+    except BaseException:
+        _put_back(state, store, key, data)
+        raise
+
+
+def _put_back(state: Any, store: Any, key: str, data: bytes) -> None:
+    """Store a popped value again after its output failed (unless the key was written since)."""
+    try:
+        store.put(key, data, serialization_mode="raw", no_clobber=True)
+    except Exception as exc:  # noqa: BLE001 - the output's own error is the one to report
+        from anystore_cli.console import error
+
+        error(f"Key `{key}` in store `{state.label}`: its value could not be written out nor put back ({exc})")
+    else:
+        state.note(f"Key `{key}` in store `{state.label}`: kept, its value could not be written out")
 
 
 @app.command(epilog="\b\nExample: anystore stream logs/a.jsonl logs/b.jsonl --mode json")

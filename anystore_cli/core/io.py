@@ -420,7 +420,16 @@ def copy_stream(source: IO[bytes], target: IO[bytes], chunk_size: int = CHUNK_SI
     if in_fd >= 0 and out_fd >= 0 and hasattr(os, "sendfile"):
         target.flush()
         try:
-            while sent := os.sendfile(out_fd, in_fd, offset + total, 1 << 30):
+            while True:
+                try:
+                    sent = os.sendfile(out_fd, in_fd, offset + total, 1 << 30)
+                except BlockingIOError:  # a non-blocking pipe is full: wait for its reader
+                    import select
+
+                    select.select([], [out_fd], [])
+                    continue
+                if not sent:
+                    break
                 total += sent
         except OSError as exc:
             if total or exc.errno not in (errno.EINVAL, errno.ENOSYS, errno.EBADF):

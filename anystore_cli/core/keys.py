@@ -88,6 +88,23 @@ def ensure_relative_key(key: str) -> str:
     return normalize_key(key)
 
 
+def normalize_prefix(prefix: str | None) -> str:
+    """Return the canonical form of a key prefix, the same on every backend.
+
+    A prefix is a literal start of keys, so only its complete segments are normalised as keys
+    are: leading and repeated slashes and `.` segments go (`/`, `./` and `''` all become `''`,
+    the whole store; `./a//b/` becomes `a/b/`), the last, partial segment stays as given
+    (`a/.` matches `a/.hidden`). `..` segments stay, and match no key.
+    """
+    if not prefix:
+        return ""
+    head, sep, last = prefix.rpartition("/")
+    if not sep:
+        return prefix
+    segments = [s for s in head.split("/") if s not in ("", ".")]
+    return "/".join(segments) + "/" + last if segments else last
+
+
 def has_glob(pattern: str) -> bool:
     """Tell whether `pattern` holds glob syntax."""
     return any(c in pattern for c in GLOB_CHARS)
@@ -251,9 +268,9 @@ def make_key_filter(
     Raises:
         InvalidData: If the shard or a filter rule is malformed
     """
+    prefix = normalize_prefix(prefix)
+    exclude_prefix = normalize_prefix(exclude_prefix)
     glob = effective_glob(prefix, glob)
-    prefix = prefix.lstrip("/") if prefix else ""
-    exclude_prefix = exclude_prefix.lstrip("/") if exclude_prefix else ""
     matcher = glob_to_regex(glob).match if glob else None
     rules = [(keep, rule_to_regex(pattern).match) for keep, pattern in filter_rules(include, exclude, filters)]
     unmatched = not any(keep for keep, _ in rules)  # only excludes: keep what none matched

@@ -16,12 +16,72 @@ SCHEME_REDIS = "redis"
 SCHEME_REDISS = "rediss"
 
 _SCHEME_RE = re.compile(r"^([a-zA-Z][a-zA-Z0-9+.-]*):")
-_PASSWORD_RE = re.compile(r"(?P<head>[a-zA-Z][a-zA-Z0-9+.-]*://[^:/@\s]*:)(?P<pw>[^@\s]*)(?=@)")
+_NETLOC_RE = re.compile(r"(?P<head>[a-zA-Z][a-zA-Z0-9+.-]*://)(?P<netloc>[^/?#\s]*@)")
+"""A uri's `scheme://` and its user info up to the last `@` before the path, as clients parse
+it (`urlsplit` takes the netloc to the first `/`, `?` or `#`, then the user info up to its last
+`@`): `redis://:p@ss@host` holds the password `p@ss`."""
+_SECRET_NAMES = (
+    r"password|passwd|pwd|pass|pw|secret|client_secret|token|access_token|refresh_token|sslpassword|"
+    r"aws_secret_access_key|secret_access_key|accountkey|account_key|sharedaccesskey|"
+    r"sharedaccesssignature|sas_token|sig|signature|apikey|api_key|auth|authorization|credentials?"
+)
 _QUERY_SECRET_RE = re.compile(
-    r"(?P<head>[?&;](?:password|passwd|pwd|pass|secret|token|access_token|sslpassword|aws_secret_access_key)=)"
-    r"(?P<pw>[^&#;\s]*)",
+    rf"(?P<head>(?:^|(?<=[?&;\s\"',({{]))(?:{_SECRET_NAMES})\s*[=:]\s*)(?P<pw>\"[^\"]*\"|'[^']*'|[^&#;,\s\"')}}]+)",
     re.IGNORECASE,
 )
+"""`name=value` (and `name: value`) pairs whose name says secret: query strings, connection
+strings (`AccountKey=...;`), `key=value` options and JSON-ish text."""
+_AUTH_SCHEME_RE = re.compile(r"(?P<head>\b(?:Bearer|Basic|Digest|Token)\s+)(?P<pw>[A-Za-z0-9._~+/=-]{4,})")
+"""The credentials of an HTTP Authorization header value."""
+_KNOWN_SECRETS: set[str] = set()
+"""Secret values met in this process (see `register_secret`), masked wherever they appear."""
+
+
+def register_secret(value: Any) -> None:
+    """Remember a secret value (a password, a token) so that `mask_uri` masks it in any text,
+    in whatever form it shows: as given, percent-decoded or percent-encoded."""
+    if not isinstance(value, str) or len(value) < 3:
+        return
+    # a parser that stops the password at the first `@` (SQLAlchemy's) shows the rest as host
+    parts = value.split("@") if "@" in value else []
+    for form in (value, unquote(value), quote(value, safe=""), *parts):
+        if len(form) >= 3:
+            _KNOWN_SECRETS.add(form)
+
+
+_UNUSUAL = re.compile(r"[@\s/?#]")
+"""Characters that end a password early for some parser (or for the patterns of `mask_uri`)"""
+
+
+def register_uri_secrets(uri: Any) -> None:
+    """Remember the passwords of `uri` that `mask_uri`'s patterns alone could miss in some
+    message: those holding `@`, spaces, `/`, `?` or `#`, raw or percent-decoded (see
+    `register_secret`). Plain passwords are left to the patterns, so that a password equal to
+    the user name or the database name does not mask those everywhere."""
+    text = str(uri)
+    passwords = []
+    if get_scheme(text):  # the whole text is a uri: parse it as its client does (spaces and all)
+        try:
+            netloc = urlsplit(text).netloc
+        except ValueError:
+            netloc = ""
+        _user, sep, password = netloc.rpartition("@")[0].partition(":")
+        if sep:
+            passwords.append(password)
+    for match in _NETLOC_RE.finditer(text):
+        userinfo = match.group("netloc")[:-1]  # the match ends at the last `@`
+        _user, sep, password = userinfo.partition(":")
+        if sep:
+            passwords.append(password)
+    for password in passwords:
+        if _UNUSUAL.search(password) or _UNUSUAL.search(unquote(password)):
+            register_secret(password)
+
+
+def _mask_netloc(match: re.Match[str]) -> str:
+    userinfo = match.group("netloc")[:-1]
+    user, sep, _password = userinfo.partition(":")
+    return match.group("head") + (f"{user}:***@" if sep else f"{userinfo}@")
 
 
 def get_scheme(uri: str) -> str:
@@ -110,10 +170,17 @@ def join_uri(uri: Any, path: str) -> str:
 
 
 def mask_uri(uri: Any) -> str:
-    """Replace any password in `uri` (and in text holding uris) with `***`: the `user:password@`
-    part and secret query parameters such as `?password=`."""
-    text = _PASSWORD_RE.sub(lambda m: m.group("head") + "***", str(uri))
-    return _QUERY_SECRET_RE.sub(lambda m: m.group("head") + "***", text)
+    """Replace any secret in `uri` (or in any text holding uris) with `***`: the password of a
+    `user:password@` part (up to the last `@` of the host part, as clients parse it), the values
+    of secret-named pairs (`?password=`, `AccountKey=...;`, `token: ...`), HTTP credentials
+    (`Bearer ...`), and every secret value registered with `register_secret`."""
+    text = str(uri)
+    for secret in sorted(_KNOWN_SECRETS, key=len, reverse=True):
+        if secret in text:
+            text = text.replace(secret, "***")
+    text = _NETLOC_RE.sub(_mask_netloc, text)
+    text = _QUERY_SECRET_RE.sub(lambda m: m.group("head") + "***", text)
+    return _AUTH_SCHEME_RE.sub(lambda m: m.group("head") + "***", text)
 
 
 def quote_key(key: str) -> str:
