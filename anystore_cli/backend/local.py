@@ -14,11 +14,11 @@ from collections.abc import Generator, Iterator
 from datetime import datetime, timezone
 from typing import IO, Any
 
+from anystore_cli.backend.fs import Store
+from anystore_cli.backend.model import BaseStats
 from anystore_cli.core.exceptions import AlreadyExists, DoesNotExist, InvalidKey, StoreError
 from anystore_cli.core.io import DEFAULT_MODE, copy_stream
 from anystore_cli.core.keys import listing_prefix, make_key_filter, normalize_key
-from anystore_cli.backend.model import BaseStats
-from anystore_cli.backend.fs import Store
 
 TMP_PREFIX = ".~anystore-"
 
@@ -207,6 +207,17 @@ def local_read_open(path: str, mode: str = DEFAULT_MODE, name: str | None = None
         yield handle
 
 
+def _stats(stat: os.stat_result) -> BaseStats:
+    """A file's metadata from its `stat`: created is the birth time where the system has one,
+    else the inode change time, and never after the modification."""
+    created = getattr(stat, "st_birthtime", None) or stat.st_ctime
+    return BaseStats.make(
+        stat.st_size,
+        datetime.fromtimestamp(min(created, stat.st_mtime), tz=timezone.utc),
+        datetime.fromtimestamp(stat.st_mtime, tz=timezone.utc),
+    )
+
+
 class LocalStore(Store):
     """A store in a local folder (`file://` uris and plain paths)."""
 
@@ -317,12 +328,14 @@ class LocalStore(Store):
             raise self._missing(key) from None
         if not os.path.isfile(self._path(key)):
             raise self._missing(key)
-        created = getattr(stat, "st_birthtime", None) or stat.st_ctime
-        return BaseStats(
-            size=stat.st_size,
-            created_at=datetime.fromtimestamp(min(created, stat.st_mtime), tz=timezone.utc),
-            updated_at=datetime.fromtimestamp(stat.st_mtime, tz=timezone.utc),
-        )
+        return _stats(stat)
+
+    def _info_many(self, keys: list[str]) -> Iterator[tuple[str, BaseStats | None]]:
+        for key in keys:  # a `stat` each: no threads needed
+            try:
+                yield key, self._info(key)
+            except DoesNotExist:
+                yield key, None
 
     def _open(self, key: str, mode: str = DEFAULT_MODE, **kwargs: Any) -> Any:
         path = self._path(key)
@@ -337,6 +350,23 @@ class LocalStore(Store):
     def _iterate_keys(
         self, prefix: str | None = None, exclude_prefix: str | None = None, glob: str | None = None
     ) -> Iterator[str]:
+        yield from self._listing(prefix, exclude_prefix, glob, False)
+
+    def _iterate_infos(
+        self, prefix: str | None = None, exclude_prefix: str | None = None, glob: str | None = None
+    ) -> Iterator[tuple[str, BaseStats]]:
+        """The listing with each file's `stat` from its directory entry (no path lookup per key)."""
+        for key, entry in self._listing(prefix, exclude_prefix, glob, True):
+            try:
+                stat = entry.stat()  # follows a symlink (checked to stay inside the store)
+            except OSError:  # gone since the directory was read
+                continue
+            yield key, _stats(stat)
+
+    def _listing(
+        self, prefix: str | None, exclude_prefix: str | None, glob: str | None, entries: bool
+    ) -> Iterator[Any]:
+        """The matching keys, or `(key, DirEntry)` pairs with `entries`."""
         match = make_key_filter(prefix, exclude_prefix, glob)
         start = listing_prefix(prefix, glob)
         if ".." in start.split("/")[:-1]:  # the last part may be the start of a name like `..x`
@@ -344,12 +374,16 @@ class LocalStore(Store):
         folder = start.rsplit("/", 1)[0] if "/" in start else ""
         exclude = (exclude_prefix or "").lstrip("/")
         if not (prefix or exclude_prefix or glob):
-            yield from self._walk(folder, start, exclude)  # every key matches: no filter call per key
+            yield from self._walk(folder, start, exclude, entries)  # every key matches: no filter call per key
             return
-        yield from (k for k in self._walk(folder, start, exclude) if match(k))
+        if entries:
+            yield from (item for item in self._walk(folder, start, exclude, True) if match(item[0]))
+        else:
+            yield from (k for k in self._walk(folder, start, exclude) if match(k))
 
-    def _walk(self, folder: str, start: str, exclude: str) -> Iterator[str]:
-        """Yield keys under `folder` (relative), streaming with scandir, pruning by prefix."""
+    def _walk(self, folder: str, start: str, exclude: str, entries: bool = False) -> Iterator[Any]:
+        """Yield keys (or `(key, DirEntry)` pairs) under `folder` (relative), streaming with
+        scandir, pruning by prefix."""
         stack = [folder]
         while stack:
             current = stack.pop()
@@ -357,13 +391,13 @@ class LocalStore(Store):
             if current and not self._inside_folder(path):
                 continue  # the listing starts in a folder linked out of the store
             try:
-                entries = os.scandir(path)
+                found = os.scandir(path)
             except (FileNotFoundError, NotADirectoryError):
                 continue
-            with entries:
+            with found:
                 subdirs = []
                 base = f"{current}/" if current else ""
-                for entry in entries:
+                for entry in found:
                     name = entry.name
                     if name[0] == "." and name.startswith(TMP_PREFIX):
                         continue
@@ -371,7 +405,7 @@ class LocalStore(Store):
                     try:
                         if entry.is_file(follow_symlinks=False):
                             if not start or key.startswith(start):
-                                yield key
+                                yield (key, entry) if entries else key
                             continue
                         is_dir = entry.is_dir(follow_symlinks=False)
                     except OSError:
@@ -383,7 +417,7 @@ class LocalStore(Store):
                         ):
                             subdirs.append(key)
                     elif (not start or key.startswith(start)) and self._inside(entry.path):
-                        yield key  # a symlink to a file inside the store
+                        yield (key, entry) if entries else key  # a symlink to a file inside the store
                 stack.extend(reversed(subdirs))
 
     def _inside_folder(self, path: str) -> bool:

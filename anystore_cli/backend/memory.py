@@ -12,10 +12,10 @@ from collections.abc import Iterator
 from datetime import datetime, timezone
 from typing import Any, ClassVar
 
+from anystore_cli.backend.base import BaseStore, TTLMixin, VirtualIOMixin
+from anystore_cli.backend.model import BaseStats
 from anystore_cli.core.exceptions import AlreadyExists
 from anystore_cli.core.keys import make_key_filter
-from anystore_cli.backend.model import BaseStats
-from anystore_cli.backend.base import BaseStore, TTLMixin, VirtualIOMixin
 
 # full key -> (value, created, updated, expires)
 _DATA: dict[str, tuple[bytes, float, float, float | None]] = {}
@@ -90,11 +90,13 @@ class MemoryStore(VirtualIOMixin, TTLMixin, BaseStore):
             entry = self._live(self._full(key))
         if entry is None:
             raise self._missing(key)
-        return BaseStats(
-            size=len(entry[0]),
-            created_at=datetime.fromtimestamp(entry[1], tz=timezone.utc),
-            updated_at=datetime.fromtimestamp(entry[2], tz=timezone.utc),
-        )
+        return _entry_stats(entry)
+
+    def _info_many(self, keys: list[str]) -> Iterator[tuple[str, BaseStats | None]]:
+        with _LOCK:
+            entries = [self._live(self._full(key)) for key in keys]
+        for key, entry in zip(keys, entries, strict=True):
+            yield key, None if entry is None else _entry_stats(entry)
 
     def _iterate_keys(
         self, prefix: str | None = None, exclude_prefix: str | None = None, glob: str | None = None
@@ -106,3 +108,11 @@ class MemoryStore(VirtualIOMixin, TTLMixin, BaseStore):
         for key in candidates:
             if match(key) and self._exists(key):
                 yield key
+
+
+def _entry_stats(entry: tuple[bytes, float, float, float | None]) -> BaseStats:
+    return BaseStats.make(
+        len(entry[0]),
+        datetime.fromtimestamp(entry[1], tz=timezone.utc),
+        datetime.fromtimestamp(entry[2], tz=timezone.utc),
+    )

@@ -47,6 +47,8 @@ from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 
+from anystore_cli.backend.base import BaseStore, VirtualIOMixin
+from anystore_cli.backend.model import BaseStats
 from anystore_cli.core.exceptions import (
     AlreadyExists,
     InvalidKey,
@@ -55,8 +57,6 @@ from anystore_cli.core.exceptions import (
     StoreError,
 )
 from anystore_cli.core.keys import listing_prefix, make_key_filter
-from anystore_cli.backend.model import BaseStats
-from anystore_cli.backend.base import BaseStore, VirtualIOMixin
 from anystore_cli.core.uri import mask_uri
 
 DEFAULT_TABLE = "anystore"
@@ -464,27 +464,48 @@ class SqlStore(VirtualIOMixin, BaseStore):
         with self.engine.connect() as conn:
             return conn.execute(stmt).first() is not None
 
-    def _info(self, key: str) -> BaseStats:
+    def _info_columns(self) -> list[Any]:
         table = self.table
-        stmt = sa.select(sa.func.length(table.c.value), table.c.created_at, table.c.updated_at).where(
-            table.c.key == key, self._live(_utcnow())
-        )
-        with self.engine.connect() as conn:
-            row = conn.execute(stmt).first()
-        if row is None:
+        return [table.c.key, sa.func.length(table.c.value), table.c.created_at, table.c.updated_at]
+
+    def _info(self, key: str) -> BaseStats:
+        stats = dict(self._info_many([key]))[key]
+        if stats is None:
             raise self._missing(key)
-        size, created, updated = row
-        return BaseStats(size=size, created_at=_aware(created), updated_at=_aware(updated))
+        return stats
+
+    def _info_many(self, keys: list[str]) -> Iterator[tuple[str, BaseStats | None]]:
+        """One SELECT of sizes and timestamps for the batch (the values are not read)."""
+        table = self.table
+        stmt = sa.select(*self._info_columns()).where(table.c.key.in_(set(keys)), self._live(_utcnow()))
+        with self.engine.connect() as conn:
+            found = {row[0]: _row_stats(row) for row in conn.execute(stmt)}
+        for key in keys:
+            yield key, found.get(key)
+
+    def _iterate_infos(
+        self, prefix: str | None = None, exclude_prefix: str | None = None, glob: str | None = None
+    ) -> Iterator[tuple[str, BaseStats]]:
+        """The listing's one SELECT, with sizes and timestamps."""
+        for row in self._listing(self._info_columns(), prefix, exclude_prefix, glob):
+            yield row[0], _row_stats(row)
 
     def _iterate_keys(
         self, prefix: str | None = None, exclude_prefix: str | None = None, glob: str | None = None
     ) -> Iterator[str]:
+        for row in self._listing([self.table.c.key], prefix, exclude_prefix, glob):
+            yield row[0]
+
+    def _listing(
+        self, columns: list[Any], prefix: str | None, exclude_prefix: str | None, glob: str | None
+    ) -> Iterator[Any]:
+        """The rows of `columns` (the key first) of the live keys that match, streamed."""
         table = self.table
         now = _utcnow()
         if not self.readonly:
             self.purge_expired()
         match = make_key_filter(prefix, exclude_prefix, glob)
-        stmt = sa.select(table.c.key).where(self._live(now))
+        stmt = sa.select(*columns).where(self._live(now))
         literal = listing_prefix(prefix, glob)
         if literal:
             stmt = stmt.where(table.c.key.like(escape_like(literal) + "%", escape=LIKE_ESCAPE))
@@ -492,19 +513,18 @@ class SqlStore(VirtualIOMixin, BaseStore):
             pattern = escape_like(exclude_prefix.lstrip("/")) + "%"
             stmt = stmt.where(sa.not_(table.c.key.like(pattern, escape=LIKE_ESCAPE)))
         paged = _is_mysql(self.engine)
-        for key in self._iterate_pages(stmt) if paged else self._iterate_cursor(stmt):
-            if match(key):
-                yield key
+        for row in self._iterate_pages(stmt) if paged else self._iterate_cursor(stmt):
+            if match(row[0]):
+                yield row
 
-    def _iterate_cursor(self, stmt: Any) -> Iterator[str]:
-        """Stream the keys of `stmt` through a server-side cursor."""
+    def _iterate_cursor(self, stmt: Any) -> Iterator[Any]:
+        """Stream the rows of `stmt` through a server-side cursor."""
         with self.engine.connect() as conn:
             result = conn.execution_options(stream_results=True, yield_per=STREAM_BATCH).execute(stmt)
-            for (key,) in result:
-                yield key
+            yield from result
 
-    def _iterate_pages(self, stmt: Any) -> Iterator[str]:
-        """Page through the keys of `stmt` in key order, one short query per page.
+    def _iterate_pages(self, stmt: Any) -> Iterator[Any]:
+        """Page through the rows of `stmt` in key order, one short query per page.
 
         Used on MySQL, where an unfinished server-side result must be read to its end before its
         connection can be used again: stopping early would drain the whole table.
@@ -516,8 +536,18 @@ class SqlStore(VirtualIOMixin, BaseStore):
             if last is not None:
                 page = page.where(column > last)
             with self.engine.connect() as conn:
-                keys = conn.execute(page).scalars().all()
-            yield from keys
-            if len(keys) < STREAM_BATCH:
+                rows = conn.execute(page).all()
+            yield from rows
+            if len(rows) < STREAM_BATCH:
                 return
-            last = keys[-1]
+            last = rows[-1][0]
+
+
+def _row_stats(row: Any) -> BaseStats:
+    """The metadata of a `(key, size, created_at, updated_at)` row."""
+    created, updated = row[2], row[3]
+    return BaseStats.make(
+        int(row[1]),
+        None if created is None else created.replace(tzinfo=timezone.utc),
+        None if updated is None else updated.replace(tzinfo=timezone.utc),
+    )

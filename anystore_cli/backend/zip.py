@@ -16,11 +16,11 @@ from collections.abc import Generator, Iterator
 from datetime import datetime, timezone
 from typing import IO, Any, ClassVar
 
+from anystore_cli.backend.base import BaseStore
+from anystore_cli.backend.model import BaseStats
 from anystore_cli.core.exceptions import AlreadyExists, ReadOnlyError
 from anystore_cli.core.io import DEFAULT_MODE, copy_stream
 from anystore_cli.core.keys import make_key_filter
-from anystore_cli.backend.model import BaseStats
-from anystore_cli.backend.base import BaseStore
 
 
 def split_zip_uri(uri: str) -> tuple[str, str]:
@@ -140,8 +140,21 @@ class ZipStore(BaseStore):
             entry = self._entry(archive, key)
         if entry is None:
             raise self._missing(key)
-        stamp = datetime(*entry.date_time, tzinfo=timezone.utc)
-        return BaseStats(size=entry.file_size, created_at=stamp, updated_at=stamp)
+        return _entry_stats(entry)
+
+    def _info_many(self, keys: list[str]) -> Iterator[tuple[str, BaseStats | None]]:
+        """The batch from one reading of the archive's directory."""
+        with self._archive() as archive:
+            entries = [self._entry(archive, key) for key in keys]
+        for key, entry in zip(keys, entries, strict=True):
+            yield key, None if entry is None else _entry_stats(entry)
+
+    def _iterate_infos(
+        self, prefix: str | None = None, exclude_prefix: str | None = None, glob: str | None = None
+    ) -> Iterator[tuple[str, BaseStats]]:
+        """The listing with sizes and times from the archive's directory (`infolist`)."""
+        for key, entry in self._listing(prefix, exclude_prefix, glob):
+            yield key, _entry_stats(entry)
 
     def _open(self, key: str, mode: str = DEFAULT_MODE, **kwargs: Any) -> Any:
         if "r" in mode:
@@ -180,13 +193,27 @@ class ZipStore(BaseStore):
     def _iterate_keys(
         self, prefix: str | None = None, exclude_prefix: str | None = None, glob: str | None = None
     ) -> Iterator[str]:
+        for key, _ in self._listing(prefix, exclude_prefix, glob):
+            yield key
+
+    def _listing(
+        self, prefix: str | None, exclude_prefix: str | None, glob: str | None
+    ) -> Iterator[tuple[str, zipfile.ZipInfo]]:
+        """The matching keys and their archive entries."""
         match = make_key_filter(prefix, exclude_prefix, glob)
         size = len(self._inner)
         with self._archive() as archive:
-            names = [] if archive is None else archive.namelist()
-        for name in names:
+            entries = [] if archive is None else archive.infolist()
+        for entry in entries:
+            name = entry.filename
             if name.endswith("/") or not name.startswith(self._inner):
                 continue
             key = name[size:]
             if match(key):
-                yield key
+                yield key, entry
+
+
+def _entry_stats(entry: zipfile.ZipInfo) -> BaseStats:
+    """An archive entry's size and time (zip keeps one time, in local time without a zone: read as UTC)."""
+    stamp = datetime(*entry.date_time, tzinfo=timezone.utc)
+    return BaseStats.make(entry.file_size, stamp, stamp)
