@@ -151,7 +151,7 @@ def keys(
             out.write(f"{total}\n".encode())
         return
     with open_output(output) as out:
-        writer = LineWriter(out)
+        writer = LineWriter(out, batch=1)  # one write a batch of 4096 keys: streamed
         end = b"\0" if null else b"\n"
         try:  # the hot path: a batch of keys joined and encoded at once
             separator = end.decode()
