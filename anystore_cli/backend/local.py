@@ -330,6 +330,10 @@ class LocalStore(Store):
             raise self._missing(key)
         return _stats(stat)
 
+    def _get_many(self, keys: list[str]) -> Iterator[tuple[str, bytes | None]]:
+        for key in keys:  # local reads: a thread pool a batch costs more than it saves
+            yield key, self._read(key, raise_on_nonexist=False)
+
     def _info_many(self, keys: list[str]) -> Iterator[tuple[str, BaseStats | None]]:
         for key in keys:  # a `stat` each: no threads needed
             try:
