@@ -343,7 +343,7 @@ def get_engine(
                 # executemany in pages (execute_batch) instead of one round trip a row: ~3x faster load
                 options["executemany_mode"] = "values_plus_batch"
                 if timeout:
-                    connect_args.update(_postgresql_timeouts(timeout))
+                    connect_args.update(_postgresql_timeouts(timeout, url.query.get("options")))
         options["connect_args"] = connect_args
         try:
             engine = sa.create_engine(url, **options)
@@ -366,19 +366,23 @@ def get_engine(
         return engine
 
 
-def _postgresql_timeouts(timeout: float) -> dict[str, Any]:
-    """libpq options: the server cancels a statement running longer than `timeout`, and TCP
-    keepalives and `tcp_user_timeout` notice a peer that stopped acknowledging."""
-    import psycopg2.extensions
-
+def _postgresql_timeouts(timeout: float, options: Any = None) -> dict[str, Any]:
+    """libpq options: the server cancels a statement running longer than `timeout` (added to
+    the url's own `options`), and TCP keepalives and `tcp_user_timeout` notice a peer that
+    stopped acknowledging."""
+    try:
+        from psycopg2.extensions import libpq_version
+    except ImportError:  # reported as a missing driver when the engine is made
+        return {}
+    given = " ".join(options) if isinstance(options, tuple) else options or ""
     args: dict[str, Any] = {
-        "options": f"-c statement_timeout={int(timeout * 1000)}",
+        "options": f"{given} -c statement_timeout={int(timeout * 1000)}".strip(),
         "keepalives": 1,
         "keepalives_idle": max(1, int(timeout)),
         "keepalives_interval": max(1, int(timeout) // 3),
         "keepalives_count": 3,
     }
-    if psycopg2.extensions.libpq_version() >= 120000:
+    if libpq_version() >= 120000:
         args["tcp_user_timeout"] = int(timeout * 1000)
     return args
 
