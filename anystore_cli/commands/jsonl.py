@@ -485,7 +485,9 @@ def load_long_line(
         if known and "key" in tail:
             raise line.malformed("`key` twice")
         if known and "ttl" in tail and store.supports_ttl and check({**fields, **tail}, line.where)[2] != ttl:
-            raise line.malformed("`ttl` after a value over 4 MiB: put it before the value (large values are streamed)")
+            raise line.malformed(
+                "`ttl` after a value over 4 MiB, which is streamed: put `ttl` before the value, or use `load --ttl`"
+            )
         fields.update(tail)
 
     text = _StringReader(source, line, rest_of_line)
