@@ -16,7 +16,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tests.conftest import anystore_bin
+from tests.conftest import anystore_bin, run_cli
 from tests.test_cli_support import CliStore, make_cli_store
 
 LISTING_KEYS = 20_000
@@ -265,3 +265,28 @@ def test_dump_writes_large_values_exactly_as_one_piece_would(monkeypatch) -> Non
         out = io.BytesIO()
         jsonl.write_value_line(out, record, lambda value=value: contextlib.closing(io.BytesIO(value)))
         assert out.getvalue() == orjson.dumps(dump_record("some/key", value)) + b"\n"
+
+
+_LONG = "x" * (5 * 1024 * 1024)
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        '{"key": "k", "value": "' + _LONG,  # the input ends inside the value
+        '{"key": "k", "value": "' + _LONG + '\\q"}\n',  # a bad escape
+        '{"key": "k", "value": "' + _LONG + '"} trailing\n',  # text after the object
+        '{"key": "k", "value": "' + _LONG + '\n{"key": "z", "value": "1"}\n',  # not closed on its line
+        '{"key": "k", "value_b64": "' + "QUJD" * (2 << 20) + '!"}\n',  # bad base64
+        '{"key": "k", "value": "' + _LONG + '", "ttl": 5}\n',  # a ttl after a streamed value
+    ],
+    ids=["truncated", "bad-escape", "trailing-text", "unclosed", "bad-base64", "late-ttl"],
+)
+def test_malformed_long_line_exits_2_and_keeps_the_old_value(line: str, tmp_path: Path) -> None:
+    store = ["-s", f"sqlite:///{tmp_path}/kv.db"]
+    assert run_cli(*store, "put", "k", "old").returncode == 0
+    done = run_cli(*store, "load", input=('{"key": "first", "value": "1"}\n' + line).encode())
+    assert done.returncode == 2, done.stderr
+    assert done.stderr.startswith(b"anystore: error: Malformed line 2 of `stdin`"), done.stderr
+    assert run_cli(*store, "get", "k").stdout == b"old"
+    assert run_cli(*store, "get", "first").stdout == b"1"
