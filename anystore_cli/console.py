@@ -178,15 +178,27 @@ def _rich_console(stderr: bool = False) -> Any:
     )
 
 
-def print_table(columns: Sequence[str], rows: Iterable[Sequence[Any]], title: str | None = None) -> None:
-    """Print a rich table on stdout (for a terminal)."""
+def print_table(
+    columns: Sequence[str],
+    rows: Iterable[Sequence[Any]],
+    title: str | None = None,
+    widths: dict[str, int] | None = None,
+    header: bool = True,
+) -> None:
+    """Print a rich table on stdout (for a terminal).
+
+    A long listing prints several tables, one a batch of rows: the first with the header, the
+    others without, all with the same `widths` for the columns named there, so they line up.
+    """
     from rich.markup import escape
     from rich.table import Table
 
-    table = Table(title=title, header_style="bold", show_edge=False, pad_edge=False)
+    table = Table(title=title, header_style="bold", show_edge=False, pad_edge=False, show_header=header)
     for name in columns:
         # keys and values wrap on a narrow terminal rather than lose their end to an ellipsis
-        table.add_column(name, justify="right" if name in ("size", "count") else "left", overflow="fold")
+        width = (widths or {}).get(name)
+        justify = "right" if name in ("size", "count") else "left"
+        table.add_column(name, justify=justify, overflow="fold", width=width, min_width=width)
     for row in rows:
         table.add_row(*(escape(terminal_safe("" if cell is None else str(cell))) for cell in row))
     _rich_console().print(table)

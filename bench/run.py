@@ -20,6 +20,7 @@ memory stays small (a child started by `vfork` inherits the parent's peak RSS as
 from __future__ import annotations
 
 import argparse
+import base64
 import contextlib
 import datetime
 import json
@@ -97,7 +98,7 @@ class Config:
         return _size_label(self.big_bytes)
 
 
-SECTIONS = ("startup", "memory", "bulk", "listing", "sync")
+SECTIONS = ("startup", "memory", "bulk", "listing", "infos", "dumpload", "sync")
 SYNC_KEYS = 10_000
 """Keys of the sync section: a second `mirror` of them against listing both sides"""
 # The original commits every `put` on SQL stores (about 1 ms a key here, far more on a busy
@@ -1237,6 +1238,139 @@ def section_sync(ctx: Context) -> None:
     )
 
 
+def section_infos(ctx: Context) -> None:
+    """`keys -l` and `keys --json` against plain `keys` on one sqlite store: the metadata comes
+    with the listing (one SELECT), not from a lookup per key."""
+    cfg, report, env = ctx.cfg, ctx.report, ctx.env
+    n = 20_000 if cfg.quick else 50_000
+    db = ctx.workdir / "infos.db"
+    lines = ctx.workdir / "infos.jsonl"
+    with open(lines, "w") as handle:
+        for i in range(n):
+            handle.write(json.dumps({"key": bulk_key(i), "value": bulk_value(i)}) + "\n")
+    store = [*ctx.new, "--store", f"sqlite:///{db}"]
+    print(f"  loading {n:,} keys into sqlite ...", flush=True)
+    measure([*store, "load", "-i", str(lines)], env=env)
+    commands = {"keys": [*store, "keys"], "-l": [*store, "keys", "-l"], "--json": [*store, "keys", "--json"]}
+    usable: dict[str, Callable[[], Run]] = {}
+    rss: dict[str, int] = {}
+    for name, cmd in commands.items():
+        try:
+            out = ctx.workdir / "infos.out"
+            rss[name] = measure(cmd, stdout=out, env=env).maxrss
+            with open(out, "rb") as handle:
+                count = sum(1 for _ in handle)
+            out.unlink()
+            if count != n:
+                raise BenchError(f"`{_show(cmd)}` printed {count:,} lines, expected {n:,}")
+        except BenchError as exc:
+            report.fail(f"`keys {name}` on sqlite", exc)
+            continue
+        usable[name] = lambda cmd=cmd: measure(cmd, env=env, exact_rss=False)
+    print(f"  listing with metadata x {cfg.listing_runs} ...", flush=True)
+    results = interleaved(usable, cfg.listing_runs)
+    for option in ("-l", "--json"):
+        measure_name = f"Listing: `keys {option}` over {n:,} keys, sqlite"
+        if option not in results or "keys" not in results:
+            report.unmeasured(measure_name, "≤ 3× `keys`", "a command failed, see below")
+            continue
+        ours, plain = median_seconds(results[option]), median_seconds(results["keys"])
+        report.target(
+            measure_name,
+            fmt_s(ours),
+            f"{fmt_s(plain)} (`keys`)",
+            f"{ours / plain:.2f}×",
+            "≤ 3× `keys`",
+            ours / plain <= 3.0,
+            f"peak RSS {fmt_rss(rss[option])}",
+        )
+    report.notes.append(
+        f"Listing with metadata: median of {cfg.listing_runs} interleaved runs of `keys`, `keys -l` and "
+        f"`keys --json` on one sqlite store of {n:,} keys (stdout to /dev/null, line counts checked first). "
+        "Sizes and times come from the listing's one SELECT, not from a lookup per key."
+    )
+
+
+def section_dumpload(ctx: Context) -> None:
+    """Peak memory of `dump` and `load` with three large values, and `dump | head -c 10`."""
+    cfg, report, env = ctx.cfg, ctx.report, ctx.env
+    size = 64 * MIB if cfg.quick else 200_000_000
+    label = _size_label(size) if cfg.quick else "200 MB"
+    store = ctx.workdir / "dumpload-store"
+    store.mkdir()
+    print(f"  writing three {label} values ...", flush=True)
+    make_big_file(store / "binary", size)
+    unit = 'a "quoted" line \\ with\ttabs, é and ✓\n'.encode()
+    with open(store / "text", "wb") as handle:
+        for _ in range(size // len(unit)):
+            handle.write(unit)
+    with open(store / "base64", "wb") as handle, open(store / "binary", "rb") as source:
+        while chunk := source.read(3 * MIB):
+            handle.write(base64.b64encode(chunk)[: size - handle.tell()])
+            if handle.tell() >= size:
+                break
+    sizes = {path.name: path.stat().st_size for path in store.iterdir()}
+    dump = ctx.workdir / "dumpload.jsonl"
+    limit = 100 * MIB
+    target = "< 100 MiB peak RSS"
+
+    def rss_row(measure_name: str, run: Run | None) -> None:
+        if run is None:
+            report.unmeasured(measure_name, target, "command failed, see below")
+            return
+        report.target(measure_name, fmt_rss(run.maxrss), "", "", target, run.maxrss < limit, fmt_s(run.seconds))
+
+    dumped: Run | None = None
+    try:
+        dumped = measure([*ctx.new, "--store", str(store), "dump"], stdout=dump, env=env)
+        with open(dump, "rb") as handle:
+            if sum(1 for _ in handle) != 3:
+                raise BenchError("the dump does not hold three lines")
+    except BenchError as exc:
+        report.fail("`dump` of large values", exc)
+        dumped = None
+    rss_row(f"Memory: `dump` of three {label} values, local folder", dumped)
+    loaded: Run | None = None
+    if dumped:
+        copy = ctx.workdir / "dumpload-copy"
+        try:
+            loaded = measure([*ctx.new, "--store", str(copy), "load", "-i", str(dump)], env=env)
+            if {path.name: path.stat().st_size for path in copy.iterdir()} != sizes:
+                raise BenchError("the loaded values have the wrong sizes")
+        except BenchError as exc:
+            report.fail("`load` of large values", exc)
+            loaded = None
+        shutil.rmtree(copy, ignore_errors=True)
+    rss_row(f"Memory: `load` of three {label} values, local folder", loaded)
+    dump.unlink(missing_ok=True)
+    # `dump | head -c 10`: the command ends soon after its reader does, quietly
+    started = time.perf_counter()
+    proc = subprocess.Popen(
+        [*ctx.new, "--store", str(store), "dump"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env
+    )
+    assert proc.stdout is not None and proc.stderr is not None
+    head = proc.stdout.read(10)
+    proc.stdout.close()
+    try:
+        status = proc.wait(timeout=TIMEOUT)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        status = proc.wait()
+    seconds = time.perf_counter() - started
+    stderr = proc.stderr.read()
+    note = f"exit {status}, {'no' if not stderr else 'some'} output on stderr, first bytes {head!r}"
+    report.add(f"`dump` into `head -c 10` (closed after 10 bytes), three {label} values", fmt_s(seconds), note)
+    if dumped:
+        throughput = fmt_tput(3 * size, dumped.seconds)
+        report.add(f"`dump` of three {label} values to a file", fmt_s(dumped.seconds), throughput)
+    shutil.rmtree(store, ignore_errors=True)
+    report.notes.append(
+        f"Large values: a local folder with three {label} values (escape-rich UTF-8 text, random bytes, "
+        "base64 text), `dump` to a file, that file `load`ed into a new folder (sizes checked), and "
+        f"`dump` with its stdout closed after 10 bytes. {ctx.rss_method}"
+    )
+
+
 README = BENCH / "README.md"
 README_START, README_END = "<!-- results: written by bench/run.py -->", "<!-- /results -->"
 
@@ -1285,6 +1419,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         "bulk": section_bulk,
         "listing": section_listing,
         "sync": section_sync,
+        "infos": section_infos,
+        "dumpload": section_dumpload,
     }
     try:
         for name, section in sections.items():

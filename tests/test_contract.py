@@ -270,6 +270,26 @@ def test_info_fields(store):
         store.info("foo/missing")
 
 
+def test_iterate_infos_and_info_many_match_info(store):
+    values = {"a/one.txt": b"1", "a/two.bin": b"\x00" * 300, "a/sub/three": b"", "b/other": b"xyz"}
+    store.put_many(values, serialization_mode="raw")
+    listed = {stats.key: stats for stats in store.iterate_infos(prefix="a/")}
+    assert sorted(listed) == ["a/one.txt", "a/sub/three", "a/two.bin"]
+    for key, stats in listed.items():
+        assert isinstance(stats, Stats)
+        single = store.info(key)
+        assert (stats.size, stats.name, stats.store, stats.uri) == (single.size, single.name, single.store, single.uri)
+        assert stats.size == len(values[key])
+        assert isinstance(stats.updated_at, datetime) and isinstance(stats.created_at, datetime)
+        assert abs((stats.updated_at - single.updated_at).total_seconds()) < 1
+    assert [s.key for s in store.iterate_infos(glob="**/three")] == ["a/sub/three"]
+    assert sorted(s.key for s in store.iterate_infos(prefix="a/", exclude_prefix="a/sub")) == ["a/one.txt", "a/two.bin"]
+    found = list(store.info_many(["b/other", "missing", "a/one.txt"]))
+    assert [key for key, _ in found] == ["b/other", "missing", "a/one.txt"]
+    assert [None if stats is None else stats.size for _, stats in found] == [3, None, 1]
+    assert found[0][1].key == "b/other" and found[0][1].name == "other"
+
+
 def test_open_modes(store):
     with store.open("t.txt", "w") as fh:
         fh.write("text ✓")

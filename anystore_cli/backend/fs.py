@@ -359,16 +359,40 @@ class Store(BaseStore):
         info = self._head(key)
         if info is None:
             raise self._missing(key)
-        updated = _timestamp(
-            info.get("LastModified")
-            or info.get("mtime")
-            or info.get("last_modified")
-            or info.get("updated")
-            or info.get("Last-Modified")
-        )
-        created = _timestamp(info.get("created") or info.get("timeCreated") or info.get("creation_time"))
-        updated, created = updated or created, created or updated
-        return BaseStats(size=info.get("size") or 0, created_at=created, updated_at=updated)
+        return _info_stats(info)
+
+    def _info_many(self, keys: list[str]) -> Iterator[tuple[str, BaseStats | None]]:
+        """Ask about the keys in parallel threads, in the order of `keys`."""
+        self._fs  # noqa: B018 - create the filesystem before the threads share it
+        workers = min(self._workers, len(keys))
+        if workers <= 1:
+            yield from super()._info_many(keys)
+            return
+        from concurrent.futures import ThreadPoolExecutor
+
+        def _ask(key: str) -> BaseStats | None:
+            info = self._head(key)
+            return None if info is None else _info_stats(info)
+
+        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="anystore-info") as pool:
+            yield from zip(keys, pool.map(_ask, keys), strict=True)
+
+    def _iterate_infos(
+        self, prefix: str | None = None, exclude_prefix: str | None = None, glob: str | None = None
+    ) -> Iterator[tuple[str, BaseStats]]:
+        """The listing's own metadata: sizes and times come with the keys (ListObjectsV2 on S3,
+        `find(detail=True)` elsewhere)."""
+        if self.is_http:  # directory index pages carry no sizes: ask each key
+            yield from super()._iterate_infos(prefix, exclude_prefix, glob)
+            return
+        match = make_key_filter(prefix, exclude_prefix, glob)
+        start = listing_prefix(prefix, glob)
+        found = self._list_s3(start, detail=True) if self._is_s3 else self._list_fs(start, detail=True)
+        for key, info in found:
+            if key and match(key):
+                if "Size" not in info and info.get("size") is None:  # a listing without sizes
+                    info = self._head(key) or info
+                yield key, _info_stats(info)
 
     def _open(self, key: str, mode: str = DEFAULT_MODE, **kwargs: Any) -> Any:
         if "r" in mode and "+" not in mode:
@@ -396,10 +420,11 @@ class Store(BaseStore):
             if key and match(key) and is_canonical_key(key) and not key.startswith(LOCK_FOLDER):
                 yield key
 
-    def _list_s3(self, start: str) -> Iterator[str]:
-        """One paginated ListObjectsV2 under the literal prefix (1000 keys a request)."""
-        for key, _ in self._list_s3_items(start):
-            yield key
+    def _list_s3(self, start: str, detail: bool = False) -> Iterator[Any]:
+        """One paginated ListObjectsV2 under the literal prefix (1000 keys a request); with
+        `detail`, `(key, entry)` pairs, the entry holding `Size` and `LastModified`."""
+        for key, item in self._list_s3_items(start):
+            yield (key, item) if detail else key
 
     def _list_s3_items(self, start: str) -> Iterator[tuple[str, dict[str, Any]]]:
         """`(key, item)` of every object under the literal prefix, item as ListObjectsV2 gives it."""
@@ -509,14 +534,18 @@ class Store(BaseStore):
             raise source._missing(key) from None
         return size
 
-    def _list_fs(self, start: str) -> Iterator[str]:
+    def _list_fs(self, start: str, detail: bool = False) -> Iterator[Any]:
         folder = start.rsplit("/", 1)[0] if "/" in start else ""
         base = f"{self._root}/{quote_key(folder) if self.is_http else folder}".rstrip("/") if folder else self._root
         self._fs.invalidate_cache()
         try:
-            found = self._fs.find(base or "", withdirs=False)
+            found = self._fs.find(base or "", withdirs=False, detail=detail)
         except FileNotFoundError as exc:
             self._check_bucket(exc)
+            return
+        if detail:
+            for path, info in found.items():
+                yield self._relative(path), info
             return
         for path in found:
             yield self._relative(path)
@@ -532,6 +561,21 @@ def _single_request_options(fs: Any) -> dict[str, Any]:
     except (AttributeError, TypeError, ValueError):
         return {}
     return {"max_concurrency": 1} if "max_concurrency" in parameters else {}
+
+
+def _info_stats(info: dict[str, Any]) -> BaseStats:
+    """A key's metadata from fsspec's info (or an S3 listing entry): size and timestamps."""
+    updated = _timestamp(
+        info.get("LastModified")
+        or info.get("mtime")
+        or info.get("last_modified")
+        or info.get("updated")
+        or info.get("Last-Modified")
+    )
+    created = _timestamp(info.get("created") or info.get("timeCreated") or info.get("creation_time"))
+    updated, created = updated or created, created or updated
+    size = info.get("size")
+    return BaseStats(size=info.get("Size") or 0 if size is None else size, created_at=created, updated_at=updated)
 
 
 def _check_protocol(protocol: str, uri: str) -> None:

@@ -25,7 +25,7 @@ from typing import IO, Any, ClassVar
 from anystore_cli.backend.base import KeyEntry
 from anystore_cli.backend.fs import Store
 from anystore_cli.backend.model import BaseStats
-from anystore_cli.core.exceptions import InvalidKey, StoreError
+from anystore_cli.core.exceptions import DoesNotExist, InvalidKey, StoreError
 from anystore_cli.core.files import (  # noqa: F401 - re-exported: the local backend's file helpers
     _CLOEXEC,
     _DIR_FLAGS,
@@ -53,6 +53,17 @@ from anystore_cli.core.keys import listing_prefix, make_key_filter, normalize_ke
 
 NAME_MAX = 255
 """Bytes a file name (one part of a key) may have on the usual file systems"""
+
+
+def _stats(stat: os.stat_result) -> BaseStats:
+    """A file's metadata from its `stat`: created is the birth time where the system has one,
+    else the inode change time, and never after the modification."""
+    created = getattr(stat, "st_birthtime", None) or stat.st_ctime
+    return BaseStats.make(
+        stat.st_size,
+        datetime.fromtimestamp(min(created, stat.st_mtime), tz=timezone.utc),
+        datetime.fromtimestamp(stat.st_mtime, tz=timezone.utc),
+    )
 
 
 class LocalStore(Store):
@@ -399,6 +410,17 @@ class LocalStore(Store):
             updated_at=datetime.fromtimestamp(info.st_mtime, tz=timezone.utc),
         )
 
+    def _get_many(self, keys: list[str]) -> Iterator[tuple[str, bytes | None]]:
+        for key in keys:  # local reads: a thread pool a batch costs more than it saves
+            yield key, self._read(key, raise_on_nonexist=False)
+
+    def _info_many(self, keys: list[str]) -> Iterator[tuple[str, BaseStats | None]]:
+        for key in keys:  # a `stat` each: no threads needed
+            try:
+                yield key, self._info(key)
+            except DoesNotExist:
+                yield key, None
+
     @contextlib.contextmanager
     def _reader(self, key: str, mode: str = DEFAULT_MODE) -> Generator[IO[Any], None, None]:
         try:
@@ -420,6 +442,23 @@ class LocalStore(Store):
     def _iterate_keys(
         self, prefix: str | None = None, exclude_prefix: str | None = None, glob: str | None = None
     ) -> Iterator[str]:
+        yield from self._listing(prefix, exclude_prefix, glob, False)
+
+    def _iterate_infos(
+        self, prefix: str | None = None, exclude_prefix: str | None = None, glob: str | None = None
+    ) -> Iterator[tuple[str, BaseStats]]:
+        """The listing with each file's `stat` from its directory entry (no path lookup per key)."""
+        for key, entry in self._listing(prefix, exclude_prefix, glob, True):
+            try:
+                stat = entry.stat()  # follows a symlink (checked to stay inside the store)
+            except OSError:  # gone since the directory was read
+                continue
+            yield key, _stats(stat)
+
+    def _listing(
+        self, prefix: str | None, exclude_prefix: str | None, glob: str | None, entries: bool
+    ) -> Iterator[Any]:
+        """The matching keys, or `(key, DirEntry)` pairs with `entries`."""
         match = make_key_filter(prefix, exclude_prefix, glob)
         start = listing_prefix(prefix, glob)
         if ".." in start.split("/")[:-1]:  # the last part may be the start of a name like `..x`
@@ -427,9 +466,12 @@ class LocalStore(Store):
         folder = start.rsplit("/", 1)[0] if "/" in start else ""
         exclude = (exclude_prefix or "").lstrip("/")
         if not (prefix or exclude_prefix or glob):
-            yield from self._walk(folder, start, exclude)  # every key matches: no filter call per key
+            yield from self._walk(folder, start, exclude, entries)  # every key matches: no filter call per key
             return
-        yield from (k for k in self._walk(folder, start, exclude) if match(k))
+        if entries:
+            yield from (item for item in self._walk(folder, start, exclude, True) if match(item[0]))
+        else:
+            yield from (k for k in self._walk(folder, start, exclude) if match(k))
 
     def _iterate_entries(
         self, prefix: str | None = None, exclude_prefix: str | None = None, glob: str | None = None, md5: bool = False
@@ -442,8 +484,9 @@ class LocalStore(Store):
                 continue  # gone since listed
             yield KeyEntry(key, stat.st_size, stat.st_mtime)
 
-    def _walk(self, folder: str, start: str, exclude: str) -> Iterator[str]:
-        """Yield keys under `folder` (relative), streaming with scandir, pruning by prefix."""
+    def _walk(self, folder: str, start: str, exclude: str, entries: bool = False) -> Iterator[Any]:
+        """Yield keys (or `(key, DirEntry)` pairs) under `folder` (relative), streaming with
+        scandir, pruning by prefix."""
         stack = [folder]
         while stack:
             current = stack.pop()
@@ -451,13 +494,13 @@ class LocalStore(Store):
             if current and not self._inside_folder(path):
                 continue  # the listing starts in a folder linked out of the store
             try:
-                entries = os.scandir(path)
+                found = os.scandir(path)
             except (FileNotFoundError, NotADirectoryError):
                 continue
-            with entries:
+            with found:
                 subdirs = []
                 base = f"{current}/" if current else ""
-                for entry in entries:
+                for entry in found:
                     name = entry.name
                     if name[0] == "." and name.startswith(TMP_PREFIX):
                         continue
@@ -465,7 +508,7 @@ class LocalStore(Store):
                     try:
                         if entry.is_file(follow_symlinks=False):
                             if not start or key.startswith(start):
-                                yield key
+                                yield (key, entry) if entries else key
                             continue
                         is_dir = entry.is_dir(follow_symlinks=False)
                     except OSError:
@@ -477,7 +520,7 @@ class LocalStore(Store):
                         ):
                             subdirs.append(key)
                     elif (not start or key.startswith(start)) and self._inside(entry.path):
-                        yield key  # a symlink to a file inside the store
+                        yield (key, entry) if entries else key  # a symlink to a file inside the store
                 stack.extend(reversed(subdirs))
 
     def _inside_folder(self, path: str) -> bool:

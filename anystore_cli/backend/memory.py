@@ -17,10 +17,6 @@ from anystore_cli.backend.model import BaseStats
 from anystore_cli.core.exceptions import AlreadyExists
 from anystore_cli.core.keys import make_key_filter
 
-# full key -> (value, created, updated, expires)
-_DATA: dict[str, tuple[bytes, float, float, float | None]] = {}
-_LOCK = threading.RLock()
-
 
 class MemoryStore(VirtualIOMixin, TTLMixin, BaseStore):
     """A store in this process's memory, with ttl support."""
@@ -106,11 +102,13 @@ class MemoryStore(VirtualIOMixin, TTLMixin, BaseStore):
             entry = self._live(self._full(key))
         if entry is None:
             raise self._missing(key)
-        return BaseStats(
-            size=len(entry[0]),
-            created_at=datetime.fromtimestamp(entry[1], tz=timezone.utc),
-            updated_at=datetime.fromtimestamp(entry[2], tz=timezone.utc),
-        )
+        return _entry_stats(entry)
+
+    def _info_many(self, keys: list[str]) -> Iterator[tuple[str, BaseStats | None]]:
+        with self._lock:
+            entries = [self._live(self._full(key)) for key in keys]
+        for key, entry in zip(keys, entries, strict=True):
+            yield key, None if entry is None else _entry_stats(entry)
 
     def _iterate_keys(
         self, prefix: str | None = None, exclude_prefix: str | None = None, glob: str | None = None
@@ -128,8 +126,16 @@ class MemoryStore(VirtualIOMixin, TTLMixin, BaseStore):
     ) -> Iterator[KeyEntry]:
         match = make_key_filter(prefix, exclude_prefix, glob)
         size = len(self._prefix)
-        with _LOCK:
-            candidates = [(k[size:], e) for k, e in _DATA.items() if k.startswith(self._prefix)]
+        with self._lock:
+            candidates = [(k[size:], e) for k, e in self._data.items() if k.startswith(self._prefix)]
         for key, entry in candidates:
             if match(key) and not self.is_expired(entry[3]):
                 yield KeyEntry(key, len(entry[0]), entry[2])
+
+
+def _entry_stats(entry: tuple[bytes, float, float, float | None]) -> BaseStats:
+    return BaseStats.make(
+        len(entry[0]),
+        datetime.fromtimestamp(entry[1], tz=timezone.utc),
+        datetime.fromtimestamp(entry[2], tz=timezone.utc),
+    )

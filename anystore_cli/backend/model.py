@@ -137,6 +137,14 @@ class BaseStats(Model):
 
     _coerce = {"created_at": to_datetime, "updated_at": to_datetime, "size": int}
 
+    @classmethod
+    def make(cls, size: int, created_at: datetime | None, updated_at: datetime | None) -> Any:
+        """A `BaseStats` from values of the right types, without coercing them again: for the
+        backends' listings, which build one a key."""
+        new = cls.__new__(cls)
+        new.__dict__.update(created_at=created_at, updated_at=updated_at, size=size, _extra={})
+        return new
+
 
 class Stats(BaseStats):
     """Meta information for a store key"""
@@ -147,6 +155,21 @@ class Stats(BaseStats):
     """Store base uri"""
     key: str
     """Full path of key"""
+
+    @classmethod
+    def build(cls, key: str, store: str, stats: BaseStats) -> Stats:
+        """The metadata of `key` in `store` from a backend's `BaseStats` (already coerced: no
+        validation again, which matters when a listing builds one for every key)."""
+        new = cls.__new__(cls)
+        fields = new.__dict__
+        fields["created_at"] = stats.created_at
+        fields["updated_at"] = stats.updated_at
+        fields["size"] = stats.size
+        fields["name"] = key.rsplit("/", 1)[-1]
+        fields["store"] = store
+        fields["key"] = key
+        new._extra = {}
+        return new
 
     @property
     def uri(self) -> str:

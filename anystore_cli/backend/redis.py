@@ -116,6 +116,23 @@ return #KEYS / 2
 """Write a batch: KEYS are value/meta key pairs, ARGV is now, ttl (0 for none), then the values."""
 
 
+_INFO_LUA = """
+local out = {}
+for i = 1, #KEYS, 2 do
+  local size = redis.call('STRLEN', KEYS[i])
+  if size == 0 and redis.call('EXISTS', KEYS[i]) == 0 then
+    out[#out + 1] = false
+  else
+    local stamps = redis.call('HMGET', KEYS[i + 1], 'c', 'u')
+    out[#out + 1] = {size, stamps[1], stamps[2]}
+  end
+end
+return out
+"""
+"""The metadata of a batch: KEYS are value/meta key pairs; a nil reply for a missing key, else
+`{size, created, updated}`."""
+
+
 class RedisStore(VirtualIOMixin, BaseStore):
     """A store in a Redis database, with ttl support."""
 
@@ -136,6 +153,7 @@ class RedisStore(VirtualIOMixin, BaseStore):
         self._meta_base = _encode(prefix + "\x00")
         self._bulk_script: Any = None
         self._copy_refused = False
+        self._info_script: Any = None
         try:
             self._client = get_client(
                 self.uri,
@@ -277,6 +295,22 @@ class RedisStore(VirtualIOMixin, BaseStore):
         if not exists:
             raise self._missing(key)
         return BaseStats(size=size, created_at=_timestamp(created), updated_at=_timestamp(updated))
+
+    def _info_many(self, keys: list[str]) -> Iterator[tuple[str, BaseStats | None]]:
+        """Sizes and timestamps of a batch in one server-side script call (values never read)."""
+        if self._info_script is None:
+            self._info_script = self._client.register_script(_INFO_LUA)
+        names: list[bytes] = []
+        for key in keys:
+            names.append(self._vkey(key))
+            names.append(self._mkey(key))
+        replies = self._info_script(keys=names) if names else []
+        for key, reply in zip(keys, replies, strict=True):
+            if reply is None:
+                yield key, None
+            else:
+                size, created, updated = reply
+                yield key, BaseStats.make(int(size), _timestamp(created), _timestamp(updated))
 
     def _iterate_keys(
         self, prefix: str | None = None, exclude_prefix: str | None = None, glob: str | None = None

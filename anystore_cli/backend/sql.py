@@ -26,7 +26,16 @@ an escaped `LIKE` on the literal start of the prefix or glob, then matches exact
 it streams through a server-side cursor (PostgreSQL, SQLite), or on MySQL pages through the
 primary key 1000 keys at a time (an unfinished MySQL result would have to be drained). SQLite
 databases run in WAL mode with a 30 second busy timeout, so parallel processes can write one
-file. Connecting to a server gives up after 3 seconds.
+file.
+
+Timeouts (`backend_config`, seconds; `0` turns one off): connecting to a server gives up after
+`connect_timeout` (default 3), and a server that leaves a statement, a fetch or a commit
+unanswered for `timeout` (default 10) fails the command instead of hanging it. On PostgreSQL the
+server cancels statements that run longer (`statement_timeout`), a watchdog thread closes the
+socket of a call that waited that long for an answer with nothing left to send (libpq has no
+read timeout), and TCP keepalives and `tcp_user_timeout` catch a peer that stops acknowledging;
+on MySQL/MariaDB pymysql's `read_timeout` bounds every read and `TCP_USER_TIMEOUT` unacknowledged
+writes.
 """
 
 from __future__ import annotations
@@ -61,7 +70,9 @@ from anystore_cli.core.uri import mask_uri
 
 DEFAULT_TABLE = "anystore"
 CONNECT_TIMEOUT = 3
-"""Seconds to wait for a database server to accept a connection"""
+"""Seconds to wait for a database server to accept a connection (`connect_timeout`)"""
+DEFAULT_TIMEOUT = 10
+"""Seconds a server may leave a statement, fetch or commit unanswered (`timeout`)"""
 SQLITE_BUSY_TIMEOUT = 30
 """Seconds a SQLite writer waits for the file's lock before failing"""
 TABLE_NAME_LIMITS = {"postgresql": 63, "postgres": 63, "mysql": 64, "mariadb": 64}
@@ -134,42 +145,215 @@ def _sqlite_on_connect(dbapi_connection: Any, _record: Any) -> None:
     cursor.close()
 
 
-def _mysql_on_connect(dbapi_connection: Any, _record: Any) -> None:
-    # connected: no read timeout for queries (pymysql's default), a slow statement is no failure
-    if hasattr(dbapi_connection, "_read_timeout"):
-        dbapi_connection._read_timeout = None
+def _mysql_on_connect(timeout: float | None) -> Callable[[Any, Any], None]:
+    def _connected(dbapi_connection: Any, _record: Any) -> None:
+        # the handshake was read with the connect timeout: from now on, the answer timeout
+        if hasattr(dbapi_connection, "_read_timeout"):
+            dbapi_connection._read_timeout = timeout
+        sock = getattr(dbapi_connection, "_sock", None)
+        if timeout and sock is not None:
+            _tcp_user_timeout(sock, timeout)
+
+    return _connected
 
 
-_ENGINES: dict[str, Engine] = {}
+def _tcp_user_timeout(sock: Any, timeout: float) -> None:
+    """Fail the connection when sent data stays unacknowledged for `timeout` seconds (Linux)."""
+    import socket
+
+    option = getattr(socket, "TCP_USER_TIMEOUT", None)
+    if option is None:
+        return
+    with contextlib.suppress(OSError):
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+        sock.setsockopt(socket.IPPROTO_TCP, option, int(timeout * 1000))
+
+
+class AnswerWatchdog:
+    """Closes the socket of a PostgreSQL call that waits too long for the server's answer.
+
+    libpq has no read timeout: a server that stops answering (stopped, or partitioned behind a
+    proxy that keeps the connection open) hangs a call forever. Each thread arms the watchdog
+    with its connection before a call that waits for the server and disarms it after. A call
+    armed for longer than its timeout with nothing left in the socket's send queue (a big value
+    still going up is progress, not a hang) has its socket shut down: libpq then fails the call
+    as a lost connection, and `timed_out()` tells the thread why.
+    """
+
+    TICK = 0.2
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._armed: dict[int, tuple[int, float, float]] = {}  # thread -> (fd, deadline, timeout)
+        self._fired: dict[int, float] = {}  # thread -> timeout that ran out
+        self._thread: threading.Thread | None = None
+
+    def arm(self, dbapi_connection: Any, timeout: float) -> None:
+        """Start the clock for a call of this thread on `dbapi_connection`."""
+        try:
+            fd = dbapi_connection.fileno()
+        except Exception:  # noqa: BLE001 - closed or broken: nothing to watch
+            return
+        thread = threading.get_ident()
+        with self._lock:
+            self._fired.pop(thread, None)
+            self._armed[thread] = (fd, time.monotonic() + timeout, timeout)
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._run, name="anystore-sql-watchdog", daemon=True)
+                self._thread.start()
+
+    def disarm(self, *_: Any) -> None:
+        """The call of this thread got its answer (or failed)."""
+        with self._lock:
+            self._armed.pop(threading.get_ident(), None)
+
+    def timed_out(self) -> float | None:
+        """The timeout that ran out for this thread's last call, if one did (asked once)."""
+        with self._lock:
+            return self._fired.pop(threading.get_ident(), None)
+
+    @contextlib.contextmanager
+    def watching(self, dbapi_connection: Any, timeout: float) -> Generator[None, None, None]:
+        """Arm around a block (a fetch from a server-side cursor)."""
+        self.arm(dbapi_connection, timeout)
+        try:
+            yield
+        finally:
+            self.disarm()
+
+    def _run(self) -> None:
+        while True:
+            time.sleep(self.TICK)
+            now = time.monotonic()
+            with self._lock:
+                for thread, (fd, deadline, timeout) in list(self._armed.items()):
+                    if now < deadline:
+                        continue
+                    if _unsent(fd):  # still sending: the server is taking data, wait on
+                        self._armed[thread] = (fd, now + timeout, timeout)
+                        continue
+                    del self._armed[thread]
+                    self._fired[thread] = timeout
+                    _shut_down(fd)
+
+
+def _unsent(fd: int) -> int:
+    """Bytes in a socket's send queue not yet acknowledged by the peer (0 where unknown)."""
+    import fcntl
+    import struct
+    import termios
+
+    try:
+        return struct.unpack("i", fcntl.ioctl(fd, termios.TIOCOUTQ, b"\0\0\0\0"))[0]
+    except (OSError, AttributeError):
+        return 0
+
+
+def _shut_down(fd: int) -> None:
+    """Shut down the socket behind `fd` both ways (the owner's blocked call wakes and fails)."""
+    import os
+    import socket
+
+    try:
+        sock = socket.socket(fileno=os.dup(fd))
+    except OSError:
+        return
+    with contextlib.suppress(OSError):
+        sock.shutdown(socket.SHUT_RDWR)
+    sock.close()
+
+
+WATCHDOG = AnswerWatchdog()
+
+
+def _watch_postgresql(engine: Engine, timeout: float) -> None:
+    """Arm the watchdog around every call of `engine` that waits for the server's answer."""
+
+    def arm_cursor(conn: Any, cursor: Any, *_: Any) -> None:
+        WATCHDOG.arm(cursor.connection, timeout)
+
+    def arm_connection(conn: Any, *_: Any) -> None:
+        if conn.invalidated or conn.closed:  # asking for its connection would reconnect
+            return
+        dbapi_connection = getattr(conn.connection, "dbapi_connection", None)
+        if dbapi_connection is not None:
+            WATCHDOG.arm(dbapi_connection, timeout)
+
+    def arm_reset(dbapi_connection: Any, *_: Any) -> None:
+        WATCHDOG.arm(dbapi_connection, timeout)
+
+    event.listen(engine, "before_cursor_execute", arm_cursor)
+    event.listen(engine, "after_cursor_execute", WATCHDOG.disarm)
+    event.listen(engine, "handle_error", WATCHDOG.disarm)
+    event.listen(engine, "commit", arm_connection)
+    event.listen(engine, "rollback", arm_connection)
+    event.listen(engine.pool, "reset", arm_reset)
+    event.listen(engine.pool, "checkin", WATCHDOG.disarm)
+
+
+def parse_timeout(value: Any, name: str, default: float, uri: str) -> float | None:
+    """A timeout option in seconds: the default when unset, None when `0` (or off/none/false).
+
+    Raises:
+        InvalidUri: If the value is not a number of seconds
+    """
+    if value is None or value == "":
+        return default
+    if value is False or (isinstance(value, str) and value.strip().lower() in ("off", "none", "false", "no")):
+        return None
+    try:
+        seconds = float(value)
+    except (TypeError, ValueError):
+        seconds = -1.0
+    if seconds < 0 or seconds != seconds:
+        raise InvalidUri(f"Store `{mask_uri(uri)}`: `{name}` must be a number of seconds, not `{value}`")
+    return seconds or None
+
+
+_ENGINES: dict[tuple[str, float | None, float | None], Engine] = {}
 _ENGINES_LOCK = threading.Lock()
 
 
-def get_engine(uri: str) -> Engine:
+def get_engine(
+    uri: str, timeout: float | None = DEFAULT_TIMEOUT, connect_timeout: float | None = CONNECT_TIMEOUT
+) -> Engine:
     """Return the (per process cached) engine for a store uri.
+
+    Args:
+        uri: A SQLAlchemy url
+        timeout: Seconds a server may leave a call unanswered (None: no limit)
+        connect_timeout: Seconds to wait for a connection (None: no limit)
 
     Raises:
         InvalidUri: For a malformed url or an unknown dialect or driver
         MissingDependency: When the database driver is not installed
     """
+    cache_key = (uri, timeout, connect_timeout)
     with _ENGINES_LOCK:
-        engine = _ENGINES.get(uri)
+        engine = _ENGINES.get(cache_key)
         if engine is not None:
             return engine
         url = sqlalchemy_url(uri)
         backend = url.get_backend_name()
         options: dict[str, Any] = {"hide_parameters": True}
+        connect_args: dict[str, Any] = {}
         if backend == "sqlite":
-            options["connect_args"] = {"timeout": SQLITE_BUSY_TIMEOUT}
+            connect_args = {"timeout": SQLITE_BUSY_TIMEOUT}
         elif backend in ("mysql", "mariadb"):
-            # pymysql reads the server's handshake with `read_timeout`: bound it while connecting
-            options["connect_args"] = {"connect_timeout": CONNECT_TIMEOUT, "read_timeout": CONNECT_TIMEOUT}
+            if connect_timeout:
+                # pymysql reads the server's handshake with `read_timeout`: bound it while connecting
+                connect_args = {"connect_timeout": connect_timeout, "read_timeout": connect_timeout}
             # no gap locks: concurrent upserts and inserts of distinct keys do not deadlock
             options["isolation_level"] = "READ COMMITTED"
         elif backend == "postgresql":
-            options["connect_args"] = {"connect_timeout": CONNECT_TIMEOUT}
+            if connect_timeout:
+                connect_args["connect_timeout"] = max(1, round(connect_timeout))
             if url.get_driver_name() == "psycopg2":
                 # executemany in pages (execute_batch) instead of one round trip a row: ~3x faster load
                 options["executemany_mode"] = "values_plus_batch"
+                if timeout:
+                    connect_args.update(_postgresql_timeouts(timeout, url.query.get("options")))
+        options["connect_args"] = connect_args
         try:
             engine = sa.create_engine(url, **options)
         except NoSuchModuleError as exc:
@@ -184,9 +368,32 @@ def get_engine(uri: str) -> Engine:
         if backend == "sqlite":
             event.listen(engine, "connect", _sqlite_on_connect)
         elif backend in ("mysql", "mariadb"):
-            event.listen(engine, "connect", _mysql_on_connect)
-        _ENGINES[uri] = engine
+            event.listen(engine, "connect", _mysql_on_connect(timeout))
+        elif backend == "postgresql" and timeout and url.get_driver_name() == "psycopg2":
+            _watch_postgresql(engine, timeout)
+        _ENGINES[cache_key] = engine
         return engine
+
+
+def _postgresql_timeouts(timeout: float, options: Any = None) -> dict[str, Any]:
+    """libpq options: the server cancels a statement running longer than `timeout` (added to
+    the url's own `options`), and TCP keepalives and `tcp_user_timeout` notice a peer that
+    stopped acknowledging."""
+    try:
+        from psycopg2.extensions import libpq_version
+    except ImportError:  # reported as a missing driver when the engine is made
+        return {}
+    given = " ".join(options) if isinstance(options, tuple) else options or ""
+    args: dict[str, Any] = {
+        "options": f"{given} -c statement_timeout={int(timeout * 1000)}".strip(),
+        "keepalives": 1,
+        "keepalives_idle": max(1, int(timeout)),
+        "keepalives_interval": max(1, int(timeout) // 3),
+        "keepalives_count": 3,
+    }
+    if libpq_version() >= 120000:
+        args["tcp_user_timeout"] = int(timeout * 1000)
+    return args
 
 
 def _index_name(table: str) -> str:
@@ -255,6 +462,10 @@ class SqlStore(VirtualIOMixin, BaseStore):
                 f"Store `{mask_uri(self.uri)}`: table name `{self.table_name[:40]}...` is longer than {limit} bytes"
             )
         self._writing = threading.local()  # the size of the largest value of the write under way
+        self.timeout = parse_timeout(config.get("timeout"), "timeout", DEFAULT_TIMEOUT, self.uri)
+        self.connect_timeout = parse_timeout(
+            config.get("connect_timeout"), "connect_timeout", CONNECT_TIMEOUT, self.uri
+        )
         self._engine_: Engine | None = None
         self._table_: sa.Table | None = None
 
@@ -266,7 +477,7 @@ class SqlStore(VirtualIOMixin, BaseStore):
         if self._engine_ is None:
             if self.readonly:
                 self._refuse_missing_sqlite_file()
-            self._engine_ = get_engine(self.uri)
+            self._engine_ = get_engine(self.uri, self.timeout, self.connect_timeout)
         return self._engine_
 
     def _refuse_missing_sqlite_file(self) -> None:
@@ -319,6 +530,11 @@ class SqlStore(VirtualIOMixin, BaseStore):
             cause = exc.__cause__
             if isinstance(cause, DBAPIError):
                 detail = str(cause.orig).strip().splitlines()[0] if cause.orig is not None else type(cause).__name__
+                waited = WATCHDOG.timed_out()
+                if waited is not None:  # the watchdog closed the connection: its error says nothing
+                    detail = f"no answer from the server within {waited:g} s (backend option `timeout`)"
+                elif self.timeout and ("timed out" in detail or "statement timeout" in detail):
+                    detail = f"no answer from the server within {self.timeout:g} s (backend option `timeout`): {detail}"
                 hint = self._packet_hint(cause)
                 raise StoreError(self._describe(key, f"store failed: {mask_uri(detail)}{hint}")) from cause
             raise
@@ -446,7 +662,9 @@ class SqlStore(VirtualIOMixin, BaseStore):
             with self.engine.begin() as conn:
                 result = conn.execute(sa.delete(self.table).where(self.table.c.expires_at <= _utcnow()))
                 return result.rowcount or 0
-        except DBAPIError:
+        except DBAPIError as exc:
+            if exc.connection_invalidated:  # the server is gone or does not answer: not best effort
+                raise
             return 0
 
     # ---- primitives -----------------------------------------------------------------------
@@ -536,28 +754,48 @@ class SqlStore(VirtualIOMixin, BaseStore):
         with self.engine.connect() as conn:
             return conn.execute(stmt).first() is not None
 
-    def _info(self, key: str) -> BaseStats:
+    def _info_columns(self) -> list[Any]:
         table = self.table
-        stmt = sa.select(sa.func.length(table.c.value), table.c.created_at, table.c.updated_at).where(
-            table.c.key == key, self._live(_utcnow())
-        )
-        with self.engine.connect() as conn:
-            row = conn.execute(stmt).first()
-        if row is None:
+        return [table.c.key, sa.func.length(table.c.value), table.c.created_at, table.c.updated_at]
+
+    def _info(self, key: str) -> BaseStats:
+        stats = dict(self._info_many([key]))[key]
+        if stats is None:
             raise self._missing(key)
-        size, created, updated = row
-        return BaseStats(size=size, created_at=_aware(created), updated_at=_aware(updated))
+        return stats
+
+    def _info_many(self, keys: list[str]) -> Iterator[tuple[str, BaseStats | None]]:
+        """One SELECT of sizes and timestamps for the batch (the values are not read)."""
+        table = self.table
+        stmt = sa.select(*self._info_columns()).where(table.c.key.in_(set(keys)), self._live(_utcnow()))
+        with self.engine.connect() as conn:
+            found = {row[0]: _row_stats(row) for row in conn.execute(stmt)}
+        for key in keys:
+            yield key, found.get(key)
+
+    def _iterate_infos(
+        self, prefix: str | None = None, exclude_prefix: str | None = None, glob: str | None = None
+    ) -> Iterator[tuple[str, BaseStats]]:
+        """The listing's one SELECT, with sizes and timestamps."""
+        for row in self._listing(self._info_columns(), prefix, exclude_prefix, glob):
+            yield row[0], _row_stats(row)
+
+    def _iterate_keys(
+        self, prefix: str | None = None, exclude_prefix: str | None = None, glob: str | None = None
+    ) -> Iterator[str]:
+        for row in self._listing([self.table.c.key], prefix, exclude_prefix, glob):
+            yield row[0]
 
     def _listing(
         self, columns: list[Any], prefix: str | None, exclude_prefix: str | None, glob: str | None
     ) -> Iterator[Any]:
-        """The rows (key first) of the live keys whose key starts with the literal start of
-        the prefix or glob and not with `exclude_prefix`, streamed."""
+        """The rows of `columns` (the key first) of the live keys that match, streamed."""
         table = self.table
         now = _utcnow()
         if not self.readonly:
             self.purge_expired()
-        stmt = sa.select(table.c.key, *columns).where(self._live(now))
+        match = make_key_filter(prefix, exclude_prefix, glob)
+        stmt = sa.select(*columns).where(self._live(now))
         literal = listing_prefix(prefix, glob)
         if literal:
             stmt = stmt.where(table.c.key.like(escape_like(literal) + "%", escape=LIKE_ESCAPE))
@@ -565,15 +803,9 @@ class SqlStore(VirtualIOMixin, BaseStore):
             pattern = escape_like(exclude_prefix.lstrip("/")) + "%"
             stmt = stmt.where(sa.not_(table.c.key.like(pattern, escape=LIKE_ESCAPE)))
         paged = _is_mysql(self.engine)
-        return self._iterate_pages(stmt) if paged else self._iterate_cursor(stmt)
-
-    def _iterate_keys(
-        self, prefix: str | None = None, exclude_prefix: str | None = None, glob: str | None = None
-    ) -> Iterator[str]:
-        match = make_key_filter(prefix, exclude_prefix, glob)
-        for row in self._listing([], prefix, exclude_prefix, glob):
+        for row in self._iterate_pages(stmt) if paged else self._iterate_cursor(stmt):
             if match(row[0]):
-                yield row[0]
+                yield row
 
     def _iterate_entries(
         self, prefix: str | None = None, exclude_prefix: str | None = None, glob: str | None = None, md5: bool = False
@@ -581,20 +813,18 @@ class SqlStore(VirtualIOMixin, BaseStore):
         """Key, size and update time from one query; with `md5` the database computes each
         value's MD5 where it can (PostgreSQL, MySQL), so no value leaves the server."""
         table = self.table
-        match = make_key_filter(prefix, exclude_prefix, glob)
-        columns = [sa.func.length(table.c.value), table.c.updated_at]
+        columns = [table.c.key, sa.func.length(table.c.value), table.c.updated_at]
         server_md5 = md5 and self.engine.dialect.name != "sqlite"
         if server_md5:
             columns.append(sa.func.md5(table.c.value))
         for row in self._listing(columns, prefix, exclude_prefix, glob):
-            if match(row[0]):
-                updated = _aware(row[2])
-                yield KeyEntry(
-                    row[0],
-                    row[1],
-                    updated.timestamp() if updated is not None else None,
-                    str(row[3]).lower() if server_md5 and row[3] is not None else None,
-                )
+            updated = _aware(row[2])
+            yield KeyEntry(
+                row[0],
+                row[1],
+                updated.timestamp() if updated is not None else None,
+                str(row[3]).lower() if server_md5 and row[3] is not None else None,
+            )
 
     def _server_copy(self, source: BaseStore, key: str, size: int | None, ttl: int | None) -> int | None:
         """INSERT ... SELECT from another table of the same database: the value stays there."""
@@ -625,10 +855,20 @@ class SqlStore(VirtualIOMixin, BaseStore):
         return copied
 
     def _iterate_cursor(self, stmt: Any) -> Iterator[Any]:
-        """Stream the rows of `stmt` through a server-side cursor."""
+        """Stream the rows of `stmt` through a server-side cursor (each fetch watched for an answer)."""
         with self.engine.connect() as conn:
             result = conn.execution_options(stream_results=True, yield_per=STREAM_BATCH).execute(stmt)
-            yield from result
+            if not (self.timeout and self.engine.dialect.name == "postgresql"):
+                yield from result
+                return
+            dbapi_connection = conn.connection.dbapi_connection
+            pages = result.partitions()
+            while True:
+                with WATCHDOG.watching(dbapi_connection, self.timeout):
+                    rows = next(pages, None)
+                if rows is None:
+                    return
+                yield from rows
 
     def _iterate_pages(self, stmt: Any) -> Iterator[Any]:
         """Page through the rows of `stmt` in key order, one short query per page.
@@ -648,3 +888,13 @@ class SqlStore(VirtualIOMixin, BaseStore):
             if len(rows) < STREAM_BATCH:
                 return
             last = rows[-1][0]
+
+
+def _row_stats(row: Any) -> BaseStats:
+    """The metadata of a `(key, size, created_at, updated_at)` row."""
+    created, updated = row[2], row[3]
+    return BaseStats.make(
+        int(row[1]),
+        None if created is None else created.replace(tzinfo=timezone.utc),
+        None if updated is None else updated.replace(tzinfo=timezone.utc),
+    )

@@ -212,8 +212,21 @@ class ZipStore(BaseStore):
             entry = self._entry(archive, key)
         if entry is None:
             raise self._missing(key)
-        stamp = _entry_time(entry)
-        return BaseStats(size=entry.file_size, created_at=stamp, updated_at=stamp)
+        return _entry_stats(entry)
+
+    def _info_many(self, keys: list[str]) -> Iterator[tuple[str, BaseStats | None]]:
+        """The batch from one reading of the archive's directory."""
+        with self._archive() as archive:
+            entries = [self._entry(archive, key) for key in keys]
+        for key, entry in zip(keys, entries, strict=True):
+            yield key, None if entry is None else _entry_stats(entry)
+
+    def _iterate_infos(
+        self, prefix: str | None = None, exclude_prefix: str | None = None, glob: str | None = None
+    ) -> Iterator[tuple[str, BaseStats]]:
+        """The listing with sizes and times from the archive's directory (`infolist`)."""
+        for key, entry in self._listing(prefix, exclude_prefix, glob):
+            yield key, _entry_stats(entry)
 
     def _open(self, key: str, mode: str = DEFAULT_MODE, **kwargs: Any) -> Any:
         if "r" in mode:
@@ -252,30 +265,35 @@ class ZipStore(BaseStore):
     def _iterate_keys(
         self, prefix: str | None = None, exclude_prefix: str | None = None, glob: str | None = None
     ) -> Iterator[str]:
+        for key, _ in self._listing(prefix, exclude_prefix, glob):
+            yield key
+
+    def _listing(
+        self, prefix: str | None, exclude_prefix: str | None, glob: str | None
+    ) -> Iterator[tuple[str, zipfile.ZipInfo]]:
+        """The matching keys and their archive entries."""
         match = make_key_filter(prefix, exclude_prefix, glob)
         size = len(self._inner)
         with self._archive() as archive:
-            names = [] if archive is None else archive.namelist()
-        seen: set[str] = set()
-        for name in names:
-            if name.endswith("/") or not name.startswith(self._inner) or name in seen:
+            entries = [] if archive is None else archive.infolist()
+        latest: dict[str, zipfile.ZipInfo] = {}
+        for entry in entries:
+            latest[entry.filename] = entry  # an archive may hold a name twice: one key, the last entry
+        for name, entry in latest.items():
+            if name.endswith("/") or not name.startswith(self._inner):
                 continue
-            seen.add(name)  # an archive may hold a name twice: one key, the last entry
             key = name[size:]
             if is_canonical_key(key) and match(key):  # never list what `get` cannot read (`../x`, `a//b`)
-                yield key
+                yield key, entry
 
     def _iterate_entries(
         self, prefix: str | None = None, exclude_prefix: str | None = None, glob: str | None = None, md5: bool = False
     ) -> Iterator[KeyEntry]:
-        match = make_key_filter(prefix, exclude_prefix, glob)
-        size = len(self._inner)
-        with self._archive() as archive:
-            infos = [] if archive is None else archive.infolist()
-        for info in infos:
-            name = info.filename
-            if name.endswith("/") or not name.startswith(self._inner):
-                continue
-            key = name[size:]
-            if match(key):
-                yield KeyEntry(key, info.file_size, _entry_time(info).timestamp())
+        for key, entry in self._listing(prefix, exclude_prefix, glob):
+            yield KeyEntry(key, entry.file_size, _entry_time(entry).timestamp())
+
+
+def _entry_stats(entry: zipfile.ZipInfo) -> BaseStats:
+    """An archive entry's size and time (one time per entry: local time without a zone)."""
+    stamp = _entry_time(entry)
+    return BaseStats.make(entry.file_size, stamp, stamp)

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import functools
 import itertools
 import sys
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from typing import Annotated, Any
 
 import typer
@@ -62,12 +63,72 @@ def info_record(stats: Any) -> dict[str, Any]:
     return record
 
 
-def _records(store: Any, keys: Iterable[str]) -> Iterator[dict[str, Any]]:
-    for key in keys:
-        try:
-            yield info_record(store.info(key))
-        except DoesNotExist:  # gone between listing and asking
-            continue
+class RecordMaker:
+    """Builds the `info` records of a listing: what is the same for every key is worked out once."""
+
+    def __init__(self, store: Any) -> None:
+        from anystore_cli.core.uri import join_uri, mask_uri
+
+        self.mask = mask_uri
+        self.store_label = mask_uri(str(store.uri))
+        self.uri_head: str | None = ""
+        if store.is_fslike:
+            probe = join_uri(store.uri, "k")
+            # keys are normalised (no `.`, `..` or empty segments): the uri is a plain join
+            self.uri_head = probe[:-1] if probe.endswith("/k") else None
+        self.join = functools.partial(join_uri, store.uri)
+
+    def __call__(self, stats: Any) -> dict[str, Any]:
+        """The record of one key's `Stats`, fields in the order of CLI.md, passwords masked."""
+        key = stats.key
+        head = self.uri_head
+        uri = key if head == "" else (head + key if head is not None else self.join(key))
+        if "@" in uri or "=" in uri:  # what a password or secret in a uri needs
+            uri = self.mask(uri)
+        created, updated = stats.created_at, stats.updated_at
+        return {
+            "key": key,
+            "name": stats.name,
+            "store": self.store_label,
+            "uri": uri,
+            "size": stats.size,
+            "created_at": None if created is None else created.isoformat(),
+            "updated_at": None if updated is None else updated.isoformat(),
+        }
+
+
+TABLE_BATCH_ROWS = 1000
+TABLE_BATCH_SECONDS = 0.25
+"""A table on a terminal is printed in batches: at most this many rows or seconds apart"""
+
+
+def _print_long_table(records: Iterable[dict[str, Any]]) -> None:
+    """The `-l` table on a terminal, printed batch by batch as the listing goes on."""
+    import time
+
+    from anystore_cli.console import human_size, print_table
+
+    columns = ("size", "updated_at", "key")
+    widths: dict[str, int] | None = None
+    rows: list[tuple[str, str, str]] = []
+    flushed = time.monotonic()
+
+    def flush() -> None:
+        nonlocal widths, rows, flushed
+        if widths is None:  # the first batch sets the columns' widths, for every batch to align
+            widths = {"size": 10, "updated_at": max([10, *(len(row[1]) for row in rows)])}
+            print_table(columns, rows, widths=widths)
+        else:
+            print_table(columns, rows, widths=widths, header=False)
+        rows = []
+        flushed = time.monotonic()
+
+    for record in records:
+        rows.append((human_size(record["size"]), record["updated_at"] or "", record["key"]))
+        if len(rows) >= TABLE_BATCH_ROWS or time.monotonic() - flushed >= TABLE_BATCH_SECONDS:
+            flush()
+    if rows or widths is None:
+        flush()
 
 
 @app.command(
@@ -100,6 +161,9 @@ def keys(
     state = get_state(ctx)
     filters = key_filters(ctx, include, exclude, shard)
     store = state.store()
+    if (json or long) and not count:
+        _list_infos(store, prefix, exclude_prefix, glob, null, json, limit, sort, output, filters)
+        return
     found: Iterable[str] = store.iterate_keys(prefix=prefix, exclude_prefix=exclude_prefix, glob=glob, **filters)
     if sort:
         found = sorted(found)
@@ -110,34 +174,66 @@ def keys(
         with open_output(output) as out:
             out.write(f"{total}\n".encode())
         return
-    if long and output == "-" and stdout_is_terminal():
-        from anystore_cli.console import human_size, print_table
+    with open_output(output) as out:
+        writer = LineWriter(out, batch=1)  # one write a batch of 4096 keys: streamed
+        end = b"\0" if null else b"\n"
+        try:  # the hot path: a batch of keys joined and encoded at once
+            separator = end.decode()
+            keys_left = iter(found)
+            if output == "-" and stdout_is_terminal():  # shown, not piped: no raw escape codes
+                from anystore_cli.console import terminal_safe
 
-        rows = ((human_size(r["size"]), r["updated_at"] or "", r["key"]) for r in _records(store, found))
-        print_table(("size", "updated_at", "key"), list(rows))
+                keys_left = (terminal_safe(key) for key in keys_left)
+            while batch := list(itertools.islice(keys_left, 4096)):
+                writer.write(encode_text(separator.join(batch) + separator))
+        finally:
+            writer.flush()
+
+
+def _list_infos(
+    store: Any,
+    prefix: str | None,
+    exclude_prefix: str | None,
+    glob: str | None,
+    null: bool,
+    json: bool,
+    limit: int | None,
+    sort: bool,
+    output: str,
+    filters: dict[str, Any] | None = None,
+) -> None:
+    """`keys --json` and `keys -l`: the listing with its metadata (one bulk listing, not a
+    lookup per key), streamed: lines go out, and table rows on a terminal, as they come."""
+    from anystore_cli.console import LineWriter, encode_text, stdout_is_terminal
+
+    infos: Iterable[Any] = store.iterate_infos(prefix=prefix, exclude_prefix=exclude_prefix, glob=glob)
+    if filters and any(filters.values()):  # --include/--exclude/--shard: one matcher on the listing
+        from anystore_cli.core.keys import make_key_filter
+
+        extra = make_key_filter(**filters)
+        infos = (stats for stats in infos if extra(stats.key))
+    if sort:
+        infos = sorted(infos, key=lambda stats: stats.key)
+    if limit is not None:
+        infos = itertools.islice(infos, limit)
+    records = map(RecordMaker(store), infos)
+    if not json and output == "-" and stdout_is_terminal():
+        _print_long_table(records)
         return
     with open_output(output) as out:
-        writer = LineWriter(out)
+        writer = LineWriter(out, batch=256)
         end = b"\0" if null else b"\n"
         try:
             if json:
-                from anystore_cli.console import json_line
+                import orjson
 
-                for record in _records(store, found):
-                    writer.write(json_line(record))
-            elif long:
-                for record in _records(store, found):
+                dumps = orjson.dumps
+                for record in records:
+                    writer.write(dumps(record) + b"\n")
+            else:
+                for record in records:
                     line = f"{record['size']}\t{record['updated_at'] or ''}\t{record['key']}"
                     writer.write(encode_text(line) + end)
-            else:  # the hot path: a batch of keys joined and encoded at once
-                separator = end.decode()
-                keys_left = iter(found)
-                if output == "-" and stdout_is_terminal():  # shown, not piped: no raw escape codes
-                    from anystore_cli.console import terminal_safe
-
-                    keys_left = (terminal_safe(key) for key in keys_left)
-                while batch := list(itertools.islice(keys_left, 4096)):
-                    writer.write(encode_text(separator.join(batch) + separator))
         finally:
             writer.flush()
 

@@ -34,7 +34,9 @@ GlobOption = Annotated[
 JobsOption = Annotated[int, typer.Option("-j", "--jobs", metavar="N", min=1, help="Work on N batches/keys at once.")]
 
 LOAD_BATCH_KEYS = 1000
-LOAD_BATCH_BYTES = 32 * 1024 * 1024
+DUMP_INLINE_BYTES = 4 * 1024 * 1024
+"""`dump` reads a value up to this size whole, in batches; a larger one in chunks"""
+LOAD_BATCH_BYTES = 16 * 1024 * 1024
 
 
 def _plural(count: int, word: str = "key") -> str:
@@ -92,27 +94,60 @@ def dump(
     state = get_state(ctx)
     filters = key_filters(ctx, include, exclude, shard)
     store = state.store()
-    if keys_from is not None:
-        from anystore_cli.core.keys import make_key_filter
+    sized: Any  # (key, size or None when missing) in order: small values are batched, large ones streamed
+    from anystore_cli.core.keys import make_key_filter
 
+    if keys_from is not None:
         match = make_key_filter(prefix, exclude_prefix, glob, **filters)
-        keys: Any = (key for key in _read_key_list(keys_from) if match(key))
+        keys = (key for key in _read_key_list(keys_from) if match(key))
+        sized = ((key, None if stats is None else stats.size) for key, stats in store.info_many(keys))
     else:
-        keys = store.iterate_keys(prefix=prefix, exclude_prefix=exclude_prefix, glob=glob, **filters)
-    # file-like stores read each value whole: keep few in memory; others gain from batching
-    batch_size = 8 if store.is_fslike else 500
+        infos = store.iterate_infos(prefix=prefix, exclude_prefix=exclude_prefix, glob=glob)
+        if filters and any(filters.values()):  # --include/--exclude/--shard
+            extra = make_key_filter(**filters)
+            infos = (stats for stats in infos if extra(stats.key))
+        sized = ((stats.key, stats.size) for stats in infos)
+    # batches are bounded in bytes too (the sizes come with the listing): object stores read a
+    # batch on parallel threads, databases in one query
+    batch_size = 64 if store.is_fslike else 500
     missing: list[str] = []
     written = 0
     with open_output(output) as out, Progress("dumping", enabled=not state.quiet) as progress:
         writer = LineWriter(out, batch=64)
-        try:
-            for key, value in store.get_many(keys, serialization_mode="raw", batch_size=batch_size):
+        pending: list[str] = []
+        pending_bytes = 0
+
+        def flush() -> None:
+            nonlocal written, pending, pending_bytes
+            for key, value in store.get_many(pending, serialization_mode="raw", batch_size=len(pending)):
                 if value is None:
                     missing.append(key)
                     continue
                 writer.write(json_line(dump_record(key, value)))
                 written += 1
                 progress.advance()
+            pending, pending_bytes = [], 0
+
+        try:
+            for key, size in sized:
+                if size is None:
+                    missing.append(key)
+                elif size <= DUMP_INLINE_BYTES:
+                    pending.append(key)
+                    pending_bytes += size
+                    if len(pending) >= batch_size or pending_bytes >= LOAD_BATCH_BYTES:
+                        flush()
+                else:
+                    if pending:
+                        flush()
+                    writer.flush()
+                    if _dump_large(store, key, out):
+                        written += 1
+                        progress.advance()
+                    else:
+                        missing.append(key)
+            if pending:
+                flush()
         finally:
             writer.flush()
     state.note(f"dumped {_plural(written)} from `{state.label}`")
@@ -123,11 +158,39 @@ def dump(
         raise DoesNotExist(f"Key {names} in store `{state.label}`: does not exist")
 
 
+def _dump_large(store: Any, key: str, out: Any) -> bool:
+    """Write the dump line of a large value in chunks; False if the key is gone."""
+    from anystore_cli.commands.jsonl import write_value_line
+    from anystore_cli.core.exceptions import DoesNotExist
+
+    record = dump_record(key, b"")
+    record.pop("value", None)
+    if store.is_fslike:
+
+        def open_value() -> Any:
+            return store.open(key, "rb")
+
+    else:  # the backend reads a value whole anyway: read it once, write it in pieces
+        import contextlib
+        import io
+
+        value = store.get(key, serialization_mode="raw", raise_on_nonexist=False)
+        if value is None:
+            return False
+
+        def open_value() -> Any:
+            return contextlib.closing(io.BytesIO(value))
+
+    try:
+        write_value_line(out, record, open_value)
+    except DoesNotExist:
+        return False
+    return True
+
+
 def parse_dump_line(raw: bytes, number: int, source: str) -> tuple[str, bytes, int | None] | None:
     """Parse one `dump` line into `(key, bytes, ttl)`; None for a blank line; `InvalidData` naming the line."""
     import orjson
-
-    from anystore_cli.core.keys import ensure_relative_key
 
     if not raw.strip():
         return None
@@ -136,6 +199,19 @@ def parse_dump_line(raw: bytes, number: int, source: str) -> tuple[str, bytes, i
         record = orjson.loads(raw)
     except orjson.JSONDecodeError as exc:
         raise InvalidData(f"Malformed {where}: invalid JSON ({exc})") from None
+    key, data, ttl = check_dump_record(record, where)
+    if data is None:
+        raise InvalidData(f"Malformed {where}: needs `value` or `value_b64`")
+    return key, data, ttl
+
+
+def check_dump_record(record: Any, where: str) -> tuple[str, bytes | None, int | None]:
+    """Check the fields of a dump line: `(key, bytes, ttl)`, the bytes None if the line has no
+    `value` or `value_b64` (a value being streamed is not among the fields)."""
+    import orjson
+
+    from anystore_cli.core.keys import ensure_relative_key
+
     if isinstance(record, dict) and "key_b64" in record and "key" not in record:
         from anystore_cli.commands.common import decode_key_b64
 
@@ -149,6 +225,7 @@ def parse_dump_line(raw: bytes, number: int, source: str) -> tuple[str, bytes, i
         key = ensure_relative_key(record["key"])
     except InvalidKey as exc:
         raise InvalidData(f"Malformed {where}: {exc}") from None
+    data: bytes | None = None
     if "value_b64" in record:
         encoded = record["value_b64"]
         if not isinstance(encoded, str):
@@ -160,8 +237,6 @@ def parse_dump_line(raw: bytes, number: int, source: str) -> tuple[str, bytes, i
     elif "value" in record:
         value = record["value"]
         data = value.encode("utf-8") if isinstance(value, str) else orjson.dumps(value)
-    else:
-        raise InvalidData(f"Malformed {where}: needs `value` or `value_b64`")
     ttl = record.get("ttl")
     if ttl is not None and (isinstance(ttl, bool) or not isinstance(ttl, int) or not 0 <= ttl <= MAX_TTL):
         raise InvalidData(f"Malformed {where}: `ttl` must be a whole number of seconds, at most {MAX_TTL}")
@@ -181,6 +256,7 @@ class _Loader:
         self._pool: Any = None
         self._slots: Any = None
         self._errors: list[BaseException] = []
+        self._pending: list[Any] = []
         if jobs > 1:
             from concurrent.futures import ThreadPoolExecutor
 
@@ -194,7 +270,26 @@ class _Loader:
             self._write(batch, ttl)
             return
         self._slots.acquire()
-        self._pool.submit(self._run, batch, ttl)
+        self._pending = [f for f in self._pending if not f.done()]
+        self._pending.append(self._pool.submit(self._run, batch, ttl))
+
+    def wait(self) -> None:
+        """Wait for the batches handed over so far (a later line may write the same key)."""
+        from concurrent.futures import wait
+
+        wait(self._pending)
+        self._pending = []
+        if self._errors:
+            raise self._errors[0]
+
+    def count(self, stored: bool) -> None:
+        """Count one key written outside the batches (stored, or kept as it existed)."""
+        with self._lock:
+            if stored:
+                self.loaded += 1
+            else:
+                self.skipped += 1
+        self.progress.advance(1)
 
     def _run(self, batch: list[tuple[str, bytes]], ttl: int | None) -> None:
         try:
@@ -246,13 +341,24 @@ class _Loader:
 
 
 def _load_lines(loader: _Loader, source: str, name: str, ttl: int | None) -> None:
-    """Read dump lines from `source` and hand them to `loader` in batches of one ttl."""
+    """Read dump lines from `source` and hand them to `loader` in batches of one ttl; store the
+    values of long lines as streams, in their turn."""
+    from anystore_cli.commands.jsonl import LongLine, iter_dump_lines, load_long_line
+
     batch: list[tuple[str, bytes]] = []
     batch_bytes = 0
     batch_ttl: int | None = None
     try:
         with open_input(source) as handle:
-            for number, raw in enumerate(handle, start=1):
+            for number, raw in iter_dump_lines(handle, name):
+                if isinstance(raw, LongLine):
+                    if batch:
+                        loader.submit(batch, batch_ttl)
+                        batch, batch_bytes = [], 0
+                    loader.wait()
+                    stored = load_long_line(raw, loader.store, ttl, loader.no_clobber, check_dump_record)
+                    loader.count(stored)
+                    continue
                 parsed = parse_dump_line(raw, number, name)
                 if parsed is None:
                     continue

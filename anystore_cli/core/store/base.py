@@ -394,6 +394,19 @@ class BaseStore(StoreModel, AbstractBackend):
         """
         return to_stats(self._get_backend().info(key))
 
+    def iterate_infos(
+        self, prefix: str | None = None, exclude_prefix: str | None = None, glob: str | None = None
+    ) -> Generator[Stats, None, None]:
+        """The metadata of every matching key, from one listing where the backend can (SQL,
+        Redis, S3, local folders, zip), not a lookup per key."""
+        for stats in self._get_backend().iterate_infos(prefix=prefix, exclude_prefix=exclude_prefix, glob=glob):
+            yield to_stats(stats)
+
+    def info_many(self, keys: Iterable[Any], batch_size: int = 1000) -> Generator[tuple[str, Stats | None], None, None]:
+        """The metadata of many keys, a batch at a time: `(key, Stats)`, None for a missing key."""
+        for key, stats in self._get_backend().info_many(keys, batch_size=batch_size):
+            yield key, None if stats is None else to_stats(stats)
+
     def get_key(self, key: Any, http_quoted: bool | None = False) -> str:
         """Return the backend's full key for `key` (the full uri on file-like stores)."""
         return self._get_backend().get_key(key, http_quoted=http_quoted)
