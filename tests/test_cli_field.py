@@ -1,0 +1,175 @@
+"""What a new user hit in a field trial, through a real `anystore` process: `put KEY -`, per-side
+options of `io`/`get -o`/`put -i`/`mirror`, unknown `-b` options, empty redis prefix, binary
+output to a terminal, `settings` on a terminal, and how errors name stores and uris."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from tests.test_cli_support import CLI_BACKENDS, CliStore, assert_one_line_error, make_cli_store, stderr_text
+
+
+@pytest.fixture(params=CLI_BACKENDS)
+def cli_store(request: pytest.FixtureRequest, store_factory: Any) -> CliStore:
+    """A fresh store on each CLI backend in turn."""
+    return make_cli_store(store_factory, request.param)
+
+
+@pytest.fixture
+def local_store(store_factory: Any) -> CliStore:
+    """A fresh local-folder store."""
+    return make_cli_store(store_factory, "local")
+
+
+def test_put_dash_reads_stdin(cli_store: CliStore) -> None:
+    """`put KEY -` stores what is piped in (not the one-byte value `-`), as `-i -` does."""
+    data = b"piped\x00data\n" * 1000
+    cli_store.ok("put", "k", "-", input=data)
+    assert cli_store.get("k") == data
+
+
+def test_put_dash_with_input_is_a_usage_error(local_store: CliStore, tmp_path: Any) -> None:
+    """`put KEY - -i FILE` names two sources: exit 2, nothing written."""
+    source = tmp_path / "in.bin"
+    source.write_bytes(b"file")
+    proc = local_store("put", "k", "-", "-i", str(source), input=b"stdin")
+    assert_one_line_error(proc, 2, "not both")
+    assert local_store("exists", "k").returncode == 1
+
+
+# ---- each uri configured on its own side: -b for the store, --input-config / --output-config ----
+
+
+def _s3(s3_server: str) -> tuple[str, list[str]]:
+    from tests.conftest import make_bucket, unique
+
+    bucket = unique("fld")
+    make_bucket(s3_server, bucket)
+    return bucket, [f"endpoint_url={s3_server}", "key=testing", "secret=testing"]
+
+
+def _side(option: str, items: list[str]) -> list[str]:
+    return [arg for item in items for arg in (option, item)]
+
+
+NO_AWS = {
+    "AWS_ACCESS_KEY_ID": "",
+    "AWS_SECRET_ACCESS_KEY": "",
+    "AWS_ENDPOINT_URL": "",
+    "AWS_SHARED_CREDENTIALS_FILE": "/nonexistent",
+}
+
+
+def test_io_with_per_side_options(cli: Any, s3_server: str, tmp_path: Any) -> None:
+    """`io` reads and writes S3 uris configured with --input-config / --output-config (no
+    AWS variables), and `-b` (which configures the store, not io's uris) is a usage error."""
+    bucket, options = _s3(s3_server)
+    source = tmp_path / "in.bin"
+    source.write_bytes(b"\x00io bytes\xff" * 1000)
+    uri = f"s3://{bucket}/dir/x.bin"
+    done = cli("io", "-i", str(source), "-o", uri, *_side("--output-config", options), env=NO_AWS)
+    assert done.returncode == 0, stderr_text(done)
+    back = cli("io", "-i", uri, "-o", "-", *_side("--from-config", options), env=NO_AWS)
+    assert back.returncode == 0, stderr_text(back)
+    assert back.stdout == source.read_bytes()
+    wrong = cli(*_side("-b", options), "io", "-i", uri, "-o", "-", env=NO_AWS)
+    assert_one_line_error(wrong, 2, "--input-config")
+
+
+def test_io_errors_name_the_uri(cli: Any, s3_server: str) -> None:
+    """An S3 uri without credentials, and a missing object: the error line names the uri."""
+    bucket, options = _s3(s3_server)
+    uri = f"s3://{bucket}/missing.bin"
+    endpoint = [f"endpoint_url={s3_server}", "connect_timeout=2", "read_timeout=2", "retries=1"]
+    denied = cli("io", "-i", uri, "-o", "-", *_side("--input-config", endpoint), env=NO_AWS, timeout=60)
+    line = assert_one_line_error(denied, 3, f"`{uri}`")
+    assert "Traceback" not in line
+    missing = cli("io", "-i", uri, "-o", "-", *_side("--input-config", options), env=NO_AWS)
+    assert_one_line_error(missing, 1, f"`{uri}`")
+
+
+def test_get_output_and_put_input_configure_their_uri(local_store: CliStore, s3_server: str) -> None:
+    """`get -o s3://...` and `put -i s3://...` take the S3 options of their uri."""
+    bucket, options = _s3(s3_server)
+    value = b"value\x00for s3" * 500
+    local_store.put("k", value)
+    uri = f"s3://{bucket}/out.bin"
+    done = local_store("get", "k", "-o", uri, *_side("--output-config", options), env=NO_AWS)
+    assert done.returncode == 0, stderr_text(done)
+    done = local_store("put", "copy", "-i", uri, *_side("--input-config", options), env=NO_AWS)
+    assert done.returncode == 0, stderr_text(done)
+    assert local_store.get("copy") == value
+    failed = local_store("put", "copy2", "-i", f"s3://{bucket}/nope.bin", *_side("--input-config", options), env=NO_AWS)
+    assert_one_line_error(failed, 1, f"`s3://{bucket}/nope.bin`")
+
+
+def test_mirror_sides_have_their_own_options(cli: Any, tmp_path: Any) -> None:
+    """`mirror` between two sqlite tables: --from-config / --to-config configure each side; `-b`
+    with neither side the store is refused instead of mirroring from the wrong table."""
+    a, b = f"sqlite:///{tmp_path}/a.db", f"sqlite:///{tmp_path}/b.db"
+    for n in range(3):
+        assert cli("-s", a, "-b", "table=src", "put", f"k{n}", f"v{n}").returncode == 0
+    wrong = cli("-b", "table=dst", "mirror", "-i", a, "-o", b)
+    assert_one_line_error(wrong, 2, "--input-config")
+    done = cli("mirror", "-i", a, "-o", b, "--from-config", "table=src", "--to-config", "table=dst")
+    assert done.returncode == 0, stderr_text(done)
+    assert "3 copied" in stderr_text(done)
+    listed = cli("-s", b, "-b", "table=dst", "keys", "--sort")
+    assert listed.stdout == b"k0\nk1\nk2\n"
+    # -b still configures a side that is the store (-s), here the omitted -i
+    again = cli("-s", a, "-b", "table=src", "mirror", "-o", b, "--to-config", "table=dst2")
+    assert again.returncode == 0, stderr_text(again)
+    assert cli("-s", b, "-b", "table=dst2", "keys", "--count").stdout.strip() == b"3"
+
+
+# ---- backend options ------------------------------------------------------------------------
+
+
+def test_unknown_backend_option_is_a_usage_error(cli: Any, tmp_path: Any) -> None:
+    """A mistyped `-b` option fails (exit 2) naming it and the options the backend knows."""
+    db = f"sqlite:///{tmp_path}/kv.db"
+    done = cli("-s", db, "-b", "tabel=kv", "put", "k", "v")
+    line = assert_one_line_error(done, 2, "`tabel`", "table")
+    assert "sql" in line
+    assert cli("-s", db, "keys").returncode == 0  # nothing was written under the wrong name
+    assert cli("-s", db, "exists", "k").returncode == 1
+    local = cli("-s", str(tmp_path / "folder"), "-b", "fsnyc=true", "put", "k", "v")
+    assert_one_line_error(local, 2, "`fsnyc`", "fsync")
+    side = cli("mirror", "-i", db, "-o", str(tmp_path / "o"), "--to-config", "tabel=x")
+    assert_one_line_error(side, 2, "--output-config", "`tabel`")
+
+
+def test_unknown_s3_option_is_a_usage_error(cli: Any, s3_server: str) -> None:
+    bucket, options = _s3(s3_server)
+    done = cli("-s", f"s3://{bucket}", *_side("-b", options), "-b", "endpoint=http://x", "keys", env=NO_AWS)
+    assert_one_line_error(done, 2, "`endpoint`", "endpoint_url")
+    ok = cli("-s", f"s3://{bucket}", *_side("-b", options), "-b", "read_timeout=5", "keys", env=NO_AWS)
+    assert ok.returncode == 0, stderr_text(ok)
+
+
+def test_empty_redis_prefix_is_the_whole_database(cli: Any, redis_url: str) -> None:
+    """`-b redis_prefix=` reads and lists keys that another program wrote without a prefix."""
+    import redis
+
+    from tests.conftest import unique
+
+    client = redis.Redis.from_url(redis_url)
+    name = unique("noprefix")
+    try:
+        client.set(f"{name}/plain", b"written by redis-cli")
+        base = ["-s", redis_url, "-b", "redis_prefix="]
+        got = cli(*base, "get", f"{name}/plain")
+        assert got.returncode == 0, stderr_text(got)
+        assert got.stdout == b"written by redis-cli"
+        assert cli(*base, "put", f"{name}/new", "v").returncode == 0
+        assert client.get(f"{name}/new") == b"v"
+        listed = cli(*base, "keys", "--prefix", f"{name}/", "--sort")
+        assert listed.stdout.decode().split() == [f"{name}/new", f"{name}/plain"]
+        info = cli(*base, "info", f"{name}/new")
+        assert info.returncode == 0, stderr_text(info)
+    finally:
+        for key in client.scan_iter(match=f"*{name}*"):
+            client.delete(key)
+        client.close()
