@@ -295,6 +295,10 @@ def run(argv: list[str] | None = None) -> int:
         from anystore_cli.completion import prepare_completion
 
         prepare_completion()
+    if "--show-completion" in args or "--install-completion" in args:
+        from anystore_cli.completion import use_own_scripts
+
+        use_own_scripts()
     _exit_cleanly_on_sigterm()
     command = typer.main.get_command(app)
     try:

@@ -173,3 +173,111 @@ def test_empty_redis_prefix_is_the_whole_database(cli: Any, redis_url: str) -> N
         for key in client.scan_iter(match=f"*{name}*"):
             client.delete(key)
         client.close()
+
+
+# ---- bash completion in a real, interactive bash (tmux) ---------------------------------------
+
+
+class InteractiveBash:
+    """An interactive bash (readline, COMP_WORDBREAKS as users have it) in a tmux pane, with
+    the committed completion script sourced and the installed `anystore` on PATH."""
+
+    def __init__(self, cwd: Any) -> None:
+        import os
+        import shutil
+        import subprocess
+        from pathlib import Path
+
+        from tests.conftest import anystore_bin, unique
+
+        self.name = unique("i12bash")
+        script = Path(__file__).resolve().parent.parent / "completions" / "anystore.bash"
+        path = f"{Path(anystore_bin()).parent}:/usr/bin:/bin"
+        env = f"env -i HOME={cwd} PATH={path} TERM=xterm LANG=C.UTF-8"
+        self._run = subprocess.run
+        self._tmux = shutil.which("tmux") or "tmux"
+        self._run(
+            [self._tmux, "new-session", "-d", "-s", self.name, "-x", "250", "-y", "30", "-c", str(cwd)]
+            + [f"{env} bash --norc --noprofile -i"],
+            check=True,
+            env={k: v for k, v in os.environ.items() if k != "TMUX"},
+        )
+        self.type(f"source {script}; PS1='$ '; clear; echo READY\n")
+        self.wait_for("READY\n$")
+
+    def type(self, text: str, *keys: str) -> None:
+        self._run([self._tmux, "send-keys", "-t", self.name, "-l", text], check=True)
+        for key in keys:
+            self._run([self._tmux, "send-keys", "-t", self.name, key], check=True)
+
+    def screen(self) -> str:
+        done = self._run([self._tmux, "capture-pane", "-p", "-t", self.name], capture_output=True, check=True)
+        return done.stdout.decode()
+
+    def wait_for(self, text: str, timeout: float = 15) -> str:
+        import time
+
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            screen = self.screen()
+            if text in screen:
+                return screen
+            time.sleep(0.1)
+        raise AssertionError(f"{text!r} not on the screen:\n{self.screen()}")
+
+    def line_after_tab(self, line: str) -> str:
+        """Type `line`, press Tab once, and return the command line once the completion is in
+        (trailing blanks are not on tmux's copy of the screen). A completion that gave up on a
+        slow store (a loaded machine) leaves the line as typed: then it is tried again."""
+        result = line
+        for _ in range(3):
+            result = self._tab(line)
+            if result != line:
+                break
+        return result
+
+    def _tab(self, line: str) -> str:
+        import time
+
+        self.type(line, "Tab")
+        previous, stable_since = None, time.monotonic()
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline:
+            current = [row for row in self.screen().splitlines() if row.startswith("$ ")][-1]
+            if current != previous:
+                previous, stable_since = current, time.monotonic()
+            elif time.monotonic() - stable_since > 1.5:
+                break
+            time.sleep(0.1)
+        self.type("", "C-u")
+        assert previous is not None
+        return previous[2:]
+
+    def close(self) -> None:
+        self._run([self._tmux, "kill-session", "-t", self.name], capture_output=True)
+
+
+@pytest.fixture
+def interactive_bash(tmp_path: Any) -> Any:
+    import shutil
+
+    if shutil.which("tmux") is None or shutil.which("bash") is None:
+        pytest.skip("tmux and bash are needed to drive an interactive bash")
+    shell = InteractiveBash(tmp_path)
+    yield shell
+    shell.close()
+
+
+def test_bash_completes_keys_of_uri_stores_and_quotes_them(interactive_bash: Any, cli: Any, tmp_path: Any) -> None:
+    """With `-s sqlite:///kv.db` (a uri with `:`), `get lo<Tab>` completes the key, not the
+    command `load`; keys with spaces, glob characters and `:` arrive quoted, as typed."""
+    uri = "sqlite:///kv.db"
+    for key in ("logs/a b.txt", "logs/c*d[1]", "x:y/z"):
+        assert cli("-s", uri, "put", key, "v", cwd=tmp_path).returncode == 0
+    bash = interactive_bash
+    assert bash.line_after_tab(f"anystore -s {uri} get lo") == f"anystore -s {uri} get logs/"
+    assert bash.line_after_tab(f"anystore -s {uri} get logs/a") == f"anystore -s {uri} get logs/a\\ b.txt"
+    assert bash.line_after_tab(f"anystore -s {uri} get logs/c") == f"anystore -s {uri} get logs/c\\*d\\[1\\]"
+    assert bash.line_after_tab(f"anystore -s {uri} get x:") == f"anystore -s {uri} get x:y/z"
+    assert bash.line_after_tab(f"anystore -s {uri} get 'logs/a") == f"anystore -s {uri} get 'logs/a b.txt'"
+    assert bash.line_after_tab(f"anystore --store={uri} info lo") == f"anystore --store={uri} info logs/"
