@@ -281,3 +281,63 @@ def test_bash_completes_keys_of_uri_stores_and_quotes_them(interactive_bash: Any
     assert bash.line_after_tab(f"anystore -s {uri} get x:") == f"anystore -s {uri} get x:y/z"
     assert bash.line_after_tab(f"anystore -s {uri} get 'logs/a") == f"anystore -s {uri} get 'logs/a b.txt'"
     assert bash.line_after_tab(f"anystore --store={uri} info lo") == f"anystore --store={uri} info logs/"
+
+
+# ---- the terminal ---------------------------------------------------------------------------
+
+
+def test_s3_get_draws_progress_on_a_terminal(cli: Any, s3_server: str, tmp_path: Any) -> None:
+    """A large `get` from S3 draws a progress bar on a terminal's stderr, as `put` does;
+    stdout holds the value and nothing else."""
+    import os
+
+    from tests.test_terminal import run_on_terminal
+
+    bucket, options = _s3(s3_server)
+    source = tmp_path / "big.bin"
+    source.write_bytes(os.urandom(1024) * (17 * 1024))  # over the 16 MiB a bar starts from
+    base = ["-s", f"s3://{bucket}", *_side("-b", options)]
+    assert cli(*base, "put", "big", "-i", str(source), env=NO_AWS).returncode == 0
+    run = run_on_terminal(*base, "get", "big", cwd=tmp_path, stdout_on_terminal=False, env=NO_AWS)
+    assert run.returncode == 0, run.screen
+    assert "get big" in run.screen
+    assert run.stdout == source.read_bytes()
+
+
+def test_binary_get_to_a_terminal_is_refused(local_store: CliStore) -> None:
+    """`get` of binary bytes to a terminal refuses (exit 2, naming -o and pipes), as curl does;
+    text still prints, `-o -` forces, and a pipe gets the bytes as always."""
+    from tests.test_terminal import run_on_terminal
+
+    binary = b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR" + bytes(range(256))
+    local_store.put("image.png", binary)
+    local_store.put("note.txt", "grüße\n".encode())
+    base = local_store.global_args
+    run = run_on_terminal(*base, "get", "image.png", cwd=local_store.tmp_path)
+    assert run.returncode == 2, run.screen
+    assert "anystore: error: binary value" in run.screen and "-o -" in run.screen
+    assert "PNG" not in run.screen
+    run = run_on_terminal(*base, "get", "note.txt", cwd=local_store.tmp_path)
+    assert run.returncode == 0 and "grüße" in run.screen
+    run = run_on_terminal(*base, "get", "image.png", "-o", "-", cwd=local_store.tmp_path)
+    assert run.returncode == 0 and "IHDR" in run.screen
+    assert local_store.get("image.png") == binary
+
+
+def test_settings_on_a_terminal_are_indented_and_show_no_library_serialization(local_store: CliStore) -> None:
+    """`settings` on a terminal is indented JSON, piped one JSON line; neither shows the
+    library's allow_pickle / serialization_mode, which the command line never uses."""
+    import json
+
+    from tests.test_terminal import run_on_terminal
+
+    run = run_on_terminal(*local_store.global_args, "settings", cwd=local_store.tmp_path)
+    assert run.returncode == 0, run.screen
+    lines = run.screen.strip().splitlines()
+    assert len(lines) > 10 and max(len(line) for line in lines) < 200
+    record = json.loads(run.screen)
+    piped = local_store.ok("settings")
+    assert piped.count(b"\n") == 1 and json.loads(piped) == record
+    text = json.dumps(record)
+    assert "allow_pickle" not in text and "serialization_mode" not in text
+    assert "never unpickles" in record["store"]["values"]
