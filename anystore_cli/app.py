@@ -129,6 +129,8 @@ def report(exc: BaseException) -> int:
         text = "interrupted"
     elif type(exc).__module__.startswith("anystore_cli") or isinstance(exc, OSError):
         text = str(exc) or type(exc).__name__
+        if type(exc).__module__.startswith("anystore_cli"):  # our own lines: a key's control characters shown
+            text = text.replace("\n", "\\n").replace("\r", "\\r").replace("\t", "\\t")
     else:
         text = f"{type(exc).__name__}: {exc}"
         if not debug_enabled():

@@ -341,3 +341,29 @@ def test_settings_on_a_terminal_are_indented_and_show_no_library_serialization(l
     text = json.dumps(record)
     assert "allow_pickle" not in text and "serialization_mode" not in text
     assert "never unpickles" in record["store"]["values"]
+
+
+# ---- uris and keys --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("uri", ["s3://", "s3:///prefix", "gs://"])
+def test_object_store_without_bucket_is_a_usage_error(cli: Any, uri: str) -> None:
+    """`-s s3://` names no bucket: exit 2 saying so (not "does not exist", exit 1)."""
+    for argv in (["-s", uri, "put", "k", "v"], ["-s", uri, "keys"], ["io", "-i", uri, "-o", "-"]):
+        assert_one_line_error(cli(*argv, env=NO_AWS), 2, "no bucket", f"`{uri}`")
+
+
+def test_s3_key_with_a_newline_is_never_reported_missing_on_put(cli: Any, s3_server: str) -> None:
+    """A put of a key holding a newline is stored, or (a server that cannot take the name, as
+    moto) fails as a store failure naming the key with its newline shown: never "does not
+    exist" (exit 1) for a key that is being written."""
+    bucket, options = _s3(s3_server)
+    base = ["-s", f"s3://{bucket}", *_side("-b", options)]
+    key = "line one\nline two.txt"
+    for argv, data in ((["put", key, "value"], b""), (["put", key], b"streamed value")):
+        done = cli(*base, *argv, input=data, env=NO_AWS)
+        if done.returncode == 0:
+            assert cli(*base, "get", key, env=NO_AWS).stdout in (b"value", b"streamed value")
+            continue
+        line = assert_one_line_error(done, 3, "`line one\\nline two.txt`", "refused")
+        assert "does not exist" not in line

@@ -79,6 +79,21 @@ def check_fsspec_scheme(uri: str) -> None:
         raise InvalidUri(f"Unknown store scheme `{scheme}://` in `{mask_uri(uri)}`")
 
 
+BUCKET_SCHEMES = frozenset({"s3", "s3a", "gs", "gcs", "az", "abfs", "abfss", "adl", "oss", "oci", "r2", "cos"})
+"""Object stores: the first segment after `scheme://` is a bucket (container), and must be there."""
+
+
+def check_bucket(uri: str) -> None:
+    """Raise `InvalidUri` for an object store uri without a bucket (`s3://`, `s3:///x`)."""
+    scheme = get_scheme(uri)
+    if scheme not in BUCKET_SCHEMES:
+        return
+    rest = uri.split(":", 1)[1]
+    rest = rest[2:] if rest.startswith("//") else rest
+    if not rest.split("/", 1)[0].split("?", 1)[0]:
+        raise InvalidUri(f"`{mask_uri(uri)}` names no bucket: give one, as in `{scheme}://BUCKET/prefix`")
+
+
 _CACHE: dict[Any, Any] = {}
 _CACHE_LOCK = threading.Lock()
 
@@ -162,6 +177,7 @@ def _make_store(uri: Any, settings: Settings, **kwargs: Any) -> Any:
     name = backend_name(uri)
     if name == "fsspec":
         check_fsspec_scheme(uri)
+        check_bucket(uri)
     cls = load_backend(name)
     kwargs = {k: v for k, v in kwargs.items() if v is not None or k == "backend_config"}
     return cls(uri=uri, **kwargs)

@@ -370,7 +370,11 @@ class _NamedHandle:
 def _named_io(uri: str, mode: str, config: dict[str, Any] | None, option: str) -> Generator[Any, None, None]:
     from anystore_cli.core.io import smart_open
 
+    from anystore_cli.backend.registry import check_bucket
+    from anystore_cli.core.uri import ensure_uri
+
     check_backend_options(uri, config or {}, option)
+    check_bucket(ensure_uri(uri))
     try:
         with smart_open(uri, mode, **(config or {})) as handle:
             try:
