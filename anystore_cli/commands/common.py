@@ -368,9 +368,8 @@ class _NamedHandle:
 
 @contextlib.contextmanager
 def _named_io(uri: str, mode: str, config: dict[str, Any] | None, option: str) -> Generator[Any, None, None]:
-    from anystore_cli.core.io import smart_open
-
     from anystore_cli.backend.registry import check_bucket
+    from anystore_cli.core.io import smart_open
     from anystore_cli.core.uri import ensure_uri
 
     check_backend_options(uri, config or {}, option)
