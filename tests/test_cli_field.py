@@ -367,3 +367,22 @@ def test_s3_key_with_a_newline_is_never_reported_missing_on_put(cli: Any, s3_ser
             continue
         line = assert_one_line_error(done, 3, "`line one\\nline two.txt`", "refused")
         assert "does not exist" not in line
+
+
+def test_errors_name_the_store_as_given_and_no_temporary_files(cli: Any, tmp_path: Any) -> None:
+    """Every error line names the store as the user gave it (not once `.anystore` and once
+    `file:///...`), and none shows the store's temporary file names."""
+    (tmp_path / ".anystore" / "folder" / "inner").mkdir(parents=True)
+    (tmp_path / ".anystore" / "file").write_bytes(b"x")
+    runs = {
+        ("get", "missing"): 1,
+        ("get", "../x"): 2,
+        ("put", "folder", "v"): 3,  # a folder where the value would go
+        ("put", "file/below", "v"): 3,  # a file where a folder would go
+        ("info", "missing"): 1,
+    }
+    for argv, status in runs.items():
+        line = assert_one_line_error(cli(*argv, cwd=tmp_path), status, "store `.anystore`")
+        assert "file://" not in line and ".~anystore-" not in line, line
+    line = assert_one_line_error(cli("-s", "./.anystore", "put", "folder", "v", cwd=tmp_path), 3, "`./.anystore`")
+    assert ".~anystore-" not in line

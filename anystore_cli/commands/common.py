@@ -93,6 +93,8 @@ class State:
         self.verbose = verbose
         self.debug = debug
         self._store: Any = None
+        self.names: dict[str, str] = {}
+        """A store's uri as the backend normalised it -> as the user gave it (both masked)."""
 
     @property
     def uses_config(self) -> bool:
@@ -101,9 +103,7 @@ class State:
 
     @property
     def label(self) -> str:
-        """How errors name the store (password masked)."""
-        if self._store is not None:
-            return mask_uri(self._store.uri)
+        """How errors name the store: as the user gave it (password masked)."""
         if self.uses_config:
             return f"config {mask_uri(self.config_uri)}"
         return mask_uri(self.store_uri or DEFAULT_STORE)
@@ -141,6 +141,7 @@ class State:
             uri, options = self.store_options()
             check_backend_options(uri, self.backend_config, "-b")
             self._store = get_store(uri, **options)
+            self.names[mask_uri(self._store.uri)] = self.label
         return self._store
 
     def is_main_store(self, uri: str | None) -> bool:
@@ -177,7 +178,9 @@ class State:
         check_backend_options(uri, config or {}, option)
         if self.readonly:
             options["readonly"] = True
-        return get_store(uri, **options)
+        store = get_store(uri, **options)
+        self.names.setdefault(mask_uri(store.uri), mask_uri(uri))
+        return store
 
     def check_backend_config_used(self, *uris: str | None) -> None:
         """`-b` configures the `--store`: refuse it when a command here uses none of `uris` as that store."""
