@@ -386,3 +386,38 @@ def test_errors_name_the_store_as_given_and_no_temporary_files(cli: Any, tmp_pat
         assert "file://" not in line and ".~anystore-" not in line, line
     line = assert_one_line_error(cli("-s", "./.anystore", "put", "folder", "v", cwd=tmp_path), 3, "`./.anystore`")
     assert ".~anystore-" not in line
+
+
+# ---- packaging ------------------------------------------------------------------------------
+
+
+def test_wheel_ships_man_pages_and_completions(tmp_path: Any) -> None:
+    """The wheel (what `pip install` / `pipx install` put in place) carries the man pages and the
+    completion scripts under share/, byte for byte the committed ones."""
+    import subprocess
+    import sys
+    import zipfile
+    from pathlib import Path
+
+    repo = Path(__file__).resolve().parent.parent
+    done = subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", str(repo), "--no-deps", "-q", "-w", str(tmp_path)],
+        capture_output=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr.decode()[-2000:]
+    (wheel,) = tmp_path.glob("anystore_cli-*.whl")
+    with zipfile.ZipFile(wheel) as archive:
+        files = {
+            name.split(".data/data/", 1)[1]: archive.read(name) for name in archive.namelist() if ".data/data/" in name
+        }
+    expected = {
+        **{f"share/man/man1/{page.name}": page for page in (repo / "man").glob("*.1")},
+        "share/bash-completion/completions/anystore.bash": repo / "completions" / "anystore.bash",
+        "share/zsh/site-functions/_anystore": repo / "completions" / "_anystore",
+        "share/fish/vendor_completions.d/anystore.fish": repo / "completions" / "anystore.fish",
+    }
+    assert "share/man/man1/anystore.1" in expected and len(expected) > 10
+    assert sorted(files) == sorted(expected)
+    for name, path in expected.items():
+        assert files[name] == path.read_bytes(), name
