@@ -202,8 +202,12 @@ class InteractiveBash:
             check=True,
             env={k: v for k, v in os.environ.items() if k != "TMUX"},
         )
-        self.type(f"source {script}; PS1='$ '; clear; echo READY\n")
-        self.wait_for("READY\n$")
+        try:
+            self.type(f"source {script}; PS1='$ '; clear; echo READY\n")
+            self.wait_for("READY\n$")
+        except BaseException:
+            self.close()
+            raise
 
     def type(self, text: str, *keys: str) -> None:
         self._run([self._tmux, "send-keys", "-t", self.name, "-l", text], check=True)
