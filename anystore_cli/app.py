@@ -10,6 +10,7 @@ from __future__ import annotations
 import errno
 import importlib
 import os
+import re
 import sys
 from typing import Annotated, Any
 
@@ -119,8 +120,23 @@ def is_broken_pipe(exc: BaseException) -> bool:
     return isinstance(exc, BrokenPipeError) or (isinstance(exc, OSError) and exc.errno == errno.EPIPE)
 
 
-def report(exc: BaseException) -> int:
-    """Print one error line for `exc` (a traceback with `--debug`) and return its exit status."""
+_TEMPORARY_RENAME = re.compile(r"""(['"])[^'"]*\.~anystore-[^'"]*\1 -> """)
+_TEMPORARY_FILE = re.compile(r"""(['"])[^'"]*\.~anystore-[^'"]*\1""")
+
+
+def humane(text: str, names: dict[str, str] | None = None) -> str:
+    """An error text as the user should read it: stores named as they were given (`names`:
+    normalised uri -> given uri), and no temporary file names of the store."""
+    for normalised, given in (names or {}).items():
+        if normalised != given:
+            text = text.replace(f"`{normalised}`", f"`{given}`")
+    text = _TEMPORARY_RENAME.sub("", text)
+    return _TEMPORARY_FILE.sub("(a temporary file of the store)", text)
+
+
+def report(exc: BaseException, names: dict[str, str] | None = None) -> int:
+    """Print one error line for `exc` (a traceback with `--debug`) and return its exit status;
+    `names` renames stores in it (see `humane`)."""
     from anystore_cli.core.uri import mask_uri
 
     status = exit_status(exc)
@@ -133,11 +149,13 @@ def report(exc: BaseException) -> int:
         text = "interrupted"
     elif type(exc).__module__.startswith("anystore_cli") or isinstance(exc, OSError):
         text = str(exc) or type(exc).__name__
+        if type(exc).__module__.startswith("anystore_cli"):  # our own lines: a key's control characters shown
+            text = text.replace("\n", "\\n").replace("\r", "\\r").replace("\t", "\\t")
     else:
         text = f"{type(exc).__name__}: {exc}"
         if not debug_enabled():
             text += " (run with --debug for the traceback)"
-    text = mask_uri(" ".join(text.split()))
+    text = humane(mask_uri(" ".join(text.split())), names)
     from anystore_cli.console import stderr_is_terminal, terminal_safe
 
     if stderr_is_terminal():
@@ -198,7 +216,8 @@ class LazyGroup(TyperGroup):
                 raise typer.Exit(EXIT_OK) from None
             if _is_control_flow(exc):
                 raise
-            raise typer.Exit(report(exc)) from None
+            state = getattr(ctx.find_root(), "obj", None)
+            raise typer.Exit(report(exc, getattr(state, "names", None))) from None
 
 
 def _version_callback(value: bool) -> None:
@@ -308,6 +327,10 @@ def run(argv: list[str] | None = None) -> int:
         from anystore_cli.completion import prepare_completion
 
         prepare_completion()
+    if "--show-completion" in args or "--install-completion" in args:
+        from anystore_cli.completion import use_own_scripts
+
+        use_own_scripts()
     _exit_cleanly_on_sigterm()
     from anystore_cli.commands.common import guard_closed_streams
     from anystore_cli.console import install_full_stdout

@@ -319,6 +319,12 @@ def known_size(handle: Any) -> int | None:
     try:
         info = os.fstat(handle.fileno())
     except (AttributeError, OSError, ValueError):
+        size = getattr(handle, "size", None)  # fsspec files (S3, http, ...) know their size
+        if isinstance(size, int) and not isinstance(size, bool):
+            try:
+                return size - handle.tell()
+            except (AttributeError, OSError, ValueError):
+                return size
         getbuffer = getattr(handle, "getbuffer", None)
         if getbuffer is None:
             return None

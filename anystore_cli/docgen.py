@@ -81,6 +81,9 @@ def _typer_script(shell: str) -> str:
     """The completion script Typer prints for `--show-completion SHELL` (without side effects)."""
     from typer._completion_shared import get_completion_script
 
+    from anystore_cli.completion import use_own_scripts
+
+    use_own_scripts()
     return get_completion_script(prog_name=PROG, complete_var=COMPLETE_VAR, shell=shell)
 
 

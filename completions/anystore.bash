@@ -5,11 +5,45 @@
 # (or /etc/bash_completion.d/), or `source` it from ~/.bashrc.
 
 _anystore_completion() {
-    local IFS=$'
-'
-    COMPREPLY=( $( env COMP_WORDS="${COMP_WORDS[*]}" \
-                   COMP_CWORD=$COMP_CWORD \
-                   _ANYSTORE_COMPLETE=complete_bash $1 ) )
+    local IFS=$'\n'
+    # bash splits the line at the characters of COMP_WORDBREAKS (`:` and `=` among them), so
+    # `-s sqlite:///kv.db get lo` would reach anystore as `-s sqlite : ///kv.db ...`: join the
+    # pieces that no blank separates again, from the line up to the cursor
+    local line=${COMP_LINE:0:COMP_POINT} words=() word rest gap i pos=0
+    [[ -z $line ]] && words=("${COMP_WORDS[@]:0:COMP_CWORD+1}")  # called without a line: as given
+    for (( i = 0; ${#line} && i <= COMP_CWORD; i++ )); do
+        rest=${line:pos}
+        word=${rest#"${rest%%[![:space:]]*}"}
+        gap=$(( ${#rest} - ${#word} ))
+        (( i < COMP_CWORD )) && word=${COMP_WORDS[i]}
+        if (( i > 0 && gap == 0 && ${#words[@]} > 0 )); then
+            words[${#words[@]}-1]+=$word
+        else
+            words+=("$word")
+        fi
+        pos=$(( pos + gap + ${#word} ))
+    done
+    local cur=${words[${#words[@]}-1]} candidates candidate quote="" head=""
+    candidates=( $( env COMP_WORDS="${words[*]}" COMP_CWORD=$(( ${#words[@]} - 1 )) \
+                    _ANYSTORE_COMPLETE=complete_bash $1 2>/dev/null ) )
+    # bash replaces only the text after the last word break of the current word: leave out
+    # what comes before it (as __ltrim_colon_completions does)
+    local breaks=${COMP_WORDBREAKS//[^:=]/}
+    if [[ -n $breaks && $cur == *[$breaks]* ]]; then
+        head=${cur%"${cur##*[$breaks]}"}
+    fi
+    [[ $cur == [\'\"]* ]] && quote=${cur:0:1}
+    COMPREPLY=()
+    for candidate in "${candidates[@]}"; do
+        if [[ -n $quote ]]; then
+            # inside an opened quote: the quote stays, the text goes as it is
+            COMPREPLY+=("${quote}${candidate}")
+        else
+            # spaces, glob and other shell characters escaped, so the key arrives as it is
+            printf -v candidate '%q' "$candidate"
+            COMPREPLY+=("${candidate#"$head"}")
+        fi
+    done
     return 0
 }
 

@@ -161,20 +161,20 @@ def test_mirror_ignore_existing_skips_existing_keys_and_overwrite_copies_them(cl
     for key in ["a", "b/c", "d"]:
         source.put(key, f"src {key}".encode())
     cli_store.put("a", b"already")
-    proc = run_cli(*_config_args(cli_store), "mirror", "-i", source.uri, "-o", cli_store.uri, "--ignore-existing")
+    proc = run_cli("mirror", "-i", source.uri, "-o", cli_store.uri, *_config_args(cli_store), "--ignore-existing")
     assert proc.returncode == 0, stderr_text(proc)
     err = stderr_text(proc)
     assert "2 copied" in err and "1 skipped" in err and "0 failed" in err
     assert cli_store.get("a") == b"already"
     assert cli_store.get("b/c") == b"src b/c"
-    proc = run_cli(*_config_args(cli_store), "mirror", "-i", source.uri, "-o", cli_store.uri, "--overwrite", "-j", "3")
+    proc = run_cli("mirror", "-i", source.uri, "-o", cli_store.uri, "--overwrite", "-j", "3", *_config_args(cli_store))
     assert proc.returncode == 0, stderr_text(proc)
     assert cli_store.get("a") == b"src a"
 
 
 def _config_args(store: CliStore) -> list[str]:
-    """The `-b NAME=VALUE` global options of `store` (they apply to both ends of a mirror)."""
-    return [arg for name, value in store.config.items() for arg in ("-b", f"{name}={value}")]
+    """The `--to-config NAME=VALUE` options of `store` as a mirror's target."""
+    return [arg for name, value in store.config.items() for arg in ("--to-config", f"{name}={value}")]
 
 
 def test_mirror_from_second_backend_with_filters_and_dry_run(cli_store: CliStore, store_factory):

@@ -192,6 +192,13 @@ class Store(BaseStore):
             raise StoreError(self._describe(None, f"bucket `{bucket}` does not exist"))
         self._bucket_seen = True
 
+    def _write_refused(self, key: str, exc: FileNotFoundError) -> StoreError:
+        """A write answered "not found": the bucket is missing, or the server cannot take the
+        key (some S3 servers refuse names with control characters) - a failure of the store,
+        never "does not exist" (the key is being created)."""
+        self._check_bucket(exc)
+        return StoreError(self._describe(key, f"the server refused the write (not found): {mask_uri(exc)}"))
+
     def _bucket_exists(self, bucket: str) -> bool:
         try:
             if self._is_s3:
@@ -230,6 +237,8 @@ class Store(BaseStore):
                 self._fs.pipe_file(self._path(key), value, **options)
             except FileExistsError:
                 raise AlreadyExists(self._describe(key, "already exists")) from None
+            except FileNotFoundError as exc:
+                raise self._write_refused(key, exc) from exc
             return
         with self._writer(key, "wb", no_clobber=no_clobber) as handle:
             handle.write(value)
@@ -275,6 +284,9 @@ class Store(BaseStore):
         except FileExistsError:
             _discard(raw)
             raise AlreadyExists(self._describe(key, "already exists")) from None
+        except FileNotFoundError as exc:
+            _discard(raw)
+            raise self._write_refused(key, exc) from exc
         except BaseException:
             _discard(raw)
             raise

@@ -142,14 +142,17 @@ class RedisStore(VirtualIOMixin, BaseStore):
     def __init__(self, **data: Any) -> None:
         super().__init__(**data)
         config = self.backend_config or {}
-        prefix = str(config.get("redis_prefix") or DEFAULT_PREFIX)
+        # an empty prefix (`-b redis_prefix=`) is a store over the whole database: value `key` at
+        # `key`, timestamps at `\x00key` (a NUL-led name no key can have)
+        prefix = config.get("redis_prefix")
+        prefix = DEFAULT_PREFIX if prefix is None else str(prefix)
         if "\x00" in prefix:
             raise InvalidUri(f"Store `{mask_uri(self.uri)}`: `redis_prefix` may not hold a NUL byte")
         self.redis_prefix = prefix
         database = urlsplit(self.uri).path.strip("/")
         if database and not database.isdigit():
             raise InvalidUri(f"Invalid redis uri `{mask_uri(self.uri)}`: the path is a database number: `{database}`")
-        self._value_base = _encode(prefix + "/")
+        self._value_base = _encode(prefix + "/") if prefix else b""
         self._meta_base = _encode(prefix + "\x00")
         self._bulk_script: Any = None
         self._copy_refused = False
@@ -316,11 +319,12 @@ class RedisStore(VirtualIOMixin, BaseStore):
         self, prefix: str | None = None, exclude_prefix: str | None = None, glob: str | None = None
     ) -> Iterator[str]:
         match = make_key_filter(prefix, exclude_prefix, glob)
-        pattern = _encode(escape_match(self.redis_prefix + "/" + listing_prefix(prefix, glob))) + b"*"
+        base = self.redis_prefix + "/" if self.redis_prefix else ""
+        pattern = _encode(escape_match(base + listing_prefix(prefix, glob))) + b"*"
         start = len(self._value_base)
         seen: set[bytes] = set()  # SCAN may return a key twice while Redis rehashes
         for full in self._client.scan_iter(match=pattern, count=SCAN_COUNT):
-            if full in seen:
+            if full in seen or full.startswith(b"\x00"):  # timestamps of a store without prefix
                 continue
             seen.add(full)
             if b"\x00" in full[start:]:

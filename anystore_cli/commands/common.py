@@ -13,7 +13,7 @@ import re
 import sys
 from collections.abc import Generator
 from enum import Enum
-from typing import IO, Any
+from typing import IO, Annotated, Any
 
 import typer
 
@@ -183,6 +183,8 @@ class State:
         self.debug = debug
         self._store: Any = None
         register_secrets({"uri": store_uri, "config": config_uri, "backend_config": self.backend_config})
+        self.names: dict[str, str] = {}
+        """A store's uri as the backend normalised it -> as the user gave it (both masked)."""
 
     @property
     def uses_config(self) -> bool:
@@ -191,9 +193,7 @@ class State:
 
     @property
     def label(self) -> str:
-        """How errors name the store (password masked)."""
-        if self._store is not None:
-            return mask_uri(self._store.uri)
+        """How errors name the store: as the user gave it (password masked)."""
         if self.uses_config:
             return f"config {mask_uri(self.config_uri)}"
         return mask_uri(self.store_uri or DEFAULT_STORE)
@@ -230,22 +230,57 @@ class State:
             from anystore_cli.backend.registry import get_store
 
             uri, options = self.store_options()
+            check_backend_options(uri, self.backend_config, "-b")
             self._store = get_store(uri, **options)
+            self.names[mask_uri(self._store.uri)] = self.label
         return self._store
 
-    def open_store(self, uri: str | None, writing: bool = False) -> Any:
-        """Another store (`mirror -i/-o`), with the global backend config; `writing` honours `--readonly`.
-
-        No uri means the store of this invocation.
-        """
+    def is_main_store(self, uri: str | None) -> bool:
+        """`uri` is omitted or names the store of this invocation (the one `-s` and `-b` configure)."""
         if uri is None:
+            return True
+        from anystore_cli.core.uri import ensure_uri
+
+        main, _ = self.store_options() if self.uses_config else (self.store_uri or DEFAULT_STORE, None)
+        try:
+            return ensure_uri(uri) == ensure_uri(main)
+        except Exception:  # noqa: BLE001 - an unparsable uri fails later, naming itself
+            return False
+
+    def open_store(
+        self, uri: str | None, writing: bool = False, config: dict[str, Any] | None = None, option: str = ""
+    ) -> Any:
+        """Another store (`mirror -i/-o`); `writing` honours `--readonly`.
+
+        No uri (or the uri of `--store`) means the store of this invocation, configured by `-b`
+        and then `config`; any other uri is configured by `config` (the side's own
+        `--input-config`/`--output-config`) alone.
+        """
+        if self.is_main_store(uri) and not config:
             return self.store()
         from anystore_cli.backend.registry import get_store
 
-        options: dict[str, Any] = {"backend_config": dict(self.backend_config) or None}
-        if writing and self.readonly:
+        if self.is_main_store(uri):
+            uri, options = self.store_options()
+            check_backend_options(uri, self.backend_config, "-b")
+            options["backend_config"] = {**(options.get("backend_config") or {}), **(config or {})}
+        else:
+            options = {"backend_config": dict(config or {}) or None}
+        check_backend_options(uri, config or {}, option)
+        if self.readonly:
             options["readonly"] = True
-        return get_store(uri, **options)
+        store = get_store(uri, **options)
+        self.names.setdefault(mask_uri(store.uri), mask_uri(uri))
+        return store
+
+    def check_backend_config_used(self, *uris: str | None) -> None:
+        """`-b` configures the `--store`: refuse it when a command here uses none of `uris` as that store."""
+        if self.backend_config and not any(self.is_main_store(uri) for uri in uris):
+            names = ", ".join(f"`{name}`" for name in self.backend_config)
+            raise UsageProblem(
+                f"-b {names} configures the store (-s `{self.label}`), which this command does not use here; "
+                "configure the other uris with --input-config / --output-config KEY=VALUE"
+            )
 
     def key(self, key: str) -> str:
         """Check a key given on the command line (status 2 when it is empty, absolute or escapes)."""
@@ -289,6 +324,26 @@ class State:
             message(text)
 
 
+InputConfigOption = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--input-config",
+        "--from-config",
+        metavar="KEY=VALUE",
+        help="Option of the -i uri, repeatable, as -b is for the store (e.g. endpoint_url=..., table=kv).",
+    ),
+]
+OutputConfigOption = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--output-config",
+        "--to-config",
+        metavar="KEY=VALUE",
+        help="Option of the -o uri, repeatable, as -b is for the store (e.g. endpoint_url=..., table=kv).",
+    ),
+]
+
+
 def get_state(ctx: typer.Context) -> State:
     """The `State` the global options left on the context."""
     root = ctx.find_root()
@@ -298,29 +353,134 @@ def get_state(ctx: typer.Context) -> State:
 
 
 @contextlib.contextmanager
-def open_output(target: str | None) -> Generator[IO[bytes], None, None]:
-    """A binary output: stdout for None or `-`, else any path or uri (written atomically where local)."""
+def open_output(
+    target: str | None, config: dict[str, Any] | None = None, option: str = "--output-config"
+) -> Generator[IO[bytes], None, None]:
+    """A binary output: stdout for None or `-`, else any path or uri (written atomically where local).
+
+    `config` holds the uri's own options (fsspec storage options, `--output-config`); every
+    error of opening, writing or closing it names the uri.
+    """
     if target in (None, "-"):
+        if config:
+            raise UsageProblem(f"{option} applies to a uri, not to stdout")
         out = sys.stdout.buffer
         yield out
         out.flush()
         return
-    from anystore_cli.core.io import smart_open
-
-    with smart_open(target, "wb") as handle:
+    with _named_io(target, "wb", config, option) as handle:
         yield handle
 
 
 @contextlib.contextmanager
-def open_input(source: str | None) -> Generator[IO[bytes], None, None]:
-    """A binary input: stdin for None or `-`, else any path or uri."""
+def open_input(
+    source: str | None, config: dict[str, Any] | None = None, option: str = "--input-config"
+) -> Generator[IO[bytes], None, None]:
+    """A binary input: stdin for None or `-`, else any path or uri (`config`: its options, as
+    for `open_output`); every error of opening or reading it names the uri."""
     if source in (None, "-"):
+        if config:
+            raise UsageProblem(f"{option} applies to a uri, not to stdin")
         yield sys.stdin.buffer
         return
-    from anystore_cli.core.io import smart_open
-
-    with smart_open(source, "rb") as handle:
+    with _named_io(source, "rb", config, option) as handle:
         yield handle
+
+
+_NAMED = "_anystore_named"
+"""Attribute set on an exception that already names its uri, or that the caller's code raised."""
+
+
+def name_error(exc: BaseException, uri: str) -> BaseException | None:
+    """`exc` made into an error of the same exit status whose message names `uri` (masked);
+    None when it should pass unchanged (interrupts, broken pipes, already named)."""
+    import errno
+
+    if not isinstance(exc, Exception) or getattr(exc, _NAMED, False):
+        return None
+    if isinstance(exc, BrokenPipeError) or (isinstance(exc, OSError) and exc.errno == errno.EPIPE):
+        return None
+    name = mask_uri(uri)
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    if f"`{name}`" in text:
+        return None
+    from anystore_cli.core.exceptions import AnystoreError, StoreError
+
+    if isinstance(exc, AnystoreError):
+        try:
+            named: BaseException = type(exc)(f"`{name}`: {text}")
+        except TypeError:  # pragma: no cover - an error type with another signature
+            named = StoreError(f"`{name}`: {text}")
+    else:
+        if not isinstance(exc, OSError) or not str(exc):
+            text = f"{type(exc).__name__}: {text}"
+        named = StoreError(f"`{name}`: {text}")
+    setattr(named, _NAMED, True)
+    return named
+
+
+class _NamedHandle:
+    """A file handle whose read and write errors name its uri."""
+
+    def __init__(self, handle: Any, uri: str) -> None:
+        self._handle = handle
+        self._uri = uri
+
+    def _call(self, method: str, *args: Any) -> Any:
+        try:
+            return getattr(self._handle, method)(*args)
+        except Exception as exc:
+            named = name_error(exc, self._uri)
+            if named is None:
+                raise
+            raise named from exc
+
+    def read(self, *args: Any) -> Any:
+        return self._call("read", *args)
+
+    def read1(self, *args: Any) -> Any:
+        return self._call("read1" if hasattr(self._handle, "read1") else "read", *args)
+
+    def readinto(self, *args: Any) -> Any:
+        return self._call("readinto", *args)
+
+    def write(self, *args: Any) -> Any:
+        return self._call("write", *args)
+
+    def flush(self) -> Any:
+        return self._call("flush")
+
+    def __iter__(self) -> Any:
+        return iter(self.readline, b"")
+
+    def readline(self, *args: Any) -> Any:
+        return self._call("readline", *args)
+
+    def __getattr__(self, name: str) -> Any:  # fileno, tell, seek, size, ...
+        return getattr(self._handle, name)
+
+
+@contextlib.contextmanager
+def _named_io(uri: str, mode: str, config: dict[str, Any] | None, option: str) -> Generator[Any, None, None]:
+    from anystore_cli.backend.registry import check_bucket
+    from anystore_cli.core.io import smart_open
+    from anystore_cli.core.uri import ensure_uri
+
+    check_backend_options(uri, config or {}, option)
+    check_bucket(ensure_uri(uri))
+    try:
+        with smart_open(uri, mode, **(config or {})) as handle:
+            try:
+                yield _NamedHandle(handle, uri)
+            except BaseException as exc:
+                with contextlib.suppress(Exception):
+                    setattr(exc, _NAMED, True)  # the caller's own error (or the other side's)
+                raise
+    except Exception as exc:
+        named = name_error(exc, uri)
+        if named is None:
+            raise
+        raise named from exc
 
 
 def _reject_constant(name: str) -> Any:
@@ -406,7 +566,7 @@ def encode_argument(value: str) -> bytes:
     return os.fsencode(value)
 
 
-def split_backend_config(items: list[str] | None) -> dict[str, Any]:
+def split_backend_config(items: list[str] | None, option: str = "'-b' / '--backend-config'") -> dict[str, Any]:
     """Parse repeated `KEY=VALUE` options; VALUE as JSON when it parses, else as text."""
     config: dict[str, Any] = {}
     if not items:
@@ -416,7 +576,7 @@ def split_backend_config(items: list[str] | None) -> dict[str, Any]:
     for item in items:
         name, sep, value = item.partition("=")
         if not sep or not name.strip():
-            raise typer.BadParameter(f"`{item}` is not KEY=VALUE", param_hint="'-b' / '--backend-config'")
+            raise typer.BadParameter(f"`{item}` is not KEY=VALUE", param_hint=option)
         config[name.strip()] = parse_value(value)
     return config
 
@@ -462,3 +622,17 @@ def decode_key_b64(encoded: Any) -> str:
         return base64.b64decode(encoded, validate=True).decode("utf-8", "surrogateescape")
     except (binascii.Error, ValueError) as exc:
         raise ValueError(f"bad base64 in `key_b64` ({exc})") from None
+
+
+def check_backend_options(uri: str, config: dict[str, Any], option: str) -> None:
+    """Refuse (status 2) options in `config` that the backend of `uri` does not know, naming
+    the option and the ones it knows (`option`: how the user gave them, e.g. `-b`)."""
+    if not config:
+        return
+    from anystore_cli.backend.registry import unknown_backend_options
+
+    unknown, known, backend = unknown_backend_options(uri, config)
+    if unknown:
+        names = ", ".join(f"`{name}`" for name in unknown)
+        offer = ", ".join(known) if known else "none"
+        raise UsageProblem(f"{option} {names}: not an option of the {backend} store `{mask_uri(uri)}` (known: {offer})")

@@ -89,12 +89,17 @@ def checksum(
         sys.stdout.flush()
 
 
+LIBRARY_ONLY_SETTINGS = ("serialization_mode", "allow_pickle")
+"""Settings of the library's serialization that the command line never uses: its commands move
+raw bytes and decode only as `--mode` says (their auto never unpickles)."""
+
+
 @app.command(epilog="\b\nExample: ANYSTORE_URI=redis://localhost anystore settings")
 def settings(ctx: typer.Context) -> None:
-    """Print the effective configuration as JSON, secrets masked."""
+    """Print the effective configuration as JSON (indented on a terminal), secrets masked."""
     from anystore_cli import __version__
     from anystore_cli.backend.settings import Settings
-    from anystore_cli.console import json_line
+    from anystore_cli.console import json_line, stdout_is_terminal
 
     state = get_state(ctx)
     uri, options = state.store_options()
@@ -104,17 +109,24 @@ def settings(ctx: typer.Context) -> None:
     store: dict[str, Any] = {
         "uri": ensure_uri(uri),
         "source": _store_source(state),
-        "serialization_mode": options.get("serialization_mode") or current.serialization_mode,
         "readonly": bool(options.get("readonly") or current.readonly),
         "default_ttl": options.get("default_ttl") or current.default_ttl or None,
         "backend_config": {**(current.backend_config or {}), **(options.get("backend_config") or {})},
+        "values": "raw bytes; --mode per command (raw, json, auto; auto never unpickles; pickle only by name)",
     }
+    library = {k: v for k, v in current.model_dump().items() if k not in LIBRARY_ONLY_SETTINGS}
     record = {
         "version": __version__,
         "store": store,
-        "settings": current.model_dump(),
+        "settings": library,
     }
-    sys.stdout.buffer.write(json_line(mask_secrets(record)))
+    record = mask_secrets(record)
+    if stdout_is_terminal():
+        import json
+
+        sys.stdout.write(json.dumps(record, indent=2, ensure_ascii=False, default=str) + "\n")
+        return
+    sys.stdout.buffer.write(json_line(record))
 
 
 def _store_source(state: Any) -> str:

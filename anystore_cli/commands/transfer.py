@@ -15,7 +15,16 @@ from typing import Annotated, Any
 
 import typer
 
-from anystore_cli.commands.common import MAX_TTL, get_state, open_input, open_output
+from anystore_cli.commands.common import (
+    MAX_TTL,
+    InputConfigOption,
+    OutputConfigOption,
+    UsageProblem,
+    get_state,
+    open_input,
+    open_output,
+    split_backend_config,
+)
 from anystore_cli.commands.filters import ExcludeOption, FilterCommand, IncludeOption, ShardOption, key_filters
 from anystore_cli.core.exceptions import AlreadyExists, AnystoreError, InvalidData, InvalidKey, StoreError
 
@@ -472,6 +481,8 @@ def mirror(
     dry_run: Annotated[
         bool, typer.Option("--dry-run", help="List each planned copy and delete (`copy KEY`, `delete KEY`).")
     ] = False,
+    input_config: InputConfigOption = None,
+    output_config: OutputConfigOption = None,
 ) -> None:
     """Make DST hold SRC's matching keys: copy what DST lacks or holds changed."""
     from anystore_cli.backend.mirror import compare_mode
@@ -487,8 +498,11 @@ def mirror(
         compare_mode(overwrite, checksum, ignore_existing)
     except InvalidData as exc:
         raise UsageProblem(str(exc)) from None
-    source = state.open_store(input)
-    target = state.open_store(output, writing=True)
+    state.check_backend_config_used(input, output)
+    source_config = split_backend_config(input_config, "'--input-config'")
+    target_config = split_backend_config(output_config, "'--output-config'")
+    source = state.open_store(input, config=source_config, option="--input-config")
+    target = state.open_store(output, writing=True, config=target_config, option="--output-config")
     lock = threading.Lock()
     with Progress("mirroring", enabled=not state.quiet) as progress:
 
@@ -618,13 +632,24 @@ def check(
 
 @app.command(epilog="\b\nExample: anystore io -i s3://bucket/big.csv -o big.csv")
 def io(
+    ctx: typer.Context,
     input: Annotated[str, typer.Option("-i", "--input", metavar="IN", help="Source path or uri (`-` is stdin).")] = "-",
     output: Annotated[
         str, typer.Option("-o", "--output", metavar="OUT", help="Target path or uri (`-` is stdout).")
     ] = "-",
+    input_config: InputConfigOption = None,
+    output_config: OutputConfigOption = None,
 ) -> None:
-    """Copy bytes from one uri to another, streamed (`-` is stdin/stdout)."""
+    """Copy bytes from one uri to another, streamed (`-` is stdin/stdout); errors name the uri."""
     from anystore_cli.core.io import copy_stream
 
-    with open_input(input) as source, open_output(output) as target:
+    state = get_state(ctx)
+    if state.backend_config:
+        raise UsageProblem(
+            "-b configures the store (-s), which io does not use: "
+            "configure its uris with --input-config / --output-config KEY=VALUE"
+        )
+    source_config = split_backend_config(input_config, "'--input-config'")
+    target_config = split_backend_config(output_config, "'--output-config'")
+    with open_input(input, source_config) as source, open_output(output, target_config) as target:
         copy_stream(source, target)

@@ -14,8 +14,10 @@ import typer
 
 from anystore_cli.commands.common import (
     MAX_TTL,
+    InputConfigOption,
     LineMode,
     Mode,
+    OutputConfigOption,
     UsageProblem,
     dump_json,
     encode_argument,
@@ -24,6 +26,7 @@ from anystore_cli.commands.common import (
     open_input,
     open_output,
     render_value,
+    split_backend_config,
 )
 from anystore_cli.completion import complete_key
 from anystore_cli.core.exceptions import DoesNotExist
@@ -55,17 +58,53 @@ TtlOption = Annotated[
 ]
 
 
+def _refuse_binary_on_terminal(source: Any, explicit: bool) -> bytes | None:
+    """Read the first chunk of a value bound for a terminal and refuse it (status 2) when it is
+    binary (a NUL byte, or not UTF-8), as curl does; `-o -` (`explicit`) writes it anyway.
+    Returns the chunk read (None when stdout is no terminal)."""
+    from anystore_cli.console import stdout_is_terminal
+
+    if explicit or not stdout_is_terminal():
+        return None
+    head = source.read(BINARY_SNIFF)
+    binary = b"\x00" in head
+    if not binary:
+        try:
+            head.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            binary = exc.start < len(head) - 3  # a character cut at the end of the chunk is text
+    if binary:
+        raise UsageProblem(
+            "binary value: not written to the terminal (it could mess it up); "
+            "use -o FILE, pipe it (`| less`, `> file`), or -o - to write it anyway"
+        )
+    return head
+
+
+BINARY_SNIFF = 64 * 1024
+
+
 @app.command(epilog="\b\nExample: anystore get data/report.pdf -o report.pdf")
 def get(
     ctx: typer.Context,
     key: KeyArgument,
-    output: OutputOption = "-",
+    output: Annotated[
+        str | None,
+        typer.Option(
+            "-o",
+            "--output",
+            metavar="OUT",
+            help="Write to this path or uri instead of stdout; `-o -` writes binary values to a terminal too.",
+        ),
+    ] = None,
     mode: ModeOption = Mode.raw,
     missing_ok: Annotated[bool, typer.Option("--missing-ok", help="A missing key prints nothing and exits 0.")] = False,
+    output_config: OutputConfigOption = None,
 ) -> None:
     """Read a value: its bytes to stdout (or OUT), streamed."""
     state = get_state(ctx)
     key = state.key(key)
+    out_config = split_backend_config(output_config, "'--output-config'")
     store = state.store()
     with contextlib.ExitStack() as stack:
         try:
@@ -75,17 +114,20 @@ def get(
             if missing_ok:
                 return
             raise
+        head = _refuse_binary_on_terminal(source, explicit=output is not None) if output in (None, "-") else None
         if mode is Mode.raw:
             from anystore_cli.console import with_progress
 
-            target = stack.enter_context(open_output(output))
+            target = stack.enter_context(open_output(output, out_config))
+            if head is not None:
+                target.write(head)
             reader, progress = with_progress(source, f"get {key}", quiet=state.quiet)
             if progress is not None:
                 stack.enter_context(progress)
             copy_stream(reader, target)
             return
-        data = render_value(source.read(), mode, f"key `{key}` in store `{state.label}`")
-        target = stack.enter_context(open_output(output))
+        data = render_value((head or b"") + source.read(), mode, f"key `{key}` in store `{state.label}`")
+        target = stack.enter_context(open_output(output, out_config))
         target.write(data)
 
 
@@ -94,7 +136,8 @@ def put(
     ctx: typer.Context,
     key: KeyArgument,
     value: Annotated[
-        str | None, typer.Argument(metavar="[VALUE]", help="The value; without it the value is read from IN.")
+        str | None,
+        typer.Argument(metavar="[VALUE]", help="The value; without it (or `-`) the value is read from IN (stdin)."),
     ] = None,
     input: Annotated[
         str | None,
@@ -103,10 +146,16 @@ def put(
     ttl: TtlOption = None,
     mode: ModeOption = Mode.raw,
     no_clobber: Annotated[bool, typer.Option("--no-clobber", help="Fail (exit 1) if the key already exists.")] = False,
+    input_config: InputConfigOption = None,
 ) -> None:
     """Write a value from VALUE, else from IN (default stdin), streamed."""
     state = get_state(ctx)
     key = state.key(key)
+    in_config = split_backend_config(input_config, "'--input-config'")
+    if value == "-":  # `put KEY -` reads stdin, as `-i -` does
+        if input not in (None, "-"):
+            raise UsageProblem("put: give the value as `-` (stdin) or with `-i IN`, not both")
+        value, input = None, "-"
     if value is None and input is None and sys.stdin is not None and sys.stdin.isatty():
         raise UsageProblem("put: no VALUE and stdin is a terminal; give VALUE, `-i FILE`, or pipe the value in")
     store = state.store()
@@ -115,7 +164,7 @@ def put(
         from anystore_cli.console import with_progress
 
         with contextlib.ExitStack() as stack:
-            source = stack.enter_context(open_input(input))
+            source = stack.enter_context(open_input(input, in_config))
             reader, progress = with_progress(source, f"put {key}", quiet=state.quiet)
             if progress is not None:
                 stack.enter_context(progress)
@@ -125,7 +174,7 @@ def put(
     if value is not None:
         data = encode_argument(value)
     else:
-        with open_input(input) as source:
+        with open_input(input, in_config) as source:
             data = source.read()
     if mode is Mode.json:
         data = dump_json(load_json(data, what))
