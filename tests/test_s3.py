@@ -176,7 +176,8 @@ def test_glob_narrows_the_server_side_prefix(proxy, bucket):
     assert [q["prefix"] for q in proxy.list_requests()] == [["p3/"]]
     proxy.reset()
     assert len(list(store.iterate_keys(prefix="p1", glob="**/*.json"))) == 10
-    assert [q["prefix"] for q in proxy.list_requests()] == [["p1"]]
+    # the glob is relative to the prefix taken as a folder: `p1/**/*.json`, listed under `p1/`
+    assert [q["prefix"] for q in proxy.list_requests()] == [["p1/"]]
 
 
 def test_store_under_a_prefix_lists_only_its_keys(s3_server, bucket):
