@@ -224,7 +224,7 @@ def test_read_write_list_and_range_with_curl_and_the_client(served: Any) -> None
     proc = run_cli("mirror", "-i", server.store_uri, "-o", str(target))
     assert proc.returncode == 0, proc.stderr
     assert (target / "dir" / "a.bin").read_bytes() == value
-    proc = run_cli("-b", f"token={TOKEN}", "mirror", "-i", str(target), "-o", f"{server.store_uri}/copy")
+    proc = run_cli("mirror", "-i", str(target), "-o", f"{server.store_uri}/copy", "--to-config", f"token={TOKEN}")
     assert proc.returncode == 0, proc.stderr
     assert store.get("copy/dir/a.bin") == value
     proc = client(server, "rm", "loaded/x", "c/d.txt", token=True)

@@ -142,12 +142,13 @@ def _uri_env(store_factory: Any, backend: str) -> tuple[str, list[str], dict[str
         env["AWS_ENDPOINT_URL"] = config.pop("endpoint_url")
         config = {}
     for name, value in config.items():
-        args += ["-b", f"{name}={value}"]
+        args += ["--to-config", f"{name}={value}"]  # the target's options (mirror, check)
     return uri, args, env
 
 
 def _put(uri: str, args: list[str], env: dict[str, str], key: str, value: bytes) -> None:
-    proc = run_cli(*args, "-s", uri, "put", key, input=value, env=env)
+    store_args = [arg if arg != "--to-config" else "-b" for arg in args]  # the store's own options
+    proc = run_cli(*store_args, "-s", uri, "put", key, input=value, env=env)
     assert proc.returncode == 0, stderr_text(proc)
 
 
@@ -159,17 +160,17 @@ def test_cli_delete_dry_run_lists_then_mirror_makes_check_exit_0(store_factory, 
         _put(source, [], {}, key, f"value {key}".encode())
     _put(target, args, env, "a", b"value a")
     _put(target, args, env, "stale/1", b"x")
-    dry = run_cli(*args, "mirror", "-i", source, "-o", target, "--delete", "--dry-run", env=env)
+    dry = run_cli("mirror", "-i", source, "-o", target, *args, "--delete", "--dry-run", env=env)
     assert dry.returncode == 0, stderr_text(dry)
     assert sorted(dry.stdout.decode().splitlines()) == ["copy b/c", "copy d", "delete stale/1"]
-    differ = run_cli(*args, "check", "-i", source, "-o", target, env=env)
+    differ = run_cli("check", "-i", source, "-o", target, *args, env=env)
     assert differ.returncode == 1, stderr_text(differ)
     assert sorted(differ.stdout.decode().splitlines()) == ["+ stale/1", "- b/c", "- d"]
-    proc = run_cli(*args, "mirror", "-i", source, "-o", target, "--delete", env=env)
+    proc = run_cli("mirror", "-i", source, "-o", target, *args, "--delete", env=env)
     err = stderr_text(proc)
     assert proc.returncode == 0, err
     assert "2 copied" in err and "1 skipped" in err and "1 deleted" in err and "0 failed" in err
-    same = run_cli(*args, "check", "-i", source, "-o", target, "--checksum", env=env)
+    same = run_cli("check", "-i", source, "-o", target, *args, "--checksum", env=env)
     assert (same.returncode, same.stdout) == (0, b""), stderr_text(same)
 
 
@@ -180,11 +181,11 @@ def test_cli_check_finds_changed_missing_and_extra_keys(store_factory):
         _put(source, [], {}, key, value)
     for key, value in {"same": b"1", "changed": b"new value", "extra": b"e", "twin": b"bbbb"}.items():
         _put(target, args, env, key, value)
-    proc = run_cli(*args, "check", "-i", source, "-o", target, env=env)
+    proc = run_cli("check", "-i", source, "-o", target, *args, env=env)
     assert proc.returncode == 1, stderr_text(proc)
     assert sorted(proc.stdout.decode().splitlines()) == ["* changed", "+ extra", "- missing"]
     assert "2 equal, 1 differ, 1 only in SRC, 1 only in DST" in stderr_text(proc)
-    proc = run_cli(*args, "check", "-i", source, "-o", target, "--json", "--checksum", "-j", "2", env=env)
+    proc = run_cli("check", "-i", source, "-o", target, *args, "--json", "--checksum", "-j", "2", env=env)
     assert proc.returncode == 1
     records = {r["key"]: r for r in map(json.loads, proc.stdout.decode().splitlines())}
     assert {k: r["status"] for k, r in records.items()} == {
@@ -292,7 +293,7 @@ def test_shards_run_as_processes_copy_each_key_exactly_once(store_factory, targe
     count = 4
     runs = [
         subprocess.Popen(
-            [anystore_bin(), "-v", *args, "mirror", "-i", source, "-o", target, "--shard", f"{i}/{count}"],
+            [anystore_bin(), "-v", "mirror", "-i", source, "-o", target, *args, "--shard", f"{i}/{count}"],
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             env={**{k: v for k, v in os.environ.items() if not k.startswith("ANYSTORE_")}, **env},
@@ -305,7 +306,7 @@ def test_shards_run_as_processes_copy_each_key_exactly_once(store_factory, targe
         assert run.returncode == 0, err.decode()
         copied += [line.split(" ", 1)[1] for line in err.decode().splitlines() if line.startswith("mirrored part/")]
     assert sorted(copied) == keys  # every key, each once
-    same = run_cli(*args, "check", "-i", source, "-o", target, env=env)
+    same = run_cli("check", "-i", source, "-o", target, *args, env=env)
     assert same.returncode == 0, same.stdout.decode()
 
 

@@ -77,6 +77,9 @@ class RecordMaker:
             # keys are normalised (no `.`, `..` or empty segments): the uri is a plain join
             self.uri_head = probe[:-1] if probe.endswith("/k") else None
         self.join = functools.partial(join_uri, store.uri)
+        from anystore_cli.commands.common import is_text_key
+
+        self.is_text_key = is_text_key
 
     def __call__(self, stats: Any) -> dict[str, Any]:
         """The record of one key's `Stats`, fields in the order of CLI.md, passwords masked."""
@@ -86,7 +89,7 @@ class RecordMaker:
         if "@" in uri or "=" in uri:  # what a password or secret in a uri needs
             uri = self.mask(uri)
         created, updated = stats.created_at, stats.updated_at
-        return {
+        record = {
             "key": key,
             "name": stats.name,
             "store": self.store_label,
@@ -95,6 +98,17 @@ class RecordMaker:
             "created_at": None if created is None else created.isoformat(),
             "updated_at": None if updated is None else updated.isoformat(),
         }
+        if not self.is_text_key(key):  # a name that is not UTF-8: as `info` shows it (key_b64)
+            from anystore_cli.commands.common import key_b64, readable_text, uri_text
+
+            record = {
+                "key": readable_text(key),
+                "key_b64": key_b64(key),
+                **{k: v for k, v in record.items() if k != "key"},
+            }
+            record["name"] = readable_text(record["name"])
+            record["uri"] = uri_text(record["uri"])
+        return record
 
 
 TABLE_BATCH_ROWS = 1000

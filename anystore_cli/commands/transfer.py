@@ -575,6 +575,8 @@ def check(
         bool, typer.Option("--json", help='One JSON object a line: {"key", "status", "source_size", "target_size"}.')
     ] = False,
     jobs: JobsOption = 1,
+    input_config: InputConfigOption = None,
+    output_config: OutputConfigOption = None,
 ) -> None:
     """Compare two stores: the keys only in SRC, only in DST, and those that differ (by size, or digest)."""
     from anystore_cli.backend.mirror import check as run_check
@@ -583,8 +585,11 @@ def check(
 
     state = get_state(ctx)
     filters = key_filters(ctx, include, exclude, shard)
-    source = state.open_store(input)
-    target = state.open_store(output)
+    state.check_backend_config_used(input, output)
+    source_config = split_backend_config(input_config, "'--input-config'")
+    target_config = split_backend_config(output_config, "'--output-config'")
+    source = state.open_store(input, config=source_config, option="--input-config")
+    target = state.open_store(output, config=target_config, option="--output-config")
     markers = {"only_source": "-", "only_target": "+", "differ": "*", "failed": "!"}
     out = LineWriter(sys.stdout.buffer)
 

@@ -43,6 +43,9 @@ def store_class(uri: str) -> type[BaseStore]:
     name = registry.backend_name(uri)
     if name == "fsspec":
         registry.check_fsspec_scheme(uri)
+        from anystore_cli.backend.fs import _check_protocol
+
+        _check_protocol(get_scheme(uri), uri)  # a missing package (gcsfs, adlfs, ...) is named now
     target, _ = registry.known_backends[name]
     if target == registry.known_backends["sqlite"][0]:
         registry.load_backend(name)  # a missing package names the extra to install

@@ -143,14 +143,17 @@ class BaseStore(StoreModel, AbstractBackend):
         try:
             return super().__getattr__(name)  # type: ignore[misc]
         except AttributeError:
-            if name.startswith("_"):
+            if name.startswith("__") or name in ("_backend", "_backend_key") or self.backend_target is None:
                 raise
-            return getattr(self._get_backend(), name)
+            return getattr(self._get_backend(), name)  # the backend's own attributes (`_client`, `root`, ...)
 
     def __repr__(self) -> str:
         """The store's fields, with the uri's password and secret-looking backend options masked."""
         backend = repr(self._get_backend())
         return type(self).__name__ + backend[backend.index("(") :]
+
+    def __str__(self) -> str:
+        return repr(self)
 
     # ---- the original library's primitives, for built-in stores ------------------------------
 

@@ -12,6 +12,12 @@ class Store(BaseStore):
 
     backend_target: ClassVar[str | None] = "anystore_cli.backend.fs:Store"
 
+    def model_post_init(self, context: Any) -> None:
+        """An http(s) store is read-only by itself."""
+        super().model_post_init(context)
+        if self.is_http:
+            self.readonly = True
+
     def _make_backend(self) -> Any:
         if self.scheme == "file" and type(self) is Store:
             # a local folder: the plain-`os` backend (atomic writes, no fsspec import)
