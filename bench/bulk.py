@@ -13,8 +13,12 @@ from bench.runner import (
     BULK_BUDGET_SECONDS,
     ORIGINAL_MAX_SECONDS,
     ORIGINAL_MAX_SECONDS_QUICK,
+    PG_DB,
+    PG_HOST,
+    PG_PORT,
     PG_URI,
     PG_URI_ORIGINAL,
+    PG_USER,
     PUT_LOOP,
     REDIS_URI,
     SQL_ORIGINAL_LIMIT,
@@ -24,6 +28,7 @@ from bench.runner import (
     Context,
     Run,
     _show,
+    bulk_key,
     bulk_value,
     count_files,
     fmt_rate,
@@ -250,6 +255,7 @@ def section_bulk(ctx: Context) -> None:
     finally:
         with contextlib.suppress(BenchError):
             redis_delete(f"{pipe_prefix}*")
+    _psql_copy(ctx, n)
     limits = {t.name: original_limit(cfg, t.name) for t in targets}
     limited = ", ".join(f"the first {limit:,} on {name}" for name, limit in limits.items() if limit)
     limit_note = (
@@ -268,4 +274,55 @@ def section_bulk(ctx: Context) -> None:
         f"original's venv, a loop of `store.put(key, value)` ({limit_note}), timed inside the loop only "
         "(its start-up is not counted: that favours the original). sqlite and PostgreSQL use a fresh table "
         "(`-b table=...`), Redis a fresh `redis_prefix`."
+    )
+
+
+def _psql_copy(ctx: Context, n: int) -> None:
+    """`psql -c "\\copy ..."` of the same rows into a table like the store's: the horizon of `load`
+    into PostgreSQL (which COPYs each batch into a staging table, then upserts from it)."""
+    cfg, report, env, rid = ctx.cfg, ctx.report, ctx.env, ctx.run_id
+    table = f"bench_{rid}_copy"
+    rows = ctx.workdir / "bulk.pgcopy"
+    now = "2026-01-01 00:00:00"
+    with open(rows, "w") as handle:
+        for i in range(n):
+            handle.write(f"{bulk_key(i)}\t\\\\x{bulk_value(i).encode().hex()}\t{now}\t{now}\t\\N\n")
+    create = (
+        f'CREATE TABLE "{table}" (key VARCHAR COLLATE "C" PRIMARY KEY, value BYTEA NOT NULL, '
+        "created_at TIMESTAMP NOT NULL, updated_at TIMESTAMP NOT NULL, expires_at TIMESTAMP)"
+    )
+    copy = f"\\copy \"{table}\" (key, value, created_at, updated_at, expires_at) FROM '{rows}'"
+    command = ["psql", "-h", PG_HOST, "-p", str(PG_PORT), "-U", PG_USER, "-d", PG_DB, "-q", "-c", copy]
+    ctx.cleanups.append(lambda: psql(f'DROP TABLE IF EXISTS "{table}"'))
+    print("  psql \\copy ...", flush=True)
+    runs: list[Run] = []
+    try:
+        for _ in range(cfg.bulk_runs):
+            psql(f'DROP TABLE IF EXISTS "{table}"')
+            psql(create)
+            runs.append(measure(command, env=env))
+            stored = int(psql(f'SELECT count(*) FROM "{table}"').strip())
+            if stored != n:
+                raise BenchError(f"`psql \\copy` stored {stored:,} rows, expected {n:,}")
+        seconds = median_seconds(runs)
+    except (BenchError, subprocess.TimeoutExpired) as exc:
+        report.fail("`psql \\copy`", exc)
+        return
+    finally:
+        with contextlib.suppress(BenchError):
+            psql(f'DROP TABLE IF EXISTS "{table}"')
+    measure_name = f"Bulk: `load` of {n:,} keys, PostgreSQL, against `psql \\copy`"
+    if "PostgreSQL" not in ctx.bulk_rates:
+        report.unmeasured(measure_name, "≥ 0.3× `psql \\copy`", "`load` into PostgreSQL failed, see below")
+        return
+    ours = n / ctx.bulk_rates["PostgreSQL"]
+    ratio = seconds / ours
+    report.target(
+        measure_name,
+        f"{fmt_s(ours)}, {fmt_rate(n, ours)}",
+        f'{fmt_s(seconds)}, {fmt_rate(n, seconds)} (`psql -c "\\copy TABLE FROM FILE"`)',
+        f"{ratio:.2f}×",
+        "≥ 0.3× `psql \\copy`",
+        ratio >= 0.3,
+        f"median of {len(runs)}; the same rows (hex bytea) into a table like the store's, primary key included",
     )

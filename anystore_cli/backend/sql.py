@@ -128,12 +128,17 @@ def sqlalchemy_url(uri: str) -> Any:
     return url
 
 
-def _copy_text(text: str) -> bytes:
-    """A value for PostgreSQL's COPY text format: UTF-8, backslash, tab, newline and CR escaped."""
-    data = text.encode("utf-8")
-    if b"\\" in data or b"\t" in data or b"\n" in data or b"\r" in data:
-        data = data.replace(b"\\", b"\\\\").replace(b"\t", b"\\t").replace(b"\n", b"\\n").replace(b"\r", b"\\r")
-    return data
+_COPY_ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
+
+
+def _copy_rows(values: dict[str, bytes]) -> bytes:
+    """The rows (key, value) of a batch in PostgreSQL's COPY text format, in key order: keys
+    with backslash, tab, newline and CR escaped, values as bytea hex (`\\x...`), UTF-8."""
+    keys = sorted(values)
+    joined = "".join(keys)
+    escape = any(char in joined for char in "\\\t\n\r")
+    text = [key.translate(_COPY_ESCAPES) for key in keys] if escape else keys
+    return "".join([f"{key}\t\\\\x{values[raw].hex()}\n" for key, raw in zip(text, keys, strict=True)]).encode()
 
 
 def _utcnow() -> datetime:
@@ -766,9 +771,7 @@ class SqlStore(VirtualIOMixin, BaseStore):
             sa.cast(sa.literal(expires), stamp),
         ).order_by(staging.c.key)
         stmt = self._upsert(select)
-        data = b"".join(
-            b"%s\t\\\\x%s\n" % (_copy_text(key), values[key].hex().encode("ascii")) for key in sorted(values)
-        )
+        data = _copy_rows(values)
 
         def _copy_upsert() -> None:
             with self.engine.begin() as conn:
