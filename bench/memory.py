@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import shutil
+import time
 from collections.abc import Callable
+from pathlib import Path
 
 from bench.runner import (
     AWS_ENV,
@@ -148,10 +150,14 @@ def section_memory(ctx: Context) -> None:
                 s3_put = None
             s3_get = None
             if s3_put:
+                log = ctx.workdir / "moto.log"
+                seen = log.stat().st_size
                 s3_get = attempt(
                     "S3 `get` (anystore-cli)",
                     lambda: measure([*new_store, "get", "big"], stdout=ctx.workdir / "big.out", env=s3_env),
                 )
+                if s3_get:
+                    _s3_get_requests(ctx, log, seen, endpoint, s3_get)
                 if s3_get and (ctx.workdir / "big.out").stat().st_size != size:
                     report.fail("S3 `get` (anystore-cli)", BenchError("output has the wrong size"))
                     s3_get = None
@@ -184,4 +190,31 @@ def section_memory(ctx: Context) -> None:
         f"Streaming: median of {cfg.stream_runs} interleaved runs of `anystore --store DIR get KEY > /dev/null` "
         "and `cat DIR/KEY > /dev/null` on the same file, in the page cache (both warmed up first); "
         "throughput is the value size over the whole process's wall time, start-up included."
+    )
+
+
+def _s3_get_requests(ctx: Context, log: Path, seen: int, endpoint: str, run: Run) -> None:
+    """The requests one S3 `get` of the big value made (moto logs each one) and its throughput,
+    against `curl` of the same object."""
+    size, label = ctx.cfg.big_bytes, ctx.cfg.big_label
+    time.sleep(0.5)  # moto writes its log line after the answer
+    with open(log, "rb") as handle:
+        handle.seek(seen)
+        lines = [line for line in handle.read().splitlines() if b'HTTP/1.1"' in line]
+    gets = sum(1 for line in lines if f"GET /{S3_BUCKET}/new/big ".encode() in line)
+    try:
+        curl = measure(["curl", "-sf", "-o", "/dev/null", f"{endpoint}/{S3_BUCKET}/new/big"], env=ctx.env)
+        reference = f"{fmt_s(curl.seconds)}, {fmt_tput(size, curl.seconds)} (`curl` of the object, one GET)"
+        ratio = f"{curl.seconds / run.seconds:.2f}× the rate"
+    except BenchError as exc:
+        ctx.report.fail("`curl` of the S3 object", exc)
+        reference, ratio = "curl not measured", ""
+    ctx.report.target(
+        f"S3: requests of one `get` of {label}",
+        f"{gets} GET of the object ({len(lines)} in all), {fmt_s(run.seconds)}, {fmt_tput(size, run.seconds)}",
+        reference,
+        ratio,
+        "one GetObject",
+        gets == 1,
+        "requests counted in moto's request log; throughput over the whole process, start-up included",
     )
