@@ -28,7 +28,7 @@ import traceback
 from collections.abc import Sequence
 from pathlib import Path
 
-from bench import bulk, dumpload, infos, listing, memory, startup, sync
+from bench import bulk, dumpload, infos, listing, memory, scale, startup, sync
 from bench.runner import (
     BENCH,
     GNU_TIME,
@@ -50,8 +50,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     cfg = parse_args(argv)
     started = time.monotonic()
     new = new_cli(cfg.cli)
-    # the sync section alone needs no original CLI (no venv from PyPI)
-    original, original_python = ensure_original() if cfg.sections - {"sync"} else ([], "")
+    # the sync and scale sections need no original CLI (no venv from PyPI)
+    original, original_python = ensure_original() if cfg.sections - {"sync", "scale"} else ([], "")
     report = Report(cfg)
     report.machine = machine_info(new, original)
     workdir = Path(tempfile.mkdtemp(prefix="anystore-bench-", dir=cfg.tmpdir))
@@ -76,6 +76,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "sync": sync.section_sync,
         "infos": infos.section_infos,
         "dumpload": dumpload.section_dumpload,
+        "scale": scale.section_scale,
     }
     try:
         for name, section in sections.items():

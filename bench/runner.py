@@ -85,7 +85,7 @@ class Config:
         return _size_label(self.big_bytes)
 
 
-SECTIONS = ("startup", "memory", "bulk", "listing", "infos", "dumpload", "sync")
+SECTIONS = ("startup", "memory", "bulk", "listing", "infos", "dumpload", "sync", "scale")
 SYNC_KEYS = 10_000
 """Keys of the sync section: a second `mirror` of them against listing both sides"""
 # The original commits every `put` on SQL stores (about 1 ms a key here, far more on a busy
