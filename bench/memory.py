@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import shutil
 import time
 from collections.abc import Callable
@@ -200,8 +201,9 @@ def _s3_get_requests(ctx: Context, log: Path, seen: int, endpoint: str, run: Run
     time.sleep(0.5)  # moto writes its log line after the answer
     with open(log, "rb") as handle:
         handle.seek(seen)
-        lines = [line for line in handle.read().splitlines() if b'HTTP/1.1"' in line]
-    gets = sum(1 for line in lines if f"GET /{S3_BUCKET}/new/big ".encode() in line)
+        # werkzeug's request lines, some in colour: `"GET /bucket/key HTTP/1.1" 200 -`
+        lines = re.findall(rb'"(?:\x1b\[[0-9;]*m)*([A-Z]+) (\S+) HTTP/1\.1', handle.read())
+    gets = sum(1 for method, path in lines if method == b"GET" and path == f"/{S3_BUCKET}/new/big".encode())
     try:
         curl = measure(["curl", "-sf", "-o", "/dev/null", f"{endpoint}/{S3_BUCKET}/new/big"], env=ctx.env)
         reference = f"{fmt_s(curl.seconds)}, {fmt_tput(size, curl.seconds)} (`curl` of the object, one GET)"
