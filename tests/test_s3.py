@@ -330,6 +330,38 @@ def test_seek_in_a_streamed_value_reads_from_the_offset(s3_server, bucket):
         pass
 
 
+def test_a_stream_cut_part_way_asks_again_from_the_offset(s3_server, proxy, bucket):
+    from aiohttp.client_exceptions import ClientPayloadError
+
+    value = random.Random(7).randbytes(3 * MIB)
+    s3_store(bucket, s3_server).put("cut", value, serialization_mode="raw")
+    with s3_store(bucket, proxy.url).open("cut", "rb") as handle:
+        first = handle.read(MIB)  # the reader's buffer: exactly one read of the body
+        body = handle.raw._body
+        real_read = body.read
+
+        async def cut(*args: Any) -> bytes:
+            body.read = real_read
+            raise ClientPayloadError("connection cut")
+
+        body.read = cut  # the connection drops at the next read
+        rest = handle.read()
+    assert first + rest == value
+    gets = [(method, path) for method, path, _ in proxy.requests if method == "GET"]
+    assert gets == [("GET", f"/{bucket}/cut")] * 2  # the second from offset 1 MiB
+
+
+def test_a_value_replaced_while_streamed_fails_the_read_instead_of_mixing(s3_server, bucket):
+    store = s3_store(bucket, s3_server)
+    store.put("moving", b"a" * (2 * MIB), serialization_mode="raw")
+    with store.open("moving", "rb") as handle:
+        assert handle.read(MIB) == b"a" * MIB
+        store.put("moving", b"b" * (2 * MIB), serialization_mode="raw")
+        handle.seek(10)  # the next read asks again from the offset, if the value is the same
+        with pytest.raises((OSError, StoreError)):
+            handle.read()
+
+
 class BrokenSource(io.RawIOBase):
     """A stream that gives `size` bytes, then fails."""
 

@@ -576,7 +576,7 @@ class S3BodyReader(io.RawIOBase):
     """A value on S3 read through one GetObject, its body streamed in chunks on s3fs's loop.
 
     The request is made when the reader is created (a missing key fails there). A seek, or a
-    connection that fails part-way (up to the filesystem's `retries`), asks again from the
+    connection that fails part-way (as often as backend option `retries` allows), asks again from the
     offset (`Range: bytes=N-`, `If-Match` the first answer's ETag: a value replaced meanwhile
     fails the read instead of mixing two values).
     """
@@ -606,6 +606,12 @@ class S3BodyReader(io.RawIOBase):
             self._size = response.get("ContentLength")
             self._etag = response.get("ETag")
         self._body = response["Body"]
+
+    def _attempts(self) -> int:
+        """Reads of the body to try: botocore's attempts per request (backend option `retries`)."""
+        retries = (getattr(self._fs, "config_kwargs", None) or {}).get("retries") or {}
+        attempts = retries.get("total_max_attempts") or retries.get("max_attempts") or self._fs.retries
+        return max(1, int(attempts))
 
     def _drop_body(self) -> None:
         body, self._body = self._body, None
@@ -655,7 +661,7 @@ class S3BodyReader(io.RawIOBase):
             except S3_RETRYABLE_ERRORS as exc:
                 self._drop_body()
                 failed += 1
-                if failed >= max(1, int(self._fs.retries)):
+                if failed >= self._attempts():
                     if isinstance(exc, OSError):
                         raise
                     raise OSError(f"reading s3://{self._bucket}/{self._key} failed: {exc}") from exc
