@@ -1,7 +1,7 @@
 """Write JSON lines (as `anystore dump` writes them) through a loop of the original library's `store.put`.
 
 Runs inside the original anystore 0.3.0 virtual environment (bench/.venv-original), started by
-bench/run.py. Prints one JSON line: {"keys": N, "seconds": S}.
+bench/bulk.py. Prints one JSON line: {"keys": N, "seconds": S}.
 
 Usage: python original_put_loop.py STORE_URI JSONL_FILE [--table NAME] [--redis-prefix P] [--limit N] [--max-seconds S]
 

@@ -453,3 +453,29 @@ def test_zip_append_on_a_full_disk_keeps_the_archive(tmp_path):
     assert archive.read_bytes() == before
     left = sorted(p.name for p in tmp_path.iterdir() if p.name != ".~anystore-store.zip.lock")  # the writers' lock
     assert left == ["big", "store.zip"], "a temporary archive was left"
+
+
+@pytest.mark.slow
+def test_s3_stream_whose_endpoint_stops_mid_value_fails_instead_of_hanging(hanging_s3):
+    bucket, proxy = hanging_s3
+    options = {
+        "endpoint_url": f"http://127.0.0.1:{proxy.port}",
+        "key": "testing",
+        "secret": "testing",
+        "read_timeout": 2,
+        "retries": 1,
+    }
+    store = get_store(f"s3://{bucket}", backend_config=options)
+    store.put("big", b"x" * (64 * 1024 * 1024), serialization_mode="raw")
+    started = None
+    # the store's error, whatever it is
+    with pytest.raises(Exception) as failed, store.open("big", "rb") as handle:  # noqa: B017
+        assert handle.read(1024 * 1024) == b"x" * (1024 * 1024)
+        proxy.freeze()  # the rest of the body is dropped on the way, then the server closes
+        started = time.monotonic()
+        while handle.read(1024 * 1024):
+            pass
+    assert started is not None, failed.value
+    waited = time.monotonic() - started
+    record("fault-s3-stream-freeze", seconds=round(waited, 1), error=type(failed.value).__name__)
+    assert waited < 10, f"a body that stopped took {waited:.1f} s to fail (2 s read timeout, one attempt)"

@@ -295,6 +295,73 @@ def test_64_mib_value_from_a_pipe_streams_with_flat_memory(s3_server, bucket):
     assert get_growth < 32
 
 
+def test_streaming_a_value_is_one_get_request(s3_server, proxy, bucket, tmp_path, cli):
+    value = random.Random(16).randbytes(12 * MIB + 5)  # more than two of fsspec's 5 MiB blocks
+    s3_store(bucket, s3_server).put("big", value, serialization_mode="raw")
+    store = s3_store(bucket, proxy.url)
+    with store.open("big", "rb") as handle:
+        chunks = iter(lambda: handle.read(MIB), b"")
+        assert b"".join(chunks) == value
+    assert [(method, path) for method, path, _ in proxy.requests] == [("GET", f"/{bucket}/big")]
+
+    proxy.reset()
+    target = tmp_path / "big"
+    done = cli("-s", f"s3://{bucket}", "-b", f"endpoint_url={proxy.url}", "get", "big", "-o", str(target))
+    assert done.returncode == 0, done.stderr
+    assert target.read_bytes() == value
+    assert [method for method, _, _ in proxy.requests].count("GET") == 1
+
+
+def test_seek_in_a_streamed_value_reads_from_the_offset(s3_server, bucket):
+    value = bytes(range(256)) * 4096  # 1 MiB
+    store = s3_store(bucket, s3_server)
+    store.put("v", value, serialization_mode="raw")
+    with store.open("v", "rb") as handle:
+        assert handle.read(10) == value[:10]
+        handle.seek(500_000)
+        assert handle.read(7) == value[500_000:500_007]
+        assert handle.tell() == 500_007
+        handle.seek(-3, io.SEEK_END)
+        assert handle.read() == value[-3:]
+        assert handle.read(5) == b""
+        handle.seek(0)
+        assert handle.read() == value
+    with pytest.raises(DoesNotExist), store.open("missing", "rb"):
+        pass
+
+
+def test_a_stream_cut_part_way_asks_again_from_the_offset(s3_server, proxy, bucket):
+    from aiohttp.client_exceptions import ClientPayloadError
+
+    value = random.Random(7).randbytes(3 * MIB)
+    s3_store(bucket, s3_server).put("cut", value, serialization_mode="raw")
+    with s3_store(bucket, proxy.url).open("cut", "rb") as handle:
+        first = handle.read(MIB)  # the reader's buffer: exactly one read of the body
+        body = handle.raw._body
+        real_read = body.read
+
+        async def cut(*args: Any) -> bytes:
+            body.read = real_read
+            raise ClientPayloadError("connection cut")
+
+        body.read = cut  # the connection drops at the next read
+        rest = handle.read()
+    assert first + rest == value
+    gets = [(method, path) for method, path, _ in proxy.requests if method == "GET"]
+    assert gets == [("GET", f"/{bucket}/cut")] * 2  # the second from offset 1 MiB
+
+
+def test_a_value_replaced_while_streamed_fails_the_read_instead_of_mixing(s3_server, bucket):
+    store = s3_store(bucket, s3_server)
+    store.put("moving", b"a" * (2 * MIB), serialization_mode="raw")
+    with store.open("moving", "rb") as handle:
+        assert handle.read(MIB) == b"a" * MIB
+        store.put("moving", b"b" * (2 * MIB), serialization_mode="raw")
+        handle.seek(10)  # the next read asks again from the offset, if the value is the same
+        with pytest.raises((OSError, StoreError)):
+            handle.read()
+
+
 class BrokenSource(io.RawIOBase):
     """A stream that gives `size` bytes, then fails."""
 

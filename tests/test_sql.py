@@ -180,6 +180,47 @@ def test_put_many_last_value_of_a_key_wins(store):
     assert dict(store.get_many(["a", "b"])) == {"a": 3, "b": 2}
 
 
+def test_put_many_keeps_special_keys_binary_values_ttl_and_created_at(store):
+    special = {"tab\there": bytes(range(256)), "back\\slash\\x00": b"\\x41", "new\nline\rcr": b"", "é/ü €": b"\x00"}
+    store.put_many([("kept", b"old")], serialization_mode="raw")
+    first = store.info("kept")
+    time.sleep(0.02)
+    items = [*special.items(), ("kept", b"dup"), ("kept", b"new")]
+    assert store.put_many(items, ttl=60, serialization_mode="raw") == len(items)
+    assert {key: store.get(key, serialization_mode="raw") for key in special} == special
+    assert store.get("kept", serialization_mode="raw") == b"new"
+    second = store.info("kept")
+    assert second.created_at == first.created_at
+    assert second.updated_at > first.updated_at
+    assert _rows(store) == len(special) + 1
+    import sqlalchemy as sa
+
+    with store.engine.connect() as conn:
+        table = store.table
+        row = conn.execute(sa.select(table.c.updated_at, table.c.expires_at).where(table.c.key == "kept")).one()
+    assert row.expires_at - row.updated_at == timedelta(seconds=60)
+
+
+def test_postgres_put_many_copies_into_a_staging_table(store_factory):
+    import sqlalchemy as sa
+
+    store = store_factory("postgres")
+    store.put("k", 1)  # the table exists
+    statements: list[tuple[str, bool]] = []
+
+    def record(conn, cursor, statement, parameters, context, executemany):
+        statements.append((statement, executemany))
+
+    sa.event.listen(store.engine, "before_cursor_execute", record)
+    try:
+        store.put_many([(f"k{i}", i) for i in range(100)])
+    finally:
+        sa.event.remove(store.engine, "before_cursor_execute", record)
+    assert store.get("k99") == 99
+    assert not any(many for _, many in statements)  # no row-by-row executemany
+    assert any("SELECT" in sql and "anystore_staging" in sql for sql, _ in statements if sql.startswith("INSERT"))
+
+
 def test_iterate_keys_streams_and_stops_early(store):
     store.put_many({f"k/{i:05d}": i for i in range(3000)})
     keys = store.iterate_keys(prefix="k/")

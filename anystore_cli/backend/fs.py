@@ -12,7 +12,9 @@ What each kind of filesystem gets:
   buckets, and a missing bucket is a `StoreError`, not a missing key.
 - S3 lists keys with one paginated `ListObjectsV2` under the literal prefix of the query (no
   walk per "directory"), which also gives each key's size, time and ETag (`iterate_entries`),
-  reads a value with one `GetObject` and answers `exists`/`info` from one `HeadObject`. A copy
+  reads a value with one `GetObject`, streams one too (its body read in chunks: `get -o`,
+  `open(key, "rb")`, `stream`; a seek or a dropped connection asks again from the offset), and
+  answers `exists`/`info` from one `HeadObject`. A copy
   from S3 to S3 on the same endpoint is one `CopyObject` (a multipart copy above 5 GiB): the
   bytes stay on the server.
 - filesystems with real directories (sftp, ftp, smb, ...) write to a temporary name and move
@@ -24,6 +26,7 @@ What each kind of filesystem gets:
 from __future__ import annotations
 
 import contextlib
+import io
 import os
 import threading
 from collections.abc import Generator, Iterator
@@ -47,6 +50,8 @@ _STORE_OPTIONS = ("max_workers",)
 """backend_config entries that configure the store, not the filesystem"""
 _EXTRAS = {"s3": "s3", "s3a": "s3", "http": "remote", "https": "remote"}
 """The extra of anystore-cli that brings a protocol's packages (others: the package fsspec names)"""
+STREAM_CHUNK = 1024 * 1024
+"""Bytes asked of an S3 body at a time when streaming a value (the reader's buffer)"""
 COPY_OBJECT_LIMIT = 5 * 1024**3
 """Largest object one CopyObject request may copy; above it s3fs copies in parts"""
 _CREDENTIAL_CODES = frozenset(
@@ -414,7 +419,11 @@ class Store(BaseStore):
     @contextlib.contextmanager
     def _reader(self, key: str, mode: str) -> Generator[IO[Any], None, None]:
         try:
-            handle = self._fs.open(self._path(key), mode)
+            if self._is_s3 and "b" in mode:
+                # one GetObject streamed (fsspec's file would ask for a range per block)
+                handle = io.BufferedReader(S3BodyReader(self._fs, self._path(key)), buffer_size=STREAM_CHUNK)
+            else:
+                handle = self._fs.open(self._path(key), mode)
         except (FileNotFoundError, IsADirectoryError) as exc:
             self._check_bucket(exc)
             raise self._missing(key) from None
@@ -561,6 +570,110 @@ class Store(BaseStore):
             return
         for path in found:
             yield self._relative(path)
+
+
+class S3BodyReader(io.RawIOBase):
+    """A value on S3 read through one GetObject, its body streamed in chunks on s3fs's loop.
+
+    The request is made when the reader is created (a missing key fails there). A seek, or a
+    connection that fails part-way (as often as backend option `retries` allows), asks again from the
+    offset (`Range: bytes=N-`, `If-Match` the first answer's ETag: a value replaced meanwhile
+    fails the read instead of mixing two values).
+    """
+
+    def __init__(self, fs: Any, path: str) -> None:
+        super().__init__()
+        self._fs = fs
+        self._bucket, self._key, self._version = fs.split_path(path)
+        self._pos = 0
+        self._size: int | None = None
+        self._etag: str | None = None
+        self._body: Any = None
+        self._ask()
+
+    def _ask(self) -> None:
+        from s3fs.core import version_id_kw
+
+        extra = dict(self._fs.req_kw)
+        if self._pos:
+            extra["Range"] = f"bytes={self._pos}-"
+        if self._etag:
+            extra["IfMatch"] = self._etag
+        response = self._fs.call_s3(
+            "get_object", Bucket=self._bucket, Key=self._key, **version_id_kw(self._version), **extra
+        )
+        if self._size is None:
+            self._size = response.get("ContentLength")
+            self._etag = response.get("ETag")
+        self._body = response["Body"]
+
+    def _attempts(self) -> int:
+        """Reads of the body to try: botocore's attempts per request (backend option `retries`)."""
+        retries = (getattr(self._fs, "config_kwargs", None) or {}).get("retries") or {}
+        attempts = retries.get("total_max_attempts") or retries.get("max_attempts") or self._fs.retries
+        return max(1, int(attempts))
+
+    def _drop_body(self) -> None:
+        body, self._body = self._body, None
+        if body is not None:
+            with contextlib.suppress(Exception):
+                body.close()
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def tell(self) -> int:
+        return self._pos
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        """Move to `offset`; the next read asks for the rest of the value from there."""
+        if whence == io.SEEK_CUR:
+            offset += self._pos
+        elif whence == io.SEEK_END:
+            offset += self._size or 0
+        if offset < 0:
+            raise OSError(f"negative seek position {offset}")
+        if offset != self._pos:
+            self._drop_body()
+            self._pos = offset
+        return self._pos
+
+    def readinto(self, buffer: Any) -> int:
+        """Read up to len(buffer) bytes of the body into `buffer`; 0 at the end of the value."""
+        import asyncio
+
+        from fsspec.asyn import sync
+        from s3fs.core import S3_RETRYABLE_ERRORS
+
+        view = memoryview(buffer).cast("B")
+        if not len(view) or (self._size is not None and self._pos >= self._size):
+            return 0
+        failed = 0
+        while True:
+            try:
+                if self._body is None:
+                    self._ask()
+                data = sync(self._fs.loop, self._body.read, len(view))
+                break
+            except S3_RETRYABLE_ERRORS as exc:
+                self._drop_body()
+                failed += 1
+                if failed >= self._attempts():
+                    if isinstance(exc, OSError):
+                        raise
+                    raise OSError(f"reading s3://{self._bucket}/{self._key} failed: {exc}") from exc
+                sync(self._fs.loop, asyncio.sleep, min(1.7**failed * 0.1, 15))
+        size = len(data)
+        view[:size] = data
+        self._pos += size
+        return size
+
+    def close(self) -> None:
+        self._drop_body()
+        super().close()
 
 
 def _single_request_options(fs: Any) -> dict[str, Any]:

@@ -18,7 +18,9 @@ MySQL/MariaDB a key holds at most 768 characters (InnoDB's 3072-byte index limit
 are refused as `InvalidKey`; on PostgreSQL a key's index entry may not pass about 2700 bytes.
 
 Writes are upserts (ON CONFLICT / ON DUPLICATE KEY UPDATE); `no_clobber` is an insert that
-ignores a conflict and checks the row count. `ttl` is stored as an absolute UTC expiry; expired
+ignores a conflict and checks the row count. On PostgreSQL (psycopg2) a batch of `put_many`
+is one COPY into a temporary staging table, then one INSERT ... SELECT upsert from it. `ttl`
+is stored as an absolute UTC expiry; expired
 rows are invisible to every read, and are deleted when keys are listed and, now and then
 (about one write in a hundred), when writing. `pop` is one `DELETE ... RETURNING` where the
 database has it, else a locking SELECT and a DELETE in one transaction. Listing narrows with
@@ -42,6 +44,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import io
 import random
 import threading
 import time
@@ -123,6 +126,19 @@ def sqlalchemy_url(uri: str) -> Any:
     if driver is not None:
         url = url.set(drivername=driver)
     return url
+
+
+_COPY_ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
+
+
+def _copy_rows(values: dict[str, bytes]) -> bytes:
+    """The rows (key, value) of a batch in PostgreSQL's COPY text format, in key order: keys
+    with backslash, tab, newline and CR escaped, values as bytea hex (`\\x...`), UTF-8."""
+    keys = sorted(values)
+    joined = "".join(keys)
+    escape = any(char in joined for char in "\\\t\n\r")
+    text = [key.translate(_COPY_ESCAPES) for key in keys] if escape else keys
+    return "".join([f"{key}\t\\\\x{values[raw].hex()}\n" for key, raw in zip(text, keys, strict=True)]).encode()
 
 
 def _utcnow() -> datetime:
@@ -709,6 +725,10 @@ class SqlStore(VirtualIOMixin, BaseStore):
     def _put_many(self, items: list[tuple[str, bytes]], ttl: int | None = None) -> None:
         now = _utcnow()
         self._writing.size = max((len(value) for _, value in items), default=0)
+        if self._copy_batches():
+            self._copy_many(dict(items), ttl, now)  # last one wins
+            self._maybe_purge()
+            return
         rows = {key: self._row(key, bytes(value), ttl, now) for key, value in items}  # last one wins
         stmt = self._upsert()
 
@@ -719,6 +739,53 @@ class SqlStore(VirtualIOMixin, BaseStore):
 
         self._retry(_upsert_all)
         self._maybe_purge()
+
+    def _copy_batches(self) -> bool:
+        """Whether batches go through COPY (PostgreSQL through psycopg2)."""
+        engine = self.engine
+        return engine.dialect.name == "postgresql" and engine.dialect.driver == "psycopg2"
+
+    def _copy_many(self, values: dict[str, bytes], ttl: int | None, now: datetime) -> None:
+        """PostgreSQL: COPY the batch into a staging table, then one upsert from it.
+
+        The staging table is temporary and dropped at commit; the rows go in key order (as the
+        plain path writes them, so concurrent batches lock shared keys in the same order), and
+        the upsert gives every row the same timestamps and expiry the plain path would.
+        """
+        table = self.table
+        expires = now + timedelta(seconds=ttl) if ttl else None
+        staging = sa.Table(
+            "anystore_staging",
+            sa.MetaData(),
+            sa.Column("key", sa.Text(collation="C")),
+            sa.Column("value", sa.LargeBinary()),
+            prefixes=["TEMPORARY"],
+            postgresql_on_commit="DROP",
+        )
+        stamp = table.c.created_at.type
+        select = sa.select(
+            staging.c.key,
+            staging.c.value,
+            sa.cast(sa.literal(now), stamp),
+            sa.cast(sa.literal(now), stamp),
+            sa.cast(sa.literal(expires), stamp),
+        ).order_by(staging.c.key)
+        stmt = self._upsert(select)
+        data = _copy_rows(values)
+
+        def _copy_upsert() -> None:
+            with self.engine.begin() as conn:
+                staging.create(conn)
+                dbapi_connection = conn.connection.dbapi_connection
+                with dbapi_connection.cursor() as cursor:
+                    if dbapi_connection.encoding not in ("UTF8", "UNICODE"):  # the rows are UTF-8
+                        cursor.execute("SET LOCAL client_encoding TO 'UTF8'")
+                    watch = WATCHDOG.watching(dbapi_connection, self.timeout) if self.timeout else None
+                    with watch or contextlib.nullcontext():
+                        cursor.copy_expert("COPY anystore_staging (key, value) FROM STDIN", io.BytesIO(data))
+                conn.execute(stmt)
+
+        self._retry(_copy_upsert)
 
     def _get_many(self, keys: list[str]) -> Iterator[tuple[str, bytes | None]]:
         table = self.table

@@ -1,0 +1,1 @@
+"""Benchmarks for anystore-cli: `python -m bench` (see bench/README.md)."""

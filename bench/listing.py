@@ -1,0 +1,117 @@
+"""Listing: `anystore keys` over many keys against `find` and `redis-cli --scan`."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from collections.abc import Callable
+
+from bench.runner import (
+    REDIS_URI,
+    BenchError,
+    Context,
+    Run,
+    _show,
+    bulk_key,
+    bulk_value,
+    fmt_rss,
+    fmt_s,
+    interleaved,
+    make_bulk_files,
+    measure,
+    median_seconds,
+    redis_delete,
+)
+
+
+def section_listing(ctx: Context) -> None:
+    """`anystore keys` over many keys against `find` and `redis-cli --scan`."""
+    cfg, report, env = ctx.cfg, ctx.report, ctx.env
+    n = cfg.bulk_keys
+    work = ctx.workdir
+    local, prefix = ctx.kept_local, ctx.kept_redis_prefix
+    if local is None or prefix is None:
+        # the bulk section did not run (or failed): build the data natively
+        print(f"  building {n:,} keys for listing ...", flush=True)
+        if local is None:
+            local = work / "listing-local"
+            for i in range(n):
+                path = local / bulk_key(i)
+                path.parent.mkdir(parents=True, exist_ok=True)
+                path.write_text(bulk_value(i))
+        if prefix is None:
+            prefix = f"bench-{ctx.run_id}-listing"
+            resp = work / "listing.resp"
+            make_bulk_files(work / "listing.jsonl", resp, n, prefix)
+            measure(["redis-cli", "--pipe"], stdin=resp, env=env)
+            ctx.cleanups.append(lambda: redis_delete(f"{prefix}*"))
+    original_redis_env = {**env, "ANYSTORE_BACKEND_CONFIG": json.dumps({"redis_prefix": prefix})}
+    groups = {
+        "local folder": (
+            {
+                "new": ([*ctx.new, "--store", str(local), "keys"], env),
+                "native": (["find", str(local), "-type", "f"], env),
+                "original": ([*ctx.original, "--store", str(local), "keys"], env),
+            },
+            3.0,
+            "≤ 3× `find`",
+            "`find DIR -type f`",
+        ),
+        "Redis": (
+            {
+                "new": ([*ctx.new, "--store", REDIS_URI, "-b", f"redis_prefix={prefix}", "keys"], env),
+                "native": (["redis-cli", "--scan", "--pattern", f"{prefix}/*"], env),
+                "original": ([*ctx.original, "--store", REDIS_URI, "keys"], original_redis_env),
+            },
+            2.0,
+            "≤ 2× `redis-cli --scan`",
+            f"`redis-cli --scan --pattern '{prefix}/*'`",
+        ),
+    }
+    for store_name, (commands, limit, target, native_label) in groups.items():
+        measure_name = f"Listing: `keys` over {n:,} keys, {store_name}"
+        print(f"  listing {store_name} x {cfg.listing_runs} ...", flush=True)
+        usable: dict[str, Callable[[], Run]] = {}
+        rss: dict[str, int] = {}
+        for who, (cmd, cmd_env) in commands.items():
+            try:
+                out = work / "keys.out"
+                rss[who] = measure(cmd, stdout=out, env=cmd_env).maxrss
+                with open(out, "rb") as handle:
+                    lines = sum(1 for _ in handle)
+                out.unlink()
+                if lines != n:
+                    raise BenchError(f"`{_show(cmd)}` listed {lines:,} keys, expected {n:,}")
+            except (BenchError, subprocess.TimeoutExpired) as exc:
+                report.fail(f"`keys` on {store_name} ({who})", exc)
+                continue
+            usable[who] = lambda cmd=cmd, cmd_env=cmd_env: measure(cmd, env=cmd_env, exact_rss=False)
+        # the original is slow and only context: one timed run after the check above
+        original = usable.pop("original", None)
+        results = interleaved(usable, cfg.listing_runs, warmup=0)
+        if "new" in results and "native" in results:
+            ours, native = median_seconds(results["new"]), median_seconds(results["native"])
+            report.target(
+                measure_name,
+                fmt_s(ours),
+                f"{fmt_s(native)} ({native_label})",
+                f"{ours / native:.2f}×",
+                target,
+                ours / native <= limit,
+                f"peak RSS {fmt_rss(rss['new'])}",
+            )
+        else:
+            report.unmeasured(measure_name, target, "a command failed, see below")
+        if original is not None:
+            run = original()
+            report.add(
+                f"Original: `keys` over {n:,} keys, {store_name}",
+                fmt_s(run.seconds),
+                f"peak RSS {fmt_rss(rss['original'])}",
+            )
+    report.notes.append(
+        f"Listing: median of {cfg.listing_runs} interleaved runs, stdout to /dev/null, over the {n:,} keys that "
+        "`load` wrote in the bulk section (in folders of 1,000 keys on the local folder); every command's "
+        "line count is checked first. Redis SCANs match `PREFIX/*` (what the store's keys are: anystore-cli "
+        "also keeps a timestamp hash per key under `PREFIX\\0KEY`, so the database holds twice as many keys)."
+    )
