@@ -234,7 +234,12 @@ class LocalStore(Store):
 
     def _atomic(self, key: str, mode: str = "wb", no_clobber: bool = False) -> _AtomicFile:
         for attempt in range(ATTEMPTS):
-            folder_fd, _, name = self._folder_for_write(key)
+            try:
+                folder_fd, _, name = self._folder_for_write(key)
+            except FileNotFoundError:  # a folder on the way was pruned while it was made: again
+                if attempt == ATTEMPTS - 1:
+                    raise
+                continue
             try:
                 return _AtomicFile(folder_fd, name, mode, no_clobber=no_clobber, fsync=self._fsync)
             except FileNotFoundError:  # the folder was pruned by another process's delete: again
@@ -277,7 +282,12 @@ class LocalStore(Store):
 
     def _write(self, key: str, value: bytes, ttl: int | None = None, no_clobber: bool = False, **kwargs: Any) -> None:
         for attempt in range(ATTEMPTS):
-            folder_fd, _, name = self._folder_for_write(key)
+            try:
+                folder_fd, _, name = self._folder_for_write(key)
+            except FileNotFoundError:  # a folder on the way was pruned while it was made: again
+                if attempt == ATTEMPTS - 1:
+                    raise
+                continue
             try:
                 self._write_at(folder_fd, name, value, no_clobber, key)
                 return
@@ -301,7 +311,12 @@ class LocalStore(Store):
                     if folder not in folders:
                         if len(folders) >= 64:
                             _close([folders.pop(next(iter(folders)))[0]])
-                        fds, here = self._descend(folder.split("/") if folder else (), key, create=True)
+                        try:
+                            fds, here = self._descend(folder.split("/") if folder else (), key, create=True)
+                        except FileNotFoundError:  # a folder on the way was pruned while it was made
+                            if attempt == ATTEMPTS - 1:
+                                raise
+                            continue
                         _close(fds[:-1])
                         folders[folder] = (fds[-1], here)
                     folder_fd, here = folders[folder]
