@@ -320,6 +320,8 @@ def known_size(handle: Any) -> int | None:
         info = os.fstat(handle.fileno())
     except (AttributeError, OSError, ValueError):
         size = getattr(handle, "size", None)  # fsspec files (S3, http, ...) know their size
+        if size is None:  # a buffered reader over a raw stream that knows it (an S3 GetObject body)
+            size = getattr(getattr(handle, "raw", None), "size", None)
         if isinstance(size, int) and not isinstance(size, bool):
             try:
                 return size - handle.tell()

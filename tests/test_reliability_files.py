@@ -176,6 +176,7 @@ _SWAPPER = textwrap.dedent(
     import os, sys, time
     store, outside, seconds = sys.argv[1], sys.argv[2], float(sys.argv[3])
     folders = [os.path.join(store, "d"), os.path.join(store, "d", "sub")]
+    print("ready", flush=True)  # the writers start their clock now: a slow start-up costs no swaps
     end = time.monotonic() + seconds
     swaps = 0
     while time.monotonic() < end:
@@ -229,6 +230,7 @@ def test_local_writes_never_land_outside_when_a_folder_is_swapped_for_a_symlink(
     )
     store = get_store(uri=str(store_dir), serialization_mode="raw")
     counts = {"tried": 0, "failed": 0}
+    assert swapper.stdout is not None and swapper.stdout.readline().strip() == b"ready"
     end = time.monotonic() + seconds
 
     def library_loop(offset: int) -> None:
@@ -260,7 +262,7 @@ def test_local_writes_never_land_outside_when_a_folder_is_swapped_for_a_symlink(
         cli_puts += 1
     for thread in threads:
         thread.join()
-    swaps = int(swapper.communicate(timeout=30)[0] or 0)
+    swaps = int((swapper.communicate(timeout=30)[0] or b"0").split()[-1])
     assert swaps > 20, "the swapper did not run"
     assert _outside_entries(outside) == ["keep"], "a write landed outside the store"
     assert (outside / "keep").read_bytes() == b"keep"

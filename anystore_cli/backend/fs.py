@@ -607,6 +607,11 @@ class S3BodyReader(io.RawIOBase):
             self._etag = response.get("ETag")
         self._body = response["Body"]
 
+    @property
+    def size(self) -> int | None:
+        """The value's size in bytes (from the answer's Content-Length)."""
+        return self._size
+
     def _attempts(self) -> int:
         """Reads of the body to try: botocore's attempts per request (backend option `retries`)."""
         retries = (getattr(self._fs, "config_kwargs", None) or {}).get("retries") or {}
