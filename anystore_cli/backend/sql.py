@@ -81,6 +81,10 @@ SQLITE_BUSY_TIMEOUT = 30
 TABLE_NAME_LIMITS = {"postgresql": 63, "postgres": 63, "mysql": 64, "mariadb": 64}
 """Bytes a table name may have, by dialect (PostgreSQL would cut a longer one silently)"""
 PACKET_OVERHEAD = 64 * 1024
+MIN_PACKET_SUSPECT = 1024 * 1024
+"""A lost connection is put down to max_allowed_packet only for writes at least this big (the
+servers' default is 16 MiB or more; a smaller write that loses its connection met a server or
+network fault, and asking that server for its setting could wait again)"""
 """Bytes a write statement adds to its value on the wire (key, timestamps, SQL text), about"""
 _PACKET_CODES = {1153, 1301, 2006, 2013}
 """MySQL errors of a write over max_allowed_packet: too big, result too big, gone away, lost"""
@@ -564,6 +568,10 @@ class SqlStore(VirtualIOMixin, BaseStore):
         code = (getattr(error.orig, "args", None) or (None,))[0]
         if not size or code not in _PACKET_CODES or not _is_mysql(self.engine):
             return ""
+        if code in (2006, 2013) and size < MIN_PACKET_SUSPECT:
+            return ""  # a lost connection on a small write is the server or the network, not the packet size
+        if WATCHDOG.timed_out() is not None:
+            return ""  # the server stopped answering: asking it for its settings would wait again
         try:
             with self.engine.connect() as conn:
                 packet = int(conn.execute(sa.text("SELECT @@max_allowed_packet")).scalar_one())
