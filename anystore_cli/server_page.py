@@ -7,6 +7,8 @@ from html import escape
 from typing import Any
 from urllib.parse import quote, urlencode
 
+from anystore_cli.console import human_size
+
 STYLE = """
 :root { color-scheme: light dark; --line: #d0d7de; --muted: #57606a; --accent: #0969da; }
 body { font: 15px/1.45 system-ui, -apple-system, "Segoe UI", sans-serif; margin: 0; padding: 1.5rem 2rem; }
@@ -39,18 +41,6 @@ def href(key: str, params: dict[str, Any] | None = None) -> str:
     url = "/" + quote(key, safe="/")
     query = {k: v for k, v in (params or {}).items() if v not in (None, "")}
     return url + ("?" + urlencode(query) if query else "")
-
-
-def human_size(size: int | None) -> str:
-    """Sizes as people read them (1.5 MiB)."""
-    if size is None:
-        return ""
-    value = float(size)
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if value < 1024 or unit == "TiB":
-            return f"{size} B" if unit == "B" else f"{value:.1f} {unit}"
-        value /= 1024
-    return f"{size} B"  # pragma: no cover
 
 
 def show_time(value: datetime | None) -> str:

@@ -617,6 +617,10 @@ class BaseStore(StoreModel):
         prefix: str | None = None,
         exclude_prefix: str | None = None,
         glob: str | None = None,
+        include: Iterable[str] | str | None = None,
+        exclude: Iterable[str] | str | None = None,
+        shard: str | tuple[int, int] | None = None,
+        filters: Iterable[str] | None = None,
     ) -> Generator[Stats, None, None]:
         """Iterate through the metadata of the keys matching the criteria of `iterate_keys`.
 
@@ -632,13 +636,19 @@ class BaseStore(StoreModel):
             prefix: Include only keys with the given prefix (e.g. "foo/bar")
             exclude_prefix: Exclude keys with this prefix
             glob: Path-style glob pattern for keys to filter (e.g. "foo/**/*.json")
+            include: Globs of keys to keep, as `iterate_keys` takes them
+            exclude: Globs of keys to leave out
+            shard: Only the keys of shard `"I/N"`
+            filters: Ordered rules `"+ GLOB"` / `"- GLOB"`
 
         Yields:
             The metadata (`Stats`) of each matching key, in listing order
         """
+        extra = self._extra_filter(include, exclude, shard, filters)
         with self._errors(None):
             for key, stats in self._iterate_infos(prefix or None, exclude_prefix or None, glob or None):
-                yield self._stats(key, stats)
+                if extra is None or extra(key):
+                    yield self._stats(key, stats)
 
     def iterate_keys(
         self,
@@ -860,6 +870,13 @@ class TTLMixin:
     def is_expired(expires: float | None) -> bool:
         """Tell whether an absolute expiry has passed."""
         return expires is not None and expires <= time.time()
+
+
+def as_backend(store: Any) -> Any:
+    """The backend object behind a library store (`anystore_cli.core`, which wraps one); a
+    backend, a uri or anything else passes unchanged."""
+    unwrap = getattr(store, "_get_backend", None)
+    return unwrap() if unwrap is not None else store
 
 
 def copy_value(source: BaseStore, key: str, target: BaseStore, ttl: int | None = None, size: int | None = None) -> int:

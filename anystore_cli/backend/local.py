@@ -18,9 +18,9 @@ import contextlib
 import errno
 import os
 import stat
-from collections.abc import Generator, Iterator, Sequence
+from collections.abc import Callable, Generator, Iterator, Sequence
 from datetime import datetime, timezone
-from typing import IO, Any, ClassVar
+from typing import IO, Any, ClassVar, TypeVar
 
 from anystore_cli.backend.base import KeyEntry
 from anystore_cli.backend.fs import Store
@@ -50,6 +50,8 @@ from anystore_cli.core.files import (  # noqa: F401 - re-exported: the local bac
 )
 from anystore_cli.core.io import DEFAULT_MODE, copy_stream
 from anystore_cli.core.keys import listing_prefix, make_key_filter, normalize_key
+
+T = TypeVar("T")
 
 NAME_MAX = 255
 """Bytes a file name (one part of a key) may have on the usual file systems"""
@@ -232,7 +234,10 @@ class LocalStore(Store):
             raise
         return fds[-1], here, name
 
-    def _atomic(self, key: str, mode: str = "wb", no_clobber: bool = False) -> _AtomicFile:
+    def _in_folder(self, key: str, action: Callable[[int, str], T], keep_open: bool = False) -> T:
+        """Run `action(folder_fd, name)` in the open folder of `key` (made when missing), again
+        when another process's delete prunes a folder on the way (`FileNotFoundError`). The folder
+        is closed after, unless `keep_open` and `action` succeeded (its result then owns it)."""
         for attempt in range(ATTEMPTS):
             try:
                 folder_fd, _, name = self._folder_for_write(key)
@@ -240,16 +245,23 @@ class LocalStore(Store):
                 if attempt == ATTEMPTS - 1:
                     raise
                 continue
+            done = False
             try:
-                return _AtomicFile(folder_fd, name, mode, no_clobber=no_clobber, fsync=self._fsync)
+                result = action(folder_fd, name)
+                done = True
+                return result
             except FileNotFoundError:  # the folder was pruned by another process's delete: again
-                os.close(folder_fd)
                 if attempt == ATTEMPTS - 1:
                     raise
-            except BaseException:
-                os.close(folder_fd)
-                raise
+            finally:
+                if not (done and keep_open):
+                    os.close(folder_fd)
         raise AssertionError("unreachable")
+
+    def _atomic(self, key: str, mode: str = "wb", no_clobber: bool = False) -> _AtomicFile:
+        return self._in_folder(
+            key, lambda fd, name: _AtomicFile(fd, name, mode, no_clobber=no_clobber, fsync=self._fsync), keep_open=True
+        )
 
     def _write_at(self, folder_fd: int, name: str, value: bytes, no_clobber: bool, key: str) -> None:
         """Write `value` atomically as `name` in the open folder (`FileNotFoundError`: the folder is gone)."""
@@ -281,21 +293,7 @@ class LocalStore(Store):
             return handle.read()
 
     def _write(self, key: str, value: bytes, ttl: int | None = None, no_clobber: bool = False, **kwargs: Any) -> None:
-        for attempt in range(ATTEMPTS):
-            try:
-                folder_fd, _, name = self._folder_for_write(key)
-            except FileNotFoundError:  # a folder on the way was pruned while it was made: again
-                if attempt == ATTEMPTS - 1:
-                    raise
-                continue
-            try:
-                self._write_at(folder_fd, name, value, no_clobber, key)
-                return
-            except FileNotFoundError:  # the folder was pruned by another process's delete: again
-                if attempt == ATTEMPTS - 1:
-                    raise
-            finally:
-                os.close(folder_fd)
+        self._in_folder(key, lambda fd, name: self._write_at(fd, name, value, no_clobber, key))
 
     def _write_stream(self, key: str, source: IO[bytes], ttl: int | None = None, no_clobber: bool = False) -> int:
         with self._atomic(key, "wb", no_clobber=no_clobber) as handle:

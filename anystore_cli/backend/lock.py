@@ -575,9 +575,9 @@ def lease_backend(store: Any, across_processes: bool = False) -> LeaseBackend:
     Raises:
         LockUnsupported: The backend cannot hold a lease atomically
     """
-    face_backend = getattr(store, "_get_backend", None)  # a library store: the backend behind it
-    if face_backend is not None:
-        store = face_backend()
+    from anystore_cli.backend.base import as_backend
+
+    store = as_backend(store)
     kind = type(store).__name__
     label = mask_uri(store.uri)
     if getattr(store, "readonly", False):

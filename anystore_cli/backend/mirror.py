@@ -157,12 +157,35 @@ def compare_mode(overwrite: bool = False, checksum: bool = False, ignore_existin
     return chosen[0] if chosen else "size-time"
 
 
+def _criteria(
+    prefix: str | None,
+    exclude_prefix: str | None,
+    glob: str | None,
+    include: Any,
+    exclude: Any,
+    shard: Any,
+    filters: Any,
+) -> dict[str, Any]:
+    """The key filters of a `mirror` or `check`, as `iterate_keys` takes them (the shard parsed:
+    a malformed one fails before any store is asked)."""
+    from anystore_cli.core.keys import parse_shard
+
+    return {
+        "prefix": prefix,
+        "exclude_prefix": exclude_prefix,
+        "glob": glob,
+        "include": include,
+        "exclude": exclude,
+        "shard": parse_shard(shard),
+        "filters": filters,
+    }
+
+
 def _open_stores(source: Any, target: Any) -> tuple[Any, Any]:
+    from anystore_cli.backend.base import as_backend
     from anystore_cli.backend.registry import get_store
 
-    # a library store (`anystore_cli.core`): the backend object behind it
-    source = source._get_backend() if hasattr(source, "_get_backend") else source
-    target = target._get_backend() if hasattr(target, "_get_backend") else target
+    source, target = as_backend(source), as_backend(target)
     if not hasattr(source, "iterate_keys"):
         source = get_store(source)
     if not hasattr(target, "iterate_keys"):
@@ -233,22 +256,13 @@ def mirror(
             `delete` with `keys`, or a bad shard or filter
         StoreError: If the source (or the target, when it is listed) cannot be listed
     """
-    from anystore_cli.core.keys import make_key_filter, parse_shard
+    from anystore_cli.core.keys import make_key_filter
 
     mode = compare_mode(overwrite, checksum, ignore_existing)
     if delete and keys is not None:
         raise InvalidData("`delete` needs the source's listing: it cannot be used with a list of keys")
-    shard = parse_shard(shard)
+    criteria = _criteria(prefix, exclude_prefix, glob, include, exclude, shard, filters)
     source, target = _open_stores(source, target)
-    criteria: dict[str, Any] = dict(
-        prefix=prefix,
-        exclude_prefix=exclude_prefix,
-        glob=glob,
-        include=include,
-        exclude=exclude,
-        shard=shard,
-        filters=filters,
-    )
     status = MirrorStatus()
     lock = threading.Lock()
     # stores under-report times (truncated, or a coarse clock): only the target's can make an
@@ -402,19 +416,8 @@ def check(
     Returns:
         The counts of equal, differing and one-sided keys
     """
-    from anystore_cli.core.keys import parse_shard
-
-    shard = parse_shard(shard)
+    criteria = _criteria(prefix, exclude_prefix, glob, include, exclude, shard, filters)
     source, target = _open_stores(source, target)
-    criteria: dict[str, Any] = dict(
-        prefix=prefix,
-        exclude_prefix=exclude_prefix,
-        glob=glob,
-        include=include,
-        exclude=exclude,
-        shard=shard,
-        filters=filters,
-    )
     status = CheckStatus()
     lock = threading.Lock()
     digests = _Digests(source, target, retries)

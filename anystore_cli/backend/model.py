@@ -186,7 +186,56 @@ def _store_uri(value: Any) -> str:
     return uri.rstrip("/") or uri
 
 
-class StoreModel(Model):
+class UriProperties:
+    """What a store's `uri` tells: its scheme and parts, and which kind of store it names.
+
+    Shared by the plain `StoreModel` here and the library's pydantic one; `uri` is the host
+    class's field.
+    """
+
+    uri: Any
+
+    @cached_property
+    def scheme(self) -> str:
+        """The uri scheme (`file`, `s3`, `redis`, `sqlite`, ...)"""
+        return get_scheme(self.uri)
+
+    @cached_property
+    def path(self) -> str:
+        """The uri path, without leading and trailing slashes"""
+        from urllib.parse import urlsplit
+
+        return urlsplit(self.uri).path.strip("/")
+
+    @cached_property
+    def netloc(self) -> str:
+        """The uri network location (host, port, credentials)"""
+        from urllib.parse import urlsplit
+
+        return urlsplit(self.uri).netloc
+
+    @cached_property
+    def is_local(self) -> bool:
+        """Check if it is a local file store"""
+        return self.scheme == SCHEME_FILE
+
+    @cached_property
+    def is_fslike(self) -> bool:
+        """Check if it is a file-like store usable with `fsspec`"""
+        return not self.is_sql and self.scheme not in (SCHEME_REDIS, SCHEME_REDISS, SCHEME_MEMORY)
+
+    @cached_property
+    def is_http(self) -> bool:
+        """Check if it is a http(s) remote store"""
+        return self.scheme.startswith("http")
+
+    @cached_property
+    def is_sql(self) -> bool:
+        """Check if it is a sql-like store (sqlite, postgres, ...)"""
+        return "sql" in self.scheme or self.scheme.split("+", 1)[0] in ("postgres", "mariadb")
+
+
+class StoreModel(Model, UriProperties):
     """Store model to initialize a store from configuration"""
 
     uri: str
@@ -228,45 +277,6 @@ class StoreModel(Model):
             from anystore_cli.core.serialize import check_mode
 
             self.serialization_mode = check_mode(self.serialization_mode)
-
-    @cached_property
-    def scheme(self) -> str:
-        """The uri scheme (`file`, `s3`, `redis`, `sqlite`, ...)"""
-        return get_scheme(self.uri)
-
-    @cached_property
-    def path(self) -> str:
-        """The uri path, without leading and trailing slashes"""
-        from urllib.parse import urlsplit
-
-        return urlsplit(self.uri).path.strip("/")
-
-    @cached_property
-    def netloc(self) -> str:
-        """The uri network location (host, port, credentials)"""
-        from urllib.parse import urlsplit
-
-        return urlsplit(self.uri).netloc
-
-    @cached_property
-    def is_local(self) -> bool:
-        """Check if it is a local file store"""
-        return self.scheme == SCHEME_FILE
-
-    @cached_property
-    def is_fslike(self) -> bool:
-        """Check if it is a file-like store usable with `fsspec`"""
-        return not self.is_sql and self.scheme not in (SCHEME_REDIS, SCHEME_REDISS, SCHEME_MEMORY)
-
-    @cached_property
-    def is_http(self) -> bool:
-        """Check if it is a http(s) remote store"""
-        return self.scheme.startswith("http")
-
-    @cached_property
-    def is_sql(self) -> bool:
-        """Check if it is a sql-like store (sqlite, postgres, ...)"""
-        return "sql" in self.scheme or self.scheme.split("+", 1)[0] in ("postgres", "mariadb")
 
     @classmethod
     def from_yaml_uri(cls, uri: Any, **kwargs: Any) -> Any:

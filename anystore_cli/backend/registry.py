@@ -173,11 +173,7 @@ def _make_store(uri: Any, settings: Settings, **kwargs: Any) -> Any:
             uri, kwargs = config.uri, _fields(config)
         else:
             uri = settings.uri
-    if uri is None or (isinstance(uri, str) and not uri.strip()):
-        raise InvalidUri("Empty store uri")
-    uri = ensure_uri(uri)
-    if uri == "-":
-        raise InvalidUri("`-` is not a store uri")
+    uri = store_uri(uri)
     name = backend_name(uri)
     if name == "fsspec":
         check_fsspec_scheme(uri)
@@ -185,6 +181,20 @@ def _make_store(uri: Any, settings: Settings, **kwargs: Any) -> Any:
     cls = load_backend(name)
     kwargs = {k: v for k, v in kwargs.items() if v is not None or k == "backend_config"}
     return cls(uri=uri, **kwargs)
+
+
+def store_uri(uri: Any) -> str:
+    """`uri` as a store uri (a path becomes `file://...`).
+
+    Raises:
+        InvalidUri: For an empty uri, or `-` (stdin/stdout is no store)
+    """
+    if uri is None or (isinstance(uri, str) and not uri.strip()):
+        raise InvalidUri("Empty store uri")
+    uri = ensure_uri(uri)
+    if uri == "-":
+        raise InvalidUri("`-` is not a store uri")
+    return uri
 
 
 def _fields(config: Any) -> dict[str, Any]:

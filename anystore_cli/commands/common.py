@@ -273,6 +273,23 @@ class State:
         self.names.setdefault(mask_uri(store.uri), mask_uri(uri))
         return store
 
+    def open_sides(
+        self,
+        input: str | None,
+        output: str | None,
+        input_config: list[str] | None,
+        output_config: list[str] | None,
+        writing: bool = False,
+    ) -> tuple[Any, Any]:
+        """The source and target stores of `mirror`/`check`: `-b` where a side is the store,
+        each side's own `--input-config`/`--output-config`; `writing` opens the target to write."""
+        self.check_backend_config_used(input, output)
+        source_config = split_backend_config(input_config, "'--input-config'")
+        target_config = split_backend_config(output_config, "'--output-config'")
+        source = self.open_store(input, config=source_config, option="--input-config")
+        target = self.open_store(output, writing=writing, config=target_config, option="--output-config")
+        return source, target
+
     def check_backend_config_used(self, *uris: str | None) -> None:
         """`-b` configures the `--store`: refuse it when a command here uses none of `uris` as that store."""
         if self.backend_config and not any(self.is_main_store(uri) for uri in uris):

@@ -220,12 +220,9 @@ def _list_infos(
     lookup per key), streamed: lines go out, and table rows on a terminal, as they come."""
     from anystore_cli.console import LineWriter, encode_text, stdout_is_terminal
 
-    infos: Iterable[Any] = store.iterate_infos(prefix=prefix, exclude_prefix=exclude_prefix, glob=glob)
-    if filters and any(filters.values()):  # --include/--exclude/--shard: one matcher on the listing
-        from anystore_cli.core.keys import make_key_filter
-
-        extra = make_key_filter(**filters)
-        infos = (stats for stats in infos if extra(stats.key))
+    infos: Iterable[Any] = store.iterate_infos(
+        prefix=prefix, exclude_prefix=exclude_prefix, glob=glob, **(filters or {})
+    )
     if sort:
         infos = sorted(infos, key=lambda stats: stats.key)
     if limit is not None:

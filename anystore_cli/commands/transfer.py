@@ -104,17 +104,14 @@ def dump(
     filters = key_filters(ctx, include, exclude, shard)
     store = state.store()
     sized: Any  # (key, size or None when missing) in order: small values are batched, large ones streamed
-    from anystore_cli.core.keys import make_key_filter
-
     if keys_from is not None:
+        from anystore_cli.core.keys import make_key_filter
+
         match = make_key_filter(prefix, exclude_prefix, glob, **filters)
         keys = (key for key in _read_key_list(keys_from) if match(key))
         sized = ((key, None if stats is None else stats.size) for key, stats in store.info_many(keys))
     else:
-        infos = store.iterate_infos(prefix=prefix, exclude_prefix=exclude_prefix, glob=glob)
-        if filters and any(filters.values()):  # --include/--exclude/--shard
-            extra = make_key_filter(**filters)
-            infos = (stats for stats in infos if extra(stats.key))
+        infos = store.iterate_infos(prefix=prefix, exclude_prefix=exclude_prefix, glob=glob, **filters)
         sized = ((stats.key, stats.size) for stats in infos)
     # batches are bounded in bytes too (the sizes come with the listing): object stores read a
     # batch on parallel threads, databases in one query
@@ -498,11 +495,7 @@ def mirror(
         compare_mode(overwrite, checksum, ignore_existing)
     except InvalidData as exc:
         raise UsageProblem(str(exc)) from None
-    state.check_backend_config_used(input, output)
-    source_config = split_backend_config(input_config, "'--input-config'")
-    target_config = split_backend_config(output_config, "'--output-config'")
-    source = state.open_store(input, config=source_config, option="--input-config")
-    target = state.open_store(output, writing=True, config=target_config, option="--output-config")
+    source, target = state.open_sides(input, output, input_config, output_config, writing=True)
     lock = threading.Lock()
     with Progress("mirroring", enabled=not state.quiet) as progress:
 
@@ -585,11 +578,7 @@ def check(
 
     state = get_state(ctx)
     filters = key_filters(ctx, include, exclude, shard)
-    state.check_backend_config_used(input, output)
-    source_config = split_backend_config(input_config, "'--input-config'")
-    target_config = split_backend_config(output_config, "'--output-config'")
-    source = state.open_store(input, config=source_config, option="--input-config")
-    target = state.open_store(output, config=target_config, option="--output-config")
+    source, target = state.open_sides(input, output, input_config, output_config)
     markers = {"only_source": "-", "only_target": "+", "differ": "*", "failed": "!"}
     out = LineWriter(sys.stdout.buffer)
 

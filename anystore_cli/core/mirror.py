@@ -8,15 +8,6 @@ from anystore_cli.backend.mirror import CheckStatus as CheckStatus  # noqa: PLC0
 from anystore_cli.backend.mirror import MirrorStatus as MirrorStatus  # noqa: PLC0414 - part of the API
 
 
-def _backend_of(store: Any) -> Any:
-    """The byte-level backend of a library store; uris and backends pass unchanged."""
-    from anystore_cli.core.store.base import BaseStore
-
-    if isinstance(store, BaseStore):
-        return store._get_backend()
-    return store
-
-
 def mirror(
     source: Any,
     target: Any,
@@ -57,7 +48,8 @@ def mirror(
     compare = kwargs.pop("compare", False) or kwargs.get("checksum") or kwargs.get("delete")
     if not overwrite and not compare:
         kwargs.setdefault("ignore_existing", True)
-    return run_mirror(_backend_of(source), _backend_of(target), glob, prefix, exclude_prefix, overwrite, **kwargs)
+    # library stores pass as they are: the copy engine works on the backends behind them
+    return run_mirror(source, target, glob, prefix, exclude_prefix, overwrite, **kwargs)
 
 
 def check(source: Any, target: Any, *args: Any, **kwargs: Any) -> CheckStatus:
@@ -74,4 +66,4 @@ def check(source: Any, target: Any, *args: Any, **kwargs: Any) -> CheckStatus:
     """
     from anystore_cli.backend.mirror import check as run_check
 
-    return run_check(_backend_of(source), _backend_of(target), *args, **kwargs)
+    return run_check(source, target, *args, **kwargs)

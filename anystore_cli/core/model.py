@@ -10,15 +10,14 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import datetime
-from functools import cached_property
 from typing import Annotated, Any
-from urllib.parse import urlsplit
 
 from pydantic import BaseModel as _PydanticModel
 from pydantic import ConfigDict, Field, WithJsonSchema, field_validator
 
+from anystore_cli.backend.model import UriProperties
 from anystore_cli.core.serialize import Mode
-from anystore_cli.core.uri import SCHEME_FILE, SCHEME_MEMORY, SCHEME_REDIS, SCHEME_REDISS, ensure_uri, join_uri
+from anystore_cli.core.uri import ensure_uri, join_uri
 
 _Function = Annotated[Callable | None, WithJsonSchema({"type": "null", "description": "a Python callable"})]
 _ModelClass = Annotated[
@@ -98,7 +97,7 @@ class Stats(BaseStats):
         return self.key
 
 
-class StoreModel(_Model):
+class StoreModel(_Model, UriProperties):
     """Store model to initialize a store from configuration"""
 
     uri: str
@@ -135,38 +134,3 @@ class StoreModel(_Model):
     def empty_backend_config(cls, value: Any) -> Any:
         """An empty string (from an environment variable) means no backend config."""
         return None if value == "" else value
-
-    @cached_property
-    def scheme(self) -> str:
-        """The uri scheme (`file`, `s3`, `redis`, `sqlite`, ...)"""
-        return urlsplit(self.uri).scheme
-
-    @cached_property
-    def path(self) -> str:
-        """The uri path, without leading and trailing slashes"""
-        return urlsplit(self.uri).path.strip("/")
-
-    @cached_property
-    def netloc(self) -> str:
-        """The uri network location (host, port, credentials)"""
-        return urlsplit(self.uri).netloc
-
-    @cached_property
-    def is_local(self) -> bool:
-        """Check if it is a local file store"""
-        return self.scheme == SCHEME_FILE
-
-    @cached_property
-    def is_fslike(self) -> bool:
-        """Check if it is a file-like store usable with `fsspec`"""
-        return not self.is_sql and self.scheme not in (SCHEME_REDIS, SCHEME_REDISS, SCHEME_MEMORY)
-
-    @cached_property
-    def is_http(self) -> bool:
-        """Check if it is a http(s) remote store"""
-        return self.scheme.startswith("http")
-
-    @cached_property
-    def is_sql(self) -> bool:
-        """Check if it is a sql-like store (sqlite, postgres, ...)"""
-        return "sql" in self.scheme or self.scheme.split("+", 1)[0] in ("postgres", "mariadb")

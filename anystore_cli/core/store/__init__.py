@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from anystore_cli.core.exceptions import InvalidUri
 from anystore_cli.core.settings import Settings
 from anystore_cli.core.store.base import BaseStore, VirtualIOMixin, check_readonly
 from anystore_cli.core.store.fs import LocalStore, Store
@@ -101,11 +100,9 @@ def get_store(uri: Any = None, settings: Settings | None = None, **kwargs: Any) 
             store = BaseStore.from_json_uri(settings.json_uri, **kwargs)
             return get_store(**store.model_dump(), settings=settings)
         uri = settings.uri
-    if uri is None or (isinstance(uri, str) and not uri.strip()):
-        raise InvalidUri("Empty store uri")
-    uri = ensure_uri(uri)
-    if uri == "-":
-        raise InvalidUri("`-` is not a store uri")
+    from anystore_cli.backend.registry import store_uri
+
+    uri = store_uri(uri)
     cls = store_class(uri)
     kwargs = {k: v for k, v in kwargs.items() if v is not None}
     return cls(uri=uri, **kwargs)

@@ -398,11 +398,12 @@ class BaseStore(StoreModel, AbstractBackend):
         return to_stats(self._get_backend().info(key))
 
     def iterate_infos(
-        self, prefix: str | None = None, exclude_prefix: str | None = None, glob: str | None = None
+        self, prefix: str | None = None, exclude_prefix: str | None = None, glob: str | None = None, **filters: Any
     ) -> Generator[Stats, None, None]:
         """The metadata of every matching key, from one listing where the backend can (SQL,
-        Redis, S3, local folders, zip), not a lookup per key."""
-        for stats in self._get_backend().iterate_infos(prefix=prefix, exclude_prefix=exclude_prefix, glob=glob):
+        Redis, S3, local folders, zip), not a lookup per key; `filters` as `iterate_keys` takes them."""
+        backend = self._get_backend()
+        for stats in backend.iterate_infos(prefix=prefix, exclude_prefix=exclude_prefix, glob=glob, **filters):
             yield to_stats(stats)
 
     def info_many(self, keys: Iterable[Any], batch_size: int = 1000) -> Generator[tuple[str, Stats | None], None, None]:
