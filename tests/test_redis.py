@@ -159,6 +159,43 @@ def test_put_many_and_get_many(store):
     assert store.info("bulk/7").updated_at is not None
 
 
+def test_put_many_keeps_created_at_and_moves_updated_at(store, raw):
+    store.put_many({"a": b"1", "b": b"2"}, serialization_mode="raw")
+    a1 = store.info("a")
+    time.sleep(0.02)
+    store.put_many({"a": b"one", "c": b"3"}, serialization_mode="raw")
+    a2 = store.info("a")
+    assert (a2.size, a2.created_at) == (3, a1.created_at)
+    assert a2.updated_at > a1.updated_at
+    assert store.info("c").created_at > a1.created_at
+    assert sorted(store.iterate_keys()) == ["a", "b", "c"]
+    # value and timestamps are plain strings: one MSET a batch
+    assert raw.type(f"{store.redis_prefix}\x00a".encode()) == b"string"
+
+
+def test_put_many_with_ttl_expires_values_and_timestamps(store, raw):
+    store.put("k", b"old", serialization_mode="raw")
+    store.put_many({"k": b"new", "j": b"j"}, ttl=1, serialization_mode="raw")
+    for name in ("/k", "\x00k", "/j", "\x00j"):
+        assert 0 < raw.ttl(f"{store.redis_prefix}{name}".encode()) <= 1
+    time.sleep(1.2)
+    assert store.exists("k") is False and store.exists("j") is False
+    assert list(raw.scan_iter(match=f"{store.redis_prefix}*".encode(), count=10000)) == []
+
+
+def test_timestamps_of_another_type_are_replaced_not_an_error(store, raw):
+    """A timestamp name holding a hash (as an earlier layout wrote) reads as no timestamps, and
+    the next write replaces it."""
+    store.put("k", b"v", serialization_mode="raw")
+    meta = f"{store.redis_prefix}\x00k".encode()
+    raw.delete(meta)
+    raw.hset(meta, mapping={"c": "1", "u": "2"})
+    info = store.info("k")
+    assert (info.size, info.created_at, info.updated_at) == (1, None, None)
+    store.put_many({"k": b"vv"}, serialization_mode="raw")
+    assert store.info("k").updated_at is not None
+
+
 def _expect_store_error(uri: str, secret: str | None = None) -> None:
     store = get_store(uri)
     started = time.monotonic()

@@ -119,6 +119,9 @@ class BaseStore(StoreModel):
     """The backend expires keys after a ttl"""
     append_only: ClassVar[bool] = False
     """Keys can be added but never changed or deleted (zip)"""
+    writes_wait: ClassVar[bool] = True
+    """Writes wait on a server or the disk: the bulk loader overlaps them with parsing its input
+    (for a store in this process's memory, a second thread only adds switching)"""
     backend_errors: ClassVar[tuple[type[BaseException], ...]] = (OSError,)
     """Exception types of the backend's client that mean the store failed"""
     mtime_precision: ClassVar[float] = 0.0
@@ -521,8 +524,12 @@ class BaseStore(StoreModel):
         ttl = ttl or self.default_ttl or None
         count = 0
         batch: list[tuple[str, bytes]] = []
+        raw = mode == "raw" and func is None and model is None
         for key, value in pairs:
             if value is None and not self.store_none_values:
+                continue
+            if raw and type(value) is bytes:  # the bulk loader's case: nothing to convert
+                batch.append((self._key(key), value))
                 continue
             batch.append((self._key(key), to_store(value, mode, serialization_func=func, model=model)))
             if len(batch) >= batch_size:

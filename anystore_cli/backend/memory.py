@@ -23,6 +23,7 @@ class MemoryStore(VirtualIOMixin, TTLMixin, BaseStore):
 
     supports_ttl: ClassVar[bool] = True
     portable: ClassVar[bool] = True
+    writes_wait: ClassVar[bool] = False
     """The store's data lives in the object: pickles and copies carry it"""
     backend_errors: ClassVar[tuple[type[BaseException], ...]] = ()
 

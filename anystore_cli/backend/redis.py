@@ -4,8 +4,10 @@ Layout of a store in Redis (prefix from `backend_config` `redis_prefix`, default
 
 - the value of `key` is a plain string at `{prefix}/{key}`, so `redis-cli GET anystore/foo`
   shows it and the original anystore's layout is kept;
-- its timestamps live in a small hash at `{prefix}\\x00{key}` (fields `c` created, `u` updated,
-  epoch seconds), written in the same pipeline and given the same ttl. A key never holds a NUL
+- its timestamps live in a short string at `{prefix}\\x00{key}`, `"CREATED UPDATED"` in epoch
+  seconds, written in the same command as the value (MSET: one command a batch, so a bulk load
+  costs two plain SETs a key on the server, the floor `redis-cli --pipe` shows) or the same
+  MULTI, and given the same ttl. A key never holds a NUL
   byte, so no value key of any store can be a timestamp hash, and `SCAN MATCH {prefix}/*`
   never sees them; the internal names of a store nested under this one (`{prefix}/sub\\x00{key}`)
   do match, and are skipped by their NUL byte;
@@ -32,6 +34,11 @@ from urllib.parse import urlsplit
 import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
+
+try:  # redis-py uses hiredis too when it is installed (the `redis` extra installs it)
+    from hiredis import pack_command as _pack_command
+except ImportError:  # pragma: no cover - hiredis is a dependency of the redis extra
+    _pack_command = None
 
 from anystore_cli.backend.base import BaseStore, KeyEntry, VirtualIOMixin
 from anystore_cli.backend.model import BaseStats
@@ -66,6 +73,27 @@ def _timestamp(value: bytes | None) -> datetime | None:
     return datetime.fromtimestamp(float(value), tz=timezone.utc)
 
 
+def _stamps(meta: bytes | None | bool) -> tuple[datetime | None, datetime | None]:
+    """`(created, updated)` from a timestamp string `b"CREATED UPDATED"` (None or false: none)."""
+    if not meta:
+        return None, None
+    created, _, updated = meta.partition(b" ")
+    try:
+        return _timestamp(created), _timestamp(updated or created)
+    except ValueError:  # not written by this store
+        return None, None
+
+
+def _updated(meta: bytes | None) -> float | None:
+    """The update time (epoch seconds) of a timestamp string, None when there is none."""
+    if not meta:
+        return None
+    try:
+        return float(meta.rpartition(b" ")[2])
+    except ValueError:
+        return None
+
+
 _CLIENTS: dict[tuple[str, float, float], redis.Redis] = {}
 
 
@@ -93,29 +121,6 @@ def get_client(uri: str, connect_timeout: float = DEFAULT_TIMEOUT, timeout: floa
     return client
 
 
-_BULK_WRITE_LUA = """
-local now = ARGV[1]
-local ttl = tonumber(ARGV[2])
-for i = 1, #KEYS, 2 do
-  local value = ARGV[2 + (i + 1) / 2]
-  if ttl > 0 then
-    redis.call('SET', KEYS[i], value, 'EX', ttl)
-  else
-    redis.call('SET', KEYS[i], value)
-  end
-  redis.call('HSETNX', KEYS[i + 1], 'c', now)
-  redis.call('HSET', KEYS[i + 1], 'u', now)
-  if ttl > 0 then
-    redis.call('EXPIRE', KEYS[i + 1], ttl)
-  else
-    redis.call('PERSIST', KEYS[i + 1])
-  end
-end
-return #KEYS / 2
-"""
-"""Write a batch: KEYS are value/meta key pairs, ARGV is now, ttl (0 for none), then the values."""
-
-
 _INFO_LUA = """
 local out = {}
 for i = 1, #KEYS, 2 do
@@ -123,14 +128,13 @@ for i = 1, #KEYS, 2 do
   if size == 0 and redis.call('EXISTS', KEYS[i]) == 0 then
     out[#out + 1] = false
   else
-    local stamps = redis.call('HMGET', KEYS[i + 1], 'c', 'u')
-    out[#out + 1] = {size, stamps[1], stamps[2]}
+    out[#out + 1] = {size, redis.call('MGET', KEYS[i + 1])[1]}
   end
 end
 return out
 """
 """The metadata of a batch: KEYS are value/meta key pairs; a nil reply for a missing key, else
-`{size, created, updated}`."""
+`{size, stamps}` (stamps false when the key has none)."""
 
 
 class RedisStore(VirtualIOMixin, BaseStore):
@@ -154,7 +158,6 @@ class RedisStore(VirtualIOMixin, BaseStore):
             raise InvalidUri(f"Invalid redis uri `{mask_uri(self.uri)}`: the path is a database number: `{database}`")
         self._value_base = _encode(prefix + "/") if prefix else b""
         self._meta_base = _encode(prefix + "\x00")
-        self._bulk_script: Any = None
         self._copy_refused = False
         self._info_script: Any = None
         try:
@@ -177,15 +180,51 @@ class RedisStore(VirtualIOMixin, BaseStore):
     def _mkey(self, key: str) -> bytes:
         return self._meta_base + _encode(key)
 
-    def _stamp(self, pipe: Any, key: str, ttl: int | None, now: float) -> None:
-        """Queue the timestamp updates of a write onto `pipe`."""
-        meta = self._mkey(key)
-        pipe.hsetnx(meta, "c", now)
-        pipe.hset(meta, "u", now)
-        if ttl:
-            pipe.expire(meta, ttl)
-        else:
-            pipe.persist(meta)
+    def _write_batch(self, items: list[tuple[bytes, bytes | None]], ttl: int | None) -> None:
+        """Write values and their timestamps: `items` are (value key, value) pairs, a value None
+        for a key written by other means (only its timestamps are set). One MGET reads the
+        creation times to keep; then one MSET (no ttl: it clears any earlier one, as SET does)
+        or one MULTI of SETs with EX writes values and timestamps together, all or nothing."""
+        start = len(self._value_base)
+        base = self._meta_base
+        metas = [base + name[start:] for name, _ in items]
+        olds = self._raw_command("MGET", *metas)
+        now = repr(time.time()).encode()
+        fresh = now + b" " + now
+        if not ttl:
+            args: list[bytes | str] = ["MSET"]
+            for (name, value), meta, old in zip(items, metas, olds, strict=True):
+                if value is not None:
+                    args += (name, value)
+                args += (meta, fresh if not old else old.partition(b" ")[0] + b" " + now)
+            self._raw_command(*args)
+            return
+        pipe = self._client.pipeline(transaction=True)
+        for (name, value), meta, old in zip(items, metas, olds, strict=True):
+            if value is not None:
+                pipe.set(name, value, ex=ttl)
+            pipe.set(meta, fresh if not old else old.partition(b" ")[0] + b" " + now, ex=ttl)
+        pipe.execute()
+
+    def _raw_command(self, *args: Any) -> Any:
+        """Send one command and return the server's raw reply. With hiredis, the arguments are
+        packed in one C call (redis-py would first check each argument in Python: most of a
+        bulk write's client time)."""
+        if _pack_command is None:
+            return self._client.execute_command(*args)
+        pool = self._client.connection_pool
+        connection = pool.get_connection()
+        try:
+            connection.send_packed_command([_pack_command(args)], check_health=False)
+            reply = connection.read_response()
+        except redis.ResponseError:  # an error reply: the connection is in step
+            raise
+        except BaseException:
+            connection.disconnect()  # a half-sent command or unread reply: this connection is done
+            raise
+        finally:
+            pool.release(connection)
+        return reply
 
     # ---- primitives -----------------------------------------------------------------------
 
@@ -200,19 +239,13 @@ class RedisStore(VirtualIOMixin, BaseStore):
         return value
 
     def _write(self, key: str, value: bytes, ttl: int | None = None, no_clobber: bool = False, **kwargs: Any) -> None:
-        now = time.time()
         if no_clobber:
             if not self._client.set(self._vkey(key), value, ex=ttl or None, nx=True):
                 raise AlreadyExists(self._describe(key, "already exists"))
-            pipe = self._client.pipeline(transaction=False)
-            pipe.delete(self._mkey(key))
-            self._stamp(pipe, key, ttl, now)
-            pipe.execute()
+            self._client.delete(self._mkey(key))  # timestamps a removed value left behind
+            self._write_batch([(self._vkey(key), None)], ttl)
             return
-        pipe = self._client.pipeline(transaction=False)
-        pipe.set(self._vkey(key), value, ex=ttl or None)
-        self._stamp(pipe, key, ttl, now)
-        pipe.execute()
+        self._write_batch([(self._vkey(key), value)], ttl)
 
     def _write_stream(self, key: str, source: IO[bytes], ttl: int | None = None, no_clobber: bool = False) -> int:
         first = source.read(CHUNK_SIZE)
@@ -246,26 +279,17 @@ class RedisStore(VirtualIOMixin, BaseStore):
             self._client.delete(upload)
         if not renamed:
             raise AlreadyExists(self._describe(key, "already exists"))
-        pipe = self._client.pipeline(transaction=False)
         if no_clobber:
-            pipe.delete(self._mkey(key))
-        self._stamp(pipe, key, ttl, time.time())
-        pipe.execute()
+            self._client.delete(self._mkey(key))
+        self._write_batch([(self._vkey(key), None)], ttl)
         return size
 
     def _put_many(self, items: list[tuple[str, bytes]], ttl: int | None = None) -> None:
-        """One server-side script call per batch: values and timestamps in a single round trip,
-        and no per-command client overhead (four commands a key through a pipeline cost about
-        six times as much)."""
-        if self._bulk_script is None:
-            self._bulk_script = self._client.register_script(_BULK_WRITE_LUA)
-        keys: list[bytes] = []
-        args: list[Any] = [repr(time.time()), int(ttl or 0)]
-        for key, value in items:
-            keys.append(self._vkey(key))
-            keys.append(self._mkey(key))
-            args.append(value)
-        self._bulk_script(keys=keys, args=args)
+        """A batch in two round trips: one MGET of the creation times to keep, then one MSET of
+        values and timestamps (a MULTI with a ttl), so the client packs two commands a batch and
+        the server does what `redis-cli --pipe` would, plus the timestamps."""
+        base = self._value_base
+        self._write_batch([(base + key.encode("utf-8", "surrogateescape"), value) for key, value in items], ttl)
 
     def _get_many(self, keys: list[str]) -> Iterator[tuple[str, bytes | None]]:
         values = self._client.mget([self._vkey(key) for key in keys])
@@ -293,11 +317,12 @@ class RedisStore(VirtualIOMixin, BaseStore):
         pipe = self._client.pipeline(transaction=False)
         pipe.exists(self._vkey(key))
         pipe.strlen(self._vkey(key))
-        pipe.hmget(self._mkey(key), ["c", "u"])
-        exists, size, (created, updated) = pipe.execute()
+        pipe.mget([self._mkey(key)])  # MGET: nil, not an error, for a name of another type
+        exists, size, (meta,) = pipe.execute()
         if not exists:
             raise self._missing(key)
-        return BaseStats(size=size, created_at=_timestamp(created), updated_at=_timestamp(updated))
+        created, updated = _stamps(meta)
+        return BaseStats(size=size, created_at=created, updated_at=updated)
 
     def _info_many(self, keys: list[str]) -> Iterator[tuple[str, BaseStats | None]]:
         """Sizes and timestamps of a batch in one server-side script call (values never read)."""
@@ -312,8 +337,8 @@ class RedisStore(VirtualIOMixin, BaseStore):
             if reply is None:
                 yield key, None
             else:
-                size, created, updated = reply
-                yield key, BaseStats.make(int(size), _timestamp(created), _timestamp(updated))
+                size, meta = reply
+                yield key, BaseStats.make(int(size), *_stamps(meta))
 
     def _iterate_keys(
         self, prefix: str | None = None, exclude_prefix: str | None = None, glob: str | None = None
@@ -344,11 +369,10 @@ class RedisStore(VirtualIOMixin, BaseStore):
             pipe = self._client.pipeline(transaction=False)
             for key in batch:
                 pipe.strlen(self._vkey(key))
-                pipe.hget(self._mkey(key), "u")
-            answers = pipe.execute()
-            for index, key in enumerate(batch):
-                updated = answers[2 * index + 1]
-                yield KeyEntry(key, answers[2 * index], float(updated) if updated is not None else None)
+            pipe.mget([self._mkey(key) for key in batch])
+            *sizes, metas = pipe.execute()
+            for key, size, meta in zip(batch, sizes, metas, strict=True):
+                yield KeyEntry(key, size, _updated(meta))
 
     def _server(self) -> tuple[Any, ...]:
         """Where the client connects (host, port or socket path, user), without the database."""
@@ -377,5 +401,6 @@ class RedisStore(VirtualIOMixin, BaseStore):
         else:
             pipe.persist(target)  # COPY keeps the source's expiry; a copy gets the target's
         pipe.strlen(target)
-        self._stamp(pipe, key, ttl, time.time())
-        return int(pipe.execute()[1])
+        size = int(pipe.execute()[1])
+        self._write_batch([(target, None)], ttl)
+        return size

@@ -13,8 +13,10 @@ import threading
 from collections.abc import Iterator
 from typing import Annotated, Any
 
+import orjson
 import typer
 
+from anystore_cli.backend.base import as_backend
 from anystore_cli.commands.common import (
     MAX_TTL,
     InputConfigOption,
@@ -27,6 +29,7 @@ from anystore_cli.commands.common import (
 )
 from anystore_cli.commands.filters import ExcludeOption, FilterCommand, IncludeOption, ShardOption, key_filters
 from anystore_cli.core.exceptions import AlreadyExists, AnystoreError, InvalidData, InvalidKey, StoreError
+from anystore_cli.core.keys import ensure_relative_key, normalize_key
 
 app = typer.Typer(rich_markup_mode=None, pretty_exceptions_enable=False)
 
@@ -53,8 +56,6 @@ def _plural(count: int, word: str = "key") -> str:
 
 
 def _read_key_list(source: str) -> Iterator[str]:
-    from anystore_cli.core.keys import ensure_relative_key
-
     with open_input(source) as handle:
         for number, raw in enumerate(handle, start=1):
             line = raw.rstrip(b"\n").rstrip(b"\r")
@@ -196,28 +197,33 @@ def _dump_large(store: Any, key: str, out: Any) -> bool:
 
 def parse_dump_line(raw: bytes, number: int, source: str) -> tuple[str, bytes, int | None] | None:
     """Parse one `dump` line into `(key, bytes, ttl)`; None for a blank line; `InvalidData` naming the line."""
-    import orjson
-
-    if not raw.strip():
-        return None
-    where = f"line {number} of `{source}`"
     try:
         record = orjson.loads(raw)
     except orjson.JSONDecodeError as exc:
-        raise InvalidData(f"Malformed {where}: invalid JSON ({exc})") from None
-    key, data, ttl = check_dump_record(record, where)
+        if not raw.strip():
+            return None
+        raise InvalidData(f"Malformed line {number} of `{source}`: invalid JSON ({exc})") from None
+    # the common line, `{"key": K, "value": TEXT}` with a canonical key, checked inline: this
+    # runs once per key of a load, and the general checks cost several times the JSON parse
+    if type(record) is dict and len(record) == 2:
+        key = record.get("key")
+        value = record.get("value")
+        if type(key) is str and type(value) is str and key and key[0] != "/":
+            try:
+                canonical = normalize_key(key) is key
+            except InvalidKey:
+                canonical = False  # the full checks below say what is wrong
+            if canonical:
+                return key, value.encode("utf-8"), None
+    key, data, ttl = check_dump_record(record, f"line {number} of `{source}`")
     if data is None:
-        raise InvalidData(f"Malformed {where}: needs `value` or `value_b64`")
+        raise InvalidData(f"Malformed line {number} of `{source}`: needs `value` or `value_b64`")
     return key, data, ttl
 
 
 def check_dump_record(record: Any, where: str) -> tuple[str, bytes | None, int | None]:
     """Check the fields of a dump line: `(key, bytes, ttl)`, the bytes None if the line has no
     `value` or `value_b64` (a value being streamed is not among the fields)."""
-    import orjson
-
-    from anystore_cli.core.keys import ensure_relative_key
-
     if isinstance(record, dict) and "key_b64" in record and "key" not in record:
         from anystore_cli.commands.common import decode_key_b64
 
@@ -263,11 +269,13 @@ class _Loader:
         self._slots: Any = None
         self._errors: list[BaseException] = []
         self._pending: list[Any] = []
-        if jobs > 1:
+        # even with one job, batches are written on a thread of their own (in order) when the
+        # store's writes wait on a server or the disk: that wait overlaps with parsing the next lines
+        if jobs > 1 or getattr(as_backend(store), "writes_wait", True):
             from concurrent.futures import ThreadPoolExecutor
 
             self._pool = ThreadPoolExecutor(max_workers=jobs)
-            self._slots = threading.BoundedSemaphore(jobs * 2)
+        self._slots = threading.BoundedSemaphore(jobs * 2)
 
     def submit(self, batch: list[tuple[str, bytes]], ttl: int | None) -> None:
         if self._errors:
