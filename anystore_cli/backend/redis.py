@@ -8,7 +8,7 @@ Layout of a store in Redis (prefix from `backend_config` `redis_prefix`, default
   seconds, written in the same command as the value (MSET: one command a batch, so a bulk load
   costs two plain SETs a key on the server, the floor `redis-cli --pipe` shows) or the same
   MULTI, and given the same ttl. A key never holds a NUL
-  byte, so no value key of any store can be a timestamp hash, and `SCAN MATCH {prefix}/*`
+  byte, so no value key of any store can be a timestamp string, and `SCAN MATCH {prefix}/*`
   never sees them; the internal names of a store nested under this one (`{prefix}/sub\\x00{key}`)
   do match, and are skipped by their NUL byte;
 - a value streamed in by `put_stream` is assembled at `{prefix}\\x00\\x00{random}` and renamed
@@ -326,19 +326,23 @@ class RedisStore(VirtualIOMixin, BaseStore):
 
     def _info_many(self, keys: list[str]) -> Iterator[tuple[str, BaseStats | None]]:
         """Sizes and timestamps of a batch in one server-side script call (values never read)."""
+        for key, reply in zip(keys, self._info_replies(keys), strict=True):
+            if reply is None:
+                yield key, None
+            else:
+                yield key, BaseStats.make(int(reply[0]), *_stamps(reply[1]))
+
+    def _info_replies(self, keys: list[str]) -> list[Any]:
+        """`[size, stamps]` for each key (None if it does not exist), one script call."""
+        if not keys:
+            return []
         if self._info_script is None:
             self._info_script = self._client.register_script(_INFO_LUA)
         names: list[bytes] = []
         for key in keys:
             names.append(self._vkey(key))
             names.append(self._mkey(key))
-        replies = self._info_script(keys=names) if names else []
-        for key, reply in zip(keys, replies, strict=True):
-            if reply is None:
-                yield key, None
-            else:
-                size, meta = reply
-                yield key, BaseStats.make(int(size), *_stamps(meta))
+        return self._info_script(keys=names)
 
     def _iterate_keys(
         self, prefix: str | None = None, exclude_prefix: str | None = None, glob: str | None = None
@@ -363,16 +367,13 @@ class RedisStore(VirtualIOMixin, BaseStore):
     def _iterate_entries(
         self, prefix: str | None = None, exclude_prefix: str | None = None, glob: str | None = None, md5: bool = False
     ) -> Iterator[KeyEntry]:
-        """SCAN, then STRLEN and the update time of each key, one pipeline per batch."""
+        """SCAN, then the size and update time of a batch in one script call (a key gone since
+        the SCAN is left out)."""
         keys = self._iterate_keys(prefix, exclude_prefix, glob)
         while batch := list(itertools.islice(keys, ENTRY_BATCH)):
-            pipe = self._client.pipeline(transaction=False)
-            for key in batch:
-                pipe.strlen(self._vkey(key))
-            pipe.mget([self._mkey(key) for key in batch])
-            *sizes, metas = pipe.execute()
-            for key, size, meta in zip(batch, sizes, metas, strict=True):
-                yield KeyEntry(key, size, _updated(meta))
+            for key, reply in zip(batch, self._info_replies(batch), strict=True):
+                if reply is not None:
+                    yield KeyEntry(key, int(reply[0]), _updated(reply[1]))
 
     def _server(self) -> tuple[Any, ...]:
         """Where the client connects (host, port or socket path, user), without the database."""

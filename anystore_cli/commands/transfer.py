@@ -112,8 +112,9 @@ def dump(
         keys = (key for key in _read_key_list(keys_from) if match(key))
         sized = ((key, None if stats is None else stats.size) for key, stats in store.info_many(keys))
     else:
-        infos = store.iterate_infos(prefix=prefix, exclude_prefix=exclude_prefix, glob=glob, **filters)
-        sized = ((stats.key, stats.size) for stats in infos)
+        # sizes only (no timestamps, no Stats objects): the lightest bulk listing of each store
+        entries = store.iterate_entries(prefix=prefix, exclude_prefix=exclude_prefix, glob=glob, **filters)
+        sized = ((entry.key, entry.size) for entry in entries)
     # batches are bounded in bytes too (the sizes come with the listing): object stores read a
     # batch on parallel threads, databases in one query
     batch_size = 64 if store.is_fslike else 500
