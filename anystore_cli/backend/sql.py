@@ -18,8 +18,11 @@ MySQL/MariaDB a key holds at most 768 characters (InnoDB's 3072-byte index limit
 are refused as `InvalidKey`; on PostgreSQL a key's index entry may not pass about 2700 bytes.
 
 Writes are upserts (ON CONFLICT / ON DUPLICATE KEY UPDATE); `no_clobber` is an insert that
-ignores a conflict and checks the row count. On PostgreSQL (psycopg2) a batch of `put_many`
-is one COPY into a temporary staging table, then one INSERT ... SELECT upsert from it. `ttl`
+ignores a conflict and checks the row count. A batch of `put_many` is one transaction: on
+PostgreSQL (psycopg2) one binary COPY straight into the table, or, once a batch met an existing
+key (its COPY fails whole and is rolled back), a COPY into a temporary staging table and one
+INSERT ... SELECT upsert from it; on SQLite multi-row upserts of 400 rows; on MySQL/MariaDB
+(pymysql) multi-row upserts of hex literals, at most 512 KiB of SQL each. `ttl`
 is stored as an absolute UTC expiry; expired
 rows are invisible to every read, and are deleted when keys are listed and, now and then
 (about one write in a hundred), when writing. `pop` is one `DELETE ... RETURNING` where the
