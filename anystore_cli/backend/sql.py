@@ -930,15 +930,18 @@ class SqlStore(VirtualIOMixin, BaseStore):
     @contextlib.contextmanager
     def _driver_errors(self, conn: Any, statement: str) -> Generator[None, None, None]:
         """Errors of a call on the driver's own cursor raised as SQLAlchemy's, as `execute` raises
-        them (so deadlocks are retried and messages translated); a lost connection is invalidated."""
+        them (so deadlocks are retried and messages translated). A lost connection is invalidated
+        and the pool emptied, so the next call does not wait on another connection to the same
+        silent server."""
         dialect = self.engine.dialect
         error = dialect.loaded_dbapi.Error
         try:
             yield
         except error as exc:
             lost = bool(dialect.is_disconnect(exc, conn.connection.dbapi_connection, None))
-            if lost:
+            if lost:  # as SQLAlchemy does on a disconnect: this connection and the pooled ones go
                 conn.invalidate(exc)
+                self.engine.dispose(close=False)
             raise DBAPIError.instance(
                 statement, None, exc, error, hide_parameters=True, connection_invalidated=lost, dialect=dialect
             ) from exc
