@@ -11,6 +11,7 @@ from pathlib import Path
 
 from bench.runner import (
     BULK_BUDGET_SECONDS,
+    MARIADB_URI,
     ORIGINAL_MAX_SECONDS,
     ORIGINAL_MAX_SECONDS_QUICK,
     PG_DB,
@@ -34,8 +35,9 @@ from bench.runner import (
     fmt_rate,
     fmt_rss,
     fmt_s,
-    interleaved,
     make_bulk_files,
+    mariadb,
+    mariadb_command,
     measure,
     median_seconds,
     peak_rss,
@@ -46,18 +48,36 @@ from bench.runner import (
 
 
 @dataclass
+class NativeTool:
+    """The server's or database's own bulk tool, timed against `load` in the same run."""
+
+    label: str
+    """How the reference column names it, e.g. `psql -c "\\copy TABLE FROM FILE"`"""
+    short: str
+    """The tool in the target's wording, e.g. `psql \\copy`"""
+    factor: float
+    """The target: native seconds / our seconds at least this"""
+    run: Callable[[], Run]
+    """One timed run into a fresh table or prefix; checks the count, cleans up after"""
+    cleanup: Callable[[], object]
+    note: str
+
+
+@dataclass
 class BulkTarget:
     name: str
     factor: float
     target: str
     new_args: Callable[[int], list[str]]
     """Store options for run `i` of anystore-cli (a fresh table, prefix or folder each run)"""
-    original_args: list[str]
+    original_args: list[str] | None
+    """The original's store arguments; None: the original's loop is not run on this store"""
     count_new: Callable[[int], int]
     cleanup_new: Callable[[int], object]
     cleanup_original: Callable[[], object]
     kept_name: Callable[[int], str] = str
     """The prefix or folder of run `i` (kept for the listing section)"""
+    native: NativeTool | None = None
 
 
 def _bulk_new_run(ctx: Context, target: BulkTarget, i: int, jsonl: Path, n: int) -> Run:
@@ -112,32 +132,22 @@ def _bulk_original_run(ctx: Context, target: BulkTarget, jsonl: Path) -> dict[st
 
 
 def section_bulk(ctx: Context) -> None:
-    """`anystore load` of many small keys against the original's `store.put` loop."""
+    """`anystore load` of many small keys against the original's `store.put` loop, and against
+    each server's own bulk tool in the same run."""
     cfg, report, env, rid = ctx.cfg, ctx.report, ctx.env, ctx.run_id
     n = cfg.bulk_keys
     jsonl, resp = ctx.workdir / "bulk.jsonl", ctx.workdir / "bulk.resp"
     pipe_prefix = f"bench-{rid}-pipe"
-    print(f"  writing {n:,} keys as JSON lines and as Redis protocol ...", flush=True)
+    print(f"  writing {n:,} keys as JSON lines, Redis protocol, TSV and COPY text ...", flush=True)
     make_bulk_files(jsonl, resp, n, pipe_prefix)
     work = ctx.workdir
+    natives = _native_tools(ctx, n, resp, pipe_prefix)
 
     def new_table(i: int) -> str:
         return f"bench_{rid}_new_{i}"
 
     def new_prefix(i: int) -> str:
         return f"bench-{rid}-new-{i}"
-
-    def sqlite_count(path: Path, table: str) -> int:
-        import sqlite3
-
-        with contextlib.closing(sqlite3.connect(path)) as con:
-            return con.execute(f'SELECT count(*) FROM "{table}"').fetchone()[0]
-
-    def redis_count(prefix: str) -> int:
-        run = measure(["redis-cli", "--scan", "--pattern", f"{prefix}/*"], stdout=work / "scan.out", env=env)
-        del run
-        with open(work / "scan.out", "rb") as handle:
-            return sum(1 for _ in handle)
 
     orig_table = f"bench_{rid}_original"
     orig_prefix = f"bench-{rid}-original"
@@ -151,6 +161,7 @@ def section_bulk(ctx: Context) -> None:
             lambda i: sqlite_count(work / f"new-{i}.db", "bench"),
             lambda i: (work / f"new-{i}.db").unlink(missing_ok=True),
             lambda: (work / "original.db").unlink(missing_ok=True),
+            native=natives["sqlite"],
         ),
         BulkTarget(
             "PostgreSQL",
@@ -161,6 +172,18 @@ def section_bulk(ctx: Context) -> None:
             lambda i: int(psql(f'SELECT count(*) FROM "{new_table(i)}"').strip()),
             lambda i: psql(f'DROP TABLE IF EXISTS "{new_table(i)}"'),
             lambda: psql(f'DROP TABLE IF EXISTS "{orig_table}"'),
+            native=natives["PostgreSQL"],
+        ),
+        BulkTarget(
+            "MariaDB",
+            0,
+            "",
+            lambda i: ["--store", MARIADB_URI, "-b", f"table={new_table(i)}"],
+            None,  # the original's venv has no MySQL driver
+            lambda i: int(mariadb(f"SELECT count(*) FROM `{new_table(i)}`").strip()),
+            lambda i: mariadb(f"DROP TABLE IF EXISTS `{new_table(i)}`"),
+            lambda: None,
+            native=natives["MariaDB"],
         ),
         BulkTarget(
             "Redis",
@@ -168,10 +191,11 @@ def section_bulk(ctx: Context) -> None:
             "≥ 10× original",
             lambda i: ["--store", REDIS_URI, "-b", f"redis_prefix={new_prefix(i)}"],
             [REDIS_URI, "--redis-prefix", orig_prefix],
-            lambda i: redis_count(new_prefix(i)),
+            lambda i: redis_count(work, env, new_prefix(i)),
             lambda i: redis_delete(f"{new_prefix(i)}*"),
             lambda: redis_delete(f"{orig_prefix}*"),
             new_prefix,
+            native=natives["Redis"],
         ),
         BulkTarget(
             "local folder",
@@ -190,15 +214,18 @@ def section_bulk(ctx: Context) -> None:
         for i in range(cfg.bulk_runs):
             ctx.cleanups.append(lambda t=target, i=i: t.cleanup_new(i))
         ctx.cleanups.append(target.cleanup_original)
-    ctx.cleanups.append(lambda: redis_delete(f"{pipe_prefix}*"))
+        if target.native is not None:
+            ctx.cleanups.append(target.native.cleanup)
 
     for target in targets:
-        measure_name = f"Bulk: `load` of {n:,} keys, {target.name}"
         runs: list[Run] = []
+        native_runs: list[Run] = []
+        native_failed = target.native is None
         original = None
         failed = False
-        # the original's loop runs after our first run and before the others, so that both see
-        # the same machine (a shared disk's speed drifts from minute to minute)
+        # the original's loop runs after our first run and before the others, and the native
+        # tool right after each of ours, so that all see the same machine (a shared disk's
+        # speed drifts from minute to minute)
         for i in range(cfg.bulk_runs):
             if i and sum(r.seconds for r in runs) > BULK_BUDGET_SECONDS and i != cfg.bulk_runs - 1:
                 continue  # slow store, busy machine: fewer runs (the last one still runs: listing needs it)
@@ -209,53 +236,21 @@ def section_bulk(ctx: Context) -> None:
                 except (BenchError, subprocess.TimeoutExpired) as exc:
                     report.fail(f"`load` into {target.name} (anystore-cli)", exc)
                     runs, failed = [], True
-            if i == 0:
+            if not native_failed and target.native is not None:
+                print(f"  {target.native.short} ({i + 1}/{cfg.bulk_runs}) ...", flush=True)
+                try:
+                    native_runs.append(target.native.run())
+                except (BenchError, subprocess.TimeoutExpired) as exc:
+                    report.fail(f"{target.native.short}", exc)
+                    native_runs, native_failed = [], True
+                finally:
+                    with contextlib.suppress(BenchError, subprocess.TimeoutExpired):
+                        target.native.cleanup()
+            if i == 0 and target.original_args is not None:
                 original = _bulk_original_run(ctx, target, jsonl)
-        if not runs:
-            report.unmeasured(measure_name, target.target, "`load` failed, see below")
-            continue
-        ours = median_seconds(runs)
-        ctx.bulk_rates[target.name] = n / ours
-        if original is None:
-            report.unmeasured(measure_name, target.target, "the original's loop failed, see below")
-            report.add(f"{measure_name} (anystore-cli)", fmt_s(ours), fmt_rate(n, ours))
-            continue
-        orig_rate = original["keys"] / original["seconds"]
-        speedup = (n / ours) / orig_rate
-        report.target(
-            measure_name,
-            f"{fmt_s(ours)}, {fmt_rate(n, ours)}",
-            f"{fmt_rate(original['keys'], original['seconds'])} (original `put` loop, {original['keys']:,.0f} keys)",
-            f"{speedup:.1f}×",
-            target.target,
-            speedup >= target.factor,
-            f"median of {len(runs)}, peak RSS {fmt_rss(peak_rss(runs))}",
-        )
+        _report_original(ctx, target, n, runs, original)
+        _report_native(ctx, target, n, runs, native_runs)
 
-    print("  redis-cli --pipe ...", flush=True)
-    try:
-        redis_delete(f"{pipe_prefix}*")
-        pipe = interleaved({"pipe": lambda: measure(["redis-cli", "--pipe"], stdin=resp, env=env)}, 1, warmup=0)
-        seconds = median_seconds(pipe["pipe"])
-        stored = redis_count(pipe_prefix)
-        if stored != n:
-            raise BenchError(f"`redis-cli --pipe` stored {stored:,} keys, expected {n:,}")
-        report.add(
-            f"Bulk: `redis-cli --pipe` of the same {n:,} keys",
-            f"{fmt_s(seconds)}, {fmt_rate(n, seconds)}",
-            "plain SETs, no timestamps (anystore-cli also keeps a timestamp hash per key)"
-            + (
-                f"; anystore-cli `load` reaches {ctx.bulk_rates['Redis'] / (n / seconds):.2f} of this"
-                if "Redis" in ctx.bulk_rates
-                else ""
-            ),
-        )
-    except (BenchError, subprocess.TimeoutExpired) as exc:
-        report.fail("`redis-cli --pipe`", exc)
-    finally:
-        with contextlib.suppress(BenchError):
-            redis_delete(f"{pipe_prefix}*")
-    _psql_copy(ctx, n)
     limits = {t.name: original_limit(cfg, t.name) for t in targets}
     limited = ", ".join(f"the first {limit:,} on {name}" for name, limit in limits.items() if limit)
     limit_note = (
@@ -272,57 +267,197 @@ def section_bulk(ctx: Context) -> None:
         "prefix / folder each, start-up included; the number of "
         "keys stored is checked with native tools. The reference is bench/original_put_loop.py in the "
         f"original's venv, a loop of `store.put(key, value)` ({limit_note}), timed inside the loop only "
-        "(its start-up is not counted: that favours the original). sqlite and PostgreSQL use a fresh table "
-        "(`-b table=...`), Redis a fresh `redis_prefix`."
+        "(its start-up is not counted: that favours the original; it has no MySQL driver, so it does not "
+        "run on MariaDB). sqlite, PostgreSQL and MariaDB use a fresh table (`-b table=...`), Redis a fresh "
+        "`redis_prefix`."
+    )
+    report.notes.append(
+        "Bulk against the native tools: after each `load` run, the store's own bulk tool loads the same "
+        "rows into a fresh table or prefix (`sqlite3` `.import`, `psql \\copy`, `LOAD DATA LOCAL INFILE` "
+        "through the `mariadb` client, `redis-cli --pipe`), whole process timed, its count checked; the "
+        "ratio is the tool's median seconds over `load`'s (1.0: as fast)."
     )
 
 
-def _psql_copy(ctx: Context, n: int) -> None:
-    """`psql -c "\\copy ..."` of the same rows into a table like the store's: the horizon of `load`
-    into PostgreSQL (which COPYs each batch into a staging table, then upserts from it)."""
-    cfg, report, env, rid = ctx.cfg, ctx.report, ctx.env, ctx.run_id
-    table = f"bench_{rid}_copy"
-    rows = ctx.workdir / "bulk.pgcopy"
-    now = "2026-01-01 00:00:00"
-    with open(rows, "w") as handle:
-        for i in range(n):
-            handle.write(f"{bulk_key(i)}\t\\\\x{bulk_value(i).encode().hex()}\t{now}\t{now}\t\\N\n")
-    create = (
-        f'CREATE TABLE "{table}" (key VARCHAR COLLATE "C" PRIMARY KEY, value BYTEA NOT NULL, '
-        "created_at TIMESTAMP NOT NULL, updated_at TIMESTAMP NOT NULL, expires_at TIMESTAMP)"
-    )
-    copy = f"\\copy \"{table}\" (key, value, created_at, updated_at, expires_at) FROM '{rows}'"
-    command = ["psql", "-h", PG_HOST, "-p", str(PG_PORT), "-U", PG_USER, "-d", PG_DB, "-q", "-c", copy]
-    ctx.cleanups.append(lambda: psql(f'DROP TABLE IF EXISTS "{table}"'))
-    print("  psql \\copy ...", flush=True)
-    runs: list[Run] = []
-    try:
-        for _ in range(cfg.bulk_runs):
-            psql(f'DROP TABLE IF EXISTS "{table}"')
-            psql(create)
-            runs.append(measure(command, env=env))
-            stored = int(psql(f'SELECT count(*) FROM "{table}"').strip())
-            if stored != n:
-                raise BenchError(f"`psql \\copy` stored {stored:,} rows, expected {n:,}")
-        seconds = median_seconds(runs)
-    except (BenchError, subprocess.TimeoutExpired) as exc:
-        report.fail("`psql \\copy`", exc)
+def sqlite_count(path: Path, table: str) -> int:
+    import sqlite3
+
+    with contextlib.closing(sqlite3.connect(path)) as con:
+        return con.execute(f'SELECT count(*) FROM "{table}"').fetchone()[0]
+
+
+def redis_count(work: Path, env: dict[str, str], prefix: str) -> int:
+    measure(["redis-cli", "--scan", "--pattern", f"{prefix}/*"], stdout=work / "scan.out", env=env)
+    with open(work / "scan.out", "rb") as handle:
+        return sum(1 for _ in handle)
+
+
+def _report_original(
+    ctx: Context, target: BulkTarget, n: int, runs: list[Run], original: dict[str, float] | None
+) -> None:
+    """The row of `load` against the original's loop (or of `load` alone where it does not run)."""
+    report = ctx.report
+    measure_name = f"Bulk: `load` of {n:,} keys, {target.name}"
+    if not runs:
+        if target.original_args is not None:
+            report.unmeasured(measure_name, target.target, "`load` failed, see below")
         return
-    finally:
-        with contextlib.suppress(BenchError):
-            psql(f'DROP TABLE IF EXISTS "{table}"')
-    measure_name = f"Bulk: `load` of {n:,} keys, PostgreSQL, against `psql \\copy`"
-    if "PostgreSQL" not in ctx.bulk_rates:
-        report.unmeasured(measure_name, "≥ 0.3× `psql \\copy`", "`load` into PostgreSQL failed, see below")
+    ours = median_seconds(runs)
+    ctx.bulk_rates[target.name] = n / ours
+    if target.original_args is None:
+        report.add(
+            f"{measure_name} (anystore-cli)",
+            f"{fmt_s(ours)}, {fmt_rate(n, ours)}",
+            f"median of {len(runs)}, peak RSS {fmt_rss(peak_rss(runs))}; the original is not run here",
+        )
         return
-    ours = n / ctx.bulk_rates["PostgreSQL"]
-    ratio = seconds / ours
+    if original is None:
+        report.unmeasured(measure_name, target.target, "the original's loop failed, see below")
+        report.add(f"{measure_name} (anystore-cli)", fmt_s(ours), fmt_rate(n, ours))
+        return
+    orig_rate = original["keys"] / original["seconds"]
+    speedup = (n / ours) / orig_rate
     report.target(
         measure_name,
         f"{fmt_s(ours)}, {fmt_rate(n, ours)}",
-        f'{fmt_s(seconds)}, {fmt_rate(n, seconds)} (`psql -c "\\copy TABLE FROM FILE"`)',
-        f"{ratio:.2f}×",
-        "≥ 0.3× `psql \\copy`",
-        ratio >= 0.3,
-        f"median of {len(runs)}; the same rows (hex bytea) into a table like the store's, primary key included",
+        f"{fmt_rate(original['keys'], original['seconds'])} (original `put` loop, {original['keys']:,.0f} keys)",
+        f"{speedup:.1f}×",
+        target.target,
+        speedup >= target.factor,
+        f"median of {len(runs)}, peak RSS {fmt_rss(peak_rss(runs))}",
     )
+
+
+def _report_native(ctx: Context, target: BulkTarget, n: int, runs: list[Run], native_runs: list[Run]) -> None:
+    """The target row of `load` against the native tool, both measured in this run."""
+    native = target.native
+    if native is None:
+        return
+    measure_name = f"Bulk: `load` of {n:,} keys, {target.name}, against {native.short}"
+    wanted = f"≥ {native.factor:g}× {native.short}"
+    if not runs or not native_runs:
+        why = "`load` failed, see below" if not runs else f"{native.short} failed, see below"
+        ctx.report.unmeasured(measure_name, wanted, why)
+        return
+    ours, seconds = median_seconds(runs), median_seconds(native_runs)
+    ratio = seconds / ours
+    ctx.report.target(
+        measure_name,
+        f"{fmt_s(ours)}, {fmt_rate(n, ours)}",
+        f"{fmt_s(seconds)}, {fmt_rate(n, seconds)} ({native.label})",
+        f"{ratio:.2f}×",
+        wanted,
+        ratio >= native.factor,
+        f"median of {len(runs)} and {len(native_runs)}, interleaved; {native.note}",
+    )
+
+
+def _native_tools(ctx: Context, n: int, resp: Path, pipe_prefix: str) -> dict[str, NativeTool]:
+    """The native bulk tools of the stores, with their input files written once."""
+    env, rid, work = ctx.env, ctx.run_id, ctx.workdir
+    now = "2026-01-01 00:00:00"
+    tsv, pgcopy, sqlite_db = work / "bulk.tsv", work / "bulk.pgcopy", work / "native.db"
+    sqlite_tsv = work / "bulk.sqlite.tsv"
+    with open(tsv, "w") as plain, open(sqlite_tsv, "w") as five, open(pgcopy, "w") as copy:
+        for i in range(n):
+            key, value = bulk_key(i), bulk_value(i)  # neither holds a tab, newline or backslash
+            plain.write(f"{key}\t{value}\t{now}\t{now}\n")
+            five.write(f"{key}\t{value}\t{now}\t{now}\t\n")  # .import fills every column: expires_at ''
+            copy.write(f"{key}\t\\\\x{value.encode().hex()}\t{now}\t{now}\t\\N\n")
+
+    def sqlite_run() -> Run:
+        import sqlite3
+
+        sqlite_db.unlink(missing_ok=True)
+        with contextlib.closing(sqlite3.connect(sqlite_db)) as con:  # the store's table, index included
+            con.execute(
+                "CREATE TABLE bench (key VARCHAR NOT NULL PRIMARY KEY, value BLOB NOT NULL, created_at DATETIME "
+                "NOT NULL, updated_at DATETIME NOT NULL, expires_at DATETIME) WITHOUT ROWID"
+            )
+            con.execute("CREATE INDEX ix_bench_expires_at ON bench (expires_at)")
+            con.commit()
+        run = measure(["sqlite3", str(sqlite_db), ".mode tabs", f".import {sqlite_tsv} bench"], env=env)
+        stored = sqlite_count(sqlite_db, "bench")
+        if stored != n:
+            raise BenchError(f"`sqlite3 .import` stored {stored:,} rows, expected {n:,}")
+        return run
+
+    pg_table = f"bench_{rid}_copy"
+
+    def pg_run() -> Run:
+        psql(f'DROP TABLE IF EXISTS "{pg_table}"')
+        psql(
+            f'CREATE TABLE "{pg_table}" (key VARCHAR COLLATE "C" PRIMARY KEY, value BYTEA NOT NULL, '
+            "created_at TIMESTAMP NOT NULL, updated_at TIMESTAMP NOT NULL, expires_at TIMESTAMP)"
+        )
+        copy = f"\\copy \"{pg_table}\" (key, value, created_at, updated_at, expires_at) FROM '{pgcopy}'"
+        command = ["psql", "-h", PG_HOST, "-p", str(PG_PORT), "-U", PG_USER, "-d", PG_DB, "-q", "-c", copy]
+        run = measure(command, env=env)
+        stored = int(psql(f'SELECT count(*) FROM "{pg_table}"').strip())
+        if stored != n:
+            raise BenchError(f"`psql \\copy` stored {stored:,} rows, expected {n:,}")
+        return run
+
+    my_table = f"bench_{rid}_loaddata"
+
+    def mariadb_run() -> Run:
+        mariadb(f"DROP TABLE IF EXISTS `{my_table}`")
+        mariadb(  # the store's table, index included
+            f"CREATE TABLE `{my_table}` (`key` VARCHAR(768) CHARACTER SET utf8mb4 COLLATE utf8mb4_nopad_bin "
+            "NOT NULL PRIMARY KEY, value LONGBLOB NOT NULL, created_at DATETIME(6) NOT NULL, updated_at DATETIME(6) "
+            "NOT NULL, expires_at DATETIME(6), INDEX (expires_at)) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4"
+        )
+        load = (
+            f"LOAD DATA LOCAL INFILE '{tsv}' INTO TABLE `{my_table}` CHARACTER SET utf8mb4 "
+            "(`key`, value, created_at, updated_at)"
+        )
+        run = measure(mariadb_command(load, "--local-infile=1"), env=env)
+        stored = int(mariadb(f"SELECT count(*) FROM `{my_table}`").strip())
+        if stored != n:
+            raise BenchError(f"`LOAD DATA LOCAL INFILE` stored {stored:,} rows, expected {n:,}")
+        return run
+
+    def pipe_run() -> Run:
+        redis_delete(f"{pipe_prefix}*")
+        run = measure(["redis-cli", "--pipe"], stdin=resp, env=env)
+        stored = redis_count(work, env, pipe_prefix)
+        if stored != n:
+            raise BenchError(f"`redis-cli --pipe` stored {stored:,} keys, expected {n:,}")
+        return run
+
+    return {
+        "sqlite": NativeTool(
+            "`sqlite3 DB .import FILE TABLE`",
+            "`sqlite3` `.import`",
+            0.25,
+            sqlite_run,
+            lambda: sqlite_db.unlink(missing_ok=True),
+            "the same keys and values (tab-separated, with timestamps; expires_at empty) into a table like "
+            "the store's, primary key and expires_at index included",
+        ),
+        "PostgreSQL": NativeTool(
+            '`psql -c "\\copy TABLE FROM FILE"`',
+            "`psql \\copy`",
+            0.3,
+            pg_run,
+            lambda: psql(f'DROP TABLE IF EXISTS "{pg_table}"'),
+            "the same rows (text format, hex bytea) into a table like the store's, primary key included",
+        ),
+        "MariaDB": NativeTool(
+            '`mariadb --local-infile=1 -e "LOAD DATA LOCAL INFILE ..."`',
+            "`LOAD DATA LOCAL INFILE`",
+            0.3,
+            mariadb_run,
+            lambda: mariadb(f"DROP TABLE IF EXISTS `{my_table}`"),
+            "the same rows (tab-separated, with timestamps) into a table like the store's, primary key and "
+            "expires_at index included",
+        ),
+        "Redis": NativeTool(
+            "`redis-cli --pipe`",
+            "`redis-cli --pipe`",
+            0.3,
+            pipe_run,
+            lambda: redis_delete(f"{pipe_prefix}*"),
+            "plain SETs, no timestamps (anystore-cli also keeps a timestamp hash per key)",
+        ),
+    }

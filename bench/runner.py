@@ -41,6 +41,8 @@ PG_URI = f"postgresql://{PG_USER}@{PG_HOST}:{PG_PORT}/{PG_DB}"
 # the original creates its engine straight from the uri; SQLAlchemy 2.1 maps postgresql:// to
 # psycopg 3, so it is given the psycopg2 driver explicitly
 PG_URI_ORIGINAL = f"postgresql+psycopg2://{PG_USER}@{PG_HOST}:{PG_PORT}/{PG_DB}"
+MARIADB_HOST, MARIADB_PORT, MARIADB_USER, MARIADB_DB = "127.0.0.1", 3306, "root", "test"
+MARIADB_URI = f"mysql+pymysql://{MARIADB_USER}@{MARIADB_HOST}:{MARIADB_PORT}/{MARIADB_DB}"
 S3_BUCKET = "anystore-bench"
 AWS_ENV = {
     "AWS_ACCESS_KEY_ID": "testing",
@@ -470,6 +472,8 @@ def machine_info(new: list[str], original: list[str]) -> dict[str, str]:
                 servers.append(f"Redis {line.split(':', 1)[1].strip()}")
     with contextlib.suppress(BenchError, subprocess.TimeoutExpired, OSError):
         servers.append("PostgreSQL " + psql("SHOW server_version").strip())
+    with contextlib.suppress(BenchError, subprocess.TimeoutExpired, OSError):
+        servers.append("MariaDB " + mariadb("SELECT VERSION()").strip())
     with contextlib.suppress(BenchError, subprocess.TimeoutExpired):
         # asked of a child: importing importlib.metadata here would raise every child's RSS floor
         moto = sh([sys.executable, "-c", "from importlib.metadata import version; print(version('moto'))"]).strip()
@@ -482,6 +486,16 @@ def machine_info(new: list[str], original: list[str]) -> dict[str, str]:
 
 def psql(sql: str) -> str:
     return sh(["psql", "-h", PG_HOST, "-p", str(PG_PORT), "-U", PG_USER, "-d", PG_DB, "-tA", "-c", sql])
+
+
+def mariadb_command(sql: str, *options: str) -> list[str]:
+    """The `mariadb` client running `sql` on the bench's database (no password)."""
+    host, port, user = MARIADB_HOST, str(MARIADB_PORT), MARIADB_USER
+    return ["mariadb", *options, "-h", host, "-P", port, "-u", user, "-N", "-B", MARIADB_DB, "-e", sql]
+
+
+def mariadb(sql: str) -> str:
+    return sh(mariadb_command(sql))
 
 
 def redis_delete(pattern: str) -> int:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import socket
 import sys
 import time
+from collections.abc import Callable
 from datetime import datetime, timedelta
 
 import pytest
@@ -201,11 +202,10 @@ def test_put_many_keeps_special_keys_binary_values_ttl_and_created_at(store):
     assert row.expires_at - row.updated_at == timedelta(seconds=60)
 
 
-def test_postgres_put_many_copies_into_a_staging_table(store_factory):
+def _recorded(store: SqlStore, func) -> list[tuple[str, bool]]:
+    """The statements (and whether each was an executemany) that `func()` sent through SQLAlchemy."""
     import sqlalchemy as sa
 
-    store = store_factory("postgres")
-    store.put("k", 1)  # the table exists
     statements: list[tuple[str, bool]] = []
 
     def record(conn, cursor, statement, parameters, context, executemany):
@@ -213,12 +213,122 @@ def test_postgres_put_many_copies_into_a_staging_table(store_factory):
 
     sa.event.listen(store.engine, "before_cursor_execute", record)
     try:
-        store.put_many([(f"k{i}", i) for i in range(100)])
+        func()
     finally:
         sa.event.remove(store.engine, "before_cursor_execute", record)
+    return statements
+
+
+def _staged(statements: list[tuple[str, bool]]) -> bool:
+    return any("SELECT" in sql and "anystore_staging" in sql for sql, _ in statements if sql.startswith("INSERT"))
+
+
+def test_postgres_put_many_copies_new_keys_straight_into_the_table(store_factory):
+    store = store_factory("postgres")
+    store.put("k", 1)  # the table exists
+    statements = _recorded(store, lambda: store.put_many([(f"k{i}", i) for i in range(100)]))
     assert store.get("k99") == 99
     assert not any(many for _, many in statements)  # no row-by-row executemany
-    assert any("SELECT" in sql and "anystore_staging" in sql for sql, _ in statements if sql.startswith("INSERT"))
+    assert not _staged(statements)  # no staging table, no upsert: one COPY
+    assert store._copy_conflicts is False
+
+
+def test_postgres_put_many_over_existing_keys_falls_back_to_staging_and_upserts(store_factory):
+    store = store_factory("postgres")
+    store.put_many([("a/1", b"old1"), ("a/2", b"old2")], serialization_mode="raw")
+    first = store.info("a/1")
+    time.sleep(0.02)
+    items = [("a/0", b"new0"), ("a/1", b"new1"), ("a/3", b"new3")]
+    statements = _recorded(store, lambda: store.put_many(items, ttl=60, serialization_mode="raw"))
+    assert _staged(statements)  # the COPY met `a/1`: rolled back, staged and upserted
+    assert store._copy_conflicts is True  # ... and remembered
+    got = dict(store.get_many(["a/0", "a/1", "a/2", "a/3"], serialization_mode="raw"))
+    assert got == {"a/0": b"new0", "a/1": b"new1", "a/2": b"old2", "a/3": b"new3"}
+    second = store.info("a/1")
+    assert second.created_at == first.created_at
+    assert second.updated_at > first.updated_at
+    assert _rows(store) == 4
+    # later batches go through the staging table at once, new keys or not
+    statements = _recorded(store, lambda: store.put_many([("b", b"b")], serialization_mode="raw"))
+    assert _staged(statements)
+    assert store.get("b", serialization_mode="raw") == b"b"
+
+
+def _fail_on_insert(store: SqlStore, key: str) -> Callable[[], None]:
+    """A trigger that makes the database refuse to insert `key`; returns its cleanup."""
+    table = store.table_name
+    name = f"boom_{table}"[:60]
+    with store.engine.begin() as conn:
+        dialect = store.engine.dialect.name
+        if dialect == "sqlite":
+            conn.exec_driver_sql(
+                f'CREATE TRIGGER "{name}" BEFORE INSERT ON "{table}" WHEN NEW.key = \'{key}\' '
+                "BEGIN SELECT RAISE(ABORT, 'boom'); END"
+            )
+        elif dialect == "postgresql":
+            conn.exec_driver_sql(
+                f'CREATE FUNCTION "{name}"() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN '
+                f"IF NEW.key = '{key}' THEN RAISE EXCEPTION 'boom'; END IF; RETURN NEW; END $$"
+            )
+            conn.exec_driver_sql(
+                f'CREATE TRIGGER "{name}" BEFORE INSERT ON "{table}" FOR EACH ROW EXECUTE FUNCTION "{name}"()'
+            )
+        else:
+            conn.exec_driver_sql(
+                f"CREATE TRIGGER `{name}` BEFORE INSERT ON `{table}` FOR EACH ROW "
+                f"IF NEW.`key` = '{key}' THEN SIGNAL SQLSTATE '45000' SET MESSAGE_TEXT = 'boom'; END IF",
+                execution_options={"no_parameters": True},
+            )
+
+    def cleanup() -> None:
+        with store.engine.begin() as conn:
+            if store.engine.dialect.name == "postgresql":
+                conn.exec_driver_sql(f'DROP TRIGGER "{name}" ON "{table}"')
+                conn.exec_driver_sql(f'DROP FUNCTION "{name}"()')
+            else:
+                quote = "`" if store.engine.dialect.name != "sqlite" else '"'
+                conn.exec_driver_sql(f"DROP TRIGGER {quote}{name}{quote}")
+
+    return cleanup
+
+
+@pytest.mark.parametrize("existing", [False, True], ids=["new-keys", "over-existing"])
+def test_put_many_batch_that_fails_leaves_the_old_values(store, existing):
+    if existing:
+        store.put_many([("k/0000", b"old"), ("k/0500", b"old")], serialization_mode="raw")
+    else:
+        store.put("other", b"old", serialization_mode="raw")
+    before = _rows(store)
+    cleanup = _fail_on_insert(store, "k/zzz")
+    try:
+        # over a thousand rows of 1 KiB: several statements (SQLite, MySQL) in one transaction,
+        # the failing key last in key order
+        items = [(f"k/{i:04d}", b"n" * 1024) for i in range(1200)] + [("k/zzz", b"boom")]
+        with pytest.raises(StoreError, match="boom"):
+            store.put_many(items, serialization_mode="raw", batch_size=len(items))
+    finally:
+        cleanup()
+    assert _rows(store) == before
+    if existing:
+        assert store.get("k/0000", serialization_mode="raw") == b"old"
+        assert store.get("k/0500", serialization_mode="raw") == b"old"
+    assert store.get("k/0001", raise_on_nonexist=False) is None
+    # the store works on
+    store.put_many(items[:3], serialization_mode="raw")
+    assert store.get("k/0000", serialization_mode="raw") == b"n" * 1024
+
+
+def test_put_many_mixes_large_and_small_values_and_long_batches(store):
+    """Values over the hex limit go through bound parameters in the same batch (MySQL), batches
+    longer than one statement are split (SQLite, MySQL); all of it in key order, upserted."""
+    store.put("m/5", b"old", serialization_mode="raw")
+    created = store.info("m/5").created_at
+    big = bytes(range(256)) * 1024  # 256 KiB
+    items = [(f"m/{i}", big if i % 7 == 0 else f"v{i}".encode() * 300) for i in range(1500)]
+    assert store.put_many(items, ttl=60, serialization_mode="raw", batch_size=len(items)) == len(items)
+    assert dict(store.get_many([key for key, _ in items], serialization_mode="raw")) == dict(items)
+    assert store.info("m/5").created_at == created
+    assert _rows(store) == 1500
 
 
 def test_iterate_keys_streams_and_stops_early(store):
