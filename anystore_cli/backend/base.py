@@ -46,6 +46,8 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 INFO_BATCH = 1000
 """Keys whose metadata the generic bulk paths ask for at once"""
+KEY_BATCH = 4096
+"""Keys a listing hands over at once where the backend does not read them in pages itself"""
 
 
 def check_readonly(func: F) -> F:
@@ -210,6 +212,15 @@ class BaseStore(StoreModel):
 
     def _open(self, key: str, mode: str = DEFAULT_MODE, **kwargs: Any) -> Any:
         raise NotImplementedError
+
+    def _iterate_key_batches(
+        self, prefix: str | None = None, exclude_prefix: str | None = None, glob: str | None = None
+    ) -> Iterator[list[str]]:
+        """The listing in lists of keys (backends that read a folder or a page at a time hand
+        those over as they are); this fallback cuts `_iterate_keys` into lists."""
+        keys = self._iterate_keys(prefix, exclude_prefix, glob)
+        while batch := list(itertools.islice(keys, KEY_BATCH)):
+            yield batch
 
     def _iterate_entries(
         self, prefix: str | None = None, exclude_prefix: str | None = None, glob: str | None = None, md5: bool = False
@@ -698,6 +709,46 @@ class BaseStore(StoreModel):
         with self._errors(None):
             keys = self._iterate_keys(prefix or None, exclude_prefix or None, glob or None)
             yield from keys if extra is None else (key for key in keys if extra(key))
+
+    def iterate_key_batches(
+        self,
+        prefix: str | None = None,
+        exclude_prefix: str | None = None,
+        glob: str | None = None,
+        include: Iterable[str] | str | None = None,
+        exclude: Iterable[str] | str | None = None,
+        shard: str | tuple[int, int] | None = None,
+        filters: Iterable[str] | None = None,
+    ) -> Generator[list[str], None, None]:
+        """The keys of `iterate_keys`, in the same order, as lists (one folder or one page of the
+        listing each, never empty): the fast way to move many keys along.
+
+        Example:
+            ```python
+            for batch in store.iterate_key_batches(prefix="logs/"):
+                sys.stdout.write("\\n".join(batch) + "\\n")
+            ```
+
+        Args:
+            prefix: Include only keys with the given prefix (e.g. "foo/bar")
+            exclude_prefix: Exclude keys with this prefix
+            glob: Path-style glob pattern for keys to filter (e.g. "foo/**/*.json")
+            include: Globs of keys to keep, as `iterate_keys` takes them
+            exclude: Globs of keys to leave out
+            shard: Only the keys of shard `"I/N"`
+            filters: Ordered rules `"+ GLOB"` / `"- GLOB"`
+
+        Yields:
+            Lists of matching keys
+        """
+        extra = self._extra_filter(include, exclude, shard, filters)
+        prefix, exclude_prefix = normalize_prefix(prefix), normalize_prefix(exclude_prefix)
+        with self._errors(None):
+            for batch in self._iterate_key_batches(prefix or None, exclude_prefix or None, glob or None):
+                if extra is not None:
+                    batch = [key for key in batch if extra(key)]
+                if batch:
+                    yield batch
 
     def _extra_filter(
         self, include: Any = None, exclude: Any = None, shard: Any = None, filters: Any = None

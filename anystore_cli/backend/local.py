@@ -455,94 +455,163 @@ class LocalStore(Store):
     def _iterate_keys(
         self, prefix: str | None = None, exclude_prefix: str | None = None, glob: str | None = None
     ) -> Iterator[str]:
-        yield from self._listing(prefix, exclude_prefix, glob, False)
+        for batch in self._listing(prefix, exclude_prefix, glob, False):
+            yield from batch
+
+    def _iterate_key_batches(
+        self, prefix: str | None = None, exclude_prefix: str | None = None, glob: str | None = None
+    ) -> Iterator[list[str]]:
+        """The keys of one folder at a time."""
+        return self._listing(prefix, exclude_prefix, glob, False)
 
     def _iterate_infos(
         self, prefix: str | None = None, exclude_prefix: str | None = None, glob: str | None = None
     ) -> Iterator[tuple[str, BaseStats]]:
-        """The listing with each file's `stat` from its directory entry (no path lookup per key)."""
-        for key, entry in self._listing(prefix, exclude_prefix, glob, True):
-            try:
-                stat = entry.stat()  # follows a symlink (checked to stay inside the store)
-            except OSError:  # gone since the directory was read
-                continue
-            yield key, _stats(stat)
+        """The listing with each file's `stat`, taken in its open folder (no path lookup per key)."""
+        make = _stats
+        for batch in self._listing(prefix, exclude_prefix, glob, True):
+            for key, info in batch:
+                yield key, make(info)
+
+    def _iterate_entries(
+        self, prefix: str | None = None, exclude_prefix: str | None = None, glob: str | None = None, md5: bool = False
+    ) -> Iterator[KeyEntry]:
+        for batch in self._listing(prefix, exclude_prefix, glob, True):
+            for key, info in batch:
+                yield KeyEntry(key, info.st_size, info.st_mtime)
 
     def _listing(
-        self, prefix: str | None, exclude_prefix: str | None, glob: str | None, entries: bool
-    ) -> Iterator[Any]:
-        """The matching keys, or `(key, DirEntry)` pairs with `entries`."""
-        match = make_key_filter(prefix, exclude_prefix, glob)
+        self, prefix: str | None, exclude_prefix: str | None, glob: str | None, stats: bool
+    ) -> Iterator[list[Any]]:
+        """The matching keys a folder at a time, or `(key, stat_result)` pairs with `stats`."""
         start = listing_prefix(prefix, glob)
         if ".." in start.split("/")[:-1]:  # the last part may be the start of a name like `..x`
             return  # no key holds a `..` segment: never list the folders around the store
         folder = start.rsplit("/", 1)[0] if "/" in start else ""
         exclude = (exclude_prefix or "").lstrip("/")
+        batches = self._walk(folder, start, exclude, stats)
         if not (prefix or exclude_prefix or glob):
-            yield from self._walk(folder, start, exclude, entries)  # every key matches: no filter call per key
+            yield from batches  # every key matches: no filter call per key
             return
-        if entries:
-            yield from (item for item in self._walk(folder, start, exclude, True) if match(item[0]))
-        else:
-            yield from (k for k in self._walk(folder, start, exclude) if match(k))
+        match = make_key_filter(prefix, exclude_prefix, glob)
+        for batch in batches:
+            batch = [item for item in batch if match(item[0])] if stats else [key for key in batch if match(key)]
+            if batch:
+                yield batch
 
-    def _iterate_entries(
-        self, prefix: str | None = None, exclude_prefix: str | None = None, glob: str | None = None, md5: bool = False
-    ) -> Iterator[KeyEntry]:
-        root = self.root
-        for key in self._iterate_keys(prefix, exclude_prefix, glob):
-            try:
-                stat = os.stat(os.path.join(root, key))
-            except OSError:
-                continue  # gone since listed
-            yield KeyEntry(key, stat.st_size, stat.st_mtime)
+    def _walk(self, folder: str, start: str, exclude: str, stats: bool = False) -> Iterator[list[Any]]:
+        """The keys (or `(key, stat_result)` pairs) under `folder` (relative), a folder at a
+        time, pruned by prefix.
 
-    def _walk(self, folder: str, start: str, exclude: str, entries: bool = False) -> Iterator[Any]:
-        """Yield keys (or `(key, DirEntry)` pairs) under `folder` (relative), streaming with
-        scandir, pruning by prefix."""
-        stack = [folder]
-        while stack:
-            current = stack.pop()
-            path = os.path.join(self.root, current) if current else self.root
-            if current and not self._inside_folder(path):
-                continue  # the listing starts in a folder linked out of the store
-            try:
-                found = os.scandir(path)
-            except (FileNotFoundError, NotADirectoryError):
-                continue
-            with found:
-                subdirs = []
-                base = f"{current}/" if current else ""
-                for entry in found:
+        Folders are opened relative to their open parent, never following a symlink
+        (`O_NOFOLLOW`), so a folder swapped for a symlink during the walk cannot lead it out of
+        the store; the start folder is reached as a key's folder is (symlinks followed only
+        within the store). A symlink to a file is listed when it resolves, within the store, to
+        a regular file; symlinks to folders are not descended into.
+        """
+        try:
+            fds, _ = self._descend(folder.split("/") if folder else (), folder or ".")
+        except (OSError, StoreError):  # missing, a file, or a folder linked out of the store
+            return
+        try:
+            top = os.open(".", _SCAN_FLAGS, dir_fd=fds[-1])
+        except OSError:
+            return
+        finally:
+            _close(fds)
+        stack: list[tuple[int, str, Iterator[str]]] = []
+        try:
+            base = f"{folder}/" if folder else ""
+            found, subdirs = self._scan(top, base, start, exclude, stats)
+            stack.append((top, base, iter(subdirs)))
+            if found:
+                yield found
+            while stack:
+                fd, base, pending = stack[-1]
+                name = next(pending, None)
+                if name is None:
+                    stack.pop()
+                    os.close(fd)
+                    continue
+                try:  # a folder swapped for a symlink or a file since it was read: ELOOP/ENOTDIR, skipped
+                    child = os.open(name, _SCAN_FLAGS | os.O_NOFOLLOW, dir_fd=fd)
+                except OSError:
+                    continue
+                base += name + "/"
+                try:
+                    found, subdirs = self._scan(child, base, start, exclude, stats)
+                except BaseException:
+                    os.close(child)
+                    raise
+                stack.append((child, base, iter(subdirs)))
+                if found:
+                    yield found
+        finally:
+            _close([fd for fd, _, _ in stack])
+
+    def _scan(self, fd: int, base: str, start: str, exclude: str, stats: bool) -> tuple[list[Any], list[str]]:
+        """The keys (or `(key, stat_result)` pairs) of the files in the open folder `fd`, whose
+        keys start with `base`, and the names of its subfolders worth walking."""
+        found: list[Any] = []
+        subdirs: list[str] = []
+        links: list[str] = []
+        try:
+            entries = os.scandir(fd)
+        except OSError:  # unreadable folder: nothing listed from it
+            return found, subdirs
+        with entries:
+            if stats:
+                for entry in entries:
                     name = entry.name
-                    if name[0] == "." and name.startswith(TMP_PREFIX):
-                        continue
-                    key = base + name
                     try:
                         if entry.is_file(follow_symlinks=False):
-                            if not start or key.startswith(start):
-                                yield (key, entry) if entries else key
-                            continue
-                        is_dir = entry.is_dir(follow_symlinks=False)
+                            if name[0] != "." or not name.startswith(TMP_PREFIX):
+                                found.append((base + name, entry.stat(follow_symlinks=False)))
+                        elif entry.is_dir(follow_symlinks=False):
+                            subdirs.append(name)
+                        elif entry.is_symlink():
+                            links.append(name)
+                    except OSError:  # gone since the folder was read
+                        continue
+            else:
+                for entry in entries:
+                    name = entry.name
+                    try:
+                        if entry.is_file(follow_symlinks=False):
+                            if name[0] != "." or not name.startswith(TMP_PREFIX):
+                                found.append(base + name)
+                        elif entry.is_dir(follow_symlinks=False):
+                            subdirs.append(name)
+                        elif entry.is_symlink():
+                            links.append(name)
                     except OSError:
                         continue
-                    if is_dir:
-                        child = key + "/"
-                        if (child.startswith(start) or start.startswith(child)) and not (
-                            exclude and child.startswith(exclude)
-                        ):
-                            subdirs.append(key)
-                    elif (not start or key.startswith(start)) and self._inside(entry.path):
-                        yield (key, entry) if entries else key  # a symlink to a file inside the store
-                stack.extend(reversed(subdirs))
+        if start and not base.startswith(start):
+            found = [item for item in found if (item[0] if stats else item).startswith(start)]
+        for name in links:  # a symlink to a file inside the store is listed as that file
+            key = base + name
+            if name.startswith(TMP_PREFIX) or (start and not key.startswith(start)):
+                continue
+            try:
+                info = self._stat_value(key)
+            except (OSError, StoreError):  # dangling, or leading out of the store
+                continue
+            if stat.S_ISREG(info.st_mode):
+                found.append((key, info) if stats else key)
+        if subdirs:
+            kept = []
+            for name in subdirs:
+                child = f"{base}{name}/"
+                if name.startswith(TMP_PREFIX):
+                    continue
+                if (child.startswith(start) or start.startswith(child)) and not (exclude and child.startswith(exclude)):
+                    kept.append(name)
+            subdirs = kept
+        return found, subdirs
 
-    def _inside_folder(self, path: str) -> bool:
-        real = os.path.realpath(path)
-        return real == self._real_root or real.startswith(self._real_root + os.sep)
 
-    def _inside(self, path: str) -> bool:
-        real = os.path.realpath(path)
-        return real.startswith(self._real_root + os.sep) and os.path.isfile(real)
+_SCAN_FLAGS = os.O_RDONLY | os.O_DIRECTORY | _CLOEXEC
+"""A folder opened for reading its entries"""
 
 
 def _open_child(name: str, dir_fd: int, create: bool) -> int | str:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import functools
 import itertools
 import sys
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from typing import Annotated, Any
 
 import typer
@@ -170,7 +170,7 @@ def keys(
     ] = "-",
 ) -> None:
     """List keys, one a line."""
-    from anystore_cli.console import LineWriter, encode_text, stdout_is_terminal
+    from anystore_cli.console import encode_text, stdout_is_terminal
 
     state = get_state(ctx)
     filters = key_filters(ctx, include, exclude, shard)
@@ -178,30 +178,50 @@ def keys(
     if (json or long) and not count:
         _list_infos(store, prefix, exclude_prefix, glob, null, json, limit, sort, output, filters)
         return
-    found: Iterable[str] = store.iterate_keys(prefix=prefix, exclude_prefix=exclude_prefix, glob=glob, **filters)
-    if sort:
-        found = sorted(found)
-    if limit is not None:
-        found = itertools.islice(found, limit)
+    options = {"prefix": prefix, "exclude_prefix": exclude_prefix, "glob": glob, **filters}
     if count:
-        total = sum(1 for _ in found)
+        total = sum(map(len, store.iterate_key_batches(**options)))
+        if limit is not None:
+            total = min(total, limit)
         with open_output(output) as out:
             out.write(f"{total}\n".encode())
         return
+    batches: Iterable[list[str]] = store.iterate_key_batches(**options)
+    if sort:
+        batches = [sorted(itertools.chain.from_iterable(batches))]
+    if limit is not None:
+        batches = _first(batches, limit)
     with open_output(output) as out:
-        writer = LineWriter(out, batch=1)  # one write a batch of 4096 keys: streamed
-        end = b"\0" if null else b"\n"
-        try:  # the hot path: a batch of keys joined and encoded at once
-            separator = end.decode()
-            keys_left = iter(found)
-            if output == "-" and stdout_is_terminal():  # shown, not piped: no raw escape codes
-                from anystore_cli.console import terminal_safe
+        separator = "\0" if null else "\n"
+        shown = output == "-" and stdout_is_terminal()  # shown, not piped: no raw escape codes
+        if shown:
+            from anystore_cli.console import terminal_safe
+        pending: list[str] = []
+        size = 0
+        for batch in batches:  # the hot path: keys joined and encoded a folder or page at a time
+            if shown:
+                batch = [terminal_safe(key) for key in batch]
+            pending.append(separator.join(batch))
+            size += len(batch)
+            if size >= 4096:
+                out.write(encode_text(separator.join(pending) + separator))
+                pending, size = [], 0
+        if pending:
+            out.write(encode_text(separator.join(pending) + separator))
+        out.flush()
 
-                keys_left = (terminal_safe(key) for key in keys_left)
-            while batch := list(itertools.islice(keys_left, 4096)):
-                writer.write(encode_text(separator.join(batch) + separator))
-        finally:
-            writer.flush()
+
+def _first(batches: Iterable[list[str]], limit: int) -> Iterator[list[str]]:
+    """The first `limit` keys of `batches`, still in lists."""
+    left = limit
+    if left <= 0:
+        return
+    for batch in batches:
+        if len(batch) >= left:
+            yield batch[:left]
+            return
+        left -= len(batch)
+        yield batch
 
 
 def _list_infos(
