@@ -188,7 +188,8 @@ def keys(
         return
     batches: Iterable[list[str]] = store.iterate_key_batches(**options)
     if sort:
-        batches = [sorted(itertools.chain.from_iterable(batches))]
+        everything = sorted(itertools.chain.from_iterable(batches))
+        batches = [everything] if everything else []
     if limit is not None:
         batches = _first(batches, limit)
     with open_output(output) as out:
