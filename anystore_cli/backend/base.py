@@ -121,6 +121,8 @@ class BaseStore(StoreModel):
     """The backend expires keys after a ttl"""
     append_only: ClassVar[bool] = False
     """Keys can be added but never changed or deleted (zip)"""
+    bulk_batch_keys: ClassVar[int] = 1000
+    """Keys the bulk loader hands to one `put_many` call (one transaction, pipeline or request)"""
     writes_wait: ClassVar[bool] = True
     """Writes wait on a server or the disk: the bulk loader overlaps them with parsing its input
     (for a store in this process's memory, a second thread only adds switching)"""

@@ -517,6 +517,9 @@ class SqlStore(VirtualIOMixin, BaseStore):
 
     supports_ttl: ClassVar[bool] = True
     backend_errors: ClassVar[tuple[type[BaseException], ...]] = (DBAPIError, PoolTimeoutError, OSError)
+    bulk_batch_keys: ClassVar[int] = 5000
+    """A load commits every 5,000 keys: a commit waits on the server's disk (PostgreSQL and
+    MariaDB spent a third of a load of small keys in 100 commits of 1,000)"""
 
     def __init__(self, **data: Any) -> None:
         super().__init__(**data)

@@ -363,6 +363,7 @@ def _load_lines(loader: _Loader, source: str, name: str, ttl: int | None) -> Non
     batch: list[tuple[str, bytes]] = []
     batch_bytes = 0
     batch_ttl: int | None = None
+    batch_keys = getattr(as_backend(loader.store), "bulk_batch_keys", LOAD_BATCH_KEYS)
     try:
         with open_input(source) as handle:
             for number, raw in iter_dump_lines(handle, name):
@@ -385,7 +386,7 @@ def _load_lines(loader: _Loader, source: str, name: str, ttl: int | None) -> Non
                 batch_ttl = line_ttl
                 batch.append((key, data))
                 batch_bytes += len(data)
-                if len(batch) >= LOAD_BATCH_KEYS or batch_bytes >= LOAD_BATCH_BYTES:
+                if len(batch) >= batch_keys or batch_bytes >= LOAD_BATCH_BYTES:
                     loader.submit(batch, batch_ttl)
                     batch, batch_bytes = [], 0
         if batch:
