@@ -66,8 +66,11 @@ def info_record(stats: Any) -> dict[str, Any]:
 class RecordMaker:
     """Builds the `info` records of a listing: what is the same for every key is worked out once."""
 
-    def __init__(self, store: Any) -> None:
+    def __init__(self, store: Any, iso: bool = True) -> None:
         from anystore_cli.core.uri import join_uri, mask_uri
+
+        self.iso = iso
+        """Times as ISO 8601 strings; False: as datetimes (orjson writes the same text, faster)"""
 
         self.mask = mask_uri
         self.store_label = mask_uri(str(store.uri))
@@ -95,9 +98,11 @@ class RecordMaker:
             "store": self.store_label,
             "uri": uri,
             "size": stats.size,
-            "created_at": None if created is None else created.isoformat(),
-            "updated_at": None if updated is None else updated.isoformat(),
+            "created_at": None if created is None or not self.iso else created.isoformat(),
+            "updated_at": None if updated is None or not self.iso else updated.isoformat(),
         }
+        if not self.iso:
+            record["created_at"], record["updated_at"] = created, updated
         if not self.is_text_key(key):  # a name that is not UTF-8: as `info` shows it (key_b64)
             from anystore_cli.commands.common import key_b64, readable_text, uri_text
 
@@ -248,8 +253,10 @@ def _list_infos(
         infos = sorted(infos, key=lambda stats: stats.key)
     if limit is not None:
         infos = itertools.islice(infos, limit)
-    records = map(RecordMaker(store), infos)
-    if not json and output == "-" and stdout_is_terminal():
+    table = not json and output == "-" and stdout_is_terminal()
+    # --json hands datetimes to orjson, which writes them as `isoformat()` does, in one C call
+    records = map(RecordMaker(store, iso=not json), infos)
+    if table:
         _print_long_table(records)
         return
     with open_output(output) as out:

@@ -308,6 +308,8 @@ class _Loader:
 
     def _run(self, batch: list[tuple[str, bytes]], ttl: int | None) -> None:
         try:
+            if self._errors:  # a batch failed: the load stops, the batches queued after it are not written
+                return
             self._write(batch, ttl)
         except BaseException as exc:  # noqa: BLE001 - raised again in the main thread
             self._errors.append(exc)
@@ -349,7 +351,7 @@ class _Loader:
 
     def close(self) -> None:
         if self._pool is not None:
-            self._pool.shutdown(wait=True)
+            self._pool.shutdown(wait=True, cancel_futures=bool(self._errors))
             self._pool = None
         if self._errors:
             raise self._errors[0]
