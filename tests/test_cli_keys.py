@@ -56,6 +56,17 @@ def test_keys_prefix_exclude_prefix_glob(cli_store: CliStore):
     assert sorted(listed(cli_store.ok("keys", "--glob", "**/*.pdf"))) == ["docs/a.pdf", "docs/old/c.pdf"]
 
 
+def test_keys_long_json_and_dump_read_a_prefix_as_keys_does(cli_store: CliStore):
+    """`./docs//` is the prefix `docs/` for every listing, with metadata or without."""
+    fill(cli_store, ["docs/a.pdf", "docs/old/c.pdf", "img/d.png"])
+    wanted = sorted(listed(cli_store.ok("keys", "--prefix", "docs/")))
+    assert sorted(listed(cli_store.ok("keys", "--prefix", "./docs//"))) == wanted
+    records = cli_store.ok("keys", "--json", "--prefix", "./docs//", "--exclude-prefix", "./docs//old").splitlines()
+    assert [json.loads(line)["key"] for line in records] == ["docs/a.pdf"]
+    dumped = cli_store.ok("dump", "--prefix", "./docs//").splitlines()
+    assert sorted(json.loads(line)["key"] for line in dumped) == wanted
+
+
 def test_keys_sort_limit_count(cli_store: CliStore):
     names = [f"k{i:03d}" for i in range(30)]
     fill(cli_store, list(reversed(names)))

@@ -665,6 +665,7 @@ class BaseStore(StoreModel):
             The metadata (`Stats`) of each matching key, in listing order
         """
         extra = self._extra_filter(include, exclude, shard, filters)
+        prefix, exclude_prefix = normalize_prefix(prefix), normalize_prefix(exclude_prefix)
         with self._errors(None):
             for key, stats in self._iterate_infos(prefix or None, exclude_prefix or None, glob or None):
                 if extra is None or extra(key):
@@ -784,6 +785,7 @@ class BaseStore(StoreModel):
             `KeyEntry(key, size, mtime, md5)` tuples; None where the store does not know
         """
         extra = self._extra_filter(include, exclude, shard, filters)
+        prefix, exclude_prefix = normalize_prefix(prefix), normalize_prefix(exclude_prefix)
         with self._errors(None):
             entries = self._iterate_entries(prefix or None, exclude_prefix or None, glob or None, md5=md5)
             yield from entries if extra is None else (entry for entry in entries if extra(entry.key))
