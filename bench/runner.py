@@ -55,11 +55,13 @@ SMALL_KEY = "hello.txt"
 TIMEOUT = 900.0
 GNU_TIME = "/usr/bin/time" if os.path.exists("/usr/bin/time") else None
 REDIS_DELETE_SCRIPT = (
-    "local n = 0 local cursor = '0' repeat "
-    "local reply = redis.call('SCAN', cursor, 'MATCH', ARGV[1], 'COUNT', 1000) cursor = reply[1] "
+    "local reply = redis.call('SCAN', ARGV[2], 'MATCH', ARGV[1], 'COUNT', 20000) local n = 0 "
     "for _, key in ipairs(reply[2]) do redis.call('UNLINK', key) n = n + 1 end "
-    "until cursor == '0' return n"
+    "return {reply[1], n}"
 )
+"""One SCAN step of the names matching ARGV[1] from cursor ARGV[2], unlinked: `{cursor, count}`.
+A step at a time, so that a store of millions of names never blocks the server (and the tests
+that may share it) for seconds in one script"""
 
 
 # -- configuration -----------------------------------------------------------------------------
@@ -499,8 +501,12 @@ def mariadb(sql: str) -> str:
 
 
 def redis_delete(pattern: str) -> int:
-    out = sh(["redis-cli", "EVAL", REDIS_DELETE_SCRIPT, "0", pattern])
-    return int(out.strip() or 0)
+    cursor, deleted = "0", 0
+    while True:
+        out = sh(["redis-cli", "EVAL", REDIS_DELETE_SCRIPT, "0", pattern, cursor]).split()
+        cursor, deleted = out[0], deleted + int(out[1])
+        if cursor == "0":
+            return deleted
 
 
 def free_port() -> int:
