@@ -180,30 +180,33 @@ class RedisStore(VirtualIOMixin, BaseStore):
     def _mkey(self, key: str) -> bytes:
         return self._meta_base + _encode(key)
 
-    def _write_batch(self, items: list[tuple[bytes, bytes | None]], ttl: int | None) -> None:
+    def _write_batch(self, items: list[tuple[bytes, bytes | None]], ttl: int | None, created: bool = False) -> None:
         """Write values and their timestamps: `items` are (value key, value) pairs, a value None
         for a key written by other means (only its timestamps are set). One MGET reads the
-        creation times to keep; then one MSET (no ttl: it clears any earlier one, as SET does)
-        or one MULTI of SETs with EX writes values and timestamps together, all or nothing."""
+        creation times to keep (none with `created`: the values were just created, and older
+        timestamps a removed value left behind are overwritten); then one MSET (no ttl: it
+        clears any earlier one, as SET does) or one MULTI of SETs with EX writes values and
+        timestamps together, all or nothing."""
         start = len(self._value_base)
         base = self._meta_base
         metas = [base + name[start:] for name, _ in items]
-        olds = self._raw_command("MGET", *metas)
         now = repr(time.time()).encode()
         fresh = now + b" " + now
+        olds = [None] * len(items) if created else self._raw_command("MGET", *metas)
+        stamps = [fresh if not old else old.partition(b" ")[0] + b" " + now for old in olds]
         if not ttl:
             args: list[bytes | str] = ["MSET"]
-            for (name, value), meta, old in zip(items, metas, olds, strict=True):
+            for (name, value), meta, stamp in zip(items, metas, stamps, strict=True):
                 if value is not None:
                     args += (name, value)
-                args += (meta, fresh if not old else old.partition(b" ")[0] + b" " + now)
+                args += (meta, stamp)
             self._raw_command(*args)
             return
         pipe = self._client.pipeline(transaction=True)
-        for (name, value), meta, old in zip(items, metas, olds, strict=True):
+        for (name, value), meta, stamp in zip(items, metas, stamps, strict=True):
             if value is not None:
                 pipe.set(name, value, ex=ttl)
-            pipe.set(meta, fresh if not old else old.partition(b" ")[0] + b" " + now, ex=ttl)
+            pipe.set(meta, stamp, ex=ttl)
         pipe.execute()
 
     def _raw_command(self, *args: Any) -> Any:
@@ -242,8 +245,7 @@ class RedisStore(VirtualIOMixin, BaseStore):
         if no_clobber:
             if not self._client.set(self._vkey(key), value, ex=ttl or None, nx=True):
                 raise AlreadyExists(self._describe(key, "already exists"))
-            self._client.delete(self._mkey(key))  # timestamps a removed value left behind
-            self._write_batch([(self._vkey(key), None)], ttl)
+            self._write_batch([(self._vkey(key), None)], ttl, created=True)
             return
         self._write_batch([(self._vkey(key), value)], ttl)
 
@@ -279,9 +281,7 @@ class RedisStore(VirtualIOMixin, BaseStore):
             self._client.delete(upload)
         if not renamed:
             raise AlreadyExists(self._describe(key, "already exists"))
-        if no_clobber:
-            self._client.delete(self._mkey(key))
-        self._write_batch([(self._vkey(key), None)], ttl)
+        self._write_batch([(self._vkey(key), None)], ttl, created=no_clobber)
         return size
 
     def _put_many(self, items: list[tuple[str, bytes]], ttl: int | None = None) -> None:

@@ -860,25 +860,29 @@ class SqlStore(VirtualIOMixin, BaseStore):
         budget = MYSQL_STATEMENT_BYTES - len(head) - len(tail)
         ttl_row = {"created_at": now, "updated_at": now, "expires_at": expires}
         with self.engine.begin() as conn:
-            complete = {"no_parameters": True}  # the SQL holds its values: no `%` formatting by the driver
             rows: list[str] = []
             size = 0
+
+            def flush() -> None:
+                # the SQL holds its values: no `%` formatting by the driver
+                conn.exec_driver_sql(head + ",".join(rows) + tail, execution_options={"no_parameters": True})
+
             for key in sorted(values):  # key order: concurrent batches lock shared keys alike
                 value = values[key]
                 if len(value) > MYSQL_HEX_VALUE_LIMIT:
                     if rows:
-                        conn.exec_driver_sql(head + ",".join(rows) + tail, execution_options=complete)
+                        flush()
                         rows, size = [], 0
                     conn.execute(self._upsert(), {"key": key, "value": bytes(value), **ttl_row})
                     continue
                 row = f"(_utf8mb4 X'{key.encode().hex()}',X'{value.hex()}'{row_tail}"
                 if rows and size + len(row) + 1 > budget:
-                    conn.exec_driver_sql(head + ",".join(rows) + tail, execution_options=complete)
+                    flush()
                     rows, size = [], 0
                 rows.append(row)
                 size += len(row) + 1
             if rows:
-                conn.exec_driver_sql(head + ",".join(rows) + tail, execution_options=complete)
+                flush()
 
     def _quoted_table(self) -> str:
         """The table's name, quoted for the database's SQL."""

@@ -92,17 +92,18 @@ class RecordMaker:
         if "@" in uri or "=" in uri:  # what a password or secret in a uri needs
             uri = self.mask(uri)
         created, updated = stats.created_at, stats.updated_at
+        if self.iso:
+            created = None if created is None else created.isoformat()
+            updated = None if updated is None else updated.isoformat()
         record = {
             "key": key,
             "name": stats.name,
             "store": self.store_label,
             "uri": uri,
             "size": stats.size,
-            "created_at": None if created is None or not self.iso else created.isoformat(),
-            "updated_at": None if updated is None or not self.iso else updated.isoformat(),
+            "created_at": created,
+            "updated_at": updated,
         }
-        if not self.iso:
-            record["created_at"], record["updated_at"] = created, updated
         if not self.is_text_key(key):  # a name that is not UTF-8: as `info` shows it (key_b64)
             from anystore_cli.commands.common import key_b64, readable_text, uri_text
 

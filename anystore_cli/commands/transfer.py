@@ -270,9 +270,12 @@ class _Loader:
         self._slots: Any = None
         self._errors: list[BaseException] = []
         self._pending: list[Any] = []
+        backend = as_backend(store)
+        self.batch_keys: int = getattr(backend, "bulk_batch_keys", LOAD_BATCH_KEYS)
+        """Keys handed to one `put_many` (one transaction, pipeline or request)"""
         # even with one job, batches are written on a thread of their own (in order) when the
         # store's writes wait on a server or the disk: that wait overlaps with parsing the next lines
-        if jobs > 1 or getattr(as_backend(store), "writes_wait", True):
+        if jobs > 1 or getattr(backend, "writes_wait", True):
             from concurrent.futures import ThreadPoolExecutor
 
             self._pool = ThreadPoolExecutor(max_workers=jobs)
@@ -365,7 +368,6 @@ def _load_lines(loader: _Loader, source: str, name: str, ttl: int | None) -> Non
     batch: list[tuple[str, bytes]] = []
     batch_bytes = 0
     batch_ttl: int | None = None
-    batch_keys = getattr(as_backend(loader.store), "bulk_batch_keys", LOAD_BATCH_KEYS)
     try:
         with open_input(source) as handle:
             for number, raw in iter_dump_lines(handle, name):
@@ -388,7 +390,7 @@ def _load_lines(loader: _Loader, source: str, name: str, ttl: int | None) -> Non
                 batch_ttl = line_ttl
                 batch.append((key, data))
                 batch_bytes += len(data)
-                if len(batch) >= batch_keys or batch_bytes >= LOAD_BATCH_BYTES:
+                if len(batch) >= loader.batch_keys or batch_bytes >= LOAD_BATCH_BYTES:
                     loader.submit(batch, batch_ttl)
                     batch, batch_bytes = [], 0
         if batch:
