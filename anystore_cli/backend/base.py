@@ -38,7 +38,7 @@ from anystore_cli.core.exceptions import (
     StoreError,
 )
 from anystore_cli.core.io import DEFAULT_MODE, copy_stream
-from anystore_cli.core.keys import has_extra_filters, make_key_filter, normalize_key, normalize_prefix
+from anystore_cli.core.keys import all_canonical, has_extra_filters, make_key_filter, normalize_key, normalize_prefix
 from anystore_cli.core.serialize import from_store, to_store
 from anystore_cli.core.uri import clean_dict, mask_uri
 
@@ -487,6 +487,12 @@ class BaseStore(StoreModel):
         if self.append_only and not no_clobber and self._exists(key):
             raise ReadOnlyError(self._describe(key, "already exists in an append-only store"))
 
+    def _check_appends(self, keys: list[str]) -> None:
+        """Refuse a batch of an append-only store that would overwrite a key (a backend whose
+        `_put_many` checks under its own lock overrides this with nothing)."""
+        for key in keys:
+            self._check_append(key, False)
+
     @check_readonly
     def put_stream(self, key: Any, source: IO[bytes], ttl: int | None = None, no_clobber: bool = False) -> int:
         """Store the bytes of a binary stream at `key`, in chunks where the backend can.
@@ -535,16 +541,46 @@ class BaseStore(StoreModel):
         func = serialization_func or self.serialization_func
         model = model or self.model
         ttl = ttl or self.default_ttl or None
+        raw = mode == "raw" and func is None and model is None
+        if raw and type(pairs) is list and type(self)._key is BaseStore._key:
+            # the bulk loader's case, a list of (canonical key, bytes): each batch is checked in
+            # a few C-level scans and handed on as it is; a batch that needs converting or
+            # normalising takes the per-key path
+            count = 0
+            for start in range(0, len(pairs), batch_size):
+                chunk = pairs[start : start + batch_size]
+                try:
+                    keys = [key for key, _ in chunk]
+                    values = [value for _, value in chunk]
+                except (TypeError, ValueError):  # not pairs: the per-key path says what is wrong
+                    keys = values = []
+                if keys and set(map(type, values)) == {bytes} and all_canonical(keys):
+                    count += self._flush_batch(chunk, ttl)
+                else:
+                    count += self._put_pairs(chunk, ttl, raw, mode, func, model, batch_size)
+            return count
+        return self._put_pairs(pairs, ttl, raw, mode, func, model, batch_size)
+
+    def _put_pairs(
+        self,
+        pairs: Iterable[tuple[Any, Any]],
+        ttl: int | None,
+        raw: bool,
+        mode: str | None,
+        func: Callable | None,
+        model: Any | None,
+        batch_size: int,
+    ) -> int:
+        """`put_many`'s per-key path: normalise each key and convert each value, in batches."""
         count = 0
         batch: list[tuple[str, bytes]] = []
-        raw = mode == "raw" and func is None and model is None
         for key, value in pairs:
             if value is None and not self.store_none_values:
                 continue
-            if raw and type(value) is bytes:  # the bulk loader's case: nothing to convert
+            if raw and type(value) is bytes:  # nothing to convert
                 batch.append((self._key(key), value))
-                continue
-            batch.append((self._key(key), to_store(value, mode, serialization_func=func, model=model)))
+            else:
+                batch.append((self._key(key), to_store(value, mode, serialization_func=func, model=model)))
             if len(batch) >= batch_size:
                 count += self._flush_batch(batch, ttl)
                 batch = []
@@ -554,8 +590,7 @@ class BaseStore(StoreModel):
 
     def _flush_batch(self, batch: list[tuple[str, bytes]], ttl: int | None) -> int:
         if self.append_only:
-            for key, _ in batch:
-                self._check_append(key, False)
+            self._check_appends([key for key, _ in batch])
         with self._errors(batch[0][0] if len(batch) == 1 else None):
             self._put_many(batch, ttl=ttl)
         return len(batch)

@@ -180,36 +180,43 @@ class RedisStore(VirtualIOMixin, BaseStore):
     def _mkey(self, key: str) -> bytes:
         return self._meta_base + _encode(key)
 
-    def _write_batch(self, items: list[tuple[bytes, bytes | None]], ttl: int | None, created: bool = False) -> None:
-        """Write values and their timestamps: `items` are (value key, value) pairs, a value None
-        for a key written by other means (only its timestamps are set). One MGET reads the
-        creation times to keep (none with `created`: the values were just created, and older
+    def _write_batch(
+        self, keys: list[bytes], values: list[bytes] | None, ttl: int | None, created: bool = False
+    ) -> None:
+        """Write values and their timestamps: `keys` are the encoded keys, `values` their values,
+        or None for values written by other means (only the timestamps are set). One MGET reads
+        the creation times to keep (none with `created`: the values were just created, and older
         timestamps a removed value left behind are overwritten); then one MSET (no ttl: it
         clears any earlier one, as SET does) or one MULTI of SETs with EX writes values and
         timestamps together, all or nothing."""
-        start = len(self._value_base)
-        base = self._meta_base
-        metas = [base + name[start:] for name, _ in items]
+        base, meta_base = self._value_base, self._meta_base
+        names = [base + key for key in keys] if base else keys
+        metas = [meta_base + key for key in keys]
         now = repr(time.time()).encode()
         fresh = now + b" " + now
-        olds = [None] * len(items) if created else self._raw_command("MGET", *metas)
-        stamps = [fresh if not old else old.partition(b" ")[0] + b" " + now for old in olds]
+        olds = None if created else self._raw_command(("MGET", *metas))
+        if not olds or not any(olds):  # all new: the common case of a load, one string for all
+            stamps = [fresh] * len(names)
+        else:
+            stamps = [fresh if not old else old.partition(b" ")[0] + b" " + now for old in olds]
         if not ttl:
-            args: list[bytes | str] = ["MSET"]
-            for (name, value), meta, stamp in zip(items, metas, stamps, strict=True):
-                if value is not None:
-                    args += (name, value)
-                args += (meta, stamp)
-            self._raw_command(*args)
+            # MSET name value meta stamp ..., interleaved by slice assignment (no loop per key)
+            width = 2 if values is None else 4
+            args: list[Any] = [None] * (width * len(names))
+            if values is None:
+                args[0::2], args[1::2] = metas, stamps
+            else:
+                args[0::4], args[1::4], args[2::4], args[3::4] = names, values, metas, stamps
+            self._raw_command(("MSET", *args))
             return
         pipe = self._client.pipeline(transaction=True)
-        for (name, value), meta, stamp in zip(items, metas, stamps, strict=True):
+        for name, value, meta, stamp in zip(names, values or [None] * len(names), metas, stamps, strict=True):
             if value is not None:
                 pipe.set(name, value, ex=ttl)
             pipe.set(meta, stamp, ex=ttl)
         pipe.execute()
 
-    def _raw_command(self, *args: Any) -> Any:
+    def _raw_command(self, args: tuple[Any, ...]) -> Any:
         """Send one command and return the server's raw reply. With hiredis, the arguments are
         packed in one C call (redis-py would first check each argument in Python: most of a
         bulk write's client time)."""
@@ -245,9 +252,9 @@ class RedisStore(VirtualIOMixin, BaseStore):
         if no_clobber:
             if not self._client.set(self._vkey(key), value, ex=ttl or None, nx=True):
                 raise AlreadyExists(self._describe(key, "already exists"))
-            self._write_batch([(self._vkey(key), None)], ttl, created=True)
+            self._write_batch([_encode(key)], None, ttl, created=True)
             return
-        self._write_batch([(self._vkey(key), value)], ttl)
+        self._write_batch([_encode(key)], [value], ttl)
 
     def _write_stream(self, key: str, source: IO[bytes], ttl: int | None = None, no_clobber: bool = False) -> int:
         first = source.read(CHUNK_SIZE)
@@ -281,15 +288,16 @@ class RedisStore(VirtualIOMixin, BaseStore):
             self._client.delete(upload)
         if not renamed:
             raise AlreadyExists(self._describe(key, "already exists"))
-        self._write_batch([(self._vkey(key), None)], ttl, created=no_clobber)
+        self._write_batch([_encode(key)], None, ttl, created=no_clobber)
         return size
 
     def _put_many(self, items: list[tuple[str, bytes]], ttl: int | None = None) -> None:
         """A batch in two round trips: one MGET of the creation times to keep, then one MSET of
         values and timestamps (a MULTI with a ttl), so the client packs two commands a batch and
         the server does what `redis-cli --pipe` would, plus the timestamps."""
-        base = self._value_base
-        self._write_batch([(base + key.encode("utf-8", "surrogateescape"), value) for key, value in items], ttl)
+        # every key in one encode: a key holds no NUL, so the joined text splits back into them
+        encoded = "\x00".join([key for key, _ in items]).encode("utf-8", "surrogateescape").split(b"\x00")
+        self._write_batch(encoded, [value for _, value in items], ttl)
 
     def _get_many(self, keys: list[str]) -> Iterator[tuple[str, bytes | None]]:
         values = self._client.mget([self._vkey(key) for key in keys])
@@ -404,5 +412,5 @@ class RedisStore(VirtualIOMixin, BaseStore):
             pipe.persist(target)  # COPY keeps the source's expiry; a copy gets the target's
         pipe.strlen(target)
         size = int(pipe.execute()[1])
-        self._write_batch([(target, None)], ttl)
+        self._write_batch([_encode(key)], None, ttl)
         return size

@@ -67,6 +67,31 @@ def normalize_key(key: object) -> str:
     return "/".join(segments)
 
 
+def all_canonical(keys: list[Any]) -> bool:
+    """Tell, in a few C-level string scans, whether every item of `keys` is a `str` already in
+    the canonical form `normalize_key` returns it unchanged (the bulk paths' common case). A
+    False says only that some key needs the per-key checks, not that one is invalid.
+
+    The keys are joined on NUL, which no valid key holds: a separator count that is off means a
+    NUL inside a key, and an empty, `/`-led, `.`-led or `/`-ended key, or an empty or `.`-led
+    segment, shows as a pair of characters in the joined text."""
+    if not keys:
+        return True
+    try:
+        text = "\x00" + "\x00".join(keys) + "\x00"
+    except TypeError:  # not all str
+        return False
+    return (
+        text.count("\x00") == len(keys) + 1
+        and "\x00\x00" not in text
+        and "\x00/" not in text
+        and "\x00." not in text
+        and "/\x00" not in text
+        and "//" not in text
+        and "/." not in text
+    )
+
+
 def is_canonical_key(key: str) -> bool:
     """Tell whether `key` is a valid key in its canonical form, as listings must yield it: a
     name such as `../x`, `a//b` or `/a` in an archive or an index page cannot be read back by
