@@ -113,6 +113,17 @@ class LongLine:
 def iter_dump_lines(handle: IO[bytes], name: str, limit: int = STREAM_LINE_BYTES) -> Iterator[tuple[int, Any]]:
     """The lines of a dump, numbered from 1: `bytes` (without the newline) for a line up to
     `limit` bytes, a `LongLine` for a longer one (read in chunks, never held whole)."""
+    for number, block in iter_dump_blocks(handle, name, limit):
+        if isinstance(block, LongLine):
+            yield number, block
+        else:
+            yield from enumerate(block, number)
+
+
+def iter_dump_blocks(handle: IO[bytes], name: str, limit: int = STREAM_LINE_BYTES) -> Iterator[tuple[int, Any]]:
+    """The lines of a dump a read at a time: `(number of the first line, lines)`, the lines as
+    `bytes` without their newlines, numbered from 1; a line over `limit` bytes comes alone as
+    `(number, LongLine)` (read in chunks, never held whole)."""
     read = getattr(handle, "read1", None) or handle.read
     leftover = b""
     number = 0
@@ -120,13 +131,13 @@ def iter_dump_lines(handle: IO[bytes], name: str, limit: int = STREAM_LINE_BYTES
         chunk = read(CHUNK)
         if not chunk:
             if leftover:
-                yield number + 1, leftover
+                yield number + 1, [leftover]
             return
         lines = (leftover + chunk if leftover else chunk).split(b"\n")
         leftover = lines.pop()
-        for line in lines:
-            number += 1
-            yield number, line
+        if lines:
+            yield number + 1, lines
+            number += len(lines)
         if len(leftover) > limit:
             number += 1
             source = _Input(read, leftover)
@@ -538,6 +549,7 @@ __all__ = [
     "DUMP_INLINE_BYTES",
     "STREAM_LINE_BYTES",
     "LongLine",
+    "iter_dump_blocks",
     "iter_dump_lines",
     "load_long_line",
     "write_value_line",

@@ -28,8 +28,15 @@ from anystore_cli.commands.common import (
     split_backend_config,
 )
 from anystore_cli.commands.filters import ExcludeOption, FilterCommand, IncludeOption, ShardOption, key_filters
-from anystore_cli.core.exceptions import AlreadyExists, AnystoreError, InvalidData, InvalidKey, StoreError
-from anystore_cli.core.keys import ensure_relative_key, normalize_key
+from anystore_cli.core.exceptions import (
+    AlreadyExists,
+    AnystoreError,
+    InvalidData,
+    InvalidKey,
+    ReadOnlyError,
+    StoreError,
+)
+from anystore_cli.core.keys import all_canonical, ensure_relative_key, normalize_key
 
 app = typer.Typer(rich_markup_mode=None, pretty_exceptions_enable=False)
 
@@ -332,8 +339,11 @@ class _Loader:
         if batch:
             try:
                 self.store.put_many(batch, ttl=ttl, serialization_mode="raw", batch_size=len(batch))
-            except BaseException:
-                stored = self._count_stored(batch)  # a batch may fail part-way (a full disk)
+            except BaseException as exc:
+                # a batch may fail part-way (a full disk), but one the store refused (an
+                # append-only store's existing key) wrote nothing: not a value to read back
+                refused = isinstance(exc, (ReadOnlyError, AlreadyExists))
+                stored = 0 if refused else self._count_stored(batch)
                 with self._lock:
                     self.loaded += stored
                     self.skipped += skipped
@@ -360,44 +370,95 @@ class _Loader:
             raise self._errors[0]
 
 
+def parse_dump_block(lines: list[bytes]) -> list[tuple[str, bytes]] | None:
+    """Parse lines that are all the common dump line, `{"key": K, "value": TEXT}` with a
+    canonical key and nothing around the braces, in one JSON parse and a few C-level scans;
+    None when any line is not (those lines take `parse_dump_line`, which says what is wrong).
+
+    The lines are parsed as one JSON array joined on `,` and a newline. A raw newline cannot
+    stand inside a JSON string, so no string runs from one line into the next; every line but
+    the last ending in `}` then means no object runs across lines either (the common line's
+    values are strings: its only `}` is its own last byte), and as many objects as lines means
+    one a line."""
+    text = b",\n".join(lines)
+    if text[-1:] != b"}" or text.count(b"},\n") != len(lines) - 1:
+        return None
+    try:
+        records = orjson.loads(b"[" + text + b"]")
+        if len(records) != len(lines) or sum(map(len, records)) != 2 * len(records):
+            return None
+        keys = [record["key"] for record in records]
+        values = [record["value"] for record in records]
+    except (orjson.JSONDecodeError, TypeError, KeyError):
+        return None
+    if set(map(type, values)) != {str} or not all_canonical(keys):
+        return None
+    return list(zip(keys, [value.encode("utf-8") for value in values], strict=True))
+
+
+class _Batcher:
+    """Gathers parsed lines into batches of one ttl for the loader."""
+
+    def __init__(self, loader: _Loader) -> None:
+        self.loader = loader
+        self.items: list[tuple[str, bytes]] = []
+        self.size = 0
+        self.ttl: int | None = None
+
+    def add(self, items: list[tuple[str, bytes]], size: int, ttl: int | None) -> None:
+        """Add parsed `items` (values of `size` bytes in all) written with `ttl`."""
+        if self.items and ttl != self.ttl:
+            self.flush()
+        self.ttl = ttl
+        self.items += items
+        self.size += size
+        limit = self.loader.batch_keys
+        if len(self.items) >= limit or self.size >= LOAD_BATCH_BYTES:
+            items = self.items
+            # whole batches go; short of the byte limit, a tail under `limit` keys waits for more
+            end = len(items) if self.size >= LOAD_BATCH_BYTES else len(items) - len(items) % limit
+            for start in range(0, end, limit):
+                self.loader.submit(items[start : min(start + limit, end)], ttl)
+            self.items = items[end:]
+            self.size = sum(len(data) for _, data in self.items)
+
+    def flush(self) -> None:
+        """Hand what is gathered to the loader."""
+        if self.items:
+            items, self.items, self.size = self.items, [], 0
+            self.loader.submit(items, self.ttl)
+
+
 def _load_lines(loader: _Loader, source: str, name: str, ttl: int | None) -> None:
     """Read dump lines from `source` and hand them to `loader` in batches of one ttl; store the
     values of long lines as streams, in their turn."""
-    from anystore_cli.commands.jsonl import LongLine, iter_dump_lines, load_long_line
+    from anystore_cli.commands.jsonl import LongLine, iter_dump_blocks, load_long_line
 
-    batch: list[tuple[str, bytes]] = []
-    batch_bytes = 0
-    batch_ttl: int | None = None
+    batcher = _Batcher(loader)
+    step = loader.batch_keys
     try:
         with open_input(source) as handle:
-            for number, raw in iter_dump_lines(handle, name):
-                if isinstance(raw, LongLine):
-                    if batch:
-                        loader.submit(batch, batch_ttl)
-                        batch, batch_bytes = [], 0
+            for first, block in iter_dump_blocks(handle, name):
+                if isinstance(block, LongLine):
+                    batcher.flush()
                     loader.wait()
-                    stored = load_long_line(raw, loader.store, ttl, loader.no_clobber, check_dump_record)
+                    stored = load_long_line(block, loader.store, ttl, loader.no_clobber, check_dump_record)
                     loader.count(stored)
                     continue
-                parsed = parse_dump_line(raw, number, name)
-                if parsed is None:
-                    continue
-                key, data, line_ttl = parsed
-                line_ttl = line_ttl if line_ttl is not None else ttl
-                if batch and line_ttl != batch_ttl:
-                    loader.submit(batch, batch_ttl)
-                    batch, batch_bytes = [], 0
-                batch_ttl = line_ttl
-                batch.append((key, data))
-                batch_bytes += len(data)
-                if len(batch) >= loader.batch_keys or batch_bytes >= LOAD_BATCH_BYTES:
-                    loader.submit(batch, batch_ttl)
-                    batch, batch_bytes = [], 0
-        if batch:
-            loader.submit(batch, batch_ttl)
+                for start in range(0, len(block), step):
+                    lines = block[start : start + step]
+                    items = parse_dump_block(lines)
+                    if items is not None:
+                        batcher.add(items, sum(map(len, lines)), ttl)
+                        continue
+                    for number, raw in enumerate(lines, first + start):
+                        parsed = parse_dump_line(raw, number, name)
+                        if parsed is not None:
+                            key, data, line_ttl = parsed
+                            batcher.add([(key, data)], len(data), line_ttl if line_ttl is not None else ttl)
+        batcher.flush()
     except InvalidData:
-        if batch:  # the lines before a malformed one are kept
-            loader.submit(batch, batch_ttl)
+        batcher.flush()  # the lines before a malformed one are kept
         raise
     finally:
         loader.close()
