@@ -49,7 +49,7 @@ from bench.runner import (
 def main(argv: Sequence[str] | None = None) -> int:
     cfg = parse_args(argv)
     started = time.monotonic()
-    new = new_cli(cfg.cli)
+    new = new_cli(cfg.cli, cfg.installed)
     # the sync and scale sections need no original CLI (no venv from PyPI)
     original, original_python = ensure_original() if cfg.sections - {"sync", "scale"} else ([], "")
     report = Report(cfg)

@@ -98,6 +98,18 @@ def _bulk_new_run(ctx: Context, target: BulkTarget, i: int, jsonl: Path, n: int)
     return run
 
 
+EMPTY_RUN_BASE = 100
+"""Run numbers of the empty loads (their own table, prefix or folder, never a kept one)"""
+
+
+def _bulk_empty_run(ctx: Context, target: BulkTarget, i: int, empty: Path) -> Run:
+    """`anystore load` of an empty input: the fixed cost of a load (start-up, imports, connection)."""
+    try:
+        return measure([*ctx.new, *target.new_args(i), "load", "-i", str(empty)], env=ctx.env)
+    finally:
+        target.cleanup_new(i)
+
+
 def original_limit(cfg: Config, store: str) -> int:
     """How many keys the original's loop writes into `store` (0: all)."""
     if cfg.original_bulk_limit is not None:
@@ -217,8 +229,11 @@ def section_bulk(ctx: Context) -> None:
         if target.native is not None:
             ctx.cleanups.append(target.native.cleanup)
 
+    empty_input = ctx.workdir / "empty.jsonl"
+    empty_input.write_bytes(b"")
     for target in targets:
         runs: list[Run] = []
+        empty_runs: list[Run] = []
         native_runs: list[Run] = []
         native_failed = target.native is None
         original = None
@@ -233,6 +248,8 @@ def section_bulk(ctx: Context) -> None:
                 print(f"  load into {target.name} ({i + 1}/{cfg.bulk_runs}) ...", flush=True)
                 try:
                     runs.append(_bulk_new_run(ctx, target, i, jsonl, n))
+                    if target.native is not None:  # the fixed cost: the same command on no lines
+                        empty_runs.append(_bulk_empty_run(ctx, target, EMPTY_RUN_BASE + i, empty_input))
                 except (BenchError, subprocess.TimeoutExpired) as exc:
                     report.fail(f"`load` into {target.name} (anystore-cli)", exc)
                     runs, failed = [], True
@@ -249,7 +266,7 @@ def section_bulk(ctx: Context) -> None:
             if i == 0 and target.original_args is not None:
                 original = _bulk_original_run(ctx, target, jsonl)
         _report_original(ctx, target, n, runs, original)
-        _report_native(ctx, target, n, runs, native_runs)
+        _report_native(ctx, target, n, runs, native_runs, empty_runs)
 
     _redis_equal_work(ctx, n, pipe_prefix)
     limits = {t.name: original_limit(cfg, t.name) for t in targets}
@@ -369,8 +386,11 @@ def _report_original(
     )
 
 
-def _report_native(ctx: Context, target: BulkTarget, n: int, runs: list[Run], native_runs: list[Run]) -> None:
-    """The target row of `load` against the native tool, both measured in this run."""
+def _report_native(
+    ctx: Context, target: BulkTarget, n: int, runs: list[Run], native_runs: list[Run], empty_runs: list[Run]
+) -> None:
+    """The target row of `load` against the native tool, both measured in this run; with the
+    fixed cost of `load` (the same command on an empty input) and the ratio without it."""
     native = target.native
     if native is None:
         return
@@ -389,7 +409,20 @@ def _report_native(ctx: Context, target: BulkTarget, n: int, runs: list[Run], na
         f"{ratio:.2f}×",
         wanted,
         ratio >= native.factor,
-        f"median of {len(runs)} and {len(native_runs)}, interleaved; {native.note}",
+        f"median of {len(runs)} and {len(native_runs)}, interleaved; {native.note}"
+        + _without_start(empty_runs, ours, seconds),
+    )
+
+
+def _without_start(empty_runs: list[Run], ours: float, native: float) -> str:
+    """The note on `load`'s fixed cost: its time on an empty input, and the ratio of the rest."""
+    if not empty_runs:
+        return ""
+    start = median_seconds(empty_runs)
+    rest = max(ours - start, 1e-9)
+    return (
+        f"; `load` of an empty input (start-up, imports, connection): {fmt_s(start)}; the rest, the keys' own "
+        f"cost: {fmt_s(rest)}, {native / rest:.2f}× the native tool's whole run"
     )
 
 

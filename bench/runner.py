@@ -29,6 +29,7 @@ from pathlib import Path
 BENCH = Path(__file__).resolve().parent
 REPO = BENCH.parent
 ORIGINAL_VENV = BENCH / ".venv-original"
+INSTALLED_VENV = BENCH / ".venv-installed"
 ORIGINAL_VERSION = "0.3.0"
 # psycopg2-binary: SQLAlchemy 2.1 (which anystore 0.3.0 allows) no longer brings a PostgreSQL
 # driver; the original's sql extra does not either.
@@ -83,6 +84,7 @@ class Config:
     keep: bool
     tmpdir: str | None
     cli: str | None
+    installed: bool = False
 
     @property
     def big_label(self) -> str:
@@ -121,6 +123,12 @@ def parse_args(argv: Sequence[str] | None = None) -> Config:
     parser.add_argument("--keep", action="store_true", help="keep the temporary folder (its path is printed)")
     parser.add_argument("--tmpdir", help="where to create the temporary folder (default: the system's)")
     parser.add_argument("--cli", help="the anystore-cli command to measure (default: `anystore` next to this Python)")
+    parser.add_argument(
+        "--installed",
+        action="store_true",
+        help="measure this tree installed as users install it (a wheel in bench/.venv-installed, rebuilt each run) "
+        "instead of this Python's (often editable) install",
+    )
     args = parser.parse_args(argv)
     sections = set(SECTIONS)
     if args.only:
@@ -144,6 +152,7 @@ def parse_args(argv: Sequence[str] | None = None) -> Config:
         keep=args.keep,
         tmpdir=args.tmpdir,
         cli=args.cli,
+        installed=args.installed,
     )
 
 
@@ -408,9 +417,13 @@ def base_env() -> dict[str, str]:
     return env
 
 
-def new_cli(override: str | None = None) -> list[str]:
+def new_cli(override: str | None = None, installed: bool = False) -> list[str]:
+    """The anystore-cli command to measure: `override`, the tree installed as users install it
+    (`installed`), or the `anystore` of this Python's environment."""
     if override:
         return override.split()
+    if installed:
+        return ensure_installed()
     candidate = Path(sys.executable).parent / "anystore"
     if candidate.exists():
         return [str(candidate)]
@@ -418,6 +431,25 @@ def new_cli(override: str | None = None) -> list[str]:
     if not found:
         raise SystemExit("`anystore` is not installed in this environment: pip install -e '.[all,test]'")
     return [found]
+
+
+def ensure_installed() -> list[str]:
+    """Install this tree into bench/.venv-installed as a user's `pip install` would (a built
+    wheel, compiled bytecode, no editable-install import hook), afresh each run."""
+    python = INSTALLED_VENV / "bin" / "python"
+    if not python.exists():
+        print(f"Creating {INSTALLED_VENV} with anystore-cli[all] from {REPO} ...", flush=True)
+        interpreter = shutil.which("python3.11") or sys.executable
+        sh([interpreter, "-m", "venv", "--clear", str(INSTALLED_VENV)])
+        sh([str(python), "-m", "pip", "install", "--quiet", f"{REPO}[all]"], env=base_env())
+    else:
+        print(f"Reinstalling anystore-cli from {REPO} into {INSTALLED_VENV} ...", flush=True)
+        sh([str(python), "-m", "pip", "install", "--quiet", f"{REPO}[all]"], env=base_env())
+        sh(
+            [str(python), "-m", "pip", "install", "--quiet", "--force-reinstall", "--no-deps", str(REPO)],
+            env=base_env(),
+        )
+    return [str(INSTALLED_VENV / "bin" / "anystore")]
 
 
 def ensure_original() -> tuple[list[str], str]:
@@ -463,7 +495,12 @@ def machine_info(new: list[str], original: list[str]) -> dict[str, str]:
         commit = sh(["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"]).strip()
         dirty = sh(["git", "-C", str(REPO), "status", "--porcelain", "--untracked-files=no"]).strip()
         version = sh([*new, "--version"], env=env).strip()
-        info["anystore-cli"] = f"{version} (commit {commit}{', with local changes' if dirty else ''})"
+        how = (
+            "installed from the tree as a wheel in bench/.venv-installed"
+            if str(INSTALLED_VENV) in new[0]
+            else f"run as `{new[0]}`"
+        )
+        info["anystore-cli"] = f"{version} (commit {commit}{', with local changes' if dirty else ''}; {how})"
     with contextlib.suppress(BenchError, subprocess.TimeoutExpired, OSError):
         version = sh([*original, "--version"], env=env).strip()
         info["original"] = f"anystore {version} from PyPI in bench/.venv-original"
