@@ -18,7 +18,7 @@ import contextlib
 import errno
 import os
 import stat
-from collections.abc import Callable, Generator, Iterator, Sequence
+from collections.abc import Callable, Generator, Iterable, Iterator, Sequence
 from datetime import datetime, timezone
 from typing import IO, Any, ClassVar, TypeVar
 
@@ -49,7 +49,7 @@ from anystore_cli.core.files import (  # noqa: F401 - re-exported: the local bac
     output_open,
 )
 from anystore_cli.core.io import DEFAULT_MODE, copy_stream
-from anystore_cli.core.keys import listing_prefix, make_key_filter, normalize_key
+from anystore_cli.core.keys import listing_prefix, make_key_filter, normalize_key, normalize_prefix
 
 T = TypeVar("T")
 
@@ -57,13 +57,25 @@ NAME_MAX = 255
 """Bytes a file name (one part of a key) may have on the usual file systems"""
 
 
+def stat_created(info: os.stat_result) -> float:
+    """A file's creation time (epoch seconds) as its metadata gives it: the birth time where the
+    system has one, else the inode change time, and never after the modification (`st_mtime`).
+
+    Args:
+        info: The file's `stat`
+
+    Returns:
+        Epoch seconds
+    """
+    created = getattr(info, "st_birthtime", None) or info.st_ctime
+    return min(created, info.st_mtime)
+
+
 def _stats(stat: os.stat_result) -> BaseStats:
-    """A file's metadata from its `stat`: created is the birth time where the system has one,
-    else the inode change time, and never after the modification."""
-    created = getattr(stat, "st_birthtime", None) or stat.st_ctime
+    """A file's metadata from its `stat` (created as `stat_created` gives it)."""
     return BaseStats.make(
         stat.st_size,
-        datetime.fromtimestamp(min(created, stat.st_mtime), tz=timezone.utc),
+        datetime.fromtimestamp(stat_created(stat), tz=timezone.utc),
         datetime.fromtimestamp(stat.st_mtime, tz=timezone.utc),
     )
 
@@ -416,10 +428,9 @@ class LocalStore(Store):
             raise self._missing(key) from None
         if not stat.S_ISREG(info.st_mode):
             raise self._missing(key)
-        created = getattr(info, "st_birthtime", None) or info.st_ctime
         return BaseStats(
             size=info.st_size,
-            created_at=datetime.fromtimestamp(min(created, info.st_mtime), tz=timezone.utc),
+            created_at=datetime.fromtimestamp(stat_created(info), tz=timezone.utc),
             updated_at=datetime.fromtimestamp(info.st_mtime, tz=timezone.utc),
         )
 
@@ -472,6 +483,44 @@ class LocalStore(Store):
         for batch in self._listing(prefix, exclude_prefix, glob, True):
             for key, info in batch:
                 yield key, make(info)
+
+    def iterate_stat_batches(
+        self,
+        prefix: str | None = None,
+        exclude_prefix: str | None = None,
+        glob: str | None = None,
+        include: Iterable[str] | str | None = None,
+        exclude: Iterable[str] | str | None = None,
+        shard: str | tuple[int, int] | None = None,
+        filters: Iterable[str] | None = None,
+    ) -> Iterator[list[tuple[str, os.stat_result]]]:
+        """The listing under `iterate_infos`, raw: the matching keys with each file's
+        `os.stat_result`, a folder at a time (lists never empty), in `iterate_infos` order.
+
+        For callers that format many keys' metadata themselves (`anystore keys -l/--json`):
+        no model object is built per key. `stat_created` and `st_mtime` give the `created_at`
+        and `updated_at` of `iterate_infos`, `st_size` its `size`.
+
+        Args:
+            prefix: Include only keys with the given prefix (e.g. "foo/bar")
+            exclude_prefix: Exclude keys with this prefix
+            glob: Path-style glob pattern for keys to filter (e.g. "foo/**/*.json")
+            include: Globs of keys to keep, as `iterate_keys` takes them
+            exclude: Globs of keys to leave out
+            shard: Only the keys of shard `"I/N"`
+            filters: Ordered rules `"+ GLOB"` / `"- GLOB"`
+
+        Yields:
+            Lists of `(key, stat_result)`
+        """
+        extra = self._extra_filter(include, exclude, shard, filters)
+        prefix, exclude_prefix = normalize_prefix(prefix), normalize_prefix(exclude_prefix)
+        with self._errors(None):
+            for batch in self._listing(prefix or None, exclude_prefix or None, glob or None, True):
+                if extra is not None:
+                    batch = [item for item in batch if extra(item[0])]
+                if batch:
+                    yield batch
 
     def _iterate_entries(
         self, prefix: str | None = None, exclude_prefix: str | None = None, glob: str | None = None, md5: bool = False

@@ -218,7 +218,7 @@ def keys(
         out.flush()
 
 
-def _first(batches: Iterable[list[str]], limit: int) -> Iterator[list[str]]:
+def _first(batches: Iterable[list[Any]], limit: int) -> Iterator[list[Any]]:
     """The first `limit` keys of `batches`, still in lists."""
     left = limit
     if left <= 0:
@@ -245,8 +245,13 @@ def _list_infos(
 ) -> None:
     """`keys --json` and `keys -l`: the listing with its metadata (one bulk listing, not a
     lookup per key), streamed: lines go out, and table rows on a terminal, as they come."""
+    from anystore_cli.backend.local import LocalStore
     from anystore_cli.console import LineWriter, encode_text, stdout_is_terminal
 
+    if isinstance(store, LocalStore):
+        options = {"prefix": prefix, "exclude_prefix": exclude_prefix, "glob": glob, **(filters or {})}
+        _list_local_infos(store, options, null, json, limit, sort, output)
+        return
     infos: Iterable[Any] = store.iterate_infos(
         prefix=prefix, exclude_prefix=exclude_prefix, glob=glob, **(filters or {})
     )
@@ -276,6 +281,109 @@ def _list_infos(
                     writer.write(encode_text(line) + end)
         finally:
             writer.flush()
+
+
+SORTED_BATCH = 4096
+"""Rows a batch when a sorted listing is formatted and written"""
+
+
+def _json_strings(values: list[Any]) -> list[str]:
+    """The JSON text of each of `values` (strings, datetimes), without its quotes, in one
+    `orjson` call: a list of JSON strings split at `","`, which only separates them (a quote
+    inside a JSON string is always escaped)."""
+    import orjson
+
+    if not values:
+        return []
+    return orjson.dumps(values).decode()[2:-2].split('","')
+
+
+def _list_local_infos(
+    store: Any,
+    options: dict[str, Any],
+    null: bool,
+    json: bool,
+    limit: int | None,
+    sort: bool,
+    output: str,
+) -> None:
+    """`keys --json` and `keys -l` on a local folder: each folder's lines formatted straight from
+    its files' `stat` (no model object a key, the times written by `orjson` a folder at a time),
+    byte for byte what the generic path (`iterate_infos` and `RecordMaker`) writes."""
+    import os
+    from datetime import datetime, timezone
+
+    import orjson
+
+    from anystore_cli.backend.local import _stats, stat_created
+    from anystore_cli.backend.model import Stats
+    from anystore_cli.commands.common import is_text_key, readable_text
+    from anystore_cli.console import encode_text, stdout_is_terminal
+
+    batches: Iterable[list[Any]] = store.iterate_stat_batches(**options)
+    if sort:
+        everything = sorted(itertools.chain.from_iterable(batches), key=lambda row: row[0])
+        batches = [everything[start : start + SORTED_BATCH] for start in range(0, len(everything), SORTED_BATCH)]
+    if limit is not None:
+        batches = _first(batches, limit)
+    fromtimestamp, utc = datetime.fromtimestamp, timezone.utc
+
+    def long_rows() -> Iterator[tuple[list[Any], list[str], list[str]]]:
+        """Each batch with its keys as `-l` shows them and the ISO times of its updates."""
+        for batch in batches:
+            keys = [key for key, _ in batch]
+            if not is_text_key("".join(keys)):
+                keys = [readable_text(key) for key in keys]
+            yield batch, keys, _json_strings([fromtimestamp(info.st_mtime, utc) for _, info in batch])
+
+    if not json and output == "-" and stdout_is_terminal():
+        _print_long_table(
+            {"size": info.st_size, "updated_at": updated, "key": key}
+            for batch, keys, times in long_rows()
+            for (_, info), key, updated in zip(batch, keys, times, strict=True)
+        )
+        return
+    with open_output(output) as out:
+        try:
+            if not json:
+                end = "\0" if null else "\n"
+                for batch, keys, times in long_rows():
+                    rows = zip(batch, keys, times, strict=True)
+                    lines = [f"{info.st_size}\t{updated}\t{key}" for (_, info), key, updated in rows]
+                    out.write(encode_text(end.join(lines) + end))
+                return
+            maker = RecordMaker(store, iso=False)
+            head = maker.uri_head
+            store_uri = str(store.uri)
+            # what the generic path changes (a password masked, undecodable bytes shown) is left to it
+            plain_head = head is not None and "@" not in head and "=" not in head and is_text_key(head)
+            store_json = orjson.dumps(maker.store_label).decode() if is_text_key(maker.store_label) else None
+            head_json = _json_strings([head])[0] if plain_head else ""
+            dumps = orjson.dumps
+            middle = f'","store":{store_json},"uri":"{head_json}'
+            # without birth times (Linux) a file's created time is its inode change, when earlier
+            birth = hasattr(os.stat_result, "st_birthtime")
+            for batch in batches:
+                keys = [key for key, _ in batch]
+                joined = "".join(keys)
+                if not plain_head or store_json is None or "@" in joined or "=" in joined or not is_text_key(joined):
+                    out.write(
+                        b"".join(dumps(maker(Stats.build(key, store_uri, _stats(info)))) + b"\n" for key, info in batch)
+                    )
+                    continue
+                times = _json_strings([fromtimestamp(info.st_mtime, utc) for _, info in batch])
+                lines = []
+                for escaped, (_, info), updated in zip(_json_strings(keys), batch, times, strict=True):
+                    created = updated
+                    if (stat_created(info) if birth else info.st_ctime) < info.st_mtime:
+                        created = dumps(fromtimestamp(stat_created(info), utc)).decode()[1:-1]
+                    lines.append(
+                        f'{{"key":"{escaped}","name":"{escaped.rpartition("/")[2]}{middle}{escaped}",'
+                        f'"size":{info.st_size},"created_at":"{created}","updated_at":"{updated}"}}'
+                    )
+                out.write(("\n".join(lines) + "\n").encode())
+        finally:
+            out.flush()
 
 
 @app.command(cls=FilterCommand, epilog="\b\nExample: anystore rm --prefix tmp/ --dry-run")
