@@ -20,7 +20,7 @@ from anystore_cli.core.keys import all_canonical, normalize_key
 from tests.conftest import run_cli
 
 # the characters that matter to a key's form, and a few that do not
-KEY_CHARS = st.sampled_from(list("ab/.\x00 \n,}{\"\\ü✓") + list(string.digits))
+KEY_CHARS = st.sampled_from(list('ab/.\x00 \n,}{"\\ü✓') + list(string.digits))
 raw_keys = st.text(KEY_CHARS, max_size=8)
 
 
