@@ -159,6 +159,10 @@ def test_put_many_of_raw_bytes_writes_batches_of_batch_size(counted_memory_store
     # a generator takes the per-key path, in the same batches
     assert store.put_many(iter(items), serialization_mode="raw", batch_size=10) == 25
     assert batches == [10, 10, 5]
+    batches.clear()
+    assert store.put_many([], serialization_mode="raw") == 0
+    assert store.put_many(items[:3], serialization_mode="raw", batch_size=0) == 3  # a batch a key
+    assert batches == [1, 1, 1]
 
 
 def test_put_many_normalises_keys_and_converts_values_in_a_batch_that_needs_it(counted_memory_store) -> None:

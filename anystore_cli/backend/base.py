@@ -546,9 +546,9 @@ class BaseStore(StoreModel):
             # the bulk loader's case, a list of (canonical key, bytes): each batch is checked in
             # a few C-level scans and handed on as it is; a batch that needs converting or
             # normalising takes the per-key path
-            count = 0
-            for start in range(0, len(pairs), batch_size):
-                chunk = pairs[start : start + batch_size]
+            count, step = 0, max(batch_size, 1)
+            for start in range(0, len(pairs), step):
+                chunk = pairs[start : start + step]
                 try:
                     keys = [key for key, _ in chunk]
                     values = [value for _, value in chunk]

@@ -295,6 +295,8 @@ class RedisStore(VirtualIOMixin, BaseStore):
         """A batch in two round trips: one MGET of the creation times to keep, then one MSET of
         values and timestamps (a MULTI with a ttl), so the client packs two commands a batch and
         the server does what `redis-cli --pipe` would, plus the timestamps."""
+        if not items:
+            return
         # every key in one encode: a key holds no NUL, so the joined text splits back into them
         encoded = "\x00".join([key for key, _ in items]).encode("utf-8", "surrogateescape").split(b"\x00")
         self._write_batch(encoded, [value for _, value in items], ttl)
