@@ -435,20 +435,24 @@ def new_cli(override: str | None = None, installed: bool = False) -> list[str]:
 
 def ensure_installed() -> list[str]:
     """Install this tree into bench/.venv-installed as a user's `pip install` would (a built
-    wheel, compiled bytecode, no editable-install import hook), afresh each run."""
+    wheel, compiled bytecode, no editable-install import hook), afresh each run. The wheel is
+    built from a copy of the tree, so no `build/` folder is left in it (nor reused from it)."""
     python = INSTALLED_VENV / "bin" / "python"
-    if not python.exists():
-        print(f"Creating {INSTALLED_VENV} with anystore-cli[all] from {REPO} ...", flush=True)
-        interpreter = shutil.which("python3.11") or sys.executable
-        sh([interpreter, "-m", "venv", "--clear", str(INSTALLED_VENV)])
-        sh([str(python), "-m", "pip", "install", "--quiet", f"{REPO}[all]"], env=base_env())
-    else:
-        print(f"Reinstalling anystore-cli from {REPO} into {INSTALLED_VENV} ...", flush=True)
-        sh([str(python), "-m", "pip", "install", "--quiet", f"{REPO}[all]"], env=base_env())
-        sh(
-            [str(python), "-m", "pip", "install", "--quiet", "--force-reinstall", "--no-deps", str(REPO)],
-            env=base_env(),
-        )
+    ignore = shutil.ignore_patterns(
+        ".git", ".venv*", "build", "dist", "*.egg-info", "__pycache__", ".*_cache", ".hypothesis", "results"
+    )
+    with tempfile.TemporaryDirectory(prefix="anystore-bench-build-") as tmp:
+        source = Path(tmp) / "anystore-cli"
+        shutil.copytree(REPO, source, ignore=ignore)
+        if not python.exists():
+            print(f"Creating {INSTALLED_VENV} with anystore-cli[all] from {REPO} ...", flush=True)
+            interpreter = shutil.which("python3.11") or sys.executable
+            sh([interpreter, "-m", "venv", "--clear", str(INSTALLED_VENV)])
+        else:
+            print(f"Reinstalling anystore-cli from {REPO} into {INSTALLED_VENV} ...", flush=True)
+        pip = [str(python), "-m", "pip", "install", "--quiet"]
+        sh([*pip, f"{source}[all]"], env=base_env())
+        sh([*pip, "--force-reinstall", "--no-deps", str(source)], env=base_env())
     return [str(INSTALLED_VENV / "bin" / "anystore")]
 
 
