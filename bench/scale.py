@@ -32,6 +32,11 @@ from bench.runner import (
 SIZES = (10_000, 100_000, 1_000_000)
 SIZES_QUICK = (10_000, 100_000)
 OPERATIONS = ("load", "keys", "dump")
+NATIVE_LISTING = {
+    "Redis": lambda prefix: ["redis-cli", "--scan", "--pattern", f"{prefix}/*"],
+    "local folder": lambda folder: ["find", folder, "-type", "f"],
+}
+"""The native listing run after each `keys` of the scale section: how its own time per key grows"""
 GROWTH_LIMIT = 1.5
 """Largest time per key at the largest size, as a multiple of the smallest size's"""
 RSS_GROWTH_LIMIT = 1.5
@@ -78,6 +83,7 @@ def section_scale(ctx: Context) -> None:
             ctx.cleanups.append(lambda c=cleanup, n=n: c(n))
 
     results: dict[tuple[str, str], dict[int, Run]] = {}
+    native_runs: dict[str, dict[int, Run]] = {}
     startup: dict[tuple[str, str], float] = {}
     out = work / "scale.out"
     for name, (options, cleanup) in stores.items():
@@ -105,6 +111,12 @@ def section_scale(ctx: Context) -> None:
                 stored = count_files(work / f"scale-{n}") if name == "local folder" else None
                 runs["keys"] = measure([*ctx.new, *options(n), "keys"], stdout=out, env=env)
                 listed = _count_lines(out)
+                native = NATIVE_LISTING.get(name)
+                if native is not None:  # the native listing of the same keys, for its own growth
+                    where = redis_prefix(n) if name == "Redis" else str(work / f"scale-{n}")
+                    native_runs.setdefault(name, {})[n] = measure(native(where), stdout=out, env=env)
+                    if (natively := _count_lines(out)) != n:
+                        raise BenchError(f"`{' '.join(native(where))}` listed {natively:,} keys, expected {n:,}")
                 runs["dump"] = measure([*ctx.new, *options(n), "dump"], stdout=out, env=env)
                 dumped = _count_lines(out)
                 if listed != n or dumped != n or stored not in (None, n):
@@ -150,6 +162,14 @@ def section_scale(ctx: Context) -> None:
             continue
         growth = per_key(last) / per_key(judged[0])
         note = "" if judged[0] == first else f"per key compared from {judged[0]:,} (smaller sizes are start-up bound)"
+        natives = native_runs.get(name, {}) if op == "keys" else {}
+        if set(natives) == set(sizes):
+            label = "`redis-cli --scan`" if name == "Redis" else "`find DIR -type f`"
+            times = ", ".join(f"{n:,}: {natives[n].seconds / n * 1e6:.2f} µs/key" for n in sizes)
+            native_growth = (natives[last].seconds / last) / (natives[judged[0]].seconds / judged[0])
+            note = "; ".join(
+                [*([note] if note else []), f"{label} over the same keys: {times}, {native_growth:.2f}× per key"]
+            )
         report.target(
             measure_name,
             "; ".join(cells),
@@ -163,5 +183,7 @@ def section_scale(ctx: Context) -> None:
         f"Scale: `load -i FILE` of {', '.join(f'{n:,}' for n in sizes)} JSON lines as in the bulk rows into a "
         "fresh store each (sqlite file, Redis prefix, local folder), then `keys` and `dump` of it, each run once "
         "and checked (keys listed and dumped). Time per key is the run's time minus the same command's start-up on "
-        "an empty store, over the number of keys; peak RSS as above."
+        "an empty store, over the number of keys; peak RSS as above. After each `keys`, the native listing of the "
+        "same keys (`redis-cli --scan --pattern 'PREFIX/*'`, `find DIR -type f`) runs once too: its own time per key "
+        "at each size is in the note of the `keys` rows (a Redis SCAN walks the whole database, whatever the prefix)."
     )
