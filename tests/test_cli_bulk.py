@@ -28,33 +28,33 @@ def _fill(cli: CliStore, count: int) -> None:
     assert proc.returncode == 0, proc.stderr
 
 
-def _best_time(cli: CliStore, *args: str, runs: int = 3) -> tuple[float, bytes]:
-    best, out = float("inf"), b""
-    for _ in range(runs):
-        started = time.perf_counter()
-        out = cli.ok(*args)
-        best = min(best, time.perf_counter() - started)
-    return best, out
-
-
 @pytest.mark.slow
 @pytest.mark.parametrize("backend", ["sqlite", "redis"])
-def test_keys_long_and_json_take_at_most_3x_plain_keys(backend, store_factory):
-    """The listing carries the metadata: no lookup per key (which made `-l` 90x slower)."""
+def test_keys_long_and_json_list_metadata_without_a_lookup_per_key(backend, store_factory, monkeypatch):
+    """The listing carries the metadata: no lookup per key (which made `-l` 90x slower). The
+    time ratio against plain `keys` is measured by bench/ (section listing)."""
+    from anystore_cli.core import get_store
+
     cli = make_cli_store(store_factory, backend)
     _fill(cli, LISTING_KEYS)
-    plain, out = _best_time(cli, "keys")
-    assert out.count(b"\n") == LISTING_KEYS
+    assert cli.ok("keys").count(b"\n") == LISTING_KEYS
     for option in ("-l", "--json"):
-        seconds, out = _best_time(cli, "keys", option)
-        lines = out.splitlines()
+        lines = cli.ok("keys", option).splitlines()
         assert len(lines) == LISTING_KEYS
         if option == "--json":
             record = json.loads(lines[0])
             assert record["size"] == 40 and record["updated_at"] and record["key"].startswith("d0")
         else:
             assert lines[0].split(b"\t")[0] == b"40"
-        assert seconds <= 3 * plain + 0.3, f"`keys {option}` took {seconds:.2f}s, `keys` {plain:.2f}s"
+    store = get_store(uri=cli.uri, backend_config=cli.config or None)
+
+    def no_lookup(self: object, key: str) -> None:
+        raise AssertionError(f"a lookup of {key!r} while listing")
+
+    monkeypatch.setattr(type(store), "_info", no_lookup)
+    infos = list(store.iterate_infos())
+    assert len(infos) == LISTING_KEYS
+    assert {info.size for info in infos} == {40} and all(info.updated_at for info in infos)
 
 
 def test_keys_long_table_shows_rows_before_the_listing_ends(tmp_path: Path) -> None:
