@@ -161,6 +161,9 @@ def section_bulk(ctx: Context) -> None:
     def new_prefix(i: int) -> str:
         return f"bench-{rid}-new-{i}"
 
+    def plain_prefix(i: int) -> str:
+        return f"bench-{rid}-plain-{i}"
+
     orig_table = f"bench_{rid}_original"
     orig_prefix = f"bench-{rid}-original"
     targets = [
@@ -207,6 +210,18 @@ def section_bulk(ctx: Context) -> None:
             lambda i: redis_delete(f"{new_prefix(i)}*"),
             lambda: redis_delete(f"{orig_prefix}*"),
             new_prefix,
+            # against `redis-cli --pipe` of the same values and timestamps: `_redis_equal_work`
+        ),
+        BulkTarget(
+            "Redis, values only",
+            0,
+            "",
+            lambda i: ["--store", REDIS_URI, "-b", f"redis_prefix={plain_prefix(i)}", "-b", "redis_timestamps=false"],
+            None,  # the original's row is the one above
+            lambda i: redis_count(work, env, plain_prefix(i)),
+            lambda i: redis_delete(f"{plain_prefix(i)}*"),
+            lambda: None,
+            plain_prefix,
             native=natives["Redis"],
         ),
         BulkTarget(
@@ -532,6 +547,7 @@ def _native_tools(ctx: Context, n: int, resp: Path, pipe_prefix: str) -> dict[st
             0.3,
             pipe_run,
             lambda: redis_delete(f"{pipe_prefix}*"),
-            "plain SETs, no timestamps (`load` also writes a timestamp string per key: see the row of both)",
+            "plain SETs, against `load` with `-b redis_timestamps=false` (values alone; by default `load` "
+            "also writes a timestamp string per key: see the row of both)",
         ),
     }

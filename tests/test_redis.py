@@ -11,7 +11,7 @@ from collections.abc import Iterator
 import pytest
 
 from anystore_cli.backend.redis import RedisStore, escape_match
-from anystore_cli.core import AlreadyExists, DoesNotExist, StoreError, get_store
+from anystore_cli.core import AlreadyExists, DoesNotExist, InvalidData, StoreError, get_store
 from tests.conftest import unique
 
 pytestmark = pytest.mark.service
@@ -194,6 +194,56 @@ def test_timestamps_of_another_type_are_replaced_not_an_error(store, raw):
     assert (info.size, info.created_at, info.updated_at) == (1, None, None)
     store.put_many({"k": b"vv"}, serialization_mode="raw")
     assert store.info("k").updated_at is not None
+
+
+# ---- `-b redis_timestamps=false`: values alone --------------------------------------------------
+
+
+def _names(raw, store) -> list[bytes]:
+    return sorted(raw.scan_iter(match=f"{store.redis_prefix}*".encode(), count=10000))
+
+
+def test_without_timestamps_writes_values_alone(store_factory, raw):
+    store = store_factory("redis", backend_config={"redis_timestamps": False})
+    store.put("one", b"1", serialization_mode="raw")
+    store.put("two", b"22", serialization_mode="raw", ttl=60)
+    store.put_stream("three", io.BytesIO(b"x" * (3 * 1024 * 1024)))
+    store.put("four", b"4", serialization_mode="raw", no_clobber=True)
+    assert store.put_many({f"many/{i}": b"m" * i for i in range(1, 3001)}, serialization_mode="raw") == 3000
+    prefix = store.redis_prefix
+    assert not [name for name in _names(raw, store) if b"\x00" in name]
+    assert len(_names(raw, store)) == 3004
+    assert raw.get(f"{prefix}/many/2999".encode()) == b"m" * 2999
+    assert 0 < raw.ttl(f"{prefix}/two".encode()) <= 60
+    info = store.info("many/7")
+    assert (info.size, info.created_at, info.updated_at) == (7, None, None)
+    assert {entry.size for entry in store.iterate_infos(prefix="many/")} == set(range(1, 3001))
+
+
+def test_without_timestamps_a_write_removes_the_old_ones(store_factory, raw):
+    """Times an earlier write left would be read as the new value's once timestamps are kept
+    again: a write without them removes them, with or without a ttl, bulk or not."""
+    uri, config = store_factory.uri_and_config("redis")
+    stamped = get_store(uri, backend_config=config)
+    keys = ["a", "b", "c", "d"]
+    stamped.put_many({key: b"old" for key in keys}, serialization_mode="raw")
+    assert all(stamped.info(key).created_at is not None for key in keys)
+    plain = get_store(uri, backend_config={**config, "redis_timestamps": "false"})
+    plain.put("a", b"new", serialization_mode="raw")
+    plain.put("b", b"new", serialization_mode="raw", ttl=60)
+    plain.put_many({"c": b"new"}, serialization_mode="raw")
+    plain.put_stream("d", io.BytesIO(b"n" * (3 * 1024 * 1024)))
+    assert _names(raw, stamped) == sorted(f"{stamped.redis_prefix}/{key}".encode() for key in keys)
+    for key in keys:
+        info = stamped.info(key)
+        assert (info.created_at, info.updated_at) == (None, None)
+    stamped.put("a", b"again", serialization_mode="raw")
+    assert stamped.info("a").created_at is not None
+
+
+def test_redis_timestamps_must_be_a_boolean(redis_url):
+    with pytest.raises(InvalidData, match="`redis_timestamps` is true or false, not `sometimes`"):
+        get_store(redis_url, backend_config={"redis_timestamps": "sometimes"}).exists("k")
 
 
 def _expect_store_error(uri: str, secret: str | None = None) -> None:

@@ -11,6 +11,9 @@ Layout of a store in Redis (prefix from `backend_config` `redis_prefix`, default
   byte, so no value key of any store can be a timestamp string, and `SCAN MATCH {prefix}/*`
   never sees them; the internal names of a store nested under this one (`{prefix}/sub\\x00{key}`)
   do match, and are skipped by their NUL byte;
+- with `backend_config` `redis_timestamps` false, the store writes values alone (one MSET a
+  batch, as `redis-cli --pipe` would) and removes the timestamps an earlier write left, in the
+  same round trip; keys then have a size and no times, as keys other programs wrote;
 - a value streamed in by `put_stream` is assembled at `{prefix}\\x00\\x00{random}` and renamed
   into place, so readers see the old value or the new one, never a part.
 
@@ -42,7 +45,8 @@ except ImportError:  # pragma: no cover - hiredis is a dependency of the redis e
 
 from anystore_cli.backend.base import BaseStore, KeyEntry, VirtualIOMixin
 from anystore_cli.backend.model import BaseStats
-from anystore_cli.core.exceptions import AlreadyExists, InvalidUri
+from anystore_cli.backend.settings import parse_bool
+from anystore_cli.core.exceptions import AlreadyExists, InvalidData, InvalidUri
 from anystore_cli.core.io import CHUNK_SIZE
 from anystore_cli.core.keys import listing_prefix, make_key_filter
 from anystore_cli.core.uri import mask_uri
@@ -156,6 +160,13 @@ class RedisStore(VirtualIOMixin, BaseStore):
         database = urlsplit(self.uri).path.strip("/")
         if database and not database.isdigit():
             raise InvalidUri(f"Invalid redis uri `{mask_uri(self.uri)}`: the path is a database number: `{database}`")
+        # whether writes keep `created_at`/`updated_at` (a second short string a key)
+        stamped = config.get("redis_timestamps")
+        try:
+            self.redis_timestamps = True if stamped is None else parse_bool(stamped)
+        except InvalidData:
+            message = f"Store `{mask_uri(self.uri)}`: `redis_timestamps` is true or false, not `{stamped}`"
+            raise InvalidData(message) from None
         self._value_base = _encode(prefix + "/") if prefix else b""
         self._meta_base = _encode(prefix + "\x00")
         self._copy_refused = False
@@ -192,6 +203,9 @@ class RedisStore(VirtualIOMixin, BaseStore):
         base, meta_base = self._value_base, self._meta_base
         names = [base + key for key in keys] if base else keys
         metas = [meta_base + key for key in keys]
+        if not self.redis_timestamps:
+            self._write_plain(names, values, metas, ttl)
+            return
         now = repr(time.time()).encode()
         fresh = now + b" " + now
         olds = None if created else self._raw_command(("MGET", *metas))
@@ -216,25 +230,56 @@ class RedisStore(VirtualIOMixin, BaseStore):
             pipe.set(meta, stamp, ex=ttl)
         pipe.execute()
 
+    def _write_plain(self, names: list[bytes], values: list[bytes] | None, metas: list[bytes], ttl: int | None) -> None:
+        """Write values without timestamps, and remove any an earlier write left (they would be
+        read as this value's times once the store keeps timestamps again)."""
+        if values is None:
+            self._raw_command(("DEL", *metas))
+            return
+        if not ttl:
+            args: list[Any] = [None] * (2 * len(names))
+            args[0::2], args[1::2] = names, values
+            self._raw_commands([("MSET", *args), ("DEL", *metas)])
+            return
+        pipe = self._client.pipeline(transaction=True)
+        for name, value in zip(names, values, strict=True):
+            pipe.set(name, value, ex=ttl)
+        pipe.delete(*metas)
+        pipe.execute()
+
     def _raw_command(self, args: tuple[Any, ...]) -> Any:
         """Send one command and return the server's raw reply. With hiredis, the arguments are
         packed in one C call (redis-py would first check each argument in Python: most of a
         bulk write's client time)."""
+        return self._raw_commands([args])[-1]
+
+    def _raw_commands(self, commands: list[tuple[Any, ...]]) -> list[Any]:
+        """Send commands in one round trip and return their raw replies (an error reply raises
+        once every reply is read)."""
         if _pack_command is None:
-            return self._client.execute_command(*args)
+            pipe = self._client.pipeline(transaction=False)
+            for args in commands:
+                pipe.execute_command(*args)
+            return pipe.execute()
         pool = self._client.connection_pool
         connection = pool.get_connection()
+        replies: list[Any] = []
         try:
-            connection.send_packed_command([_pack_command(args)], check_health=False)
-            reply = connection.read_response()
-        except redis.ResponseError:  # an error reply: the connection is in step
-            raise
+            connection.send_packed_command([_pack_command(args) for args in commands], check_health=False)
+            for _ in commands:
+                try:
+                    replies.append(connection.read_response())
+                except redis.ResponseError as exc:  # an error reply: the connection is in step
+                    replies.append(exc)
         except BaseException:
             connection.disconnect()  # a half-sent command or unread reply: this connection is done
             raise
         finally:
             pool.release(connection)
-        return reply
+        for reply in replies:
+            if isinstance(reply, redis.ResponseError):
+                raise reply
+        return replies
 
     # ---- primitives -----------------------------------------------------------------------
 
@@ -331,7 +376,7 @@ class RedisStore(VirtualIOMixin, BaseStore):
         exists, size, (meta,) = pipe.execute()
         if not exists:
             raise self._missing(key)
-        created, updated = _stamps(meta)
+        created, updated = _stamps(meta if self.redis_timestamps else None)
         return BaseStats(size=size, created_at=created, updated_at=updated)
 
     def _info_many(self, keys: list[str]) -> Iterator[tuple[str, BaseStats | None]]:
@@ -340,7 +385,7 @@ class RedisStore(VirtualIOMixin, BaseStore):
             if reply is None:
                 yield key, None
             else:
-                yield key, BaseStats.make(int(reply[0]), *_stamps(reply[1]))
+                yield key, BaseStats.make(int(reply[0]), *_stamps(reply[1] if self.redis_timestamps else None))
 
     def _info_replies(self, keys: list[str]) -> list[Any]:
         """`[size, stamps]` for each key (None if it does not exist), one script call."""
@@ -384,7 +429,7 @@ class RedisStore(VirtualIOMixin, BaseStore):
         while batch := list(itertools.islice(keys, ENTRY_BATCH)):
             for key, reply in zip(batch, self._info_replies(batch), strict=True):
                 if reply is not None:
-                    yield KeyEntry(key, int(reply[0]), _updated(reply[1]))
+                    yield KeyEntry(key, int(reply[0]), _updated(reply[1]) if self.redis_timestamps else None)
 
     def _server(self) -> tuple[Any, ...]:
         """Where the client connects (host, port or socket path, user), without the database."""

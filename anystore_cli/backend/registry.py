@@ -207,7 +207,7 @@ BACKEND_OPTIONS: dict[str, tuple[str, ...]] = {
     "file": ("fsync",),
     "memory": (),
     "zip": (),
-    "redis": ("redis_prefix", "socket_connect_timeout", "socket_timeout"),
+    "redis": ("redis_prefix", "redis_timestamps", "socket_connect_timeout", "socket_timeout"),
     "sqlite": ("table", "timeout", "connect_timeout"),
 }
 """Registry name -> the `backend_config` entries its backend reads (SQL schemes share `sqlite`'s).
