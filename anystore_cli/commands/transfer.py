@@ -11,6 +11,7 @@ import binascii
 import sys
 import threading
 from collections.abc import Iterator
+from operator import itemgetter
 from typing import Annotated, Any
 
 import orjson
@@ -420,7 +421,7 @@ class _Batcher:
             for start in range(0, end, limit):
                 self.loader.submit(items[start : min(start + limit, end)], ttl)
             self.items = items[end:]
-            self.size = sum(len(data) for _, data in self.items)
+            self.size = sum(map(len, map(itemgetter(1), self.items)))  # the tail's values, in C
 
     def flush(self) -> None:
         """Hand what is gathered to the loader."""
