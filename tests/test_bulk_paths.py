@@ -191,3 +191,40 @@ def test_a_load_into_a_zip_that_hits_an_existing_key_loads_nothing_and_says_so(t
     assert b"already exists" in done.stderr and b"(loaded 0 keys before the failure)" in done.stderr, done.stderr
     with open(archive, "rb") as handle:
         assert handle.read() == before
+
+
+@pytest.mark.parametrize("backend", ["local", "sqlite", "redis", "zip"])
+def test_load_no_clobber_keeps_existing_keys_asking_a_batch_at_a_time(backend, store_factory, monkeypatch) -> None:
+    """`load --no-clobber` over 3,000 lines of which 1,000 keys exist: those keep their values,
+    the rest are loaded, the summary counts both (exit 1); the existence check is one `info_many`
+    a batch (the single-key check made to fail shows no key is asked about alone)."""
+    from anystore_cli.commands.transfer import _Loader
+
+    uri, config = store_factory.uri_and_config(backend)
+    flags = [arg for name, value in config.items() for arg in ("-b", f"{name}={value}")]
+    store = get_store(uri, backend_config=config or None, serialization_mode="raw")
+    store.put_many([(f"k/{i:05d}", b"old") for i in range(0, 3000, 3)])
+    lines = b"".join(orjson.dumps({"key": f"k/{i:05d}", "value": "new"}) + b"\n" for i in range(3000))
+    proc = run_cli("-s", uri, *flags, "load", "--no-clobber", input=lines)
+    assert proc.returncode == 1, proc.stderr
+    assert "loaded 2000 keys" in proc.stderr.decode() and "kept 1000 existing keys" in proc.stderr.decode()
+    values = dict(store.get_many([f"k/{i:05d}" for i in range(3000)], serialization_mode="raw"))
+    assert [i for i in range(3000) if values[f"k/{i:05d}"] == b"old"] == list(range(0, 3000, 3))
+    assert sum(1 for value in values.values() if value == b"new") == 2000
+
+    class Progress:
+        def advance(self, count: int) -> None:
+            pass
+
+    backend_store = as_backend(store)
+
+    def no_single_check(key: str) -> bool:
+        raise AssertionError(f"`exists` of {key!r} alone")
+
+    monkeypatch.setattr(type(backend_store), "_exists", no_single_check)
+    loader = _Loader(store, no_clobber=True, jobs=1, progress=Progress())
+    loader.submit([(f"k/{i:05d}", b"newer") for i in range(2990, 3010)], None)
+    loader.close()
+    assert (loader.loaded, loader.skipped) == (10, 10)
+    assert store.get("k/03005", serialization_mode="raw") == b"newer"
+    assert store.get("k/02995", serialization_mode="raw") == b"new"

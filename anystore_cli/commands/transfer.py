@@ -330,13 +330,11 @@ class _Loader:
     def _write(self, batch: list[tuple[str, bytes]], ttl: int | None) -> None:
         skipped = 0
         if self.no_clobber:
-            kept = []
-            for key, data in batch:
-                if self.store.exists(key):
-                    skipped += 1
-                else:
-                    kept.append((key, data))
-            batch = kept
+            # which keys exist, asked for the batch at once (one query, script call or archive
+            # reading where the backend can; `exists` per key took a round trip each)
+            found = self.store.info_many([key for key, _ in batch], batch_size=len(batch))
+            kept = [item for item, (_, stats) in zip(batch, found, strict=True) if stats is None]
+            skipped, batch = len(batch) - len(kept), kept
         if batch:
             try:
                 self.store.put_many(batch, ttl=ttl, serialization_mode="raw", batch_size=len(batch))
