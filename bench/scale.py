@@ -3,8 +3,8 @@
 Each size gets a fresh store; `load` runs once, `keys` and `dump` (which change nothing) the
 median of three runs when a run takes under two seconds. The time per key is the command's time
 minus the start-up of the same command on an empty store (the median of three runs before the
-first size and one after each size, so a slow moment weighs on neither alone), over the number of
-keys: it should not grow by more than 1.5× from the smallest to the largest size, and
+first size: measured after a large size instead, it took in the disk's write-back of the store just
+removed), over the number of keys: it should not grow by more than 1.5× from the smallest to the largest size, and
 peak RSS should stay flat. A size whose work beyond the start-up is under a quarter of the start-up (a
 `keys` of 10,000 rows) is too noisy to compare: the comparison starts at the next size.
 """
@@ -145,10 +145,6 @@ def section_scale(ctx: Context) -> None:
             finally:
                 cleanup(n)
                 out.unlink(missing_ok=True)
-            try:
-                time_startup(1)
-            except (BenchError, subprocess.TimeoutExpired) as exc:
-                report.fail(f"scale: start-up on {name} after {n:,} keys", exc)
         for op, samples in starts.items():
             startup[(name, op)] = median(samples)
 
@@ -171,7 +167,7 @@ def section_scale(ctx: Context) -> None:
         rss_growth = by_size[last].maxrss / by_size[first].maxrss
         # a size whose work is small next to the start-up gives no time per key worth comparing
         judged = [n for n in sizes if by_size[n].seconds - base >= STARTUP_BOUND * base]
-        reference = f"start-up {fmt_s(base)} (empty store, median of {len(sizes) + 3}) taken off"
+        reference = f"start-up {fmt_s(base)} (empty store, median of 3) taken off"
         if len(judged) < 2 or judged[-1] != last:
             report.target(
                 measure_name,

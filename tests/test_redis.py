@@ -12,7 +12,7 @@ import pytest
 
 from anystore_cli.backend.redis import RedisStore, escape_match
 from anystore_cli.core import AlreadyExists, DoesNotExist, InvalidData, StoreError, get_store
-from tests.conftest import unique
+from tests.conftest import _redis_cleanup, unique
 
 pytestmark = pytest.mark.service
 
@@ -66,8 +66,9 @@ def test_prefix_and_glob_match_special_keys_exactly(store):
     assert list(store.iterate_keys(glob="back[\\]*")) == ["back\\slash"]
 
 
-def test_glob_characters_in_redis_prefix_are_literal(store_factory):
+def test_glob_characters_in_redis_prefix_are_literal(store_factory, redis_url):
     name = unique()
+    store_factory.cleanups.append(lambda: _redis_cleanup(redis_url, name))  # both prefixes start with it
     starred = store_factory("redis", backend_config={"redis_prefix": f"{name}*"})
     plain = store_factory("redis", backend_config={"redis_prefix": f"{name}x"})
     starred.put("k", 1)
