@@ -3,10 +3,11 @@
 Each size gets a fresh store; `load` runs once, `keys` and `dump` (which change nothing) the
 median of three runs when a run takes under two seconds. The time per key is the command's time
 minus the start-up of the same command on an empty store (the median of three runs before the
-first size: measured after a large size instead, it took in the disk's write-back of the store just
-removed), over the number of keys: it should not grow by more than 1.5× from the smallest to the largest size, and
-peak RSS should stay flat. A size whose work beyond the start-up is under a quarter of the start-up (a
-`keys` of 10,000 rows) is too noisy to compare: the comparison starts at the next size.
+first size: measured after a large size instead, it took in the disk's write-back of the store
+just removed), over the number of keys: it should not grow by more than 1.5× from the smallest
+to the largest size, and peak RSS should stay flat. A size whose work beyond the start-up is
+under a quarter of the start-up (a `keys` of 10,000 rows) is too noisy to compare: the
+comparison starts at the next size.
 """
 
 from __future__ import annotations
@@ -101,17 +102,12 @@ def section_scale(ctx: Context) -> None:
         return sorted(runs, key=lambda run: run.seconds)[len(runs) // 2]
 
     for name, (options, cleanup) in stores.items():
-        starts: dict[str, list[float]] = {op: [] for op in OPERATIONS}
-
-        def time_startup(times: int, options=options, cleanup=cleanup, starts=starts) -> None:
-            """Each command on an empty store, `times` times, added to the start-up samples."""
+        try:
+            # start-up of each command on an empty store
             for op, args in (("load", ["load", "-i", str(empty)]), ("keys", ["keys"]), ("dump", ["dump"])):
                 command = [*ctx.new, *options(0), *args]
-                starts[op] += [measure(command, stdout=out, env=env).seconds for _ in range(times)]
+                startup[(name, op)] = median([measure(command, stdout=out, env=env).seconds for _ in range(3)])
             cleanup(0)
-
-        try:
-            time_startup(3)
         except (BenchError, subprocess.TimeoutExpired) as exc:
             report.fail(f"scale: start-up on {name}", exc)
             continue
@@ -145,8 +141,6 @@ def section_scale(ctx: Context) -> None:
             finally:
                 cleanup(n)
                 out.unlink(missing_ok=True)
-        for op, samples in starts.items():
-            startup[(name, op)] = median(samples)
 
     for (name, op), by_size in results.items():
         measure_name = f"Scale: `{op}`, {name}"
