@@ -6,7 +6,7 @@ import socket
 import sys
 import time
 from collections.abc import Callable
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, timezone
 
 import pytest
 
@@ -30,6 +30,10 @@ SQL_BACKENDS = ["sqlite", "postgres", "mysql"]
 @pytest.fixture(params=SQL_BACKENDS)
 def store(request, store_factory) -> SqlStore:
     return store_factory(request.param)
+
+
+def _utc(value: datetime) -> datetime:
+    return value.replace(tzinfo=timezone.utc) if value.tzinfo is None else value
 
 
 def _rows(store: SqlStore) -> int:
@@ -198,8 +202,9 @@ def test_put_many_keeps_special_keys_binary_values_ttl_and_created_at(store):
 
     with store.engine.connect() as conn:
         table = store.table
-        row = conn.execute(sa.select(table.c.updated_at, table.c.expires_at).where(table.c.key == "kept")).one()
-    assert row.expires_at - row.updated_at == timedelta(seconds=60)
+        row = conn.execute(sa.select(table.c.timestamp, table.c.ttl).where(table.c.key == "kept")).one()
+    assert row.ttl == 60  # the library's layout: seconds after the timestamp of the write
+    assert abs(_utc(row.timestamp) - datetime.now(timezone.utc)) < timedelta(seconds=5)
 
 
 def _recorded(store: SqlStore, func) -> list[tuple[str, bool]]:
@@ -359,7 +364,9 @@ def test_column_types(store_factory):
     assert columns["key"][0] == "varchar(768)"
     assert columns["key"][1] in ("utf8mb4_nopad_bin", "utf8mb4_0900_bin")  # exact, NO PAD
     assert columns["value"][0] == "longblob"
-    assert columns["expires_at"][0] == "datetime(6)"
+    assert columns["timestamp"][0] == "datetime(6)"
+    assert columns["ttl"][0] == "bigint(20)"
+    assert columns["created_at"][0] == "datetime(6)"
 
 
 def test_postgres_column_types(store_factory):

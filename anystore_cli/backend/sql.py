@@ -4,16 +4,30 @@ Store uris are SQLAlchemy urls: `sqlite:///file.db`, `postgresql://user:pw@host/
 `mysql+pymysql://user:pw@host/db`. A bare `mysql://` or `mariadb://` uses pymysql, a bare
 `postgresql://` (or `postgres://`) psycopg2.
 
-One table per store (`backend_config` `table`, default `anystore`), created when missing:
+One table per store (`backend_config` `table`, default `anystore`), the anystore library's
+(0.3.0 and 1.2): `key, value, timestamp, ttl`, so the library reads what this tool writes and
+the other way round. A table this tool creates adds one nullable column the library ignores:
 
 | column | sqlite | postgresql | mysql / mariadb |
 |---|---|---|---|
-| `key` (primary key) | TEXT (binary collation) | VARCHAR COLLATE "C" | VARCHAR(768) utf8mb4, binary NO PAD |
+| `key` (primary key) | VARCHAR (binary collation) | VARCHAR COLLATE "C" | VARCHAR(768) utf8mb4, binary NO PAD |
 | `value` | BLOB | BYTEA | LONGBLOB |
-| `created_at`, `updated_at` | DATETIME | TIMESTAMP | DATETIME(6) |
-| `expires_at` (indexed) | DATETIME | TIMESTAMP | DATETIME(6) |
+| `timestamp` (time of the last write) | DATETIME | TIMESTAMPTZ | DATETIME(6) |
+| `ttl` (seconds after `timestamp`, indexed) | BIGINT | BIGINT | BIGINT |
+| `created_at` (nullable: this tool's own) | DATETIME | TIMESTAMPTZ | DATETIME(6) |
 
-Timestamps are naive UTC. Key comparison is exact and case-sensitive everywhere. Limits: on
+`timestamp` defaults to the current UTC time on the server (anystore 0.3.0 leaves it to the
+database), naive UTC where the column has no time zone. A row's expiry is `timestamp + ttl`,
+however it was written; its creation time is `created_at`, or `timestamp` where that is NULL
+(the library wrote the row) or missing (a table the library created: only its four columns,
+read and written as they are, never altered). A table of this tool's earlier layout
+(`created_at, updated_at, expires_at`) is refused with the one-line migration
+`python -m anystore_cli.backend.sql migrate URI [TABLE]`.
+
+A store that is not there is an error: reading or listing a SQLite file or a table that does not
+exist fails (and creates neither); the first write creates them.
+
+Timestamps are UTC. Key comparison is exact and case-sensitive everywhere. Limits: on
 MySQL/MariaDB a key holds at most 768 characters (InnoDB's 3072-byte index limit), longer keys
 are refused as `InvalidKey`; on PostgreSQL a key's index entry may not pass about 2700 bytes.
 
@@ -22,8 +36,7 @@ ignores a conflict and checks the row count. A batch of `put_many` is one transa
 PostgreSQL (psycopg2) one binary COPY straight into the table, or, once a batch met an existing
 key (its COPY fails whole and is rolled back), a COPY into a temporary staging table and one
 INSERT ... SELECT upsert from it; on SQLite multi-row upserts of 400 rows; on MySQL/MariaDB
-(pymysql) multi-row upserts of hex literals, at most 512 KiB of SQL each. `ttl`
-is stored as an absolute UTC expiry; expired
+(pymysql) multi-row upserts of hex literals, at most 512 KiB of SQL each. Expired
 rows are invisible to every read, and are deleted when keys are listed and, now and then
 (about one write in a hundred), when writing. `pop` is one `DELETE ... RETURNING` where the
 database has it, else a locking SELECT and a DELETE in one transaction. Listing narrows with
@@ -54,7 +67,7 @@ import struct
 import threading
 import time
 from collections.abc import Callable, Generator, Iterator
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timezone
 from typing import Any, ClassVar, TypeVar
 
 import sqlalchemy as sa
@@ -160,29 +173,35 @@ def _copy_timestamp(value: datetime | None) -> bytes:
     return _pack_timestamp(8, (delta.days * 86400 + delta.seconds) * 1_000_000 + delta.microseconds)
 
 
-def copy_rows(values: dict[str, bytes], created: datetime, expires: datetime | None) -> bytes:
-    """The rows (key, value, created_at, updated_at, expires_at) of a batch in PostgreSQL's
-    binary COPY format, in key order, every row with the same timestamps.
+def copy_rows(
+    values: dict[str, bytes], stamp: datetime, ttl: int | None, created: bool = True, ttl_bytes: int = 8
+) -> bytes:
+    """The rows (key, value, timestamp, ttl[, created_at]) of a batch in PostgreSQL's binary
+    COPY format, in key order, every row with the same time and ttl.
 
     Binary fields need no escaping and no hex: the server copies the key's UTF-8 bytes and the
     value's bytes as they are, and parses no text timestamps.
 
     Args:
         values: The batch's keys and values
-        created: created_at and updated_at of every row (naive UTC)
-        expires: expires_at of every row (naive UTC), or None
+        stamp: timestamp (and created_at) of every row (naive UTC)
+        ttl: ttl of every row in seconds, or None
+        created: Whether the rows have the created_at column
+        ttl_bytes: Size of the table's ttl column (8 for BIGINT, 4 for INTEGER)
 
     Returns:
         The whole COPY payload, header and trailer included
     """
-    stamp = _copy_timestamp(created)
-    tail = stamp + stamp + _copy_timestamp(expires)
+    time_field = _copy_timestamp(stamp)
+    ttl_field = _COPY_NULL if ttl is None else struct.pack(">iq" if ttl_bytes == 8 else ">ii", ttl_bytes, ttl)
+    tail = time_field + ttl_field + (time_field if created else b"")
+    head = 5 if created else 4
     parts = [_COPY_HEADER]
     append = parts.append
     for key in sorted(values):
         encoded = key.encode()
         value = values[key]
-        append(_pack_row_head(5, len(encoded)))
+        append(_pack_row_head(head, len(encoded)))
         append(encoded)
         append(_pack_length(len(value)))
         append(value)
@@ -195,10 +214,13 @@ def _utcnow() -> datetime:
     return datetime.now(timezone.utc).replace(tzinfo=None)
 
 
-def _aware(value: datetime | None) -> datetime | None:
-    if value is None or value.tzinfo is not None:
-        return value
-    return value.replace(tzinfo=timezone.utc)
+def _utc(value: datetime | None) -> datetime | None:
+    """A time read from the table in UTC: naive ones are UTC already (as the library reads them)."""
+    if value is None:
+        return None
+    if value.tzinfo is None:
+        return value.replace(tzinfo=timezone.utc)
+    return value.astimezone(timezone.utc)
 
 
 def _sqlite_on_connect(dbapi_connection: Any, _record: Any) -> None:
@@ -463,10 +485,10 @@ def _postgresql_timeouts(timeout: float, options: Any = None) -> dict[str, Any]:
 
 
 def _index_name(table: str) -> str:
-    name = f"ix_{table}_expires_at"
+    name = f"ix_{table}_ttl"
     if len(name) <= 60:
         return name
-    return f"ix_{table[:40]}_{hashlib.sha1(table.encode()).hexdigest()[:8]}_exp"
+    return f"ix_{table[:40]}_{hashlib.sha1(table.encode()).hexdigest()[:8]}_ttl"
 
 
 def _is_mysql(engine: Engine) -> bool:
@@ -482,17 +504,28 @@ def _dialect(engine: Engine) -> Any:
     return importlib.import_module(f"sqlalchemy.dialects.{name}")
 
 
+LIBRARY_COLUMNS = ("key", "value", "timestamp", "ttl")
+"""The columns of the anystore library's table, in its order"""
+EARLIER_COLUMNS = ("created_at", "updated_at", "expires_at")
+"""The timestamp columns of this tool's earlier layout (before it kept the library's table)"""
+
+
 def build_table(name: str, engine: Engine) -> sa.Table:
-    """The store's table definition, with column types for the engine's database."""
+    """The definition of a table this tool creates: the library's four columns, with types for
+    the engine's database, and `created_at`, nullable (the library's inserts leave it out)."""
     timestamp: Any = sa.DateTime()
     key_type: Any = sa.String()
     value_type: Any = sa.LargeBinary()
+    now: Any = sa.text("CURRENT_TIMESTAMP")  # SQLite: UTC
     options: dict[str, Any] = {}
     if engine.dialect.name == "postgresql":
         key_type = sa.String(collation="C")
+        timestamp = sa.DateTime(timezone=True)
+        now = sa.func.now()
     elif _is_mysql(engine):
         mysql = _dialect(engine)
         timestamp = mysql.DATETIME(fsp=6)
+        now = sa.text("(UTC_TIMESTAMP(6))")  # CURRENT_TIMESTAMP would be the session's time zone
         value_type = mysql.LONGBLOB()
         key_type = mysql.VARCHAR(MYSQL_KEY_LENGTH, charset="utf8mb4", collation=_mysql_collation(engine))
         options = {"mysql_charset": "utf8mb4", "mysql_engine": "InnoDB"}
@@ -503,11 +536,24 @@ def build_table(name: str, engine: Engine) -> sa.Table:
         sa.MetaData(),
         sa.Column("key", key_type, primary_key=True),
         sa.Column("value", value_type, nullable=False),
-        sa.Column("created_at", timestamp, nullable=False),
-        sa.Column("updated_at", timestamp, nullable=False),
-        sa.Column("expires_at", timestamp, nullable=True),
-        sa.Index(_index_name(name), "expires_at"),
+        # anystore 0.3.0 names neither: the database fills in the time
+        sa.Column("timestamp", timestamp, nullable=True, server_default=now),
+        sa.Column("ttl", sa.BigInteger(), nullable=True),
+        sa.Column("created_at", timestamp, nullable=True),
+        sa.Index(_index_name(name), "ttl"),
         **options,
+    )
+
+
+def reflect_table(name: str, engine: Engine, columns: list[dict[str, Any]]) -> sa.Table:
+    """The definition of an existing table of the library's layout, with its own column types
+    (and `created_at` only where it has one), from the inspector's `columns`."""
+    found = {column["name"].lower(): column for column in columns}
+    names = [*LIBRARY_COLUMNS, *(["created_at"] if "created_at" in found else [])]
+    return sa.Table(
+        name,
+        sa.MetaData(),
+        *(sa.Column(column, found[column]["type"], primary_key=column == "key") for column in names),
     )
 
 
@@ -521,7 +567,8 @@ def _mysql_collation(engine: Engine) -> str:
     return "utf8mb4_bin"  # older MySQL: PAD SPACE, trailing spaces compare equal
 
 
-_TABLES: dict[tuple[str, str, bool], sa.Table] = {}
+_TABLES: dict[tuple[str, str], sa.Table] = {}
+"""Tables known to exist, by store uri and table name (one inspection per process)"""
 
 
 class SqlStore(VirtualIOMixin, BaseStore):
@@ -529,6 +576,10 @@ class SqlStore(VirtualIOMixin, BaseStore):
 
     supports_ttl: ClassVar[bool] = True
     backend_errors: ClassVar[tuple[type[BaseException], ...]] = (DBAPIError, PoolTimeoutError, OSError)
+    create_missing: bool = False
+    """Whether a read creates a missing table (and SQLite file) as a write does: off, so a store
+    that is not there is an error; the library face turns it on, as the anystore library
+    creates its table when a store is made"""
     bulk_batch_keys: ClassVar[int] = 5000
     """A load commits every 5,000 keys: a commit waits on the server's disk (PostgreSQL and
     MariaDB spent a third of a load of small keys in 100 commits of 1,000)"""
@@ -553,6 +604,7 @@ class SqlStore(VirtualIOMixin, BaseStore):
         self._copy_conflicts = False  # PostgreSQL: a COPY met an existing key, batches now upsert
         self._staged_upsert_: Any = None
         self._sqlite_parts_: tuple[str, str] | None = None
+        self._mysql_parts_: tuple[str, str] | None = None
 
     # ---- connection, table and errors --------------------------------------------------------
 
@@ -566,7 +618,7 @@ class SqlStore(VirtualIOMixin, BaseStore):
         return self._engine_
 
     def _refuse_missing_sqlite_file(self) -> None:
-        """A read-only store never creates its SQLite file (connecting would)."""
+        """A read never creates the SQLite file (connecting would): a missing file is a missing store."""
         url = sqlalchemy_url(self.uri)
         path = url.database
         if url.get_backend_name() != "sqlite" or not path or path == ":memory:" or path.startswith("file:"):
@@ -574,36 +626,81 @@ class SqlStore(VirtualIOMixin, BaseStore):
         import os
 
         if not os.path.exists(path):
-            raise StoreError(self._describe(None, "the SQLite database file does not exist (read-only: not created)"))
+            raise StoreError(self._describe(None, f"the SQLite database file `{path}` does not exist"))
 
     @property
     def table(self) -> sa.Table:
-        """The store's table, created in the database when missing (not for readonly stores)."""
+        """The store's table as it is in the database.
+
+        Raises:
+            StoreError: If the table (or the SQLite file) does not exist: a read creates neither
+                (unless `create_missing` is set)
+        """
         if self._table_ is None:
-            engine = self.engine
-            cache_key = (self.uri, self.table_name, bool(self.readonly))
-            table = _TABLES.get(cache_key)
-            if table is None:
-                with engine.connect():  # learn the server version before choosing column types
-                    pass
-                table = build_table(self.table_name, engine)
-                self._create_table(table)
-                _TABLES[cache_key] = table
-            self._table_ = table
+            self._table_ = self._resolve_table(create=self.create_missing and not self.readonly)
         return self._table_
 
-    def _create_table(self, table: sa.Table) -> None:
-        if sa.inspect(self.engine).has_table(table.name):
-            return
-        if self.readonly:
-            raise StoreError(self._describe(None, f"table `{table.name}` does not exist"))
-        try:
-            with self.engine.begin() as conn:
-                table.create(conn, checkfirst=True)
-        except DBAPIError:
-            # another process created it at the same moment
-            if not sa.inspect(self.engine).has_table(table.name):
-                raise
+    def ensure_table(self) -> sa.Table:
+        """The store's table, created (with the SQLite file) when missing, as a write does.
+
+        Raises:
+            StoreError: If the store is read-only and the table does not exist
+        """
+        if self._table_ is None:
+            self._table_ = self._resolve_table(create=not self.readonly)
+        return self._table_
+
+    @property
+    def has_created_at(self) -> bool:
+        """Whether the table keeps creation times in `created_at` (a table this tool created)."""
+        return "created_at" in self.table.c
+
+    def _resolve_table(self, create: bool) -> sa.Table:
+        cache_key = (self.uri, self.table_name)
+        table = _TABLES.get(cache_key)
+        if table is not None:
+            return table
+        if not create:
+            self._refuse_missing_sqlite_file()
+        engine = self.engine
+        with engine.connect():  # learn the server version before choosing column types
+            pass
+        inspector = sa.inspect(engine)
+        if inspector.has_table(self.table_name):
+            table = self._existing_table(inspector.get_columns(self.table_name))
+        elif not create:
+            raise StoreError(self._describe(None, f"table `{self.table_name}` does not exist"))
+        else:
+            table = build_table(self.table_name, engine)
+            try:
+                with engine.begin() as conn:
+                    table.create(conn, checkfirst=True)
+            except DBAPIError:
+                # another process created it at the same moment
+                if not sa.inspect(engine).has_table(self.table_name):
+                    raise
+                table = self._existing_table(sa.inspect(engine).get_columns(self.table_name))
+        _TABLES[cache_key] = table
+        return table
+
+    def _existing_table(self, columns: list[dict[str, Any]]) -> sa.Table:
+        """An existing table, of the library's layout, or refused with what to do about it."""
+        names = {column["name"].lower() for column in columns}
+        if set(LIBRARY_COLUMNS) <= names:
+            return reflect_table(self.table_name, self.engine, columns)
+        if {"key", "value", *EARLIER_COLUMNS} <= names:
+            raise StoreError(
+                self._describe(
+                    None,
+                    f"table `{self.table_name}` has anystore-cli's earlier layout ({', '.join(EARLIER_COLUMNS)}); "
+                    f"migrate it once to the anystore library's: "
+                    f"python -m anystore_cli.backend.sql migrate '{mask_uri(self.uri)}' {self.table_name}",
+                )
+            )
+        missing = ", ".join(name for name in LIBRARY_COLUMNS if name not in names)
+        raise StoreError(
+            self._describe(None, f"table `{self.table_name}` is not an anystore table (no column {missing})")
+        )
 
     @contextlib.contextmanager
     def _errors(self, key: str | None = None) -> Generator[None, None, None]:
@@ -682,53 +779,71 @@ class SqlStore(VirtualIOMixin, BaseStore):
 
     # ---- statements -----------------------------------------------------------------------
 
-    def _live(self, now: datetime) -> Any:
-        expires = self.table.c.expires_at
-        return sa.or_(expires.is_(None), expires > now)
+    def _stamp(self, now: datetime) -> datetime:
+        """A naive UTC time as the table's `timestamp` column takes it: aware where the column
+        has a time zone (PostgreSQL's TIMESTAMPTZ), naive elsewhere."""
+        if getattr(self.table.c.timestamp.type, "timezone", False) and self.engine.dialect.name == "postgresql":
+            return now.replace(tzinfo=timezone.utc)
+        return now
+
+    def _expired(self, stamp: Any, ttl: Any, now: Any) -> Any:
+        """Whether the row of `stamp` and `ttl` has expired at `now` (expressions): its ttl
+        ran out `ttl` seconds after its timestamp, as the library reads it."""
+        dialect = self.engine.dialect.name
+        if dialect == "sqlite":
+            deadline = sa.func.julianday(stamp) + ttl / sa.literal_column("86400.0")
+            passed = deadline <= sa.func.julianday(now)
+        elif dialect == "postgresql":
+            passed = stamp + ttl * sa.literal_column("INTERVAL '1 second'") <= now
+        else:
+            passed = sa.func.timestampadd(sa.literal_column("SECOND"), ttl, stamp) <= now
+        return sa.and_(ttl.is_not(None), stamp.is_not(None), passed)
+
+    def _now(self, now: datetime) -> Any:
+        """`now` as a bound value of the timestamp column's type."""
+        return sa.literal(self._stamp(now), type_=self.table.c.timestamp.type)
+
+    def _live(self, now: datetime, table: sa.Table | None = None) -> Any:
+        table = self.table if table is None else table
+        return sa.not_(self._expired(table.c.timestamp, table.c.ttl, self._now(now)))
+
+    def _columns(self) -> list[str]:
+        """The columns a write names: the library's, and `created_at` where the table has it."""
+        return [*LIBRARY_COLUMNS, *(["created_at"] if self.has_created_at else [])]
 
     def _row(self, key: str, value: bytes, ttl: int | None, now: datetime) -> dict[str, Any]:
-        expires = now + timedelta(seconds=ttl) if ttl else None
-        return {"key": key, "value": value, "created_at": now, "updated_at": now, "expires_at": expires}
+        stamp = self._stamp(now)
+        row = {"key": key, "value": value, "timestamp": stamp, "ttl": int(ttl) if ttl else None}
+        if self.has_created_at:
+            row["created_at"] = stamp
+        return row
 
     def _upsert(self, select: Any = None) -> Any:
-        """The upsert statement: of bound rows, or of the rows of `select` (key, value,
-        created_at, updated_at, expires_at) when given."""
+        """The upsert statement: of bound rows, or of the rows of `select` (the columns of
+        `_columns()`, in order) when given."""
         table = self.table
-        names = ["key", "value", "created_at", "updated_at", "expires_at"]
-        if _is_mysql(self.engine):
-            stmt = _dialect(self.engine).insert(table)
-            if select is not None:
-                stmt = stmt.from_select(names, select)
-            new = stmt.inserted
-            # MySQL applies assignments in order: decide created_at before expires_at changes
-            return stmt.on_duplicate_key_update(
-                [
-                    ("created_at", self._kept_created(new.created_at, new.updated_at)),
-                    ("value", new.value),
-                    ("updated_at", new.updated_at),
-                    ("expires_at", new.expires_at),
-                ]
-            )
+        names = self._columns()
         stmt = _dialect(self.engine).insert(table)
         if select is not None:
             stmt = stmt.from_select(names, select)
-        new = stmt.excluded
-        return stmt.on_conflict_do_update(
-            index_elements=[table.c.key],
-            set_={
-                "value": new.value,
-                "created_at": self._kept_created(new.created_at, new.updated_at),
-                "updated_at": new.updated_at,
-                "expires_at": new.expires_at,
-            },
-        )
+        mysql = _is_mysql(self.engine)
+        new = stmt.inserted if mysql else stmt.excluded
+        changes: list[tuple[str, Any]] = []
+        if self.has_created_at:
+            # first: MySQL applies assignments in order, and this reads the old timestamp and ttl
+            changes.append(("created_at", self._kept_created(new.created_at, new.timestamp)))
+        changes += [("value", new.value), ("timestamp", new.timestamp), ("ttl", new.ttl)]
+        if mysql:
+            return stmt.on_duplicate_key_update(changes)
+        return stmt.on_conflict_do_update(index_elements=[table.c.key], set_=dict(changes))
 
     def _kept_created(self, new_created: Any, now: Any) -> Any:
-        """created_at of an overwritten row: kept, unless the old row had expired."""
-        expires = self.table.c.expires_at
+        """created_at of an overwritten row: kept (its timestamp where the library wrote it),
+        unless the old row had expired."""
+        table = self.table
         return sa.case(
-            (sa.and_(expires.is_not(None), expires <= now), new_created),
-            else_=self.table.c.created_at,
+            (self._expired(table.c.timestamp, table.c.ttl, now), new_created),
+            else_=sa.func.coalesce(table.c.created_at, table.c.timestamp),
         )
 
     def _insert_ignore(self) -> Any:
@@ -746,7 +861,9 @@ class SqlStore(VirtualIOMixin, BaseStore):
         """Delete the expired rows of the table now (best effort); return how many went."""
         try:
             with self.engine.begin() as conn:
-                result = conn.execute(sa.delete(self.table).where(self.table.c.expires_at <= _utcnow()))
+                table = self.table
+                expired = self._expired(table.c.timestamp, table.c.ttl, self._now(_utcnow()))
+                result = conn.execute(sa.delete(table).where(expired))
                 return result.rowcount or 0
         except DBAPIError as exc:
             if exc.connection_invalidated:  # the server is gone or does not answer: not best effort
@@ -771,9 +888,11 @@ class SqlStore(VirtualIOMixin, BaseStore):
 
     def _write(self, key: str, value: bytes, ttl: int | None = None, no_clobber: bool = False, **kwargs: Any) -> None:
         self._writing.size = len(value)
-        row = self._row(key, bytes(value), ttl, _utcnow())
+        self.ensure_table()
+        now = _utcnow()
+        row = self._row(key, bytes(value), ttl, now)
         if no_clobber:
-            self._retry(lambda: self._insert_new(row))
+            self._retry(lambda: self._insert_new({**row, "now": now}))
         else:
             stmt = self._upsert()
 
@@ -788,7 +907,9 @@ class SqlStore(VirtualIOMixin, BaseStore):
         table = self.table
         with self.engine.begin() as conn:
             # an expired row does not count as existing
-            conn.execute(sa.delete(table).where(table.c.key == row["key"], table.c.expires_at <= row["updated_at"]))
+            expired = self._expired(table.c.timestamp, table.c.ttl, self._now(row["now"]))
+            conn.execute(sa.delete(table).where(table.c.key == row["key"], expired))
+            row = {name: value for name, value in row.items() if name != "now"}
             if not conn.execute(self._insert_ignore(), row).rowcount:
                 raise AlreadyExists(self._describe(row["key"], "already exists"))
 
@@ -796,14 +917,15 @@ class SqlStore(VirtualIOMixin, BaseStore):
         now = _utcnow()
         self._writing.size = max((len(value) for _, value in items), default=0)
         values = dict(items)  # last one wins
-        expires = now + timedelta(seconds=ttl) if ttl else None
+        self.ensure_table()
+        ttl = int(ttl) if ttl else None
         engine = self.engine
         if self._copy_batches():
-            self._copy_many(values, now, expires)
+            self._copy_many(values, now, ttl)
         elif engine.dialect.name == "sqlite" and engine.dialect.driver == "pysqlite":
-            self._retry(lambda: self._sqlite_many(values, now, expires))
+            self._retry(lambda: self._sqlite_many(values, now, ttl))
         elif _is_mysql(engine) and engine.dialect.driver == "pymysql":
-            self._retry(lambda: self._mysql_many(values, now, expires))
+            self._retry(lambda: self._mysql_many(values, now, ttl))
         else:
             rows = [self._row(key, bytes(values[key]), ttl, now) for key in sorted(values)]
             stmt = self._upsert()
@@ -816,18 +938,17 @@ class SqlStore(VirtualIOMixin, BaseStore):
             self._retry(_upsert_all)
         self._maybe_purge()
 
-    def _sqlite_many(self, values: dict[str, bytes], now: datetime, expires: datetime | None) -> None:
+    def _sqlite_many(self, values: dict[str, bytes], now: datetime, ttl: int | None) -> None:
         """SQLite: the batch as a few multi-row upserts of up to `SQLITE_ROWS_PER_STATEMENT` rows,
-        straight through the driver, the timestamps bound once per statement.
+        straight through the driver, the timestamp and ttl bound once per statement.
 
         One statement of many rows runs about twice as fast as `executemany` of one row each
         (one statement to step, not one per row), and nothing is converted per row in Python.
         """
         head, tail = self._sqlite_upsert_parts()
-        stamp = self.table.c.created_at.type.dialect_impl(self.engine.dialect).bind_processor(self.engine.dialect)
-        fixed = [stamp(now), stamp(now), stamp(expires) if expires is not None else None] if stamp else None
-        if fixed is None:
-            fixed = [now, now, expires]
+        stamp = self.table.c.timestamp.type.dialect_impl(self.engine.dialect).bind_processor(self.engine.dialect)
+        fixed = [stamp(now) if stamp else now, ttl]
+        rows = _sqlite_rows if self.has_created_at else _sqlite_rows_without_created
         keys = sorted(values)
         with self.engine.begin() as conn:
             for start in range(0, len(keys), SQLITE_ROWS_PER_STATEMENT):
@@ -836,38 +957,40 @@ class SqlStore(VirtualIOMixin, BaseStore):
                 for key in chunk:
                     params.append(key)
                     params.append(values[key])
-                conn.exec_driver_sql(f"{head}{_sqlite_rows(len(chunk))}{tail}", tuple(params))
+                conn.exec_driver_sql(f"{head}{rows(len(chunk))}{tail}", tuple(params))
 
     def _sqlite_upsert_parts(self) -> tuple[str, str]:
         """The SQLite upsert around its VALUES: `INSERT INTO t (columns) VALUES ` and
         ` ON CONFLICT ... DO UPDATE ...`, compiled from `_upsert` (one definition of an overwrite)."""
         if self._sqlite_parts_ is None:
             compiled = str(self._upsert().compile(dialect=self.engine.dialect))
-            marker = " VALUES (?, ?, ?, ?, ?)"
+            marker = " VALUES (" + ", ".join("?" * len(self._columns())) + ")"
             at = compiled.index(marker)  # ValueError: a compiler this code does not know
             self._sqlite_parts_ = (compiled[:at] + " VALUES ", compiled[at + len(marker) :])
         return self._sqlite_parts_
 
-    def _mysql_many(self, values: dict[str, bytes], now: datetime, expires: datetime | None) -> None:
+    def _mysql_upsert_parts(self) -> tuple[str, str]:
+        """The MySQL upsert around its VALUES, compiled from `_upsert` as on SQLite (its update
+        clause binds nothing: every `%%` in it is a literal `%`, as the SQL is sent unformatted)."""
+        if self._mysql_parts_ is None:
+            compiled = str(self._upsert().compile(dialect=self.engine.dialect))
+            start = compiled.index(" VALUES (")
+            end = compiled.index(" ON DUPLICATE KEY UPDATE", start)
+            head = compiled[:start].replace("%%", "%") + " VALUES "
+            self._mysql_parts_ = (head, compiled[end:].replace("%%", "%"))
+        return self._mysql_parts_
+
+    def _mysql_many(self, values: dict[str, bytes], now: datetime, ttl: int | None) -> None:
         """MySQL/MariaDB: the batch as multi-row upserts of pre-escaped SQL, each at most
         `MYSQL_STATEMENT_BYTES` long, in one transaction; keys and values are hex literals
         (`_utf8mb4 X'...'`, `X'...'`), so nothing is escaped row by row in Python and no
         `sql_mode` changes their meaning. A value over `MYSQL_HEX_VALUE_LIMIT` bytes goes alone
         through a bound parameter (hex would double it on the wire, towards max_allowed_packet).
         """
-        table = self._quoted_table()
-        head = f"INSERT INTO {table} (`key`, value, created_at, updated_at, expires_at) VALUES "
-        # MySQL applies assignments in order: decide created_at before expires_at changes
-        tail = (
-            f" ON DUPLICATE KEY UPDATE created_at = CASE WHEN ({table}.expires_at IS NOT NULL AND "
-            f"{table}.expires_at <= VALUES(updated_at)) THEN VALUES(created_at) ELSE {table}.created_at END, "
-            "value = VALUES(value), updated_at = VALUES(updated_at), expires_at = VALUES(expires_at)"
-        )
+        head, tail = self._mysql_upsert_parts()
         stamp = f"'{now.isoformat(' ', 'microseconds')}'"
-        expiry = f"'{expires.isoformat(' ', 'microseconds')}'" if expires is not None else "NULL"
-        row_tail = f",{stamp},{stamp},{expiry})"
+        row_tail = f",{stamp},{'NULL' if ttl is None else int(ttl)}" + (f",{stamp})" if self.has_created_at else ")")
         budget = MYSQL_STATEMENT_BYTES - len(head) - len(tail)
-        ttl_row = {"created_at": now, "updated_at": now, "expires_at": expires}
         with self.engine.begin() as conn:
             rows: list[str] = []
             size = 0
@@ -882,7 +1005,7 @@ class SqlStore(VirtualIOMixin, BaseStore):
                     if rows:
                         flush()
                         rows, size = [], 0
-                    conn.execute(self._upsert(), {"key": key, "value": bytes(value), **ttl_row})
+                    conn.execute(self._upsert(), self._row(key, bytes(value), ttl, now))
                     continue
                 row = f"(_utf8mb4 X'{key.encode().hex()}',X'{value.hex()}'{row_tail}"
                 if rows and size + len(row) + 1 > budget:
@@ -902,7 +1025,7 @@ class SqlStore(VirtualIOMixin, BaseStore):
         engine = self.engine
         return engine.dialect.name == "postgresql" and engine.dialect.driver == "psycopg2"
 
-    def _copy_many(self, values: dict[str, bytes], now: datetime, expires: datetime | None) -> None:
+    def _copy_many(self, values: dict[str, bytes], now: datetime, ttl: int | None) -> None:
         """PostgreSQL: COPY the batch (binary format) straight into the table; where a key of it
         exists already, COPY it into a staging table instead and upsert from there.
 
@@ -910,9 +1033,10 @@ class SqlStore(VirtualIOMixin, BaseStore):
         rolled back, nothing of it stays) switches the store to the staging path for the rest of
         its life, so a load over existing keys pays for one failed COPY only. The staging table is
         temporary and dropped at commit; the rows go in key order (concurrent batches lock shared
-        keys in the same order), with the timestamps and expiry the plain path would give them.
+        keys in the same order), with the timestamp and ttl the plain path would give them.
         """
-        data = copy_rows(values, now, expires)
+        ttl_bytes = 8 if isinstance(self.table.c.ttl.type, sa.BigInteger) else 4
+        data = copy_rows(values, now, ttl, created=self.has_created_at, ttl_bytes=ttl_bytes)
         if not self._copy_conflicts:
             try:
                 self._retry(lambda: self._copy_into(data, staged=False))
@@ -929,13 +1053,14 @@ class SqlStore(VirtualIOMixin, BaseStore):
             dbapi_connection = conn.connection.dbapi_connection
             if dbapi_connection.encoding not in ("UTF8", "UNICODE"):  # the keys are UTF-8
                 conn.exec_driver_sql("SET LOCAL client_encoding TO 'UTF8'")
-            if staged:
+            if staged:  # the table's own column types: the binary rows must match them
                 conn.exec_driver_sql(
-                    'CREATE TEMPORARY TABLE anystore_staging (key TEXT COLLATE "C", value BYTEA, '
-                    "created_at TIMESTAMP, updated_at TIMESTAMP, expires_at TIMESTAMP) ON COMMIT DROP"
+                    f"CREATE TEMPORARY TABLE anystore_staging (LIKE {self._quoted_table()}) ON COMMIT DROP"
                 )
             target = "anystore_staging" if staged else self._quoted_table()
-            copy = f"COPY {target} (key, value, created_at, updated_at, expires_at) FROM STDIN WITH (FORMAT binary)"
+            quote = self.engine.dialect.identifier_preparer.quote
+            columns = ", ".join(quote(name) for name in self._columns())
+            copy = f"COPY {target} ({columns}) FROM STDIN WITH (FORMAT binary)"
             with self._driver_errors(conn, copy), dbapi_connection.cursor() as cursor:
                 watch = WATCHDOG.watching(dbapi_connection, self.timeout) if self.timeout else None
                 with watch or contextlib.nullcontext():
@@ -965,13 +1090,9 @@ class SqlStore(VirtualIOMixin, BaseStore):
     def _staged_upsert(self) -> Any:
         """The upsert of the staging table's rows, in key order (built once: its compiled form is cached)."""
         if self._staged_upsert_ is None:
-            staging = sa.table(
-                "anystore_staging",
-                *(sa.column(name) for name in ("key", "value", "created_at", "updated_at", "expires_at")),
-            )
-            select = sa.select(
-                staging.c.key, staging.c.value, staging.c.created_at, staging.c.updated_at, staging.c.expires_at
-            ).order_by(staging.c.key)
+            names = self._columns()
+            staging = sa.table("anystore_staging", *(sa.column(name) for name in names))
+            select = sa.select(*(staging.c[name] for name in names)).order_by(staging.c.key)
             self._staged_upsert_ = self._upsert(select)
         return self._staged_upsert_
 
@@ -1009,9 +1130,17 @@ class SqlStore(VirtualIOMixin, BaseStore):
         with self.engine.connect() as conn:
             return conn.execute(stmt).first() is not None
 
+    def _size(self) -> Any:
+        """A value's length in bytes (0 for a NULL value, which the library's table allows)."""
+        return sa.func.coalesce(sa.func.length(self.table.c.value), 0)
+
     def _info_columns(self) -> list[Any]:
+        """Key, size, creation and update time: `created_at` where this tool kept it, else the
+        library's `timestamp` (the time of the last write) for both."""
         table = self.table
-        return [table.c.key, sa.func.length(table.c.value), table.c.created_at, table.c.updated_at]
+        stamp = table.c.timestamp
+        created = sa.func.coalesce(table.c.created_at, stamp) if self.has_created_at else stamp
+        return [table.c.key, self._size(), sa.type_coerce(created, stamp.type), stamp]
 
     def _info(self, key: str) -> BaseStats:
         stats = dict(self._info_many([key]))[key]
@@ -1068,12 +1197,12 @@ class SqlStore(VirtualIOMixin, BaseStore):
         """Key, size and update time from one query; with `md5` the database computes each
         value's MD5 where it can (PostgreSQL, MySQL), so no value leaves the server."""
         table = self.table
-        columns = [table.c.key, sa.func.length(table.c.value), table.c.updated_at]
+        columns = [table.c.key, self._size(), table.c.timestamp]
         server_md5 = md5 and self.engine.dialect.name != "sqlite"
         if server_md5:
             columns.append(sa.func.md5(table.c.value))
         for row in self._listing(columns, prefix, exclude_prefix, glob):
-            updated = _aware(row[2])
+            updated = _utc(row[2])
             yield KeyEntry(
                 row[0],
                 row[1],
@@ -1088,11 +1217,14 @@ class SqlStore(VirtualIOMixin, BaseStore):
         if source.table_name == self.table_name:
             return None  # a key onto itself: nothing to copy
         theirs = source.table
+        self.ensure_table()
         now = _utcnow()
         live = sa.and_(theirs.c.key == key, source._live(now))
-        expires = sa.literal(now + timedelta(seconds=ttl) if ttl else None, type_=self.table.c.expires_at.type)
-        stamp = sa.literal(now, type_=self.table.c.updated_at.type)
-        select = sa.select(theirs.c.key, theirs.c.value, stamp, stamp, expires).where(live)
+        stamp = self._now(now)
+        columns = [theirs.c.key, theirs.c.value, stamp, sa.literal(int(ttl) if ttl else None, type_=sa.BigInteger())]
+        if self.has_created_at:
+            columns.append(stamp)
+        select = sa.select(*columns).where(live)
         stmt = self._upsert(select)
 
         def _copy() -> int | None:
@@ -1146,16 +1278,18 @@ class SqlStore(VirtualIOMixin, BaseStore):
 
 
 def _row_stats(row: Any) -> BaseStats:
-    """The metadata of a `(key, size, created_at, updated_at)` row."""
-    created, updated = row[2], row[3]
-    return BaseStats.make(
-        int(row[1]),
-        None if created is None else created.replace(tzinfo=timezone.utc),
-        None if updated is None else updated.replace(tzinfo=timezone.utc),
-    )
+    """The metadata of a `(key, size, created, updated)` row."""
+    return BaseStats.make(int(row[1]), _utc(row[2]), _utc(row[3]))
 
 
 @functools.lru_cache(maxsize=8)
 def _sqlite_rows(count: int) -> str:
-    """`count` rows of a SQLite VALUES list: (key, value) numbered after the three timestamps."""
-    return ",".join(f"(?{4 + 2 * i},?{5 + 2 * i},?1,?2,?3)" for i in range(count))
+    """`count` rows of a SQLite VALUES list (key, value, timestamp, ttl, created_at): key and
+    value numbered after the timestamp (1) and the ttl (2), bound once for all rows."""
+    return ",".join(f"(?{3 + 2 * i},?{4 + 2 * i},?1,?2,?1)" for i in range(count))
+
+
+@functools.lru_cache(maxsize=8)
+def _sqlite_rows_without_created(count: int) -> str:
+    """As `_sqlite_rows`, for a table of the library's four columns only."""
+    return ",".join(f"(?{3 + 2 * i},?{4 + 2 * i},?1,?2)" for i in range(count))
