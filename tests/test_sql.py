@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import socket
+import subprocess
 import sys
 import time
 from collections.abc import Callable
@@ -471,3 +473,126 @@ def test_in_memory_sqlite(uri):
     store.put("k", 1)
     assert store.get("k") == 1
     assert list(store.iterate_keys()) == ["k"]
+
+
+# ---- a store that is not there ---------------------------------------------------------------
+
+LISTINGS = [
+    ["keys"],
+    ["dump"],
+    ["rm", "--prefix", "a", "-f"],
+    ["get", "a"],
+    ["exists", "a"],
+    ["info", "a"],
+]
+
+
+def test_cli_missing_sqlite_file_is_an_error_and_is_not_created(tmp_path, cli):
+    db = tmp_path / "missing.db"
+    uri = f"sqlite:///{db}"
+    for args in LISTINGS:
+        done = cli("-s", uri, *args)
+        assert done.returncode == 3, (args, done.stderr)
+        assert f"`{db}` does not exist" in done.stderr.decode(), args
+        assert not db.exists(), args
+    for args in (["mirror", "-i", uri, "-o", str(tmp_path / "dst")], ["check", "-i", uri, "-o", str(tmp_path)]):
+        done = cli(*args)
+        assert done.returncode == 3, (args, done.stderr)
+        assert str(db) in done.stderr.decode()
+        assert not db.exists()
+    assert cli("-s", uri, "put", "a", "1").returncode == 0  # a write creates it
+    assert cli("-s", uri, "get", "a").stdout == b"1"
+
+
+@pytest.mark.parametrize("backend", SQL_BACKENDS)
+def test_cli_missing_table_is_an_error_and_is_not_created(backend, store_factory, cli):
+    import sqlalchemy as sa
+
+    store = store_factory(backend)
+    store.put("other", 1)  # the database (file) is there, the table asked for is not
+    typo = unique("anystor")
+    args = ["-s", store.uri, "-b", f"table={typo}"]
+    for command in LISTINGS:
+        done = cli(*args, *command)
+        assert done.returncode == 3, (command, done.stderr)
+        assert f"table `{typo}` does not exist" in done.stderr.decode(), command
+    done = cli("mirror", "-i", store.uri, "--from-config", f"table={typo}", "-o", str(store_factory.tmp_path / "d"))
+    assert done.returncode == 3, done.stderr
+    assert typo in done.stderr.decode()
+    assert not sa.inspect(store.engine).has_table(typo)
+    try:
+        assert cli(*args, "put", "a", "1").returncode == 0  # a write creates it
+        assert cli(*args, "keys").stdout == b"a\n"
+    finally:
+        with store.engine.begin() as conn:
+            conn.exec_driver_sql(f"DROP TABLE {typo}")
+
+
+# ---- a table of this tool's earlier layout ------------------------------------------------------
+
+
+def _earlier_table(store: SqlStore, name: str) -> None:
+    """A table as this tool made it before it kept the library's layout, with three rows."""
+    import sqlalchemy as sa
+
+    engine = store.engine
+    key = sa.String(768) if engine.dialect.name == "mysql" else sa.String()
+    stamp = sa.DateTime()
+    table = sa.Table(
+        name,
+        sa.MetaData(),
+        sa.Column("key", key, primary_key=True),
+        sa.Column("value", sa.LargeBinary(), nullable=False),
+        sa.Column("created_at", stamp, nullable=False),
+        sa.Column("updated_at", stamp, nullable=False),
+        sa.Column("expires_at", stamp),
+    )
+    now = datetime.now(timezone.utc).replace(tzinfo=None, microsecond=0)
+    with engine.begin() as conn:
+        table.create(conn)
+        conn.execute(
+            table.insert(),
+            [
+                {"key": "a/1", "value": b"\x00\xff", "created_at": now - timedelta(days=2), "updated_at": now},
+                {"key": "b", "value": b"ttl", "created_at": now, "updated_at": now},
+                {"key": "gone", "value": b"x", "created_at": now, "updated_at": now},
+            ],
+        )
+        conn.execute(table.update().where(table.c.key == "b").values(expires_at=now + timedelta(seconds=3600)))
+        conn.execute(table.update().where(table.c.key == "gone").values(expires_at=now - timedelta(seconds=1)))
+
+
+@pytest.mark.parametrize("backend", SQL_BACKENDS)
+def test_earlier_layout_is_refused_with_its_migration_which_works(backend, store_factory, cli):
+    store = store_factory(backend)
+    name = store.table_name
+    _earlier_table(store, name)
+    done = cli("-s", store.uri, "-b", f"table={name}", "keys")
+    assert done.returncode == 3
+    message = done.stderr.decode()
+    assert "earlier layout" in message
+    command = message.split("migrate it once to the anystore library's: ", 1)[1].strip()
+    assert command.startswith("python -m anystore_cli.backend.sql migrate ")
+    migrated = subprocess.run(
+        [sys.executable, "-m", "anystore_cli.backend.sql", "migrate", store.uri, name], capture_output=True, text=True
+    )
+    assert migrated.returncode == 0, migrated.stderr
+    assert "migrated 2 keys" in migrated.stderr
+    done = cli("-s", store.uri, "-b", f"table={name}", "keys", "--sort")
+    assert (done.returncode, done.stdout) == (0, b"a/1\nb\n")
+    assert cli("-s", store.uri, "-b", f"table={name}", "get", "a/1").stdout == b"\x00\xff"
+    info = json.loads(cli("-s", store.uri, "-b", f"table={name}", "info", "a/1", "--json").stdout)
+    assert info["created_at"] < info["updated_at"]  # the creation time is kept
+    import sqlalchemy as sa
+
+    with store.engine.connect() as conn:
+        ttl = conn.execute(sa.text(f"SELECT ttl FROM {name} WHERE {_quoted_key(store)} = 'b'")).scalar_one()
+    assert ttl == 3600
+    again = subprocess.run(
+        [sys.executable, "-m", "anystore_cli.backend.sql", "migrate", store.uri, name], capture_output=True, text=True
+    )
+    assert again.returncode == 3 and "not of the earlier layout" in again.stderr
+
+
+def _quoted_key(store: SqlStore) -> str:
+    return "`key`" if store.engine.dialect.name == "mysql" else '"key"'

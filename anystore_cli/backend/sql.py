@@ -62,6 +62,7 @@ import contextlib
 import functools
 import hashlib
 import io
+import math
 import random
 import struct
 import threading
@@ -1293,3 +1294,104 @@ def _sqlite_rows(count: int) -> str:
 def _sqlite_rows_without_created(count: int) -> str:
     """As `_sqlite_rows`, for a table of the library's four columns only."""
     return ",".join(f"(?{3 + 2 * i},?{4 + 2 * i},?1,?2)" for i in range(count))
+
+
+MIGRATE_BATCH = 1000
+"""Rows a migration reads and writes at a time"""
+
+
+def migrate_earlier_layout(uri: str, table: str = DEFAULT_TABLE) -> int:
+    """Move a table of this tool's earlier layout (`key, value, created_at, updated_at,
+    expires_at`) to the anystore library's (`key, value, timestamp, ttl` and `created_at`).
+
+    The rows go into a new table (`timestamp` the update time, `ttl` the seconds from it to the
+    expiry; expired rows are left out), which then replaces the old one under its name.
+
+    Args:
+        uri: The store's SQLAlchemy url
+        table: The table's name
+
+    Returns:
+        The number of rows moved
+
+    Raises:
+        StoreError: If the table is not of the earlier layout, or the database fails
+    """
+    engine = get_engine(uri)
+    described = f"Table `{table}` of `{mask_uri(uri)}`"
+    try:
+        inspector = sa.inspect(engine)
+        if not inspector.has_table(table):
+            raise StoreError(f"{described}: does not exist")
+        names = {column["name"].lower() for column in inspector.get_columns(table)}
+        if not {"key", "value", *EARLIER_COLUMNS} <= names or "timestamp" in names:
+            raise StoreError(f"{described}: not of the earlier layout ({', '.join(EARLIER_COLUMNS)})")
+        old = sa.Table(table, sa.MetaData(), autoload_with=engine)
+        staging = f"{table[:50]}_migrating"
+        new = build_table(staging, engine)
+        aware = engine.dialect.name == "postgresql"
+        now = _utcnow()
+        moved = 0
+        with engine.begin() as conn:
+            new.create(conn)
+            columns = [old.c[name] for name in ("key", "value", "created_at", "updated_at", "expires_at")]
+            last: str | None = None
+            while True:
+                page = sa.select(*columns).order_by(old.c.key).limit(MIGRATE_BATCH)
+                if last is not None:
+                    page = page.where(old.c.key > last)
+                rows = conn.execute(page).all()
+                batch = []
+                for key, value, created, updated, expires in rows:
+                    if expires is not None and _naive(expires) <= now:
+                        continue
+                    stamp = _naive(updated)
+                    ttl = None if expires is None else max(1, math.ceil((_naive(expires) - stamp).total_seconds()))
+                    created = _naive(created)
+                    if aware:
+                        stamp, created = stamp.replace(tzinfo=timezone.utc), created.replace(tzinfo=timezone.utc)
+                    batch.append({"key": key, "value": value, "timestamp": stamp, "ttl": ttl, "created_at": created})
+                if batch:
+                    conn.execute(new.insert(), batch)
+                    moved += len(batch)
+                if len(rows) < MIGRATE_BATCH:
+                    break
+                last = rows[-1][0]
+            quote = engine.dialect.identifier_preparer.quote
+            conn.exec_driver_sql(f"DROP TABLE {quote(table)}")
+            conn.exec_driver_sql(f"ALTER TABLE {quote(staging)} RENAME TO {quote(table)}")
+    except DBAPIError as exc:
+        detail = str(exc.orig).strip().splitlines()[0] if exc.orig is not None else type(exc).__name__
+        raise StoreError(f"{described}: migration failed: {mask_uri(detail)}") from exc
+    _TABLES.pop((uri, table), None)
+    return moved
+
+
+def _naive(value: datetime) -> datetime:
+    """A time read from the earlier layout as naive UTC."""
+    if value.tzinfo is None:
+        return value
+    return value.astimezone(timezone.utc).replace(tzinfo=None)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python -m anystore_cli.backend.sql migrate URI [TABLE]`: migrate a table of this tool's
+    earlier layout to the anystore library's (see `migrate_earlier_layout`)."""
+    import sys
+
+    args = sys.argv[1:] if argv is None else argv
+    if len(args) not in (2, 3) or args[0] != "migrate":
+        sys.stderr.write("usage: python -m anystore_cli.backend.sql migrate URI [TABLE]\n")
+        return 2
+    table = args[2] if len(args) == 3 else DEFAULT_TABLE
+    try:
+        moved = migrate_earlier_layout(args[1], table)
+    except (StoreError, InvalidUri, MissingDependency) as exc:
+        sys.stderr.write(f"anystore: error: {exc}\n")
+        return 3 if isinstance(exc, StoreError) else 2
+    sys.stderr.write(f"migrated {moved} keys of table `{table}` to the anystore library's layout\n")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
