@@ -283,3 +283,82 @@ def test_database_path_must_be_a_number(redis_url):
     with pytest.raises(InvalidUri):
         RedisStore(uri="redis://127.0.0.1:6379/abc")
     assert RedisStore(uri="redis://127.0.0.1:6379/1").redis_prefix == "anystore"
+
+
+# ---- the anystore 1.2 line's uri: `redis://host/DB/PREFIX`; bare keys -----------------------------
+
+
+def _db_url(redis_url: str, db: int) -> str:
+    """`redis_url` on database `db` (the test server's own database replaced)."""
+    base = redis_url.split("://", 1)[1].split("/", 1)[0]
+    return f"redis://{base}/{db}"
+
+
+@pytest.fixture
+def db9(redis_url) -> Iterator[tuple[str, object]]:
+    """Database 9 of the test server and a raw client on it; every name a test leaves is removed
+    by the test's own unique prefix."""
+    import redis
+
+    url = _db_url(redis_url, 9)
+    client = redis.Redis.from_url(url)
+    yield url, client
+    client.close()
+
+
+def test_uri_path_after_the_database_is_the_key_prefix(db9, cli):
+    url, raw = db9
+    prefix = f"{unique()}/nested"
+    try:
+        done = cli("-s", f"{url}/{prefix}", "put", "a/b", "hello")
+        assert done.returncode == 0, done.stderr
+        assert raw.get(f"{prefix}/a/b".encode()) == b"hello"
+        listed = cli("-s", f"{url}/{prefix}", "keys")
+        assert (listed.returncode, listed.stdout) == (0, b"a/b\n")
+        got = cli("-s", f"{url}/{prefix}/", "get", "a/b")
+        assert (got.returncode, got.stdout) == (0, b"hello")
+        # the same store named by `redis_prefix`
+        same = cli("-s", url, "-b", f"redis_prefix={prefix}", "get", "a/b")
+        assert (same.returncode, same.stdout) == (0, b"hello")
+    finally:
+        _redis_cleanup(url, prefix.split("/")[0])
+
+
+def test_uri_prefix_and_another_redis_prefix_are_refused(db9, cli):
+    url, _ = db9
+    done = cli("-s", f"{url}/one", "-b", "redis_prefix=two", "keys")
+    assert done.returncode == 2
+    assert b"`one`" in done.stderr and b"`two`" in done.stderr
+
+
+def test_uri_path_that_is_no_database_number_is_refused(redis_url, cli):
+    base = redis_url.split("://", 1)[1].split("/", 1)[0]
+    done = cli("-s", f"redis://{base}/cache/x", "keys")
+    assert done.returncode == 2
+    assert b"database number" in done.stderr
+
+
+def test_bare_keys_keep_timestamps_in_one_hash_not_beside_the_value(db9, cli):
+    """With no prefix every string name is a key to a program listing the database (anystore
+    1.2 lists `redis://host/DB` so): the timestamps are fields of one NUL-led hash."""
+    from anystore_cli.backend.redis import STAMP_HASH
+
+    url, raw = db9
+    key = f"{unique()}/k"
+    try:
+        assert cli("-s", url, "-b", "redis_prefix=", "put", key, "v").returncode == 0
+        names = sorted(raw.scan_iter(match=b"*" + key.encode() + b"*"))
+        assert names == [key.encode()]
+        assert raw.type(STAMP_HASH) == b"hash" and raw.hexists(STAMP_HASH, key)
+        info = cli("-s", url, "-b", "redis_prefix=", "info", key, "--json")
+        assert b'"created_at":"20' in info.stdout and b'"size":1' in info.stdout
+        listed = cli("-s", url, "-b", "redis_prefix=", "keys", "--prefix", key)
+        assert listed.stdout == key.encode() + b"\n"
+        # a value with a ttl gets no timestamps (a hash field would outlive it)
+        assert cli("-s", url, "-b", "redis_prefix=", "put", "--ttl", "60", key, "w").returncode == 0
+        assert not raw.hexists(STAMP_HASH, key)
+        assert cli("-s", url, "-b", "redis_prefix=", "rm", key).returncode == 0
+        assert raw.exists(key) == 0
+    finally:
+        raw.delete(key)
+        raw.hdel(STAMP_HASH, key)
