@@ -52,7 +52,11 @@ class Side:
         return run_cli(*self.cli_store, *args, input=input)
 
     def library(self, code: str, **data: object) -> object:
-        prelude = "from anystore import get_store\nSTORE = get_store(DATA['uri'], **({'backend_config': DATA['config']} if DATA['config'] else {}))\n"
+        prelude = (
+            "from anystore import get_store\n"
+            "OPTIONS = {'backend_config': DATA['config']} if DATA['config'] else {}\n"
+            "STORE = get_store(DATA['uri'], **OPTIONS)\n"
+        )
         return library(self.version, prelude + code, uri=self.lib_uri, config=self.lib_config, **data)
 
 
