@@ -362,3 +362,60 @@ def test_bare_keys_keep_timestamps_in_one_hash_not_beside_the_value(db9, cli):
     finally:
         raw.delete(key)
         raw.hdel(STAMP_HASH, key)
+
+
+# ---- a streamed write longer than the upload key's lifetime ------------------------------------
+
+
+class _AgingSource(io.RawIOBase):
+    """Chunks of a value; before each chunk after the second it ages the store's upload key as
+    if its lifetime had nearly run out (`pexpire` to `left_ms`), and records what the key had
+    left then, or drops the key (`drop_at`: the chunk before which it expires)."""
+
+    def __init__(self, raw, store, chunks: list[bytes], left_ms: int = 50, drop_at: int | None = None) -> None:
+        super().__init__()
+        self.raw, self.store, self.chunks = raw, store, list(chunks)
+        self.left_ms, self.drop_at, self.served, self.seen_ttls = left_ms, drop_at, 0, []
+
+    def readable(self) -> bool:
+        return True
+
+    def read(self, size: int = -1) -> bytes:
+        if not self.chunks:
+            return b""
+        if self.served >= 2:
+            (upload,) = list(self.raw.scan_iter(match=f"{self.store.redis_prefix}\x00\x00*".encode()))
+            if self.served == self.drop_at:
+                self.raw.delete(upload)
+            else:
+                self.seen_ttls.append(self.raw.pttl(upload))
+                self.raw.pexpire(upload, self.left_ms)
+        self.served += 1
+        return self.chunks.pop(0)
+
+
+def test_streamed_upload_renews_its_lifetime_with_each_chunk(store, raw, monkeypatch):
+    from anystore_cli.backend import redis as backend
+    from anystore_cli.core.io import CHUNK_SIZE
+
+    monkeypatch.setattr(backend, "UPLOAD_TTL", 30)
+    chunks = [bytes([i]) * CHUNK_SIZE for i in range(5)]
+    source = _AgingSource(raw, store, chunks)
+    assert store.put_stream("long", source) == 5 * CHUNK_SIZE
+    assert store.get("long", serialization_mode="raw") == b"".join(chunks)
+    # each chunk gave the upload its whole lifetime again (it had been aged to 50 ms)
+    assert len(source.seen_ttls) == 3
+    assert all(left > 1000 for left in source.seen_ttls[1:]), source.seen_ttls
+
+
+def test_streamed_upload_that_expired_fails_and_stores_nothing(store, raw):
+    """APPEND to an expired upload would start it again from that chunk: the write fails
+    instead, and the old value stays."""
+    from anystore_cli.core.io import CHUNK_SIZE
+
+    store.put("long", b"old", serialization_mode="raw")
+    chunks = [bytes([i]) * CHUNK_SIZE for i in range(5)]
+    with pytest.raises(StoreError, match="upload expired"):
+        store.put_stream("long", _AgingSource(raw, store, chunks, drop_at=3))
+    assert store.get("long", serialization_mode="raw") == b"old"
+    assert not list(raw.scan_iter(match=f"{store.redis_prefix}\x00\x00*".encode()))

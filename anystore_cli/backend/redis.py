@@ -49,7 +49,7 @@ except ImportError:  # pragma: no cover - hiredis is a dependency of the redis e
 from anystore_cli.backend.base import BaseStore, KeyEntry, VirtualIOMixin
 from anystore_cli.backend.model import BaseStats
 from anystore_cli.backend.settings import parse_bool
-from anystore_cli.core.exceptions import AlreadyExists, InvalidData, InvalidUri
+from anystore_cli.core.exceptions import AlreadyExists, InvalidData, InvalidUri, StoreError
 from anystore_cli.core.io import CHUNK_SIZE
 from anystore_cli.core.keys import listing_prefix, make_key_filter
 from anystore_cli.core.uri import mask_uri
@@ -61,7 +61,8 @@ SCAN_COUNT = 5000
 ENTRY_BATCH = 1000
 """Keys whose size and time one pipeline asks for (`iterate_entries`)"""
 UPLOAD_TTL = 24 * 3600
-"""Seconds an interrupted `put_stream` upload may linger before Redis drops it"""
+"""Seconds an interrupted `put_stream` upload may linger before Redis drops it (renewed with
+each chunk, read at each write)"""
 _GLOB_SPECIAL = "\\*?[]"
 
 
@@ -220,7 +221,6 @@ class RedisStore(VirtualIOMixin, BaseStore):
         self._stamp_hash = None if prefix else STAMP_HASH
         self._meta_base = _encode(prefix + "\x00") if prefix else b""
         self._upload_base = _encode(prefix + "\x00\x00")
-        self.upload_ttl = UPLOAD_TTL
         self._copy_refused = False
         self._info_script: Any = None
         try:
@@ -400,8 +400,18 @@ class RedisStore(VirtualIOMixin, BaseStore):
             size = len(first)
             chunk = rest
             while chunk:
-                self._client.append(upload, chunk)
+                # each chunk renews the upload's lifetime, so only a stream that stalls for a
+                # whole lifetime loses it; APPEND's length tells whether it did (APPEND to an
+                # expired key starts a new one), and then nothing is stored
+                length = self._raw_commands([("APPEND", upload, chunk), ("EXPIRE", upload, UPLOAD_TTL)])[0]
                 size += len(chunk)
+                if length != size:
+                    lost = size - length
+                    raise StoreError(
+                        self._describe(
+                            key, f"the upload expired while it was streamed ({lost} bytes lost); nothing stored"
+                        )
+                    )
                 chunk = source.read(CHUNK_SIZE)
             pipe = self._client.pipeline(transaction=True)
             if ttl:
