@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import json
 import socket
 import time
 from collections.abc import Iterator
@@ -419,3 +420,64 @@ def test_streamed_upload_that_expired_fails_and_stores_nothing(store, raw):
         store.put_stream("long", _AgingSource(raw, store, chunks, drop_at=3))
     assert store.get("long", serialization_mode="raw") == b"old"
     assert not list(raw.scan_iter(match=f"{store.redis_prefix}\x00\x00*".encode()))
+
+
+# ---- names that hold a hash or a list ------------------------------------------------------------
+
+
+@pytest.fixture
+def mixed(store, raw, cli) -> tuple[list[str], object]:
+    """A store holding a value `s`, a hash `h` and a list `l` (as other programs write them),
+    and a function running the CLI on it."""
+    prefix = store.redis_prefix
+    store.put("s", b"val", serialization_mode="raw")
+    raw.hset(f"{prefix}/h", mapping={"f": "v"})
+    raw.rpush(f"{prefix}/l", "a", "b")
+    base = ["-s", store.uri, "-b", f"redis_prefix={prefix}"]
+
+    def run(*args: str):
+        return cli(*base, *args)
+
+    return base, run
+
+
+def test_keys_lists_other_types_with_their_type(mixed):
+    _, run = mixed
+    plain = run("keys", "--sort")
+    assert (plain.returncode, plain.stdout) == (0, b"h\nl\ns\n")
+    records = {}
+    listed = run("keys", "--json")
+    assert listed.returncode == 0, listed.stderr
+    for line in listed.stdout.splitlines():
+        record = json.loads(line)
+        records[record["key"]] = record
+    assert records["h"]["type"] == "hash" and records["h"]["size"] is None
+    assert records["l"]["type"] == "list"
+    assert "type" not in records["s"] and records["s"]["size"] == 3
+    long = run("keys", "-l", "--sort")
+    assert long.returncode == 0, long.stderr
+    rows = [line.split(b"\t") for line in long.stdout.splitlines()]
+    assert [(row[0], row[2]) for row in rows] == [(b"hash", b"h"), (b"list", b"l"), (b"3", b"s")]
+
+
+def test_dump_and_mirror_skip_other_types_with_a_count(mixed, tmp_path):
+    base, run = mixed
+    dumped = run("dump")
+    assert dumped.returncode == 0, dumped.stderr
+    assert dumped.stdout == b'{"key":"s","value":"val"}\n'
+    assert b"skipped 2 keys that are not values (Redis hash, list)" in dumped.stderr
+    target = tmp_path / "copy"
+    mirrored = run("mirror", "-i", base[1], "--input-config", base[3], "-o", str(target))
+    assert mirrored.returncode == 0, mirrored.stderr
+    assert sorted(p.name for p in target.iterdir()) == ["s"]
+    assert b"skipped 2 keys that are not values (Redis hash, list)" in mirrored.stderr
+
+
+@pytest.mark.parametrize("command", ["get", "info", "pop", "checksum"])
+def test_get_or_info_of_a_hash_says_what_it_is(mixed, raw, store, command):
+    _, run = mixed
+    done = run(command, "h")
+    assert done.returncode == 2
+    assert done.stderr.startswith(b"anystore: error: `h` in store")
+    assert b"is a Redis hash, not a value" in done.stderr
+    assert raw.type(f"{store.redis_prefix}/h") == b"hash"  # pop left it alone

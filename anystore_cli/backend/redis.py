@@ -29,9 +29,11 @@ socket timeouts default to 3 seconds (`backend_config` `socket_connect_timeout` 
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import time
 import uuid
+from collections import Counter
 from collections.abc import Iterator
 from datetime import datetime, timezone
 from typing import IO, Any, ClassVar
@@ -222,6 +224,9 @@ class RedisStore(VirtualIOMixin, BaseStore):
         self._meta_base = _encode(prefix + "\x00") if prefix else b""
         self._upload_base = _encode(prefix + "\x00\x00")
         self._copy_refused = False
+        self.skipped_non_values: Counter[str] = Counter()
+        """Names of other Redis types (hash, list, ...) the last `iterate_entries` left out, by type:
+        its entries are values, which a dump or a copy can read"""
         self._info_script: Any = None
         try:
             self._client = get_client(
@@ -367,8 +372,37 @@ class RedisStore(VirtualIOMixin, BaseStore):
 
     # ---- primitives -----------------------------------------------------------------------
 
+    # ---- names that hold a hash, a list, ... (written by other programs) -----------------------
+
+    def _not_a_value(self, key: str, kind: str | bytes | None = None) -> InvalidData:
+        """The error for `key` holding another Redis type than a string (`kind`, else asked)."""
+        if kind is None:
+            kind = self._client.type(self._vkey(key))
+        if isinstance(kind, bytes):
+            kind = kind.decode()
+        return InvalidData(f"`{key}` in store `{mask_uri(self.uri)}` is a Redis {kind}, not a value")
+
+    @contextlib.contextmanager
+    def _values_only(self, key: str) -> Iterator[None]:
+        """Turn Redis's WRONGTYPE reply for `key` into `InvalidData` naming its type."""
+        try:
+            yield
+        except redis.ResponseError as exc:
+            if "WRONGTYPE" not in str(exc):  # alone, or in a pipeline's "Command # N ... caused error"
+                raise
+            raise self._not_a_value(key) from None
+
+    def _stats(self, key: str, stats: BaseStats) -> Any:
+        """The public metadata; a name of another type carries it as `value_type`."""
+        result = super()._stats(key, stats)
+        kind = stats._extra.get("value_type") if stats._extra else None
+        if kind is not None:
+            result.__dict__["value_type"] = kind
+        return result
+
     def _read(self, key: str, raise_on_nonexist: bool | None = True, **kwargs: Any) -> Any:
-        value = self._client.get(self._vkey(key))
+        with self._values_only(key):
+            value = self._client.get(self._vkey(key))
         if value is None:
             if raise_on_nonexist:
                 raise self._missing(key)
@@ -454,7 +488,8 @@ class RedisStore(VirtualIOMixin, BaseStore):
         pipe = self._client.pipeline(transaction=False)
         pipe.getdel(self._vkey(key))
         pipe.execute_command(*self._stamps_del([self._mkey(key)]))
-        value = pipe.execute()[0]
+        with self._values_only(key):
+            value = pipe.execute()[0]
         if value is None:
             raise self._missing(key)
         return value
@@ -467,7 +502,8 @@ class RedisStore(VirtualIOMixin, BaseStore):
         pipe.exists(self._vkey(key))
         pipe.strlen(self._vkey(key))
         pipe.execute_command(*self._stamps_get([self._mkey(key)]))  # nil, not an error, for another type
-        exists, size, (meta,) = pipe.execute()
+        with self._values_only(key):
+            exists, size, (meta,) = pipe.execute()
         if not exists:
             raise self._missing(key)
         created, updated = _stamps(meta if self.redis_timestamps else None)
@@ -478,6 +514,10 @@ class RedisStore(VirtualIOMixin, BaseStore):
         for key, reply in zip(keys, self._info_replies(keys), strict=True):
             if reply is None:
                 yield key, None
+            elif int(reply[0]) < 0:  # a hash, a list, ...: listed with its type, no size
+                stats = BaseStats.make(None, None, None)  # type: ignore[arg-type]
+                stats._extra = {"value_type": reply[1].decode()}
+                yield key, stats
             else:
                 yield key, BaseStats.make(int(reply[0]), *_stamps(reply[1] if self.redis_timestamps else None))
 
@@ -517,10 +557,13 @@ class RedisStore(VirtualIOMixin, BaseStore):
     ) -> Iterator[KeyEntry]:
         """SCAN, then the size and update time of a batch in one script call (a key gone since
         the SCAN is left out)."""
+        self.skipped_non_values.clear()
         keys = self._iterate_keys(prefix, exclude_prefix, glob)
         while batch := list(itertools.islice(keys, ENTRY_BATCH)):
             for key, reply in zip(batch, self._info_replies(batch), strict=True):
-                if reply is not None:
+                if reply is not None and int(reply[0]) < 0:
+                    self.skipped_non_values[reply[1].decode()] += 1
+                elif reply is not None:
                     yield KeyEntry(key, int(reply[0]), _updated(reply[1]) if self.redis_timestamps else None)
 
     def _server(self) -> tuple[Any, ...]:
