@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import json
 import socket
 import time
 from collections.abc import Iterator
@@ -283,3 +284,200 @@ def test_database_path_must_be_a_number(redis_url):
     with pytest.raises(InvalidUri):
         RedisStore(uri="redis://127.0.0.1:6379/abc")
     assert RedisStore(uri="redis://127.0.0.1:6379/1").redis_prefix == "anystore"
+
+
+# ---- the anystore 1.2 line's uri: `redis://host/DB/PREFIX`; bare keys -----------------------------
+
+
+def _db_url(redis_url: str, db: int) -> str:
+    """`redis_url` on database `db` (the test server's own database replaced)."""
+    base = redis_url.split("://", 1)[1].split("/", 1)[0]
+    return f"redis://{base}/{db}"
+
+
+@pytest.fixture
+def db9(redis_url) -> Iterator[tuple[str, object]]:
+    """Database 9 of the test server and a raw client on it; every name a test leaves is removed
+    by the test's own unique prefix."""
+    import redis
+
+    url = _db_url(redis_url, 9)
+    client = redis.Redis.from_url(url)
+    yield url, client
+    client.close()
+
+
+def test_uri_path_after_the_database_is_the_key_prefix(db9, cli):
+    url, raw = db9
+    prefix = f"{unique()}/nested"
+    try:
+        done = cli("-s", f"{url}/{prefix}", "put", "a/b", "hello")
+        assert done.returncode == 0, done.stderr
+        assert raw.get(f"{prefix}/a/b".encode()) == b"hello"
+        listed = cli("-s", f"{url}/{prefix}", "keys")
+        assert (listed.returncode, listed.stdout) == (0, b"a/b\n")
+        got = cli("-s", f"{url}/{prefix}/", "get", "a/b")
+        assert (got.returncode, got.stdout) == (0, b"hello")
+        # the same store named by `redis_prefix`
+        same = cli("-s", url, "-b", f"redis_prefix={prefix}", "get", "a/b")
+        assert (same.returncode, same.stdout) == (0, b"hello")
+    finally:
+        _redis_cleanup(url, prefix.split("/")[0])
+
+
+def test_uri_prefix_and_another_redis_prefix_are_refused(db9, cli):
+    url, _ = db9
+    done = cli("-s", f"{url}/one", "-b", "redis_prefix=two", "keys")
+    assert done.returncode == 2
+    assert b"`one`" in done.stderr and b"`two`" in done.stderr
+
+
+def test_uri_path_that_is_no_database_number_is_refused(redis_url, cli):
+    base = redis_url.split("://", 1)[1].split("/", 1)[0]
+    done = cli("-s", f"redis://{base}/cache/x", "keys")
+    assert done.returncode == 2
+    assert b"database number" in done.stderr
+
+
+def test_bare_keys_keep_timestamps_in_one_hash_not_beside_the_value(db9, cli):
+    """With no prefix every string name is a key to a program listing the database (anystore
+    1.2 lists `redis://host/DB` so): the timestamps are fields of one NUL-led hash."""
+    from anystore_cli.backend.redis import STAMP_HASH
+
+    url, raw = db9
+    key = f"{unique()}/k"
+    try:
+        assert cli("-s", url, "-b", "redis_prefix=", "put", key, "v").returncode == 0
+        names = sorted(raw.scan_iter(match=b"*" + key.encode() + b"*"))
+        assert names == [key.encode()]
+        assert raw.type(STAMP_HASH) == b"hash" and raw.hexists(STAMP_HASH, key)
+        info = cli("-s", url, "-b", "redis_prefix=", "info", key, "--json")
+        assert b'"created_at":"20' in info.stdout and b'"size":1' in info.stdout
+        listed = cli("-s", url, "-b", "redis_prefix=", "keys", "--prefix", key)
+        assert listed.stdout == key.encode() + b"\n"
+        # a value with a ttl gets no timestamps (a hash field would outlive it)
+        assert cli("-s", url, "-b", "redis_prefix=", "put", "--ttl", "60", key, "w").returncode == 0
+        assert not raw.hexists(STAMP_HASH, key)
+        assert cli("-s", url, "-b", "redis_prefix=", "rm", key).returncode == 0
+        assert raw.exists(key) == 0
+    finally:
+        raw.delete(key)
+        raw.hdel(STAMP_HASH, key)
+
+
+# ---- a streamed write longer than the upload key's lifetime ------------------------------------
+
+
+class _AgingSource(io.RawIOBase):
+    """Chunks of a value; before each chunk after the second it ages the store's upload key as
+    if its lifetime had nearly run out (`pexpire` to `left_ms`), and records what the key had
+    left then, or drops the key (`drop_at`: the chunk before which it expires)."""
+
+    def __init__(self, raw, store, chunks: list[bytes], left_ms: int = 50, drop_at: int | None = None) -> None:
+        super().__init__()
+        self.raw, self.store, self.chunks = raw, store, list(chunks)
+        self.left_ms, self.drop_at, self.served, self.seen_ttls = left_ms, drop_at, 0, []
+
+    def readable(self) -> bool:
+        return True
+
+    def read(self, size: int = -1) -> bytes:
+        if not self.chunks:
+            return b""
+        if self.served >= 2:
+            (upload,) = list(self.raw.scan_iter(match=f"{self.store.redis_prefix}\x00\x00*".encode()))
+            if self.served == self.drop_at:
+                self.raw.delete(upload)
+            else:
+                self.seen_ttls.append(self.raw.pttl(upload))
+                self.raw.pexpire(upload, self.left_ms)
+        self.served += 1
+        return self.chunks.pop(0)
+
+
+def test_streamed_upload_renews_its_lifetime_with_each_chunk(store, raw, monkeypatch):
+    from anystore_cli.backend import redis as backend
+    from anystore_cli.core.io import CHUNK_SIZE
+
+    monkeypatch.setattr(backend, "UPLOAD_TTL", 30)
+    chunks = [bytes([i]) * CHUNK_SIZE for i in range(5)]
+    source = _AgingSource(raw, store, chunks)
+    assert store.put_stream("long", source) == 5 * CHUNK_SIZE
+    assert store.get("long", serialization_mode="raw") == b"".join(chunks)
+    # each chunk gave the upload its whole lifetime again (it had been aged to 50 ms)
+    assert len(source.seen_ttls) == 3
+    assert all(left > 1000 for left in source.seen_ttls[1:]), source.seen_ttls
+
+
+def test_streamed_upload_that_expired_fails_and_stores_nothing(store, raw):
+    """APPEND to an expired upload would start it again from that chunk: the write fails
+    instead, and the old value stays."""
+    from anystore_cli.core.io import CHUNK_SIZE
+
+    store.put("long", b"old", serialization_mode="raw")
+    chunks = [bytes([i]) * CHUNK_SIZE for i in range(5)]
+    with pytest.raises(StoreError, match="upload expired"):
+        store.put_stream("long", _AgingSource(raw, store, chunks, drop_at=3))
+    assert store.get("long", serialization_mode="raw") == b"old"
+    assert not list(raw.scan_iter(match=f"{store.redis_prefix}\x00\x00*".encode()))
+
+
+# ---- names that hold a hash or a list ------------------------------------------------------------
+
+
+@pytest.fixture
+def mixed(store, raw, cli) -> tuple[list[str], object]:
+    """A store holding a value `s`, a hash `h` and a list `l` (as other programs write them),
+    and a function running the CLI on it."""
+    prefix = store.redis_prefix
+    store.put("s", b"val", serialization_mode="raw")
+    raw.hset(f"{prefix}/h", mapping={"f": "v"})
+    raw.rpush(f"{prefix}/l", "a", "b")
+    base = ["-s", store.uri, "-b", f"redis_prefix={prefix}"]
+
+    def run(*args: str):
+        return cli(*base, *args)
+
+    return base, run
+
+
+def test_keys_lists_other_types_with_their_type(mixed):
+    _, run = mixed
+    plain = run("keys", "--sort")
+    assert (plain.returncode, plain.stdout) == (0, b"h\nl\ns\n")
+    records = {}
+    listed = run("keys", "--json")
+    assert listed.returncode == 0, listed.stderr
+    for line in listed.stdout.splitlines():
+        record = json.loads(line)
+        records[record["key"]] = record
+    assert records["h"]["type"] == "hash" and records["h"]["size"] is None
+    assert records["l"]["type"] == "list"
+    assert "type" not in records["s"] and records["s"]["size"] == 3
+    long = run("keys", "-l", "--sort")
+    assert long.returncode == 0, long.stderr
+    rows = [line.split(b"\t") for line in long.stdout.splitlines()]
+    assert [(row[0], row[2]) for row in rows] == [(b"hash", b"h"), (b"list", b"l"), (b"3", b"s")]
+
+
+def test_dump_and_mirror_skip_other_types_with_a_count(mixed, tmp_path):
+    base, run = mixed
+    dumped = run("dump")
+    assert dumped.returncode == 0, dumped.stderr
+    assert dumped.stdout == b'{"key":"s","value":"val"}\n'
+    assert b"skipped 2 keys that are not values (Redis hash, list)" in dumped.stderr
+    target = tmp_path / "copy"
+    mirrored = run("mirror", "-i", base[1], "--input-config", base[3], "-o", str(target))
+    assert mirrored.returncode == 0, mirrored.stderr
+    assert sorted(p.name for p in target.iterdir()) == ["s"]
+    assert b"skipped 2 keys that are not values (Redis hash, list)" in mirrored.stderr
+
+
+@pytest.mark.parametrize("command", ["get", "info", "pop", "checksum"])
+def test_get_or_info_of_a_hash_says_what_it_is(mixed, raw, store, command):
+    _, run = mixed
+    done = run(command, "h")
+    assert done.returncode == 2
+    assert done.stderr.startswith(b"anystore: error: `h` in store")
+    assert b"is a Redis hash, not a value" in done.stderr
+    assert raw.type(f"{store.redis_prefix}/h") == b"hash"  # pop left it alone

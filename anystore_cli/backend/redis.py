@@ -1,6 +1,8 @@
-"""Redis backend (`redis://[user:password@]host[:port][/db]`, `rediss://` for TLS).
+"""Redis backend (`redis://[user:password@]host[:port][/db[/prefix]]`, `rediss://` for TLS).
 
-Layout of a store in Redis (prefix from `backend_config` `redis_prefix`, default `anystore`):
+Layout of a store in Redis (prefix from the uri's path after the database number, as the
+anystore 1.2 line names it, else `backend_config` `redis_prefix`, default `anystore` as 0.3.0
+writes it; an empty `redis_prefix` is bare keys):
 
 - the value of `key` is a plain string at `{prefix}/{key}`, so `redis-cli GET anystore/foo`
   shows it and the original anystore's layout is kept;
@@ -10,7 +12,8 @@ Layout of a store in Redis (prefix from `backend_config` `redis_prefix`, default
   MULTI, and given the same ttl. A key never holds a NUL
   byte, so no value key of any store can be a timestamp string, and `SCAN MATCH {prefix}/*`
   never sees them; the internal names of a store nested under this one (`{prefix}/sub\\x00{key}`)
-  do match, and are skipped by their NUL byte;
+  do match, and are skipped by their NUL byte. With no prefix the timestamps are fields of one
+  hash, STAMP_HASH, instead: any string name would be a key to a program listing the database;
 - with `backend_config` `redis_timestamps` false, the store writes values alone (one MSET a
   batch, as `redis-cli --pipe` would) and removes the timestamps an earlier write left, in the
   same round trip; keys then have a size and no times, as keys other programs wrote;
@@ -26,13 +29,15 @@ socket timeouts default to 3 seconds (`backend_config` `socket_connect_timeout` 
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import time
 import uuid
+from collections import Counter
 from collections.abc import Iterator
 from datetime import datetime, timezone
 from typing import IO, Any, ClassVar
-from urllib.parse import urlsplit
+from urllib.parse import urlsplit, urlunsplit
 
 import redis
 from redis.backoff import NoBackoff
@@ -46,7 +51,7 @@ except ImportError:  # pragma: no cover - hiredis is a dependency of the redis e
 from anystore_cli.backend.base import BaseStore, KeyEntry, VirtualIOMixin
 from anystore_cli.backend.model import BaseStats
 from anystore_cli.backend.settings import parse_bool
-from anystore_cli.core.exceptions import AlreadyExists, InvalidData, InvalidUri
+from anystore_cli.core.exceptions import AlreadyExists, InvalidData, InvalidUri, StoreError
 from anystore_cli.core.io import CHUNK_SIZE
 from anystore_cli.core.keys import listing_prefix, make_key_filter
 from anystore_cli.core.uri import mask_uri
@@ -58,7 +63,8 @@ SCAN_COUNT = 5000
 ENTRY_BATCH = 1000
 """Keys whose size and time one pipeline asks for (`iterate_entries`)"""
 UPLOAD_TTL = 24 * 3600
-"""Seconds an interrupted `put_stream` upload may linger before Redis drops it"""
+"""Seconds an interrupted `put_stream` upload may linger before Redis drops it (renewed with
+each chunk, read at each write)"""
 _GLOB_SPECIAL = "\\*?[]"
 
 
@@ -98,6 +104,34 @@ def _updated(meta: bytes | None) -> float | None:
         return None
 
 
+def split_redis_uri(uri: str) -> tuple[str, str | None]:
+    """Split a store uri into the server's uri (with its database) and the key prefix it names.
+
+    `redis://host/DB` is the database alone (prefix None: `redis_prefix` or the default
+    `anystore`); `redis://host/DB/PREFIX` names the prefix as the anystore 1.2 line writes it
+    (keys at `PREFIX/key`). A first segment that is not a number is refused: it could be a
+    mistyped database as well as a prefix.
+
+    Args:
+        uri: A `redis://` or `rediss://` store uri
+
+    Returns:
+        `(client_uri, prefix)`: the uri to connect to and the prefix (None when not named)
+    """
+    parts = urlsplit(uri)
+    path = parts.path.strip("/")
+    if not path:
+        return uri, None
+    database, _, prefix = path.partition("/")
+    if not (database.isascii() and database.isdigit()):
+        raise InvalidUri(
+            f"Invalid redis uri `{mask_uri(uri)}`: the path is a database number, then an optional"
+            f" key prefix (`redis://host/0/{path}`), not `{database}`"
+        )
+    client = urlunsplit((parts.scheme, parts.netloc, "/" + database, parts.query, ""))
+    return client, (prefix.strip("/") or None)
+
+
 _CLIENTS: dict[tuple[str, float, float], redis.Redis] = {}
 
 
@@ -127,18 +161,29 @@ def get_client(uri: str, connect_timeout: float = DEFAULT_TIMEOUT, timeout: floa
 
 _INFO_LUA = """
 local out = {}
-for i = 1, #KEYS, 2 do
-  local size = redis.call('STRLEN', KEYS[i])
-  if size == 0 and redis.call('EXISTS', KEYS[i]) == 0 then
+local hash = ARGV[1]
+for i = 1, #KEYS do
+  local size = redis.pcall('STRLEN', KEYS[i])
+  if type(size) == 'table' then
+    out[#out + 1] = {-1, redis.call('TYPE', KEYS[i])['ok']}
+  elseif size == 0 and redis.call('EXISTS', KEYS[i]) == 0 then
     out[#out + 1] = false
+  elseif hash == '' then
+    out[#out + 1] = {size, redis.call('MGET', ARGV[i + 1])[1]}
   else
-    out[#out + 1] = {size, redis.call('MGET', KEYS[i + 1])[1]}
+    out[#out + 1] = {size, redis.call('HGET', hash, ARGV[i + 1])}
   end
 end
 return out
 """
-"""The metadata of a batch: KEYS are value/meta key pairs; a nil reply for a missing key, else
-`{size, stamps}` (stamps false when the key has none)."""
+"""The metadata of a batch: KEYS are the value names, ARGV the stamp hash (empty: stamps are
+strings) and then each key's stamp name or hash field; a nil reply for a missing key,
+`{-1, TYPE}` for a name that holds another type than a string, else `{size, stamps}` (stamps
+false when the key has none)."""
+STAMP_HASH = b"\x00anystore-cli:timestamps"
+"""Where a store without prefix keeps its timestamps: one hash, field the key. Any string name
+would be a key to a program listing the whole database; a hash is skipped by anystore 1.2's
+listing (it asks each name's string length), and the NUL byte keeps it out of this tool's."""
 
 
 class RedisStore(VirtualIOMixin, BaseStore):
@@ -150,16 +195,21 @@ class RedisStore(VirtualIOMixin, BaseStore):
     def __init__(self, **data: Any) -> None:
         super().__init__(**data)
         config = self.backend_config or {}
-        # an empty prefix (`-b redis_prefix=`) is a store over the whole database: value `key` at
-        # `key`, timestamps at `\x00key` (a NUL-led name no key can have)
+        client_uri, uri_prefix = split_redis_uri(self.uri)
         prefix = config.get("redis_prefix")
+        if uri_prefix is not None:
+            if prefix is not None and str(prefix) != uri_prefix:
+                raise InvalidUri(
+                    f"Store `{mask_uri(self.uri)}`: the uri names the key prefix `{uri_prefix}`"
+                    f" and `redis_prefix` another, `{prefix}`"
+                )
+            prefix = uri_prefix
+        # an empty prefix (`-b redis_prefix=`) is a store over the whole database: value `key` at
+        # `key`, timestamps in the hash STAMP_HASH (a NUL-led name no key can have)
         prefix = DEFAULT_PREFIX if prefix is None else str(prefix)
         if "\x00" in prefix:
             raise InvalidUri(f"Store `{mask_uri(self.uri)}`: `redis_prefix` may not hold a NUL byte")
         self.redis_prefix = prefix
-        database = urlsplit(self.uri).path.strip("/")
-        if database and not database.isdigit():
-            raise InvalidUri(f"Invalid redis uri `{mask_uri(self.uri)}`: the path is a database number: `{database}`")
         # whether writes keep `created_at`/`updated_at` (a second short string a key)
         stamped = config.get("redis_timestamps")
         try:
@@ -168,12 +218,19 @@ class RedisStore(VirtualIOMixin, BaseStore):
             message = f"Store `{mask_uri(self.uri)}`: `redis_timestamps` is true or false, not `{stamped}`"
             raise InvalidData(message) from None
         self._value_base = _encode(prefix + "/") if prefix else b""
-        self._meta_base = _encode(prefix + "\x00")
+        # timestamps: a string `{prefix}\x00{key}` beside each value, or with no prefix a field
+        # `key` of STAMP_HASH (then a key's "meta name" is the field)
+        self._stamp_hash = None if prefix else STAMP_HASH
+        self._meta_base = _encode(prefix + "\x00") if prefix else b""
+        self._upload_base = _encode(prefix + "\x00\x00")
         self._copy_refused = False
+        self.skipped_non_values: Counter[str] = Counter()
+        """Names of other Redis types (hash, list, ...) the last `iterate_entries` left out, by type:
+        its entries are values, which a dump or a copy can read"""
         self._info_script: Any = None
         try:
             self._client = get_client(
-                self.uri,
+                client_uri,
                 float(config.get("socket_connect_timeout") or DEFAULT_TIMEOUT),
                 float(config.get("socket_timeout") or DEFAULT_TIMEOUT),
             )
@@ -190,6 +247,14 @@ class RedisStore(VirtualIOMixin, BaseStore):
 
     def _mkey(self, key: str) -> bytes:
         return self._meta_base + _encode(key)
+
+    def _stamps_get(self, metas: list[bytes]) -> tuple[Any, ...]:
+        """The command that reads the timestamps at `metas` (nil where there are none)."""
+        return ("HMGET", self._stamp_hash, *metas) if self._stamp_hash else ("MGET", *metas)
+
+    def _stamps_del(self, metas: list[bytes]) -> tuple[Any, ...]:
+        """The command that removes the timestamps at `metas`."""
+        return ("HDEL", self._stamp_hash, *metas) if self._stamp_hash else ("DEL", *metas)
 
     def _write_batch(
         self, keys: list[bytes], values: list[bytes] | None, ttl: int | None, created: bool = False
@@ -208,11 +273,14 @@ class RedisStore(VirtualIOMixin, BaseStore):
             return
         now = repr(time.time()).encode()
         fresh = now + b" " + now
-        olds = None if created else self._raw_command(("MGET", *metas))
+        olds = None if created else self._raw_command(self._stamps_get(metas))
         if not olds or not any(olds):  # all new: the common case of a load, one string for all
             stamps = [fresh] * len(names)
         else:
             stamps = [fresh if not old else old.partition(b" ")[0] + b" " + now for old in olds]
+        if self._stamp_hash:
+            self._write_hashed(names, values, metas, stamps, ttl)
+            return
         if not ttl:
             # MSET name value meta stamp ..., interleaved by slice assignment (no loop per key)
             width = 2 if values is None else 4
@@ -230,21 +298,42 @@ class RedisStore(VirtualIOMixin, BaseStore):
             pipe.set(meta, stamp, ex=ttl)
         pipe.execute()
 
+    def _write_hashed(
+        self, names: list[bytes], values: list[bytes] | None, fields: list[bytes], stamps: list[bytes], ttl: int | None
+    ) -> None:
+        """Write values and their timestamps in STAMP_HASH in one MULTI. A hash field cannot
+        expire (before Redis 7.4), so a value written with a ttl gets no timestamps: they would
+        outlive it."""
+        commands: list[tuple[Any, ...]] = [("MULTI",)]
+        if ttl:
+            commands += [("SET", name, value, "EX", ttl) for name, value in zip(names, values or [], strict=False)]
+            commands.append(("HDEL", self._stamp_hash, *fields))
+        else:
+            if values is not None:
+                args: list[Any] = [None] * (2 * len(names))
+                args[0::2], args[1::2] = names, values
+                commands.append(("MSET", *args))
+            pairs: list[Any] = [None] * (2 * len(fields))
+            pairs[0::2], pairs[1::2] = fields, stamps
+            commands.append(("HSET", self._stamp_hash, *pairs))
+        commands.append(("EXEC",))
+        self._raw_commands(commands)
+
     def _write_plain(self, names: list[bytes], values: list[bytes] | None, metas: list[bytes], ttl: int | None) -> None:
         """Write values without timestamps, and remove any an earlier write left (they would be
         read as this value's times once the store keeps timestamps again)."""
         if values is None:
-            self._raw_command(("DEL", *metas))
+            self._raw_command(self._stamps_del(metas))
             return
         if not ttl:
             args: list[Any] = [None] * (2 * len(names))
             args[0::2], args[1::2] = names, values
-            self._raw_commands([("MSET", *args), ("DEL", *metas)])
+            self._raw_commands([("MSET", *args), self._stamps_del(metas)])
             return
         pipe = self._client.pipeline(transaction=True)
         for name, value in zip(names, values, strict=True):
             pipe.set(name, value, ex=ttl)
-        pipe.delete(*metas)
+        pipe.execute_command(*self._stamps_del(metas))
         pipe.execute()
 
     def _raw_command(self, args: tuple[Any, ...]) -> Any:
@@ -283,8 +372,37 @@ class RedisStore(VirtualIOMixin, BaseStore):
 
     # ---- primitives -----------------------------------------------------------------------
 
+    # ---- names that hold a hash, a list, ... (written by other programs) -----------------------
+
+    def _not_a_value(self, key: str, kind: str | bytes | None = None) -> InvalidData:
+        """The error for `key` holding another Redis type than a string (`kind`, else asked)."""
+        if kind is None:
+            kind = self._client.type(self._vkey(key))
+        if isinstance(kind, bytes):
+            kind = kind.decode()
+        return InvalidData(f"`{key}` in store `{mask_uri(self.uri)}` is a Redis {kind}, not a value")
+
+    @contextlib.contextmanager
+    def _values_only(self, key: str) -> Iterator[None]:
+        """Turn Redis's WRONGTYPE reply for `key` into `InvalidData` naming its type."""
+        try:
+            yield
+        except redis.ResponseError as exc:
+            if "WRONGTYPE" not in str(exc):  # alone, or in a pipeline's "Command # N ... caused error"
+                raise
+            raise self._not_a_value(key) from None
+
+    def _stats(self, key: str, stats: BaseStats) -> Any:
+        """The public metadata; a name of another type carries it as `value_type`."""
+        result = super()._stats(key, stats)
+        kind = stats._extra.get("value_type") if stats._extra else None
+        if kind is not None:
+            result.__dict__["value_type"] = kind
+        return result
+
     def _read(self, key: str, raise_on_nonexist: bool | None = True, **kwargs: Any) -> Any:
-        value = self._client.get(self._vkey(key))
+        with self._values_only(key):
+            value = self._client.get(self._vkey(key))
         if value is None:
             if raise_on_nonexist:
                 raise self._missing(key)
@@ -309,15 +427,25 @@ class RedisStore(VirtualIOMixin, BaseStore):
             self._write(key, first, ttl=ttl, no_clobber=no_clobber)
             return len(first)
         # large value: append chunks to a private key, then rename it into place atomically
-        upload = self._meta_base + b"\x00" + uuid.uuid4().hex.encode()
+        upload = self._upload_base + uuid.uuid4().hex.encode()
         size = 0
         try:
             self._client.set(upload, first, ex=UPLOAD_TTL)
             size = len(first)
             chunk = rest
             while chunk:
-                self._client.append(upload, chunk)
+                # each chunk renews the upload's lifetime, so only a stream that stalls for a
+                # whole lifetime loses it; APPEND's length tells whether it did (APPEND to an
+                # expired key starts a new one), and then nothing is stored
+                length = self._raw_commands([("APPEND", upload, chunk), ("EXPIRE", upload, UPLOAD_TTL)])[0]
                 size += len(chunk)
+                if length != size:
+                    lost = size - length
+                    raise StoreError(
+                        self._describe(
+                            key, f"the upload expired while it was streamed ({lost} bytes lost); nothing stored"
+                        )
+                    )
                 chunk = source.read(CHUNK_SIZE)
             pipe = self._client.pipeline(transaction=True)
             if ttl:
@@ -353,14 +481,15 @@ class RedisStore(VirtualIOMixin, BaseStore):
     def _delete(self, key: str) -> bool:
         pipe = self._client.pipeline(transaction=False)
         pipe.delete(self._vkey(key))
-        pipe.delete(self._mkey(key))
+        pipe.execute_command(*self._stamps_del([self._mkey(key)]))
         return bool(pipe.execute()[0])
 
     def _pop(self, key: str) -> bytes:
         pipe = self._client.pipeline(transaction=False)
         pipe.getdel(self._vkey(key))
-        pipe.delete(self._mkey(key))
-        value = pipe.execute()[0]
+        pipe.execute_command(*self._stamps_del([self._mkey(key)]))
+        with self._values_only(key):
+            value = pipe.execute()[0]
         if value is None:
             raise self._missing(key)
         return value
@@ -372,8 +501,9 @@ class RedisStore(VirtualIOMixin, BaseStore):
         pipe = self._client.pipeline(transaction=False)
         pipe.exists(self._vkey(key))
         pipe.strlen(self._vkey(key))
-        pipe.mget([self._mkey(key)])  # MGET: nil, not an error, for a name of another type
-        exists, size, (meta,) = pipe.execute()
+        pipe.execute_command(*self._stamps_get([self._mkey(key)]))  # nil, not an error, for another type
+        with self._values_only(key):
+            exists, size, (meta,) = pipe.execute()
         if not exists:
             raise self._missing(key)
         created, updated = _stamps(meta if self.redis_timestamps else None)
@@ -384,6 +514,10 @@ class RedisStore(VirtualIOMixin, BaseStore):
         for key, reply in zip(keys, self._info_replies(keys), strict=True):
             if reply is None:
                 yield key, None
+            elif int(reply[0]) < 0:  # a hash, a list, ...: listed with its type, no size
+                stats = BaseStats.make(None, None, None)  # type: ignore[arg-type]
+                stats._extra = {"value_type": reply[1].decode()}
+                yield key, stats
             else:
                 yield key, BaseStats.make(int(reply[0]), *_stamps(reply[1] if self.redis_timestamps else None))
 
@@ -393,11 +527,9 @@ class RedisStore(VirtualIOMixin, BaseStore):
             return []
         if self._info_script is None:
             self._info_script = self._client.register_script(_INFO_LUA)
-        names: list[bytes] = []
-        for key in keys:
-            names.append(self._vkey(key))
-            names.append(self._mkey(key))
-        return self._info_script(keys=names)
+        names = [self._vkey(key) for key in keys]
+        metas = [self._mkey(key) for key in keys]
+        return self._info_script(keys=names, args=[self._stamp_hash or b"", *metas])
 
     def _iterate_keys(
         self, prefix: str | None = None, exclude_prefix: str | None = None, glob: str | None = None
@@ -425,10 +557,13 @@ class RedisStore(VirtualIOMixin, BaseStore):
     ) -> Iterator[KeyEntry]:
         """SCAN, then the size and update time of a batch in one script call (a key gone since
         the SCAN is left out)."""
+        self.skipped_non_values.clear()
         keys = self._iterate_keys(prefix, exclude_prefix, glob)
         while batch := list(itertools.islice(keys, ENTRY_BATCH)):
             for key, reply in zip(batch, self._info_replies(batch), strict=True):
-                if reply is not None:
+                if reply is not None and int(reply[0]) < 0:
+                    self.skipped_non_values[reply[1].decode()] += 1
+                elif reply is not None:
                     yield KeyEntry(key, int(reply[0]), _updated(reply[1]) if self.redis_timestamps else None)
 
     def _server(self) -> tuple[Any, ...]:

@@ -104,6 +104,9 @@ class RecordMaker:
             "created_at": created,
             "updated_at": updated,
         }
+        kind = getattr(stats, "value_type", None)
+        if kind is not None:  # a name that holds no value (a Redis hash, list, ...)
+            record["type"] = kind
         if not self.is_text_key(key):  # a name that is not UTF-8: as `info` shows it (key_b64)
             from anystore_cli.commands.common import key_b64, readable_text, uri_text
 
@@ -144,7 +147,8 @@ def _print_long_table(records: Iterable[dict[str, Any]]) -> None:
         flushed = time.monotonic()
 
     for record in records:
-        rows.append((human_size(record["size"]), record["updated_at"] or "", record["key"]))
+        size = human_size(record["size"]) if record["size"] is not None else record.get("type", "")
+        rows.append((size, record["updated_at"] or "", record["key"]))
         if len(rows) >= TABLE_BATCH_ROWS or time.monotonic() - flushed >= TABLE_BATCH_SECONDS:
             flush()
     if rows or widths is None:
@@ -277,7 +281,8 @@ def _list_infos(
                     writer.write(dumps(record) + b"\n")
             else:
                 for record in records:
-                    line = f"{record['size']}\t{record['updated_at'] or ''}\t{record['key']}"
+                    size = record["size"] if record["size"] is not None else record.get("type", "")
+                    line = f"{size}\t{record['updated_at'] or ''}\t{record['key']}"
                     writer.write(encode_text(line) + end)
         finally:
             writer.flush()

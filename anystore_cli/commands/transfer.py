@@ -63,6 +63,14 @@ def _plural(count: int, word: str = "key") -> str:
     return f"{count} {word}{'' if count == 1 else 's'}"
 
 
+def _note_skipped(state: Any, store: Any) -> None:
+    """Say how many names of the listing held no value (Redis hashes, lists, ...) and were left out."""
+    skipped = getattr(store, "skipped_non_values", None)
+    if skipped:
+        kinds = ", ".join(sorted(skipped))
+        state.note(f"skipped {_plural(sum(skipped.values()))} that are not values (Redis {kinds})")
+
+
 def _read_key_list(source: str) -> Iterator[str]:
     with open_input(source) as handle:
         for number, raw in enumerate(handle, start=1):
@@ -167,6 +175,7 @@ def dump(
         finally:
             writer.flush()
     state.note(f"dumped {_plural(written)} from `{state.label}`")
+    _note_skipped(state, store)
     if missing:
         from anystore_cli.core.exceptions import DoesNotExist
 
@@ -609,6 +618,7 @@ def mirror(
             f"{status.skipped} skipped, {status.deleted} deleted, {status.failed} failed"
         )
     state.note(summary)
+    _note_skipped(state, source)
     if status.failed:
         from anystore_cli.console import error
 

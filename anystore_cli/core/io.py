@@ -23,6 +23,10 @@ Uri: TypeAlias = "os.PathLike[str] | str | IO[Any]"
 """What the smart_* functions take: a path, a uri, `-` or an open file-like object"""
 
 
+_STORE_SCHEMES = frozenset(("redis", "rediss", "sqlite", "postgresql", "postgres", "mysql", "mariadb", "anystore"))
+"""Schemes (before any `+driver`) of stores that are fsspec protocols too (`backend.protocols`)"""
+
+
 def _std_stream(mode: str) -> IO[Any]:
     stream = sys.stdin if "r" in mode else sys.stdout
     if "b" in mode:
@@ -40,6 +44,10 @@ def get_filesystem(uri: str, **storage_options: Any) -> tuple[Any, str]:
 
         raise MissingDependency("Install fsspec: pip install 'anystore-cli[remote]'") from exc
     protocol = get_scheme(uri)
+    if protocol in _STORE_SCHEMES or protocol.split("+", 1)[0] in _STORE_SCHEMES:
+        from anystore_cli.backend.protocols import register_protocols
+
+        register_protocols(protocol)
     if protocol and protocol not in fsspec.available_protocols():
         raise InvalidUri(f"Unknown uri scheme `{protocol}://` in `{mask_uri(uri)}`")
     try:
