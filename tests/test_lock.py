@@ -262,3 +262,36 @@ def test_lock_names_are_exact(backend: str, store_factory: Any) -> None:
     store = _store(store_factory, backend)
     with Lock(store, "Job", ttl=5), Lock(store, "job", ttl=5), Lock(store, "job ", ttl=5), Lock(store, "a/b", ttl=5):
         pass
+
+
+def _pids(path: Path, count: int) -> list[int]:
+    """The `count` pids written to `path`, one a line, once all are there."""
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        lines = path.read_text().split() if path.exists() else []
+        if len(lines) >= count:
+            return [int(line) for line in lines]
+        time.sleep(0.05)
+    raise AssertionError(f"{path} did not get {count} pids within 20 s")
+
+
+@pytest.mark.parametrize("how", ["sigkill", "command-ends"])
+def test_the_commands_descendants_die_with_the_holder(how: str, tmp_path: Path) -> None:
+    pids = tmp_path / "pids"
+    # a child, a grandchild and a great-grandchild that all outlive `sh` unless killed
+    inner = f"sleep 300 & echo $! >> {pids}; wait"
+    script = f"sleep 300 & echo $! >> {pids}; sh -c '{inner}' & echo $$ >> {pids}; "
+    script += "sleep 300 & echo $! >> " + str(pids) + (" ; wait" if how == "sigkill" else "")
+    holder = _spawn(["-s", str(tmp_path / "store"), "lock", "job", "--ttl", "2", "--", "sh", "-c", script], {})
+    descendants = _pids(pids, 4)
+    if how == "sigkill":
+        holder.send_signal(signal.SIGKILL)
+        holder.wait()
+    else:  # COMMAND (`sh`) exits at once, leaving its background jobs behind
+        _, err = holder.communicate(timeout=20)
+        assert holder.returncode == 0, err.decode()
+    for pid in descendants:
+        _wait_gone(pid)
+    if how == "sigkill":
+        taken = run_cli("-s", str(tmp_path / "store"), "lock", "job", "--wait", "10", "--", "true")
+        assert taken.returncode == 0, taken.stderr.decode()
