@@ -280,8 +280,9 @@ def test_the_commands_descendants_die_with_the_holder(how: str, tmp_path: Path) 
     pids = tmp_path / "pids"
     # a child, a grandchild and a great-grandchild that all outlive `sh` unless killed
     inner = f"sleep 300 & echo $! >> {pids}; wait"
-    script = f"sleep 300 & echo $! >> {pids}; sh -c '{inner}' & echo $$ >> {pids}; "
-    script += "sleep 300 & echo $! >> " + str(pids) + (" ; wait" if how == "sigkill" else "")
+    script = f"sleep 300 & echo $! >> {pids}; sh -c '{inner}' & echo $$ >> {pids}; sleep 300 & echo $! >> {pids}; "
+    script += f'while [ "$(wc -l < {pids})" -lt 4 ]; do sleep 0.01; done'  # all written before sh goes on
+    script += "; wait" if how == "sigkill" else ""
     holder = _spawn(["-s", str(tmp_path / "store"), "lock", "job", "--ttl", "2", "--", "sh", "-c", script], {})
     descendants = _pids(pids, 4)
     if how == "sigkill":
@@ -295,3 +296,51 @@ def test_the_commands_descendants_die_with_the_holder(how: str, tmp_path: Path) 
     if how == "sigkill":
         taken = run_cli("-s", str(tmp_path / "store"), "lock", "job", "--wait", "10", "--", "true")
         assert taken.returncode == 0, taken.stderr.decode()
+
+
+@pytest.mark.parametrize("ttl", ["nan", "inf", "-inf", "0", "-1"])
+def test_ttl_that_is_not_a_positive_number_is_refused(ttl: str, tmp_path: Path) -> None:
+    ran = tmp_path / "ran"
+    result = run_cli("-s", str(tmp_path / "store"), "lock", "job", "--ttl", ttl, "--", "touch", str(ran))
+    assert result.returncode == 2, result.stderr.decode()
+    assert result.stderr.decode().startswith("anystore: error: ") and not ran.exists()
+    assert run_cli("-s", str(tmp_path / "store"), "lock", "job", "--wait", "nan", "--", "true").returncode == 2
+
+
+def test_library_lock_refuses_nan_ttl(store_factory: Any) -> None:
+    from anystore_cli.backend.lock import Lock
+
+    for ttl in (float("nan"), float("inf"), 0):
+        with pytest.raises(ValueError, match="ttl"):
+            Lock(store_factory("local"), "job", ttl=ttl)
+    for name in ("..", "a\x00b", "x/./y"):
+        with pytest.raises(ValueError, match="lock name"):
+            Lock(store_factory("local"), name)
+
+
+@pytest.mark.parametrize("name", ["..", ".", "", "a/../b", "../x"])
+def test_lock_names_follow_the_rules_of_keys(name: str, tmp_path: Path) -> None:
+    store = str(tmp_path / "store")
+    # digit-named user keys at the root: a lease folder placed there took them for tokens
+    for key in ("00000000000000000000", "00000000000000000001"):
+        assert run_cli("-s", store, "put", key, "-", input=b"user data").returncode == 0
+    for args in (["--", "true"], ["--status"], ["--release"]):
+        result = run_cli("-s", store, "lock", name, *args)
+        assert result.returncode == 2, result.stderr.decode()
+        assert result.stderr.decode().startswith("anystore: error: ") and "lock name" in result.stderr.decode()
+    for key in ("00000000000000000000", "00000000000000000001"):
+        assert run_cli("-s", store, "get", key).stdout == b"user data"
+
+
+@pytest.mark.parametrize("backend", ["local", "sqlite", "redis"])
+def test_long_and_dotted_lock_names_work(backend: str, store_factory: Any, tmp_path: Path) -> None:
+    options, env = _options(store_factory, backend)
+    # a key of five 200-character segments, a name starting with dots, a non-ASCII digit one
+    for name in ("/".join(["n" * 200] * 5), "..hidden", ".x", "²³"):
+        token = tmp_path / "token"
+        result = run_cli(*options, "lock", name, "--", "sh", "-c", tell(token), env=env)
+        assert result.returncode == 0, result.stderr.decode()
+        assert token.read_text().strip() == "1"
+        status = run_cli(*options, "lock", name, "--status", env=env)
+        assert status.returncode == 1 and (b'"state":"released"' in status.stdout or b'"state":"free"' in status.stdout)
+    assert run_cli(*options, "keys", env=env).stdout == b""

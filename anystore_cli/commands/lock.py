@@ -51,10 +51,14 @@ def lock(
     (the holder is named); 3 when the lease is lost (COMMAND is stopped: TERM, then KILL) or
     the store cannot lock (zip, http, memory).
     """
-    from anystore_cli.backend.lock import check_name
+    from anystore_cli.backend.lock import check_name, check_ttl
 
     state = get_state(ctx)
     check_name(name)
+    try:
+        check_ttl(ttl, wait)
+    except ValueError as exc:
+        raise UsageProblem(f"lock `{name}`: {exc}") from None
     if status and release:
         raise UsageProblem("give --status or --release, not both")
     if (status or release) and command:
