@@ -399,7 +399,8 @@ class SqlLeases(LeaseBackend):
 
         try:
             with self.store._errors(), self.engine.begin() as conn:
-                conn.execute(self.table.insert().values(name=_row_name(name), token=lease.token, value=lease.dump().decode()))
+                row = {"name": _row_name(name), "token": lease.token, "value": lease.dump().decode()}
+                conn.execute(self.table.insert().values(**row))
         except StoreError as exc:
             if isinstance(exc.__cause__, IntegrityError):
                 return None
