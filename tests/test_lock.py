@@ -344,3 +344,31 @@ def test_long_and_dotted_lock_names_work(backend: str, store_factory: Any, tmp_p
         status = run_cli(*options, "lock", name, "--status", env=env)
         assert status.returncode == 1 and (b'"state":"released"' in status.stdout or b'"state":"free"' in status.stdout)
     assert run_cli(*options, "keys", env=env).stdout == b""
+
+
+@pytest.mark.parametrize("backend", LOCK_BACKENDS)
+def test_tokens_grow_by_one_per_acquisition_not_per_poll(backend: str, store_factory: Any, tmp_path: Path) -> None:
+    options, env = _options(store_factory, backend)
+    first, second, release = tmp_path / "first", tmp_path / "second", tmp_path / "release"
+    script = f"{tell(first)}; while [ ! -e {release} ]; do sleep 0.05; done"
+    holder = _spawn([*options, "lock", "job", "--ttl", "5", "--", "sh", "-c", script], env)
+    token = int(_wait_for(first))
+    waiting = run_cli(*options, "lock", "job", "--wait", "1.5", "--", "true", env=env)  # polls several times
+    assert waiting.returncode == 1
+    release.touch()
+    holder.communicate(timeout=20)
+    assert run_cli(*options, "lock", "job", "--", "sh", "-c", tell(second), env=env).returncode == 0
+    assert int(second.read_text()) == token + 1
+
+
+def test_status_says_when_the_holder_is_dead_on_this_host(tmp_path: Path) -> None:
+    store, first = str(tmp_path / "store"), tmp_path / "first"
+    holder = _spawn(["-s", store, "lock", "job", "--ttl", "30", "--", "sh", "-c", f"{tell(first)}; sleep 60"], {})
+    _wait_for(first)
+    alive = run_cli("-s", store, "lock", "job", "--status")
+    assert alive.returncode == 0 and b'"pid_alive":true' in alive.stdout and alive.stderr == b""
+    holder.send_signal(signal.SIGKILL)
+    holder.wait()
+    dead = run_cli("-s", store, "lock", "job", "--status")
+    assert dead.returncode == 0 and b'"state":"held"' in dead.stdout and b'"pid_alive":false' in dead.stdout
+    assert f"pid {holder.pid}, is not running on this host" in dead.stderr.decode()

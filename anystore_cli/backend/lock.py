@@ -451,6 +451,19 @@ return 0
 """
 
 
+_REDIS_ACQUIRE = """
+local current = redis.call('GET', KEYS[1])
+if current then
+  return {0, current}
+end
+local token = redis.call('INCR', KEYS[2])
+redis.call('SET', KEYS[1], ARGV[1] .. token .. ARGV[2], 'PX', ARGV[3])
+return {token, ''}
+"""
+_TOKEN_MARK = 987654321987654321
+"""A token that stands in the record until the script puts the real one there"""
+
+
 class RedisLeases(LeaseBackend):
     """Redis: the lease at `{prefix}\\x00lock\\x00{name}` with a PX expiry, its token from
     `INCR {prefix}\\x00lockseq\\x00{name}` (kept, so tokens grow across expiries). The version
@@ -477,16 +490,18 @@ class RedisLeases(LeaseBackend):
         return lease, lease.id
 
     def try_acquire(self, name: str, ttl: float) -> tuple[Lease | None, Any, Lease | None]:
-        """INCR the token, then SET NX PX."""
+        """One script: when the lease is free, INCR the token and SET the lease with PX (a
+        contender polling a held lease takes no token: they grow by one per acquisition)."""
         lease_key, seq_key = self._keys(name)
+        lease = _holder(name, _TOKEN_MARK, ttl)
+        head, _, tail = lease.dump().partition(b'"token":%d' % _TOKEN_MARK)
         with self.store._errors():
-            token = int(self.client.incr(seq_key))
-            lease = _holder(name, token, ttl)
-            data = lease.dump()
-            if self.client.set(lease_key, data, nx=True, px=max(1, int(ttl * 1000))):
-                return lease, lease.id, None
-            current = self.client.get(lease_key)
-        return None, None, None if current is None else Lease.load(current)
+            token, current = self.client.eval(
+                _REDIS_ACQUIRE, 2, lease_key, seq_key, head + b'"token":', tail, max(1, int(ttl * 1000))
+            )
+        if int(token):
+            return replace(lease, token=int(token)), lease.id, None
+        return None, None, Lease.load(current)
 
     def renew(self, lease: Lease, version: Any) -> tuple[Lease, Any] | None:
         """Compare-and-set with a fresh PX."""

@@ -67,14 +67,16 @@ def lock(
         raise UsageProblem("give a COMMAND after `--` (or --status / --release)")
     store = state.store()
     if status:
-        _status(store, name)
+        _status(state, store, name)
     elif release:
         _release(state, store, name)
     else:
         raise typer.Exit(_run(state, store, name, list(command or []), ttl, wait))
 
 
-def _status(store: Any, name: str) -> None:
+def _status(state: Any, store: Any, name: str) -> None:
+    import socket
+
     from anystore_cli.backend.lock import lease_backend
     from anystore_cli.console import json_line
 
@@ -83,9 +85,28 @@ def _status(store: Any, name: str) -> None:
         sys.stdout.buffer.write(json_line({"name": name, "state": "free"}))
         raise typer.Exit(1)
     record = lease.record()
+    if record["state"] == "held" and lease.host == socket.gethostname():
+        # the holder is on this host: tell whether it still runs (a lease outlives a crash by its ttl)
+        record["pid_alive"] = _pid_alive(lease.pid)
+        if not record["pid_alive"]:
+            state.note(
+                f"lock `{name}`: its holder, pid {lease.pid}, is not running on this host; "
+                f"the lease expires at {record['expires_iso']}"
+            )
     sys.stdout.buffer.write(json_line(record))
     if record["state"] != "held":
         raise typer.Exit(1)
+
+
+def _pid_alive(pid: int) -> bool:
+    """Whether process `pid` runs on this host."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # runs, as another user
+        return True
+    return True
 
 
 def _release(state: Any, store: Any, name: str) -> None:
