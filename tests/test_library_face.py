@@ -59,6 +59,9 @@ def test_settings_is_pydantic_settings(monkeypatch):
     settings = Settings()
     assert settings.uri == "memory://" and settings.serialization_mode == "json"
     assert settings.backend_config == {"redis_prefix": "jobs"}
+    with pytest.raises(ValueError, match="redis_prefix"):  # not an option of memory stores
+        get_store()
+    monkeypatch.delenv("ANYSTORE_BACKEND_CONFIG__REDIS_PREFIX")
     store = get_store()
     assert isinstance(store, MemoryStore) and store.serialization_mode == "json"
     monkeypatch.setenv("ANYSTORE_SERIALIZATION_MODE", "yaml")

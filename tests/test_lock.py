@@ -262,3 +262,113 @@ def test_lock_names_are_exact(backend: str, store_factory: Any) -> None:
     store = _store(store_factory, backend)
     with Lock(store, "Job", ttl=5), Lock(store, "job", ttl=5), Lock(store, "job ", ttl=5), Lock(store, "a/b", ttl=5):
         pass
+
+
+def _pids(path: Path, count: int) -> list[int]:
+    """The `count` pids written to `path`, one a line, once all are there."""
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        lines = path.read_text().split() if path.exists() else []
+        if len(lines) >= count:
+            return [int(line) for line in lines]
+        time.sleep(0.05)
+    raise AssertionError(f"{path} did not get {count} pids within 20 s")
+
+
+@pytest.mark.parametrize("how", ["sigkill", "command-ends"])
+def test_the_commands_descendants_die_with_the_holder(how: str, tmp_path: Path) -> None:
+    pids = tmp_path / "pids"
+    # a child, a grandchild and a great-grandchild that all outlive `sh` unless killed
+    inner = f"sleep 300 & echo $! >> {pids}; wait"
+    script = f"sleep 300 & echo $! >> {pids}; sh -c '{inner}' & echo $$ >> {pids}; sleep 300 & echo $! >> {pids}; "
+    script += f'while [ "$(wc -l < {pids})" -lt 4 ]; do sleep 0.01; done'  # all written before sh goes on
+    script += "; wait" if how == "sigkill" else ""
+    holder = _spawn(["-s", str(tmp_path / "store"), "lock", "job", "--ttl", "2", "--", "sh", "-c", script], {})
+    descendants = _pids(pids, 4)
+    if how == "sigkill":
+        holder.send_signal(signal.SIGKILL)
+        holder.wait()
+    else:  # COMMAND (`sh`) exits at once, leaving its background jobs behind
+        _, err = holder.communicate(timeout=20)
+        assert holder.returncode == 0, err.decode()
+    for pid in descendants:
+        _wait_gone(pid)
+    if how == "sigkill":
+        taken = run_cli("-s", str(tmp_path / "store"), "lock", "job", "--wait", "10", "--", "true")
+        assert taken.returncode == 0, taken.stderr.decode()
+
+
+@pytest.mark.parametrize("ttl", ["nan", "inf", "-inf", "0", "-1"])
+def test_ttl_that_is_not_a_positive_number_is_refused(ttl: str, tmp_path: Path) -> None:
+    ran = tmp_path / "ran"
+    result = run_cli("-s", str(tmp_path / "store"), "lock", "job", "--ttl", ttl, "--", "touch", str(ran))
+    assert result.returncode == 2, result.stderr.decode()
+    assert result.stderr.decode().startswith("anystore: error: ") and not ran.exists()
+    assert run_cli("-s", str(tmp_path / "store"), "lock", "job", "--wait", "nan", "--", "true").returncode == 2
+
+
+def test_library_lock_refuses_nan_ttl(store_factory: Any) -> None:
+    from anystore_cli.backend.lock import Lock
+
+    for ttl in (float("nan"), float("inf"), 0):
+        with pytest.raises(ValueError, match="ttl"):
+            Lock(store_factory("local"), "job", ttl=ttl)
+    for name in ("..", "a\x00b", "x/./y"):
+        with pytest.raises(ValueError, match="lock name"):
+            Lock(store_factory("local"), name)
+
+
+@pytest.mark.parametrize("name", ["..", ".", "", "a/../b", "../x"])
+def test_lock_names_follow_the_rules_of_keys(name: str, tmp_path: Path) -> None:
+    store = str(tmp_path / "store")
+    # digit-named user keys at the root: a lease folder placed there took them for tokens
+    for key in ("00000000000000000000", "00000000000000000001"):
+        assert run_cli("-s", store, "put", key, "-", input=b"user data").returncode == 0
+    for args in (["--", "true"], ["--status"], ["--release"]):
+        result = run_cli("-s", store, "lock", name, *args)
+        assert result.returncode == 2, result.stderr.decode()
+        assert result.stderr.decode().startswith("anystore: error: ") and "lock name" in result.stderr.decode()
+    for key in ("00000000000000000000", "00000000000000000001"):
+        assert run_cli("-s", store, "get", key).stdout == b"user data"
+
+
+@pytest.mark.parametrize("backend", ["local", "sqlite", "redis"])
+def test_long_and_dotted_lock_names_work(backend: str, store_factory: Any, tmp_path: Path) -> None:
+    options, env = _options(store_factory, backend)
+    # a key of five 200-character segments, a name starting with dots, a non-ASCII digit one
+    for name in ("/".join(["n" * 200] * 5), "..hidden", ".x", "²³"):
+        token = tmp_path / "token"
+        result = run_cli(*options, "lock", name, "--", "sh", "-c", tell(token), env=env)
+        assert result.returncode == 0, result.stderr.decode()
+        assert token.read_text().strip() == "1"
+        status = run_cli(*options, "lock", name, "--status", env=env)
+        assert status.returncode == 1 and (b'"state":"released"' in status.stdout or b'"state":"free"' in status.stdout)
+    assert run_cli(*options, "keys", env=env).stdout == b""
+
+
+@pytest.mark.parametrize("backend", LOCK_BACKENDS)
+def test_tokens_grow_by_one_per_acquisition_not_per_poll(backend: str, store_factory: Any, tmp_path: Path) -> None:
+    options, env = _options(store_factory, backend)
+    first, second, release = tmp_path / "first", tmp_path / "second", tmp_path / "release"
+    script = f"{tell(first)}; while [ ! -e {release} ]; do sleep 0.05; done"
+    holder = _spawn([*options, "lock", "job", "--ttl", "5", "--", "sh", "-c", script], env)
+    token = int(_wait_for(first))
+    waiting = run_cli(*options, "lock", "job", "--wait", "1.5", "--", "true", env=env)  # polls several times
+    assert waiting.returncode == 1
+    release.touch()
+    holder.communicate(timeout=20)
+    assert run_cli(*options, "lock", "job", "--", "sh", "-c", tell(second), env=env).returncode == 0
+    assert int(second.read_text()) == token + 1
+
+
+def test_status_says_when_the_holder_is_dead_on_this_host(tmp_path: Path) -> None:
+    store, first = str(tmp_path / "store"), tmp_path / "first"
+    holder = _spawn(["-s", store, "lock", "job", "--ttl", "30", "--", "sh", "-c", f"{tell(first)}; sleep 60"], {})
+    _wait_for(first)
+    alive = run_cli("-s", store, "lock", "job", "--status")
+    assert alive.returncode == 0 and b'"pid_alive":true' in alive.stdout and alive.stderr == b""
+    holder.send_signal(signal.SIGKILL)
+    holder.wait()
+    dead = run_cli("-s", store, "lock", "job", "--status")
+    assert dead.returncode == 0 and b'"state":"held"' in dead.stdout and b'"pid_alive":false' in dead.stdout
+    assert f"pid {holder.pid}, is not running on this host" in dead.stderr.decode()

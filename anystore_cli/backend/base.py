@@ -62,13 +62,11 @@ def check_readonly(func: F) -> F:
     return _check  # type: ignore[return-value]
 
 
-_SECRET_WORDS = ("password", "passwd", "pass", "pw", "secret", "token", "key", "credential", "auth", "signature", "sas")
-
-
 def _secret_name(name: Any) -> bool:
-    """Tell whether a backend option's name says its value is a secret."""
-    lowered = str(name).lower()
-    return any(word in lowered for word in _SECRET_WORDS)
+    """Tell whether a backend option holds a secret (its declaration, else its name)."""
+    from anystore_cli.backend.options import is_secret_name
+
+    return is_secret_name(name)
 
 
 class KeyEntry(NamedTuple):

@@ -34,6 +34,7 @@ from typing import IO, Any, ClassVar
 
 from anystore_cli.backend.base import BaseStore, KeyEntry
 from anystore_cli.backend.model import BaseStats
+from anystore_cli.backend.options import Option
 from anystore_cli.core.exceptions import AlreadyExists, InvalidUri, MissingDependency, ReadOnlyError, StoreError
 from anystore_cli.core.io import DEFAULT_MODE, copy_stream, get_filesystem
 from anystore_cli.core.keys import is_canonical_key, listing_prefix, make_key_filter
@@ -61,6 +62,15 @@ _CREDENTIAL_CODES = frozenset(
 
 class Store(BaseStore):
     """A store on any fsspec filesystem (a `LocalStore` for local paths)."""
+
+    # anystore's own and fsspec's generic options; the filesystem class's parameters add to them
+    options: ClassVar[tuple[Option, ...]] = (
+        Option("max_workers", "int", 16, help="Threads of batched reads and writes"),
+        *(Option(n, "float") for n in ("connect_timeout", "read_timeout", "listings_expiry_time")),
+        *(Option(n, "int") for n in ("retries", "default_block_size", "max_paths")),
+        *(Option(n, "json") for n in ("client_kwargs", "config_kwargs")),
+        *(Option(n, "bool") for n in ("use_listings_cache", "skip_instance_cache")),
+    )
 
     backend_errors: ClassVar[tuple[type[BaseException], ...]] = (OSError, ConnectionError, TimeoutError)
     mtime_precision: ClassVar[float] = 1.0  # S3 and http times are whole seconds

@@ -25,6 +25,7 @@ from typing import IO, Any, ClassVar, TypeVar
 from anystore_cli.backend.base import KeyEntry
 from anystore_cli.backend.fs import Store
 from anystore_cli.backend.model import BaseStats
+from anystore_cli.backend.options import Option
 from anystore_cli.core.exceptions import DoesNotExist, InvalidKey, StoreError
 from anystore_cli.core.files import (  # noqa: F401 - re-exported: the local backend's file helpers
     _CLOEXEC,
@@ -82,6 +83,8 @@ def _stats(stat: os.stat_result) -> BaseStats:
 
 class LocalStore(Store):
     """A store in a local folder (`file://` uris and plain paths)."""
+
+    options: ClassVar[tuple[Option, ...]] = (Option("fsync", "bool", False, help="fsync each value before it shows"),)
 
     # the kernel stamps files from a coarse clock, up to a tick (4-10 ms) behind `time.time()`:
     # a file written just after a value elsewhere may look older than it

@@ -28,7 +28,9 @@ lease from a thread every ttl/3 while the block runs.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
+import math
 import os
 import random
 import socket
@@ -120,11 +122,61 @@ def _holder(name: str, token: int, ttl: float) -> Lease:
     )
 
 
+MAX_NAME_BYTES = 4096
+"""The longest lock name, in UTF-8 bytes (a key may be as long; long names are stored hashed)"""
+
+
 def check_name(name: str) -> str:
-    """A lock name: not empty, no NUL, at most 200 characters."""
-    if not isinstance(name, str) or not name.strip() or "\x00" in name or len(name) > 200:
-        raise InvalidKey(f"Invalid lock name `{name!r}`: give 1 to 200 characters, no NUL")
+    """A lock name follows the rules of a key: not empty, no NUL, no `.` or `..` segment that
+    would point the lease elsewhere (`..` is the store's root); at most 4096 bytes.
+
+    Raises:
+        InvalidKey: The name is refused
+    """
+    if not isinstance(name, str) or not name.strip():
+        raise InvalidKey(f"Invalid lock name `{name!r}`: empty")
+    if "\x00" in name:
+        raise InvalidKey(f"Invalid lock name `{name!r}`: NUL byte")
+    if any(segment in (".", "..") for segment in name.split("/")):
+        raise InvalidKey(f"Invalid lock name `{name}`: `.` and `..` segments are refused, as in keys")
+    if len(name.encode("utf-8", "surrogateescape")) > MAX_NAME_BYTES:
+        raise InvalidKey(f"Invalid lock name `{name[:40]}...`: longer than {MAX_NAME_BYTES} bytes")
     return name
+
+
+def check_ttl(ttl: float, wait: float = 0.0) -> tuple[float, float]:
+    """A ttl is a positive, finite number of seconds; a wait is not negative (inf: forever).
+
+    Raises:
+        ValueError: For `nan`, `inf` or a ttl not above 0 (`nan` compares false with every
+            expiry: two holders would run at once), or a `nan` or negative wait
+    """
+    ttl, wait = float(ttl), float(wait)
+    if not math.isfinite(ttl) or ttl <= 0:
+        raise ValueError(f"ttl must be a positive number of seconds, not `{ttl}`")
+    if math.isnan(wait) or wait < 0:
+        raise ValueError(f"wait must be 0 or more seconds, not `{wait}`")
+    return ttl, wait
+
+
+def storage_name(name: str, limit: int = 200) -> str:
+    """How a name is stored where names have a length limit or are path segments: percent-
+    encoded, dots too when it starts with one (never `.` or `..`), and past `limit`
+    characters cut and completed by a hash of the whole name."""
+    encoded = quote(name, safe="")
+    if encoded.startswith("."):
+        encoded = encoded.replace(".", "%2E")
+    if len(encoded) > limit:
+        digest = hashlib.sha256(name.encode("utf-8", "surrogateescape")).hexdigest()
+        encoded = f"{encoded[: limit - 66]}~{digest}"
+    return encoded
+
+
+def _row_name(name: str) -> str:
+    """The primary key of a name in the SQL table (VARCHAR(255)): the name itself when short."""
+    if len(name) <= 200:
+        return name
+    return f"{name[:120]}~{hashlib.sha256(name.encode('utf-8', 'surrogateescape')).hexdigest()}"
 
 
 # ---- backend primitives --------------------------------------------------------------------
@@ -219,14 +271,14 @@ class LocalLeases(LeaseBackend):
     creates each token; the highest token is the lease."""
 
     def _folder(self, name: str) -> str:
-        return os.path.join(self.store.root, LOCK_FOLDER, quote(name, safe=""))
+        return os.path.join(self.store.root, LOCK_FOLDER, storage_name(check_name(name)))
 
     def _tokens(self, folder: str) -> list[int]:
         try:
             names = os.listdir(folder)
         except FileNotFoundError:
             return []
-        return sorted(int(n) for n in names if n.isdigit())
+        return sorted(int(n) for n in names if len(n) == 20 and n.isascii() and n.isdigit())
 
     def read(self, name: str) -> tuple[Lease | None, Any]:
         """The record of the highest token file."""
@@ -335,7 +387,7 @@ class SqlLeases(LeaseBackend):
         import sqlalchemy as sa
 
         with self.store._errors(), self.engine.connect() as conn:
-            query = sa.select(self.table.c.token, self.table.c.value).where(self.table.c.name == name)
+            query = sa.select(self.table.c.token, self.table.c.value).where(self.table.c.name == _row_name(name))
             row = conn.execute(query).first()
         if row is None:
             return None, None
@@ -347,7 +399,8 @@ class SqlLeases(LeaseBackend):
 
         try:
             with self.store._errors(), self.engine.begin() as conn:
-                conn.execute(self.table.insert().values(name=name, token=lease.token, value=lease.dump().decode()))
+                row = {"name": _row_name(name), "token": lease.token, "value": lease.dump().decode()}
+                conn.execute(self.table.insert().values(**row))
         except StoreError as exc:
             if isinstance(exc.__cause__, IntegrityError):
                 return None
@@ -360,7 +413,7 @@ class SqlLeases(LeaseBackend):
         with self.store._errors(), self.engine.begin() as conn:
             result = conn.execute(
                 table.update()
-                .where(table.c.name == name, table.c.token == version)
+                .where(table.c.name == _row_name(name), table.c.token == version)
                 .values(token=lease.token, value=lease.dump().decode())
             )
         return lease.token if result.rowcount == 1 else None
@@ -398,6 +451,19 @@ return 0
 """
 
 
+_REDIS_ACQUIRE = """
+local current = redis.call('GET', KEYS[1])
+if current then
+  return {0, current}
+end
+local token = redis.call('INCR', KEYS[2])
+redis.call('SET', KEYS[1], ARGV[1] .. token .. ARGV[2], 'PX', ARGV[3])
+return {token, ''}
+"""
+_TOKEN_MARK = 987654321987654321
+"""A token that stands in the record until the script puts the real one there"""
+
+
 class RedisLeases(LeaseBackend):
     """Redis: the lease at `{prefix}\\x00lock\\x00{name}` with a PX expiry, its token from
     `INCR {prefix}\\x00lockseq\\x00{name}` (kept, so tokens grow across expiries). The version
@@ -424,16 +490,18 @@ class RedisLeases(LeaseBackend):
         return lease, lease.id
 
     def try_acquire(self, name: str, ttl: float) -> tuple[Lease | None, Any, Lease | None]:
-        """INCR the token, then SET NX PX."""
+        """One script: when the lease is free, INCR the token and SET the lease with PX (a
+        contender polling a held lease takes no token: they grow by one per acquisition)."""
         lease_key, seq_key = self._keys(name)
+        lease = _holder(name, _TOKEN_MARK, ttl)
+        head, _, tail = lease.dump().partition(b'"token":%d' % _TOKEN_MARK)
         with self.store._errors():
-            token = int(self.client.incr(seq_key))
-            lease = _holder(name, token, ttl)
-            data = lease.dump()
-            if self.client.set(lease_key, data, nx=True, px=max(1, int(ttl * 1000))):
-                return lease, lease.id, None
-            current = self.client.get(lease_key)
-        return None, None, None if current is None else Lease.load(current)
+            token, current = self.client.eval(
+                _REDIS_ACQUIRE, 2, lease_key, seq_key, head + b'"token":', tail, max(1, int(ttl * 1000))
+            )
+        if int(token):
+            return replace(lease, token=int(token)), lease.id, None
+        return None, None, Lease.load(current)
 
     def renew(self, lease: Lease, version: Any) -> tuple[Lease, Any] | None:
         """Compare-and-set with a fresh PX."""
@@ -470,7 +538,7 @@ class S3Leases(LeaseBackend):
         self.fs = store._fs
 
     def _location(self, name: str) -> tuple[str, str]:
-        return self.store._bucket_key(f"{LOCK_FOLDER}/{quote(name, safe='')}")
+        return self.store._bucket_key(f"{LOCK_FOLDER}/{storage_name(check_name(name))}")
 
     def _call(self, method: str, **kwargs: Any) -> Any:
         try:
@@ -638,11 +706,8 @@ class Lock:
         on_lost: Callable[[str], None] | None = None,
         across_processes: bool = False,
     ) -> None:
-        if ttl <= 0:
-            raise ValueError("ttl must be positive")
         self.name = check_name(name)
-        self.ttl = float(ttl)
-        self.wait = max(0.0, float(wait))
+        self.ttl, self.wait = check_ttl(ttl, wait)
         self.on_lost = on_lost
         self.backend = lease_backend(store, across_processes=across_processes)
         self.lease: Lease | None = None

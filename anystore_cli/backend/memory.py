@@ -14,12 +14,15 @@ from typing import Any, ClassVar
 
 from anystore_cli.backend.base import BaseStore, KeyEntry, TTLMixin, VirtualIOMixin
 from anystore_cli.backend.model import BaseStats
+from anystore_cli.backend.options import Option
 from anystore_cli.core.exceptions import AlreadyExists
 from anystore_cli.core.keys import make_key_filter
 
 
 class MemoryStore(VirtualIOMixin, TTLMixin, BaseStore):
     """A store in this process's memory, with ttl support."""
+
+    options: ClassVar[tuple[Option, ...]] = ()
 
     supports_ttl: ClassVar[bool] = True
     portable: ClassVar[bool] = True

@@ -308,13 +308,27 @@ class StoreModel(Model, UriProperties):
     def _from_config(cls, data: Any, uri: Any, **kwargs: Any) -> Any:
         if not isinstance(data, dict) or "uri" not in data:
             raise InvalidData(f"Store config `{uri}` must be a mapping with a `uri`")
-        config = {k: v for k, v in data.items() if k in cls.model_fields}
-        for key, value in kwargs.items():
-            if key == "backend_config" and value:
-                config["backend_config"] = {**(config.get("backend_config") or {}), **value}
-            elif value is not None and key != "backend_config":
-                config[key] = value
-        return cls(**config)
+        return cls(**merge_config(data, kwargs, cls.model_fields, uri))
+
+
+def merge_config(data: dict[str, Any], kwargs: dict[str, Any], fields: Any, where: Any) -> dict[str, Any]:
+    """A store definition read from a file, with `kwargs` (not None) over it; `backend_config`
+    entries merge (the file's, then the caller's). Both faces build stores through this.
+
+    Raises:
+        InvalidData: The file holds a field no store has (`readonyl`, `backend_confg`)
+    """
+    unknown = [str(k) for k in data if k not in fields]
+    if unknown:
+        names = ", ".join(f"`{name}`" for name in unknown)
+        raise InvalidData(f"Store config `{where}`: unknown field {names} (known: {', '.join(fields)})")
+    config = dict(data)
+    for key, value in kwargs.items():
+        if key == "backend_config" and value:
+            config["backend_config"] = {**(config.get("backend_config") or {}), **value}
+        elif value is not None and key != "backend_config":
+            config[key] = value
+    return config
 
 
 MAX_CONFIG_BYTES = 1024 * 1024

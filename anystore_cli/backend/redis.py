@@ -50,6 +50,7 @@ except ImportError:  # pragma: no cover - hiredis is a dependency of the redis e
 
 from anystore_cli.backend.base import BaseStore, KeyEntry, VirtualIOMixin
 from anystore_cli.backend.model import BaseStats
+from anystore_cli.backend.options import Option
 from anystore_cli.backend.settings import parse_bool
 from anystore_cli.core.exceptions import AlreadyExists, InvalidData, InvalidUri, StoreError
 from anystore_cli.core.io import CHUNK_SIZE
@@ -188,6 +189,13 @@ listing (it asks each name's string length), and the NUL byte keeps it out of th
 
 class RedisStore(VirtualIOMixin, BaseStore):
     """A store in a Redis database, with ttl support."""
+
+    options: ClassVar[tuple[Option, ...]] = (
+        Option("redis_prefix", "text", "anystore", help="Prefix of the store's keys ('': the whole database)"),
+        Option("redis_timestamps", "bool", True, help="Keep created/updated times beside each value"),
+        Option("socket_connect_timeout", "float", 3.0, help="Seconds to connect"),
+        Option("socket_timeout", "float", 3.0, help="Seconds a command may take"),
+    )
 
     supports_ttl: ClassVar[bool] = True
     backend_errors: ClassVar[tuple[type[BaseException], ...]] = (redis.RedisError, OSError)

@@ -179,6 +179,10 @@ def _make_store(uri: Any, settings: Settings, **kwargs: Any) -> Any:
         check_fsspec_scheme(uri)
         check_bucket(uri)
     cls = load_backend(name)
+    if kwargs.get("backend_config"):
+        from anystore_cli.backend.options import typed_config
+
+        kwargs["backend_config"] = typed_config(uri, kwargs["backend_config"])
     kwargs = {k: v for k, v in kwargs.items() if v is not None or k == "backend_config"}
     return cls(uri=uri, **kwargs)
 
@@ -203,77 +207,13 @@ def _fields(config: Any) -> dict[str, Any]:
     return data
 
 
-BACKEND_OPTIONS: dict[str, tuple[str, ...]] = {
-    "file": ("fsync",),
-    "memory": (),
-    "zip": (),
-    "redis": ("redis_prefix", "redis_timestamps", "socket_connect_timeout", "socket_timeout"),
-    "sqlite": ("table", "timeout", "connect_timeout"),
-}
-"""Registry name -> the `backend_config` entries its backend reads (SQL schemes share `sqlite`'s).
-A backend not listed here (a registered one, say) takes any option."""
-
-FSSPEC_OPTIONS = (
-    "max_workers",
-    "connect_timeout",
-    "read_timeout",
-    "retries",
-    "default_block_size",
-    "client_kwargs",
-    "config_kwargs",
-    "use_listings_cache",
-    "listings_expiry_time",
-    "max_paths",
-    "skip_instance_cache",
-)
-"""Options of every fsspec store: anystore's own and fsspec's generic ones."""
-
-
 def unknown_backend_options(uri: str, config: dict[str, Any]) -> tuple[list[str], list[str], str]:
-    """The entries of `config` that the backend of `uri` does not read.
+    """The entries of `config` that the backend of `uri` does not declare (see `backend.options`).
 
     Returns:
         `(unknown, known, backend)`: the unknown names, the names the backend knows (sorted),
         and the backend's name; `([], [], name)` when the backend takes any option
     """
-    uri = ensure_uri(uri)
-    name = backend_name(uri)
-    if name in _sql_schemes():
-        name = "sqlite"
-    known: set[str] | None
-    if name == "fsspec":
-        known = _fsspec_options(get_scheme(uri))
-    elif name in BACKEND_OPTIONS:
-        known = set(BACKEND_OPTIONS[name])
-    else:
-        known = None
-    label = "sql" if name == "sqlite" else "local" if name == "file" else name
-    if known is None:
-        return [], [], label
-    return [key for key in config if key not in known], sorted(known), label
+    from anystore_cli.backend.options import unknown_options
 
-
-def _fsspec_options(protocol: str) -> set[str] | None:
-    """The keyword parameters of the protocol's filesystem class (None: it cannot be told)."""
-    import inspect
-
-    try:
-        from fsspec.registry import get_filesystem_class
-
-        cls = get_filesystem_class(protocol)
-    except Exception:  # noqa: BLE001 - unknown protocol or missing package: the store says so
-        return None
-    names = set(FSSPEC_OPTIONS)
-    for klass in cls.__mro__:
-        init = klass.__dict__.get("__init__")
-        if init is None:
-            continue
-        try:
-            parameters = inspect.signature(init).parameters.values()
-        except (TypeError, ValueError):
-            return None
-        names.update(p.name for p in parameters if p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD))
-        if not any(p.kind is p.VAR_KEYWORD for p in parameters):
-            break
-    names.discard("self")
-    return names
+    return unknown_options(uri, config)

@@ -23,6 +23,7 @@ import urllib3
 
 from anystore_cli.backend.base import BaseStore
 from anystore_cli.backend.model import BaseStats
+from anystore_cli.backend.options import Option
 from anystore_cli.core.exceptions import AlreadyExists, DoesNotExist, InvalidKey, InvalidUri, ReadOnlyError, StoreError
 from anystore_cli.core.io import DEFAULT_MODE
 from anystore_cli.core.keys import listing_prefix
@@ -53,6 +54,13 @@ def _pool(base: str, connect: float, read: float) -> urllib3.PoolManager:
 
 class ServedStore(BaseStore):
     """A store on an `anystore serve` server."""
+
+    options: ClassVar[tuple[Option, ...]] = (
+        Option("token", "text", secret=True, help="Bearer token for writes"),
+        Option("token_file", "text", help="File whose first line is the token"),
+        Option("connect_timeout", "float", help="Seconds to connect"),
+        Option("read_timeout", "float", help="Seconds to wait for a reply"),
+    )
 
     backend_errors: ClassVar[tuple[type[BaseException], ...]] = (urllib3.exceptions.HTTPError, OSError)
 

@@ -64,6 +64,40 @@ def _parse_dict(value: Any) -> dict[str, Any]:
     return parsed
 
 
+NOT_SETTINGS = frozenset({"LOCK_TOKEN", "LOCK_NAME", "COMPLETE", "SERVE_TOKEN", "CACHE"})
+"""`ANYSTORE_*` variables that are no settings fields: set by `lock` for its COMMAND, read by
+shell completion and `serve`, and the library's alias of `use_cache`"""
+
+
+def check_environment(env: dict[str, str] | None = None) -> None:
+    """Refuse an `ANYSTORE_*` variable that looks like a typo of a settings field
+    (`ANYSTORE_READONYL`), and any `ANYSTORE_BACKEND_CONFIG_*` spelled without its `__`.
+
+    Other `ANYSTORE_*` variables are left alone: the test-suite and other tools set their own
+    (`ANYSTORE_TEST_*`, ...). Unknown `ANYSTORE_BACKEND_CONFIG__NAME` options are refused
+    by the store's backend, which knows its options.
+
+    Raises:
+        InvalidData: Naming the variable and the field it resembles
+    """
+    import difflib
+
+    if env is None:
+        env = {k.upper(): v for k, v in os.environ.items() if k.upper().startswith("ANYSTORE_")}
+    fields = [name.upper() for name in Settings._fields]
+    for variable in sorted(env):
+        name = variable[len("ANYSTORE_") :]
+        if name in fields or name in NOT_SETTINGS or name.startswith("TEST_"):
+            continue
+        if name.startswith("BACKEND_CONFIG__"):
+            continue
+        if name.startswith(("BACKEND_CONFIG", "BACKEND_CONF")):
+            raise InvalidData(f"Unknown setting `{variable}`: backend options are ANYSTORE_BACKEND_CONFIG__NAME")
+        close = difflib.get_close_matches(name, fields, n=1, cutoff=0.8)
+        if close:
+            raise InvalidData(f"Unknown setting `{variable}` (did you mean ANYSTORE_{close[0]}?)")
+
+
 class Settings:
     """The effective configuration: defaults, overridden by `ANYSTORE_*` environment variables,
     overridden by keyword arguments.
@@ -101,7 +135,11 @@ class Settings:
     }
 
     def __init__(self, **overrides: Any) -> None:
+        unknown = [str(k) for k in overrides if k not in self._fields]
+        if unknown:
+            raise InvalidData(f"Unknown setting `{unknown[0]}` (known: {', '.join(self._fields)})")
         env = {k.upper(): v for k, v in os.environ.items() if k.upper().startswith("ANYSTORE_")}
+        check_environment(env)
         for name, (default, parse) in self._fields.items():
             value: Any = default
             env_name = f"ANYSTORE_{name.upper()}"
@@ -114,7 +152,7 @@ class Settings:
                 nested = f"{env_name}__"
                 for key, raw in env.items():
                     if key.startswith(nested) and len(key) > len(nested):
-                        value[key[len(nested) :].lower()] = parse_value(raw)
+                        value[key[len(nested) :].lower()] = raw  # text: the backend's options type it
                 if overrides.get("backend_config"):
                     value.update(overrides["backend_config"])
             if name == "worker_threads" and value is None:

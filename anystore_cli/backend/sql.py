@@ -79,6 +79,7 @@ from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 
 from anystore_cli.backend.base import BaseStore, KeyEntry, VirtualIOMixin
 from anystore_cli.backend.model import BaseStats
+from anystore_cli.backend.options import Option
 from anystore_cli.core.exceptions import (
     AlreadyExists,
     InvalidKey,
@@ -574,6 +575,12 @@ _TABLES: dict[tuple[str, str], sa.Table] = {}
 
 class SqlStore(VirtualIOMixin, BaseStore):
     """A store in one table of a SQL database, with ttl support."""
+
+    options: ClassVar[tuple[Option, ...]] = (
+        Option("table", "text", "anystore", help="The table of the store"),
+        Option("timeout", "float", help="Seconds a statement may take (0: no limit)"),
+        Option("connect_timeout", "float", help="Seconds to connect to the server (0: no limit)"),
+    )
 
     supports_ttl: ClassVar[bool] = True
     backend_errors: ClassVar[tuple[type[BaseException], ...]] = (DBAPIError, PoolTimeoutError, OSError)

@@ -25,6 +25,7 @@ from typing import IO, Any, ClassVar
 
 from anystore_cli.backend.base import BaseStore, KeyEntry
 from anystore_cli.backend.model import BaseStats
+from anystore_cli.backend.options import Option
 from anystore_cli.core.exceptions import AlreadyExists, ReadOnlyError
 from anystore_cli.core.io import DEFAULT_MODE, copy_stream
 from anystore_cli.core.keys import is_canonical_key, make_key_filter
@@ -99,6 +100,8 @@ def _keep_owner_and_mode(reference: os.stat_result | None, path: str) -> None:
 
 class ZipStore(BaseStore):
     """A store in a zip archive; append-only."""
+
+    options: ClassVar[tuple[Option, ...]] = ()
 
     append_only: ClassVar[bool] = True
     mtime_precision: ClassVar[float] = 2.0  # zip times are in even seconds

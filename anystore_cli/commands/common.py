@@ -101,29 +101,12 @@ class LineMode(str, Enum):
     json = "json"
 
 
-SECRET_WORDS = (
-    "password",
-    "passwd",
-    "pass",
-    "pw",
-    "secret",
-    "token",
-    "key",
-    "credential",
-    "auth",
-    "signature",
-    "sas",
-    "connection_string",
-    "conn_str",
-    "private",
-)
-"""A setting whose name holds one of these words holds a secret."""
-
-
 def is_secret_name(name: Any) -> bool:
-    """Tell whether a setting's name says its value is a secret (`password`, `pw`, `auth`, ...)."""
-    lowered = str(name).lower()
-    return any(word in lowered for word in SECRET_WORDS)
+    """Tell whether a setting holds a secret: a backend option by its declared secret flag,
+    any other name by the words of `backend.options.SECRET_WORDS` (`password`, `pw`, ...)."""
+    from anystore_cli.backend.options import is_secret_name as declared_secret
+
+    return declared_secret(name)
 
 
 def mask_secrets(value: Any, name: str = "") -> Any:
@@ -584,17 +567,16 @@ def encode_argument(value: str) -> bytes:
 
 
 def split_backend_config(items: list[str] | None, option: str = "'-b' / '--backend-config'") -> dict[str, Any]:
-    """Parse repeated `KEY=VALUE` options; VALUE as JSON when it parses, else as text."""
+    """Parse repeated `KEY=VALUE` options; VALUE stays text as typed (the backend's declared
+    option types it: `table=2024.10` is the table `2024.10`, `timeout=5` the number 5)."""
     config: dict[str, Any] = {}
     if not items:
         return config
-    from anystore_cli.backend.settings import parse_value
-
     for item in items:
         name, sep, value = item.partition("=")
         if not sep or not name.strip():
             raise typer.BadParameter(f"`{item}` is not KEY=VALUE", param_hint=option)
-        config[name.strip()] = parse_value(value)
+        config[name.strip()] = value
     return config
 
 

@@ -45,15 +45,20 @@ def lock(
 
     The lease is taken atomically, renewed every ttl/3 while COMMAND runs and released when it
     ends. COMMAND gets ANYSTORE_LOCK_TOKEN, a fencing token that grows with every acquisition.
-    Signals (INT, TERM, HUP) are passed on to COMMAND, which runs in its own process group.
+    Signals (INT, TERM, HUP) are passed on to COMMAND, which runs in its own process group;
+    that group (COMMAND and what it started) is killed when anystore lock ends, even by SIGKILL.
     Exit status: COMMAND's (128+N when killed by signal N); 1 when not acquired within --wait
     (the holder is named); 3 when the lease is lost (COMMAND is stopped: TERM, then KILL) or
     the store cannot lock (zip, http, memory).
     """
-    from anystore_cli.backend.lock import check_name
+    from anystore_cli.backend.lock import check_name, check_ttl
 
     state = get_state(ctx)
     check_name(name)
+    try:
+        check_ttl(ttl, wait)
+    except ValueError as exc:
+        raise UsageProblem(f"lock `{name}`: {exc}") from None
     if status and release:
         raise UsageProblem("give --status or --release, not both")
     if (status or release) and command:
@@ -62,14 +67,16 @@ def lock(
         raise UsageProblem("give a COMMAND after `--` (or --status / --release)")
     store = state.store()
     if status:
-        _status(store, name)
+        _status(state, store, name)
     elif release:
         _release(state, store, name)
     else:
         raise typer.Exit(_run(state, store, name, list(command or []), ttl, wait))
 
 
-def _status(store: Any, name: str) -> None:
+def _status(state: Any, store: Any, name: str) -> None:
+    import socket
+
     from anystore_cli.backend.lock import lease_backend
     from anystore_cli.console import json_line
 
@@ -78,9 +85,28 @@ def _status(store: Any, name: str) -> None:
         sys.stdout.buffer.write(json_line({"name": name, "state": "free"}))
         raise typer.Exit(1)
     record = lease.record()
+    if record["state"] == "held" and lease.host == socket.gethostname():
+        # the holder is on this host: tell whether it still runs (a lease outlives a crash by its ttl)
+        record["pid_alive"] = _pid_alive(lease.pid)
+        if not record["pid_alive"]:
+            state.note(
+                f"lock `{name}`: its holder, pid {lease.pid}, is not running on this host; "
+                f"the lease expires at {record['expires_iso']}"
+            )
     sys.stdout.buffer.write(json_line(record))
     if record["state"] != "held":
         raise typer.Exit(1)
+
+
+def _pid_alive(pid: int) -> bool:
+    """Whether process `pid` runs on this host."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # runs, as another user
+        return True
+    return True
 
 
 def _release(state: Any, store: Any, name: str) -> None:
@@ -102,19 +128,23 @@ def _run(state: Any, store: Any, name: str, command: list[str], ttl: float, wait
     try:
         env = dict(os.environ, ANYSTORE_LOCK_TOKEN=str(lock.token), ANYSTORE_LOCK_NAME=name)
         forwarder = _SignalForwarder()  # before COMMAND starts: no signal may slip between
+        watchdog = _start_watchdog()
         try:
             try:
-                child = subprocess.Popen(command, env=env, process_group=0, preexec_fn=_parent_death_signal())
+                child = subprocess.Popen(
+                    command, env=env, process_group=watchdog.pid, preexec_fn=_parent_death_signal()
+                )
             except FileNotFoundError:
                 error(f"{command[0]}: command not found")
                 return 127
             except PermissionError:
                 error(f"{command[0]}: permission denied")
                 return 126
-            forwarder.started(child)
-            status = _wait(child, lock)
+            forwarder.started(child, watchdog.pid)
+            status = _wait(child, lock, watchdog.pid)
         finally:
             forwarder.restore()
+            _end_group(watchdog)
         if lock.lost.is_set():
             raise LeaseLost(f"{lock.lost_reason}; COMMAND stopped (its status was {status})")
         return status
@@ -123,6 +153,33 @@ def _run(state: Any, store: Any, name: str, command: list[str], ttl: float, wait
             lock.release()
         except Exception as exc:  # noqa: BLE001 - the lease expires by itself after its ttl
             message(f"anystore: warning: lock `{name}`: release failed, it expires after its ttl ({exc})")
+
+
+WATCHDOG = 'trap "" INT TERM HUP QUIT; cat > /dev/null; kill -9 0'
+"""The watchdog: leader of COMMAND's process group, it ignores the signals passed on to the
+group and waits for end of file on its stdin, a pipe whose only writer is `anystore lock`. The
+pipe closes when `anystore lock` ends in any way (SIGKILL too), and the watchdog then kills the
+whole group: COMMAND and every process it started that stayed in the group."""
+
+
+def _start_watchdog() -> subprocess.Popen[bytes]:
+    """Start the watchdog in a process group of its own (COMMAND joins that group)."""
+    return subprocess.Popen(
+        ["sh", "-c", WATCHDOG],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        process_group=0,
+    )
+
+
+def _end_group(watchdog: subprocess.Popen[bytes]) -> None:
+    """COMMAND ended (or never started): close the watchdog's pipe so that it kills what is
+    left of the group, and wait for it, so that nothing of COMMAND runs once the lease is
+    released."""
+    if watchdog.stdin is not None:
+        watchdog.stdin.close()
+    watchdog.wait()
 
 
 def _parent_death_signal() -> Any:
@@ -152,6 +209,7 @@ class _SignalForwarder:
 
     def __init__(self) -> None:
         self.child: subprocess.Popen[bytes] | None = None
+        self.group = 0
         self.pending: list[int] = []
         self.previous: dict[int, Any] = {}
         for signum in FORWARDED_SIGNALS:
@@ -165,13 +223,13 @@ class _SignalForwarder:
             self.pending.append(signum)
             return
         try:
-            os.killpg(self.child.pid, signum)
+            os.killpg(self.group, signum)
         except ProcessLookupError:
             pass
 
-    def started(self, child: subprocess.Popen[bytes]) -> None:
-        """COMMAND runs: pass on what came meanwhile."""
-        self.child = child
+    def started(self, child: subprocess.Popen[bytes], group: int) -> None:
+        """COMMAND runs in process group `group`: pass on what came meanwhile."""
+        self.child, self.group = child, group
         for signum in self.pending:
             self.forward(signum)
 
@@ -181,7 +239,7 @@ class _SignalForwarder:
             signal.signal(signum, handler)
 
 
-def _wait(child: subprocess.Popen[bytes], lock: Any) -> int:
+def _wait(child: subprocess.Popen[bytes], lock: Any, group: int) -> int:
     """Wait for COMMAND; stop it (TERM, then KILL after a grace) when the lease is lost.
     Returns its status as a shell reports it (128+N when killed by signal N)."""
     while True:
@@ -191,15 +249,15 @@ def _wait(child: subprocess.Popen[bytes], lock: Any) -> int:
         except subprocess.TimeoutExpired:
             pass
         if lock.lost.is_set():
-            _stop(child)
+            _stop(child, group)
             code = child.wait()
             break
     return 128 - code if code < 0 else code
 
 
-def _stop(child: subprocess.Popen[bytes]) -> None:
+def _stop(child: subprocess.Popen[bytes], group: int) -> None:
     try:
-        os.killpg(child.pid, signal.SIGTERM)
+        os.killpg(group, signal.SIGTERM)
     except ProcessLookupError:
         return
     deadline = time.monotonic() + STOP_GRACE
@@ -208,6 +266,6 @@ def _stop(child: subprocess.Popen[bytes]) -> None:
             return
         time.sleep(0.05)
     try:
-        os.killpg(child.pid, signal.SIGKILL)
+        os.killpg(group, signal.SIGKILL)
     except ProcessLookupError:
         pass

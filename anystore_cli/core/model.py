@@ -44,14 +44,26 @@ class _Model(_PydanticModel):
         """Build an instance from a JSON string; `kwargs` that are not None override its fields."""
         import orjson
 
-        return cls(**{**orjson.loads(data), **{k: v for k, v in kwargs.items() if v is not None}})
+        return cls._from_data(orjson.loads(data), kwargs)
 
     @classmethod
     def from_yaml_str(cls, data: str | bytes, **kwargs: Any) -> Any:
         """Build an instance from a YAML string; `kwargs` that are not None override its fields."""
         import yaml
 
-        return cls(**{**(yaml.safe_load(data) or {}), **{k: v for k, v in kwargs.items() if v is not None}})
+        from anystore_cli.backend.model import _no_alias_loader
+
+        return cls._from_data(yaml.load(data, Loader=_no_alias_loader()) or {}, kwargs)
+
+    @classmethod
+    def _from_data(cls, data: Any, kwargs: dict[str, Any]) -> Any:
+        """Store definitions as the command line reads them (unknown fields refused,
+        `backend_config` merged); other models: `kwargs` that are not None override fields."""
+        if "backend_config" in cls.model_fields and isinstance(data, dict):
+            from anystore_cli.backend.model import merge_config
+
+            return cls(**merge_config(data, kwargs, cls.model_fields, cls.__name__))
+        return cls(**{**data, **{k: v for k, v in kwargs.items() if v is not None}})
 
     @classmethod
     def from_json_uri(cls, uri: Any, **kwargs: Any) -> Any:

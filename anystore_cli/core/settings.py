@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from pydantic import AliasChoices, Field, field_validator
+from pydantic import AliasChoices, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from anystore_cli.core.serialize import Mode
@@ -34,8 +34,14 @@ class Settings(BaseSettings):
         env_nested_delimiter="__",
         nested_model_default_partial_update=True,
         populate_by_name=True,
-        extra="ignore",
+        extra="forbid",
     )
+
+    def __init__(self, **values: Any) -> None:
+        from anystore_cli.backend.settings import check_environment
+
+        check_environment()  # the command line's rule: a typo of a field is refused, not ignored
+        super().__init__(**values)
 
     uri: str = ".anystore"
     """Default store base uri"""
@@ -89,11 +95,3 @@ class Settings(BaseSettings):
 
     use_cache: bool = Field(default=True, validation_alias=AliasChoices("cache", "use_cache", "anystore_cache"))
     """Globally enable or disable caching (used in @anycache decorator)"""
-
-    @field_validator("backend_config", mode="after")
-    @classmethod
-    def parse_backend_values(cls, value: dict[str, Any]) -> dict[str, Any]:
-        """Values from the environment are JSON where they parse (`3` is a number), as `-b` reads them."""
-        from anystore_cli.backend.settings import parse_value
-
-        return {k: parse_value(v) if isinstance(v, str) else v for k, v in value.items()}

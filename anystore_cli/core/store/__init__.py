@@ -104,6 +104,10 @@ def get_store(uri: Any = None, settings: Settings | None = None, **kwargs: Any) 
 
     uri = store_uri(uri)
     cls = store_class(uri)
+    if kwargs.get("backend_config"):  # checked and typed as the command line does
+        from anystore_cli.backend.options import typed_config
+
+        kwargs["backend_config"] = typed_config(uri, kwargs["backend_config"])
     kwargs = {k: v for k, v in kwargs.items() if v is not None}
     return cls(uri=uri, **kwargs)
 
