@@ -1,0 +1,198 @@
+"""Safety of the served store and its client: what a hostile or misplaced server (a proxy that
+redirects, an endless error body, a listing cut by a closed connection) can make the
+`anystore+http` client do, and what the server itself refuses (issue 23)."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.conftest import run_cli
+
+Behaviour = Callable[[BaseHTTPRequestHandler], None]
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    behaviour: Behaviour
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+    def _any(self) -> None:
+        length = int(self.headers.get("Content-Length") or 0)
+        if length:
+            self.rfile.read(length)
+        elif "chunked" in self.headers.get("Transfer-Encoding", ""):
+            while True:
+                size = int(self.rfile.readline().split(b";")[0], 16)
+                self.rfile.read(size + 2)
+                if size == 0:
+                    break
+        try:
+            type(self).behaviour(self)
+        except (BrokenPipeError, ConnectionResetError):
+            pass
+
+    do_GET = do_HEAD = do_PUT = do_DELETE = _any
+
+
+@pytest.fixture
+def hostile() -> Iterator[Callable[[Behaviour], str]]:
+    """Start a local http server answering every request with a given behaviour; gives its uri."""
+    servers: list[ThreadingHTTPServer] = []
+
+    def start(behaviour: Behaviour) -> str:
+        handler = type("Handler", (_Handler,), {"behaviour": staticmethod(behaviour)})
+        server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        server.daemon_threads = True
+        threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
+        servers.append(server)
+        return f"anystore+http://127.0.0.1:{server.server_address[1]}"
+
+    yield start
+    for server in servers:
+        server.shutdown()
+        server.server_close()
+
+
+def _redirect(status: int) -> Behaviour:
+    def behaviour(handler: BaseHTTPRequestHandler) -> None:
+        body = b"<html>moved</html>"
+        handler.send_response(status)
+        handler.send_header("Location", "https://elsewhere.example/new")
+        handler.send_header("Content-Type", "text/html")
+        handler.send_header("Content-Length", str(len(body)))
+        handler.end_headers()
+        if handler.command != "HEAD":
+            handler.wfile.write(body)
+
+    return behaviour
+
+
+@pytest.mark.parametrize("status", [301, 302, 307, 308])
+def test_a_redirect_is_a_store_failure_for_every_command(hostile, tmp_path: Path, status: int) -> None:
+    uri = hostile(_redirect(status))
+    source = tmp_path / "src"
+    source.mkdir()
+    (source / "a").write_bytes(b"A")
+    commands = [
+        ["put", "k", "v"],
+        ["put", "--no-clobber", "k", "v"],
+        ["rm", "k"],
+        ["get", "k"],
+        ["exists", "k"],
+        ["keys"],
+        ["info", "k"],
+    ]
+    for command in commands:
+        proc = run_cli("-s", uri, *command, input=b"")
+        assert proc.returncode == 3, (command, proc.stdout, proc.stderr)
+        assert proc.stdout == b"", command
+        err = proc.stderr.decode()
+        assert str(status) in err and "https://elsewhere.example/new" in err, (command, err)
+        assert err.startswith("anystore: error: ") and err.count("\n") == 1, err
+    proc = run_cli("mirror", "-i", str(source), "-o", uri, "--delete")
+    assert proc.returncode == 3, proc.stderr
+    assert str(status).encode() in proc.stderr
+
+
+def _endless_500(handler: BaseHTTPRequestHandler) -> None:
+    handler.send_response(500)
+    handler.send_header("Content-Type", "text/plain")
+    handler.send_header("Transfer-Encoding", "chunked")
+    handler.end_headers()
+    chunk = b"x" * 65536
+    frame = b"%x\r\n%s\r\n" % (len(chunk), chunk)
+    sent = 0
+    while sent < 4 * 1024**3:  # far more than any client should read; a broken pipe ends it early
+        handler.wfile.write(frame)
+        sent += len(chunk)
+
+
+def test_an_endless_error_body_is_not_read_whole(hostile) -> None:
+    uri = hostile(_endless_500)
+    for command in (["get", "k"], ["keys"], ["put", "k", "v"]):
+        proc = run_cli("-s", uri, *command, timeout=120)
+        assert proc.returncode == 3, (command, proc.stderr)
+        assert b"500" in proc.stderr
+        assert len(proc.stderr) < 1000
+
+
+def _listing_without_length(handler: BaseHTTPRequestHandler) -> None:
+    # HTTP/1.0 style: no length, no chunks; the body ends when the connection closes
+    handler.protocol_version = "HTTP/1.0"
+    handler.send_response(200)
+    handler.send_header("Content-Type", "application/x-ndjson")
+    handler.end_headers()
+    handler.wfile.write(b'"a"\n"b"\n')
+    handler.close_connection = True
+
+
+def test_a_listing_ended_by_a_closed_connection_is_incomplete(hostile) -> None:
+    uri = hostile(_listing_without_length)
+    proc = run_cli("-s", uri, "keys")
+    assert proc.returncode == 3, proc.stderr
+    assert b"incomplete" in proc.stderr
+    assert proc.stdout == b""
+
+
+def _not_found(handler: BaseHTTPRequestHandler) -> None:
+    body = b'{"error": "not here"}\n'
+    handler.send_response(404)
+    handler.send_header("Content-Length", str(len(body)))
+    handler.end_headers()
+    handler.wfile.write(body)
+
+
+def test_a_served_prefix_answering_404_is_a_store_failure(hostile, tmp_path: Path) -> None:
+    uri = hostile(_not_found) + "/nope"
+    destination = tmp_path / "dst"
+    destination.mkdir()
+    (destination / "keep").write_bytes(b"K")
+    for args in (
+        ["-s", uri, "keys"],
+        ["-s", uri, "dump"],
+        ["-s", uri, "rm", "--glob", "*"],
+        ["mirror", "-i", uri, "-o", str(destination), "--delete"],
+        ["check", "-i", uri, "-o", str(destination)],
+    ):
+        proc = run_cli(*args)
+        assert proc.returncode == 3, (args, proc.stderr)
+        assert b"nope/" in proc.stderr and b"404" in proc.stderr, (args, proc.stderr)
+    assert (destination / "keep").read_bytes() == b"K"
+
+
+def _long_line(handler: BaseHTTPRequestHandler) -> None:
+    handler.send_response(200)
+    handler.send_header("Content-Type", "application/x-ndjson")
+    handler.send_header("Transfer-Encoding", "chunked")
+    handler.end_headers()
+    piece = b"a" * 65536
+    for _ in range(64):  # a 4 MiB line, no newline
+        handler.wfile.write(b"%x\r\n%s\r\n" % (len(piece), piece))
+    handler.wfile.write(b"0\r\n\r\n")
+
+
+def test_an_over_long_listing_line_is_refused(hostile) -> None:
+    uri = hostile(_long_line)
+    proc = run_cli("-s", uri, "keys")
+    assert proc.returncode == 3, proc.stderr
+    assert b"longer than" in proc.stderr
+
+
+def test_listing_lines_are_joined_in_linear_time() -> None:
+    # one-byte chunks of a 1 MB line: a join that re-copies (and re-scans) what it holds at each
+    # chunk moves 500 GB here and never finishes; a linear one copies the line once
+    from anystore_cli.backend.served import LineTooLong, split_lines
+
+    size = 1_000_000
+    lines = list(split_lines(iter([b"a"] * size + [b"\n", b'"b"\n']), 1024 * 1024))
+    assert [len(line) for line in lines] == [size, 3]
+    with pytest.raises(LineTooLong):
+        list(split_lines(iter([b"a" * 1000] * 2000), 1024 * 1024))
