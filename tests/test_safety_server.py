@@ -4,6 +4,8 @@ redirects, an endless error body, a listing cut by a closed connection) can make
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import threading
 from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -11,6 +13,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from tests.conftest import run_cli
 
@@ -196,3 +200,52 @@ def test_listing_lines_are_joined_in_linear_time() -> None:
     assert [len(line) for line in lines] == [size, 3]
     with pytest.raises(LineTooLong):
         list(split_lines(iter([b"a" * 1000] * 2000), 1024 * 1024))
+
+
+# ---- globs match in linear time ---------------------------------------------------------------
+
+_GLOB_ALPHABET = "ab/.*?[]!-"
+
+
+@settings(max_examples=2000, deadline=None)
+@given(
+    pattern=st.text(alphabet=_GLOB_ALPHABET, max_size=9),
+    key=st.text(alphabet="ab/.-!", max_size=9),
+)
+def test_the_linear_glob_matcher_agrees_with_the_regex(pattern: str, key: str) -> None:
+    from anystore_cli.core.exceptions import InvalidData
+    from anystore_cli.core.keys import _Automaton, glob_matcher, glob_to_regex, glob_tokens
+
+    try:
+        expected = glob_to_regex(pattern).match(key) is not None
+    except InvalidData:  # `[z-a]`: refused the same way by both
+        return
+    assert _Automaton(glob_tokens(pattern)).matches(key) == expected
+    assert glob_matcher(pattern)(key) == expected
+
+
+PATHOLOGICAL = "*?" * 10
+
+
+def test_a_pathological_glob_finishes_in_the_cli_and_the_library(tmp_path: Path) -> None:
+    # a backtracking match of ten stars against a 60-character name that almost matches tries
+    # every way to split it among them: hours; a linear matcher reads it once
+    long_name = "a" * 60
+    root = tmp_path / "store"
+    root.mkdir()
+    (root / long_name).write_bytes(b"x")
+    (root / "short").write_bytes(b"y")
+    hopeless = PATHOLOGICAL + "x"
+    for args in (["keys", "--glob", hopeless], ["keys", "--include", hopeless], ["keys", "--exclude", hopeless]):
+        proc = run_cli("-s", str(root), *args, timeout=120)
+        assert proc.returncode == 0, proc.stderr
+        expected = {long_name, "short"} if "--exclude" in args else set()
+        assert set(proc.stdout.decode().split()) == expected, args
+    code = (
+        "from anystore_cli.core import get_store\n"
+        f"s = get_store({str(root)!r})\n"
+        f"print(sorted(s.iterate_keys(glob={hopeless!r})), sorted(s.iterate_keys(glob={PATHOLOGICAL!r})))\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.decode().split() == ["[]", f"['{long_name}']"]
