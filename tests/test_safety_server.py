@@ -4,6 +4,9 @@ redirects, an endless error body, a listing cut by a closed connection) can make
 
 from __future__ import annotations
 
+import json
+import re
+import socket
 import subprocess
 import sys
 import threading
@@ -17,6 +20,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tests.conftest import run_cli
+from tests.test_cli_support import CliStore, make_cli_store
+from tests.test_serve import TOKEN, Server, http, vm_hwm_mib
 
 Behaviour = Callable[[BaseHTTPRequestHandler], None]
 
@@ -249,3 +254,177 @@ def test_a_pathological_glob_finishes_in_the_cli_and_the_library(tmp_path: Path)
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.decode().split() == ["[]", f"['{long_name}']"]
+
+
+# ---- the server ---------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def folder(store_factory: Any) -> CliStore:
+    """A fresh local-folder store."""
+    return make_cli_store(store_factory, "local")
+
+
+@pytest.fixture
+def token_path(tmp_path: Path) -> Path:
+    path = tmp_path / "token.txt"
+    path.write_text(TOKEN + "\n")
+    return path
+
+
+def _raw(port: int, request: bytes) -> bytes:
+    """One raw request on a new connection; the whole answer (the server closes after it)."""
+    with socket.create_connection(("127.0.0.1", port), timeout=60) as sock:
+        sock.sendall(request)
+        data = b""
+        while chunk := sock.recv(65536):
+            data += chunk
+            if b"\r\n\r\n" in data and b"connection: close" not in request.lower():
+                head, _, body = data.partition(b"\r\n\r\n")
+                length = [
+                    int(line.split(b":")[1])
+                    for line in head.lower().split(b"\r\n")
+                    if line.startswith(b"content-length:")
+                ]
+                if length and len(body) >= length[0]:
+                    break
+        return data
+
+
+def test_the_host_header_is_checked_on_loopback(folder, tmp_path: Path) -> None:
+    folder.put("a.txt", b"A")
+    server = Server(folder, "--allow-host", "files.example")
+    try:
+        for host, status in (
+            ("evil.example", 421),
+            (f"evil.example:{server.port}", 421),
+            ("127.0.0.1.evil.example", 421),
+            ("", 421),
+            ("127.0.0.1", 200),
+            (f"127.0.0.1:{server.port}", 200),
+            (f"localhost:{server.port}", 200),
+            ("files.example", 200),
+            ("FILES.example:8000", 200),
+        ):
+            answer = _raw(server.port, f"GET /a.txt HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n".encode())
+            assert answer.startswith(f"HTTP/1.1 {status} ".encode()), (host, answer[:200])
+            if status == 421:
+                assert answer.rsplit(b"\r\n\r\n", 1)[1] != b"A"
+        # the page names the store without the server's absolute path
+        status, _, body = http("GET", f"{server.url}/", headers={"Accept": "text/html"})
+        assert status == 200 and b"a.txt" in body
+        assert str(tmp_path).encode() not in body and b"file://" not in body
+    finally:
+        server.stop()
+
+
+def test_slow_headers_are_cut_off_and_do_not_starve_readers(folder) -> None:
+    folder.put("a.txt", b"A")
+    server = Server(folder)
+    slow: list[socket.socket] = []
+    try:
+        for _ in range(150):
+            sock = socket.create_connection(("127.0.0.1", server.port), timeout=60)
+            sock.sendall(b"GET /a.txt HTTP/1.1\r\nHost: 127.0.0.1\r\n")  # and never the end of the headers
+            slow.append(sock)
+        status, _, body = http("GET", f"{server.url}/a.txt")
+        assert (status, body) == (200, b"A")
+        # the server closes a connection whose headers do not arrive in time (recv sees the end)
+        assert slow[0].recv(1024) == b""
+        # and an idle keep-alive connection after its answer
+        with socket.create_connection(("127.0.0.1", server.port), timeout=60) as sock:
+            sock.sendall(b"GET /a.txt HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+            data = b""
+            while not data.endswith(b"\r\n\r\nA"):
+                data += sock.recv(1024)
+            assert sock.recv(1024) == b""
+    finally:
+        for sock in slow:
+            sock.close()
+        server.stop()
+
+
+def test_bad_paths_and_parameters_are_400_and_empty_ranges_416(folder, token_path: Path) -> None:
+    folder.put("empty", b"")
+    server = Server(folder, "--writable", "--token-file", str(token_path))
+    try:
+        for path in ("/%c0%ae/x", "/%c0%ae%c0%ae/etc/passwd", "/%e0%80%ae/x"):
+            status, headers, body = http("GET", server.url + path)
+            assert status == 400 and headers["content-type"] == "application/json", (path, body)
+            assert json.loads(body)["error"]
+        for query in ("limit=99999999999999999999999", "limit=abc", "limit=-1"):
+            status, _, body = http("GET", f"{server.url}/?{query}")
+            assert status == 400, (query, body)
+        auth = {"Authorization": f"Bearer {TOKEN}"}
+        for ttl in ("99999999999999999999999", "9" * 12, "x"):
+            status, _, body = http("PUT", f"{server.url}/k?ttl={ttl}", data=b"v", headers=auth)
+            assert status == 400, (ttl, body)
+        status, headers, body = http("GET", f"{server.url}/empty", headers={"Range": "bytes=-5"})
+        assert status == 416 and headers.get("content-range") == "bytes */0", (status, headers)
+        assert "0--1" not in server.log
+    finally:
+        server.stop()
+
+
+def test_serve_warns_of_short_tokens_and_every_interface(folder, tmp_path: Path) -> None:
+    short = tmp_path / "short.txt"
+    short.write_text("abc123\n")
+    server = Server(folder, "--host", "0.0.0.0", "--writable", "--token-file", str(short))
+    try:
+        status, _, _ = http("GET", f"{server.url}/")
+        assert status == 200
+        assert "shorter than 16 characters" in server.log
+        assert "every interface" in server.log
+    finally:
+        server.stop()
+
+
+def test_head_reads_no_value(store_factory) -> None:
+    store = make_cli_store(store_factory, "redis")
+    store.put("big", b"x" * (50 * 1024 * 1024))
+    server = Server(store)
+    try:
+        status, headers, _ = http("HEAD", f"{server.url}/big")
+        assert status == 200 and headers["content-length"] == str(50 * 1024 * 1024)
+        before = server.peak_rss_mib()
+        threads = [threading.Thread(target=http, args=("HEAD", f"{server.url}/big")) for _ in range(8)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        # reading the value would hold 50 MiB a request; metadata alone adds next to nothing
+        assert vm_hwm_mib(server.proc.pid) - before < 60
+    finally:
+        server.stop()
+
+
+def test_the_page_pages_by_name_opens_text_inline_and_logs_the_query(folder) -> None:
+    for name in ("c.txt", "a.json", "b.html", "d.bin"):
+        folder.put(name, b"<script>alert(1)</script>" if name == "b.html" else b'{"x": 1}')
+    folder.put("sub/e.txt", b"e")
+    server = Server(folder)
+    try:
+        status, _, body = http("GET", f"{server.url}/?limit=2", headers={"Accept": "text/html"})
+        assert status == 200
+        page = body.decode()
+        assert "a.json" in page and "b.html" in page and "c.txt" not in page
+        assert 'href="/?limit=2&amp;after=b.html"' in page
+        status, _, body = http("GET", f"{server.url}/?limit=2&after=b.html", headers={"Accept": "text/html"})
+        page = body.decode()
+        assert "c.txt" in page and "d.bin" in page and "a.json" not in page and "after=d.bin" in page
+        status, _, body = http("GET", f"{server.url}/?limit=2&after=d.bin", headers={"Accept": "text/html"})
+        assert "sub/" in body.decode() and "after=" not in body.decode().split("</table>")[1]
+        # text opens in the browser (no download attribute), a binary value downloads
+        first = http("GET", f"{server.url}/", headers={"Accept": "text/html"})[2].decode()
+        assert 'href="/c.txt">' in first and 'href="/d.bin" download>' in first
+        for key, kind in (("a.json", "application/json"), ("b.html", "text/plain"), ("c.txt", "text/plain")):
+            status, headers, _ = http("GET", f"{server.url}/{key}")
+            assert status == 200 and headers["content-type"].startswith(kind), (key, headers)
+            assert headers["x-content-type-options"] == "nosniff"
+            assert "sandbox" in headers["content-security-policy"]
+        assert http("GET", f"{server.url}/d.bin")[1]["content-type"] == "application/octet-stream"
+        http("GET", f"{server.url}/?glob=*.txt&limit=1")
+        line = next(line for line in server.log.splitlines() if "glob=*.txt&limit=1" in line)
+        assert re.search(r"serve: \d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ 127\.0\.0\.1 \"GET /\?glob=", line), line
+    finally:
+        server.stop()
