@@ -22,14 +22,16 @@ Errors are one JSON line `{"error": "..."}`: 400 bad key or parameter, 401 no or
 
 from __future__ import annotations
 
+import bisect
 import hashlib
 import hmac
 import io
 import itertools
 import logging
+import re
 import sys
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Iterable, Iterator
 from datetime import datetime, timezone
 from email.utils import format_datetime, parsedate_to_datetime
 from typing import Any
@@ -61,6 +63,18 @@ CHUNK_SIZE = 256 * 1024
 PAGE_SIZE = 100
 """Entries per page of the html listing"""
 MAX_PAGE_SIZE = 1000
+MAX_TTL = 100 * 366 * 24 * 3600
+"""Longest `?ttl=` taken (the command line's limit)"""
+HEADER_TIMEOUT = 10.0
+"""Seconds a connection may take to send a request's headers (slow-header attacks)"""
+KEEP_ALIVE_TIMEOUT = 5
+"""Seconds an idle keep-alive connection is kept open"""
+CONNECTION_LIMIT = 1000
+"""Connections (and running requests) served at once; more get 503"""
+WRITE_THREADS = 16
+"""Uploads streamed into the store at once: a slow upload holds a worker thread, so uploads
+have their own pool and can never take the threads reads need"""
+_OVERLONG = re.compile(rb"[\xc0\xc1]|\xe0[\x80-\x9f]|\xf0[\x80-\x8f]")
 
 JSON_TYPES = ("application/json",)
 JSONL_TYPES = ("application/x-ndjson", "application/jsonl", "application/jsonlines", "application/x-jsonlines")
@@ -88,7 +102,10 @@ def parse_key_path(raw_path: bytes) -> tuple[str, bool]:
     """
     path = raw_path.split(b"?", 1)[0]
     # names that are not UTF-8 (a local folder may hold them) pass as the CLI passes them
-    text = unquote_to_bytes(path).decode("utf-8", "surrogateescape")
+    raw = unquote_to_bytes(path)
+    if _OVERLONG.search(raw):  # `%c0%ae` spells `.` in no UTF-8, only in broken decoders
+        raise HttpProblem(400, "Invalid key: overlong UTF-8 in the path")
+    text = raw.decode("utf-8", "surrogateescape")
     segments = text.split("/")
     if segments and segments[0] == "":
         segments = segments[1:]
@@ -106,8 +123,9 @@ def parse_key_path(raw_path: bytes) -> tuple[str, bool]:
 
 
 def etag_for(size: int, updated_at: datetime | None) -> str:
-    """A strong validator from a value's size and modification time."""
-    stamp = updated_at.isoformat() if updated_at is not None else ""
+    """A strong validator from a value's size and modification time (the same instant gives
+    the same tag, whatever its time zone)."""
+    stamp = repr(updated_at.timestamp()) if updated_at is not None else ""
     digest = hashlib.sha1(f"{size}:{stamp}".encode(), usedforsecurity=False).hexdigest()[:20]
     return f'"{digest}"'
 
@@ -143,7 +161,7 @@ def parse_range(header: str | None, size: int) -> tuple[int, int] | None:
             if not last.isdigit():
                 return None
             length = int(last)
-            if length == 0:
+            if length == 0 or size == 0:  # no last bytes of nothing (never `0--1/0`)
                 raise unsatisfiable
             return max(size - length, 0), size
         if not first.isdigit() or (last and not last.isdigit()):
@@ -175,7 +193,7 @@ def _preferred(request: Request) -> str:
 
 
 def _error_response(status: int, text: str, headers: dict[str, str] | None = None, head: bool = False) -> Response:
-    body = orjson.dumps({"error": " ".join(text.split())}) + b"\n"
+    body = _json({"error": " ".join(text.split())}) + b"\n"
     return Response(
         b"" if head else body,
         status_code=status,
@@ -184,15 +202,48 @@ def _error_response(status: int, text: str, headers: dict[str, str] | None = Non
     )
 
 
+def store_label(uri: str) -> str:
+    """The store as the page names it: a local folder relative to the working directory (or by
+    its own name), never the server's absolute path; other uris masked."""
+    import os
+    from urllib.parse import unquote, urlsplit
+
+    parts = urlsplit(uri)
+    if parts.scheme not in ("", "file"):
+        return mask_uri(uri)
+    path = unquote(parts.path) if parts.scheme == "file" else uri
+    relative = os.path.relpath(path)
+    if relative == ".." or relative.startswith(".." + os.sep):
+        relative = os.path.basename(path.rstrip("/")) or "."
+    return relative
+
+
+def host_of(header: str) -> str:
+    """The host name of a `Host` header, without its port, lower case (`[::1]` keeps brackets)."""
+    value = header.strip().lower()
+    if value.startswith("["):
+        return value.split("]", 1)[0] + "]"
+    return value.rsplit(":", 1)[0] if value.count(":") == 1 else value
+
+
 class ServedStore:
     """The state of one server: the store, whether it takes writes, its token, its log."""
 
-    def __init__(self, store: Any, writable: bool = False, token: str | None = None, quiet: bool = False) -> None:
+    def __init__(
+        self,
+        store: Any,
+        writable: bool = False,
+        token: str | None = None,
+        quiet: bool = False,
+        allowed_hosts: Any = None,
+    ) -> None:
         self.store = store
         self.writable = writable
         self.token = token
         self.quiet = quiet
-        self.label = mask_uri(store.uri)
+        self.label = store_label(store.uri)
+        self.allowed_hosts = None if allowed_hosts is None else {host_of(h) for h in allowed_hosts}
+        self.write_limiter = anyio.CapacityLimiter(WRITE_THREADS)
 
     # ---- helpers -------------------------------------------------------------------------
 
@@ -205,7 +256,7 @@ class ServedStore:
     def clean(self, text: str) -> str:
         """A store's error message for a client: passwords masked, the store not named."""
         text = mask_uri(text)
-        for name in {self.label, mask_uri(self.store.uri), str(self.store.uri)}:
+        for name in {mask_uri(self.store.uri), str(self.store.uri)}:
             text = text.replace(f"in store `{name}`", "").replace(f"Store `{name}`", "Store").replace(name, "store")
         return " ".join(text.split())
 
@@ -254,6 +305,9 @@ class ServedStore:
         head = method == "HEAD"
         key = ""
         try:
+            if self.allowed_hosts is not None and host_of(request.headers.get("host", "")) not in self.allowed_hosts:
+                # DNS rebinding: a page elsewhere reaching a loopback server by a name it controls
+                raise HttpProblem(421, "This server does not answer for the host named in the request")
             key, folder = parse_key_path(request.scope.get("raw_path") or request.url.path.encode())
             if method in ("GET", "HEAD"):
                 if folder:
@@ -272,15 +326,26 @@ class ServedStore:
             problem = self.problem(exc, key)
             response = _error_response(problem.status, problem.text, problem.headers, head)
         raw = request.scope.get("raw_path") or request.url.path.encode()
+        query = request.scope.get("query_string") or b""
+        target = raw.decode("latin-1") + ("?" + query.decode("latin-1") if query else "")
+        stamp = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
         self.log(
-            f'{request.client.host if request.client else "-"} "{method} {raw.decode("latin-1")}" '
+            f'{stamp} {request.client.host if request.client else "-"} "{method} {target}" '
             f"{response.status_code} {time.monotonic() - started:.3f}s"
         )
         return response
 
     async def read(self, request: Request, key: str, head: bool) -> Response:
         """GET/HEAD of one key."""
-        opened = await anyio.to_thread.run_sync(self._open_value, key)
+        if head:
+            # the size from the store's metadata: a HEAD never reads the value
+            stats = await anyio.to_thread.run_sync(self._stats, key)
+            if stats is None:
+                raise HttpProblem(404, f"Key `{key}` does not exist")
+            opened: Any = (None, _nothing, int(stats.size or 0), stats.updated_at)
+            created = stats.created_at
+        else:
+            opened = await anyio.to_thread.run_sync(self._open_value, key)
         if (
             opened is None
             and request.method == "GET"
@@ -295,7 +360,10 @@ class ServedStore:
             headers = {
                 "Accept-Ranges": "bytes",
                 "ETag": etag_for(size, updated),
-                "Content-Type": "application/octet-stream",
+                "Content-Type": value_type(key),
+                # a value is data, never a page of this origin: no sniffing, no scripts, no forms
+                "X-Content-Type-Options": "nosniff",
+                "Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'; img-src 'self'; sandbox",
             }
             if updated is not None:
                 headers["Last-Modified"] = http_date(updated)
@@ -317,8 +385,6 @@ class ServedStore:
             await anyio.to_thread.run_sync(closer)
             raise
         if head:
-            await anyio.to_thread.run_sync(closer)
-            created = await anyio.to_thread.run_sync(self._created_at, key)
             if created is not None:
                 headers["X-Anystore-Created-At"] = created.isoformat()
             return Response(status_code=status, headers=headers)
@@ -346,9 +412,9 @@ class ServedStore:
             raise
         return handle, closer, int(size), updated
 
-    def _created_at(self, key: str) -> datetime | None:
+    def _stats(self, key: str) -> Any:
         try:
-            return self.store.info(key).created_at
+            return self.store.info(key)
         except DoesNotExist:
             return None
 
@@ -358,7 +424,7 @@ class ServedStore:
     async def write(self, request: Request, key: str) -> Response:
         """PUT: stream the request body into the store; the old value stays on any failure."""
         self.authorize(request)
-        ttl = _int_param(request, "ttl")
+        ttl = _int_param(request, "ttl", MAX_TTL) or None
         no_clobber = request.headers.get("if-none-match", "").strip() == "*"
         body = _BodyReader(request.stream())
         existed = None
@@ -368,7 +434,7 @@ class ServedStore:
             existed = self.store.exists(key) if not no_clobber else False
             return self.store.put_stream(key, body, ttl=ttl, no_clobber=no_clobber)
 
-        size = await anyio.to_thread.run_sync(_put)
+        size = await anyio.to_thread.run_sync(_put, limiter=self.write_limiter)
         if existed:
             return Response(status_code=204)
         return Response(
@@ -450,34 +516,46 @@ class ServedStore:
         }
 
     async def page(self, request: Request, base: str) -> Response:
-        """The html listing of one folder for people: folders first, then keys, paginated."""
+        """The html listing of one folder for people: its entries (subfolders and keys) in name
+        order, `?limit=` at a time, the next page starting after the last name shown (`?after=`).
+
+        Each page reads the folder's keys once but holds only one page of names, however big
+        the folder."""
         from anystore_cli.server_page import render_page
 
         params = request.query_params
-        page = max(_int_param(request, "page") or 1, 1)
-        per_page = min(max(_int_param(request, "per_page") or PAGE_SIZE, 1), MAX_PAGE_SIZE)
+        limit = _int_param(request, "limit", MAX_PAGE_SIZE) or _int_param(request, "per_page", MAX_PAGE_SIZE)
+        limit = max(limit or PAGE_SIZE, 1)
+        after = params.get("after", "")
         glob = params.get("glob") or None
         name_prefix = params.get("prefix", "")
 
-        def _entries() -> tuple[list[tuple[str, bool]], int, list[dict[str, Any]]]:
-            folders: set[str] = set()
-            files: list[str] = []
+        def _entries() -> tuple[list[dict[str, Any]], str | None]:
+            best: list[str] = []  # the smallest names after the cursor, sorted, one more than shown
+            wanted = limit + 1
             # a glob is relative to the folder shown; the name filter applies after it
             listed = (base if glob else base + name_prefix) or None
             for key in self.store.iterate_keys(prefix=listed, glob=glob):
                 rest = key[len(base) :]
                 if not rest.startswith(name_prefix):
                     continue
-                if glob is None and "/" in rest:
-                    folders.add(rest.split("/", 1)[0])
-                else:
-                    files.append(rest)
-            entries = [(name, True) for name in sorted(folders)] + [(name, False) for name in sorted(files)]
-            shown = entries[(page - 1) * per_page : page * per_page]
+                entry = rest.split("/", 1)[0] + "/" if glob is None and "/" in rest else rest
+                if entry <= after or (len(best) == wanted and entry >= best[-1]):
+                    continue
+                index = bisect.bisect_left(best, entry)
+                if index < len(best) and best[index] == entry:
+                    continue
+                best.insert(index, entry)
+                if len(best) > wanted:
+                    best.pop()
+            shown = best[:limit]
             records = []
-            for name, is_folder in shown:
+            for entry in shown:
+                is_folder = entry.endswith("/") and glob is None
+                name = entry[:-1] if is_folder else entry
                 record: dict[str, Any] = {"name": name, "folder": is_folder, "key": base + name}
                 if not is_folder:
+                    record["inline"] = value_type(name) != "application/octet-stream"
                     try:
                         stats = self.store.info(base + name)
                         record["size"] = stats.size
@@ -485,16 +563,16 @@ class ServedStore:
                     except DoesNotExist:
                         continue
                 records.append(record)
-            return entries, len(entries), records
+            return records, (shown[-1] if len(best) > limit else None)
 
-        _, total, records = await anyio.to_thread.run_sync(_entries)
+        records, next_after = await anyio.to_thread.run_sync(_entries)
         body = render_page(
             store_label=self.label,
             base=base,
             records=records,
-            total=total,
-            page=page,
-            per_page=per_page,
+            limit=limit,
+            after=after,
+            next_after=next_after,
             glob=glob or "",
             prefix=name_prefix,
             writable=self.writable,
@@ -527,12 +605,12 @@ def _href(key: str) -> str:
     return "/" + quote(key, safe="/")
 
 
-def _int_param(request: Request, name: str) -> int | None:
+def _int_param(request: Request, name: str, maximum: int = sys.maxsize) -> int | None:
     value = request.query_params.get(name)
     if value is None or value == "":
         return None
-    if not value.isdigit():
-        raise HttpProblem(400, f"`{name}` must be a whole number, not `{value}`")
+    if not (value.isascii() and value.isdigit()) or len(value) > 19 or int(value) > maximum:
+        raise HttpProblem(400, f"`{name}` must be a whole number from 0 to {maximum}, not `{value[:40]}`")
     return int(value)
 
 
@@ -564,6 +642,32 @@ def _handle_stats(handle: Any) -> tuple[int | None, datetime | None]:
     if getbuffer is not None:
         return len(getbuffer()), None
     return None, None
+
+
+_INLINE_IMAGES = ("image/png", "image/jpeg", "image/gif", "image/webp", "image/avif", "image/bmp")
+
+
+def value_type(key: str) -> str:
+    """The `Content-Type` of a value, from its key's extension: JSON as JSON, any text (HTML,
+    scripts and SVG included) as `text/plain` so a browser shows it and never runs it, common
+    images as themselves, everything else `application/octet-stream`."""
+    import mimetypes
+
+    guessed, _ = mimetypes.guess_type(key, strict=False)
+    if guessed is None:
+        return "application/octet-stream"
+    if guessed == "application/json" or guessed.endswith("+json"):
+        return "application/json"
+    if guessed in _INLINE_IMAGES:
+        return guessed
+    textual = ("application/javascript", "application/xml", "application/x-yaml", "application/yaml", "image/svg+xml")
+    if guessed.startswith("text/") or guessed in textual:
+        return "text/plain; charset=utf-8"
+    return "application/octet-stream"
+
+
+def _nothing() -> None:
+    """Nothing to close."""
 
 
 def _not_modified(request: Request, etag: str, updated: datetime | None) -> bool:
@@ -661,7 +765,13 @@ class _BodyReader(io.RawIOBase):
         return len(data)
 
 
-def create_app(store: Any, writable: bool = False, token: str | None = None, quiet: bool = False) -> Starlette:
+def create_app(
+    store: Any,
+    writable: bool = False,
+    token: str | None = None,
+    quiet: bool = False,
+    allowed_hosts: Iterable[str] | None = None,
+) -> Starlette:
     """The ASGI application serving `store`.
 
     Args:
@@ -669,11 +779,13 @@ def create_app(store: Any, writable: bool = False, token: str | None = None, qui
         writable: Take PUT and DELETE (with the bearer token)
         token: The bearer token writes need
         quiet: No request log on stderr
+        allowed_hosts: The names a request's `Host` may give (port aside); others get 421.
+            None answers any.
 
     Returns:
         A Starlette application
     """
-    served = ServedStore(store, writable=writable, token=token, quiet=quiet)
+    served = ServedStore(store, writable=writable, token=token, quiet=quiet, allowed_hosts=allowed_hosts)
     methods = ["GET", "HEAD", "PUT", "DELETE", "POST", "PATCH"]
     app = Starlette(routes=[Route("/{path:path}", served.handle, methods=methods)])
     app.state.served = served
@@ -702,6 +814,63 @@ def _quiet_tracebacks(quiet: bool) -> None:
     logger.setLevel(logging.ERROR if quiet else logging.WARNING)
 
 
+def _guarded_protocol() -> type:
+    """uvicorn's h11 protocol with a deadline for each request's headers: uvicorn closes idle
+    keep-alive connections but waits forever for the first bytes, or for headers sent a byte
+    at a time, so slow connections would pile up to the connection limit."""
+    from uvicorn.protocols.http.h11_impl import H11Protocol
+
+    class GuardedH11Protocol(H11Protocol):
+        def connection_made(self, transport: Any) -> None:
+            super().connection_made(transport)
+            self._arm_header_deadline()
+
+        def on_response_complete(self) -> None:
+            super().on_response_complete()
+            if not self.transport.is_closing():
+                self._arm_header_deadline()
+
+        def connection_lost(self, exc: Exception | None) -> None:
+            deadline = getattr(self, "_header_deadline", None)
+            if deadline is not None:
+                deadline.cancel()
+            super().connection_lost(exc)
+
+        def _arm_header_deadline(self) -> None:
+            waiting_after = self.cycle
+            previous = getattr(self, "_header_deadline", None)
+            if previous is not None:
+                previous.cancel()
+
+            def expire() -> None:
+                # no new request began since the deadline was set: its headers are too slow
+                if self.cycle is waiting_after and not self.transport.is_closing():
+                    self.transport.close()
+
+            self._header_deadline = self.loop.call_later(HEADER_TIMEOUT, expire)
+
+    return GuardedH11Protocol
+
+
+def allowed_hosts_for(host: str, allow: Iterable[str] = ()) -> list[str] | None:
+    """The `Host` names a server bound to `host` answers for: on loopback (or with names
+    allowed explicitly) its address, `localhost` and the allowed names; None (any) otherwise."""
+    import ipaddress
+
+    allow = list(allow)
+    try:
+        loopback = host == "localhost" or ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        loopback = False
+    if not loopback and not allow:
+        return None
+    bracketed = f"[{host}]" if ":" in host else host
+    names = [bracketed, "localhost", *allow]
+    if host == "localhost":  # the name resolves to either loopback address
+        names += ["127.0.0.1", "[::1]"]
+    return names
+
+
 def serve(
     store: Any,
     host: str = "127.0.0.1",
@@ -709,8 +878,14 @@ def serve(
     writable: bool = False,
     token: str | None = None,
     quiet: bool = False,
+    allow_hosts: Iterable[str] = (),
 ) -> None:
     """Serve `store` over HTTP until interrupted; the address goes to stderr once listening.
+
+    On loopback, or given `allow_hosts`, a request must name the bound address, `localhost` or
+    an allowed name in its `Host` header (DNS rebinding). Headers must arrive within
+    `HEADER_TIMEOUT` seconds, idle connections close after `KEEP_ALIVE_TIMEOUT`, and at most
+    `CONNECTION_LIMIT` connections are served at once.
 
     Raises:
         OSError: If the address cannot be bound
@@ -731,11 +906,17 @@ def serve(
     sock.set_inheritable(True)
     bound = sock.getsockname()[1]
     shown = f"[{host}]" if family == socket.AF_INET6 else host
-    app = create_app(store, writable=writable, token=token, quiet=quiet)
+    app = create_app(
+        store, writable=writable, token=token, quiet=quiet, allowed_hosts=allowed_hosts_for(host, allow_hosts)
+    )
     mode = "writable with a bearer token" if writable else "read-only"
     sys.stderr.write(f"anystore: serving `{mask_uri(store.uri)}` on http://{shown}:{bound}/ ({mode})\n")
+    if host in ("0.0.0.0", "::", ""):
+        sys.stderr.write("anystore: warning: listening on every interface: anyone who can reach this host can read\n")
     if writable and host not in ("127.0.0.1", "::1", "localhost"):
         sys.stderr.write("anystore: warning: writable on a public address over plain HTTP; put TLS in front\n")
+    if writable and token is not None and len(token) < 16:
+        sys.stderr.write("anystore: warning: the bearer token is shorter than 16 characters: easy to guess\n")
     sys.stderr.flush()
     config = uvicorn.Config(
         app,
@@ -745,6 +926,10 @@ def serve(
         lifespan="off",
         server_header=False,
         timeout_graceful_shutdown=5,
+        http=_guarded_protocol(),
+        timeout_keep_alive=KEEP_ALIVE_TIMEOUT,
+        limit_concurrency=CONNECTION_LIMIT,
+        h11_max_incomplete_event_size=64 * 1024,
     )
     _quiet_tracebacks(quiet)
     server = uvicorn.Server(config)

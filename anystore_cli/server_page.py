@@ -56,16 +56,17 @@ def render_page(
     store_label: str,
     base: str,
     records: list[dict[str, Any]],
-    total: int,
-    page: int,
-    per_page: int,
+    limit: int,
+    after: str = "",
+    next_after: str | None = None,
     glob: str = "",
     prefix: str = "",
     writable: bool = False,
     origin: str = "",
 ) -> str:
-    """The html page of one folder: breadcrumbs, a filter form, the entries and page links."""
-    filters = {"glob": glob, "prefix": prefix, "per_page": per_page if per_page != 100 else None}
+    """The html page of one folder: breadcrumbs, a filter form, the entries and page links
+    (`next_after`: the name the next page starts after, None on the last page)."""
+    filters = {"glob": glob, "prefix": prefix, "limit": limit if limit != 100 else None}
     crumbs = [f'<a href="{escape(href(""))}">/</a>']
     parts = [p for p in base.split("/") if p]
     for index, part in enumerate(parts):
@@ -87,18 +88,20 @@ def render_page(
             )
         else:
             link = href(record["key"])
+            # text, JSON and images open in the browser (served as inert types); the rest downloads
+            opens = "" if record.get("inline") else " download"
             rows.append(
-                f'<tr><td class="name"><a class="file" href="{escape(link)}" download>{name}</a></td>'
+                f'<tr><td class="name"><a class="file" href="{escape(link)}"{opens}>{name}</a></td>'
                 f'<td class="size" title="{record.get("size", "")} bytes">{escape(human_size(record.get("size")))}</td>'
                 f'<td class="time">{escape(show_time(record.get("updated_at")))}</td></tr>'
             )
-    pages = max((total + per_page - 1) // per_page, 1)
     nav = []
-    if page > 1:
-        nav.append(f'<a rel="prev" href="{escape(href(base, {**filters, "page": page - 1}))}">&larr; previous</a>')
-    nav.append(f"<span>page {page} of {pages} &middot; {total} entr{'y' if total == 1 else 'ies'}</span>")
-    if page < pages:
-        nav.append(f'<a rel="next" href="{escape(href(base, {**filters, "page": page + 1}))}">next &rarr;</a>')
+    if after:
+        nav.append(f'<a rel="first" href="{escape(href(base, filters))}">&larr; first page</a>')
+    shown = len([r for r in records if r["name"] != ".."])
+    nav.append(f"<span>{shown} entr{'y' if shown == 1 else 'ies'}{' after ' + escape(after) if after else ''}</span>")
+    if next_after is not None:
+        nav.append(f'<a rel="next" href="{escape(href(base, {**filters, "after": next_after}))}">next &rarr;</a>')
     empty = "" if records else '<p class="empty">Nothing here matches.</p>'
     title = escape("/" + base)
     mode = "writable (bearer token)" if writable else "read-only"
@@ -118,7 +121,7 @@ def render_page(
 <form method="get" action="{escape(href(base))}">
 <label>name starts with<input name="prefix" value="{escape(prefix)}" placeholder="report-"></label>
 <label>glob<input name="glob" value="{escape(glob)}" placeholder="**/*.json"></label>
-<label>per page<input type="number" name="per_page" min="1" max="1000" value="{per_page}"></label>
+<label>per page<input type="number" name="limit" min="1" max="1000" value="{limit}"></label>
 <button type="submit">Filter</button>
 </form>
 <table>

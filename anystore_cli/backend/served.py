@@ -32,6 +32,10 @@ from anystore_cli.core.uri import mask_uri
 CHUNK_SIZE = 256 * 1024
 SPOOL_SIZE = 8 * 1024 * 1024
 """Bytes `open(key, "wb")` keeps in memory before spilling to a temporary file"""
+ERROR_BODY_LIMIT = 64 * 1024
+"""Bytes of an error answer read for its message; a longer (or endless) body is cut off"""
+MAX_LINE = 1024 * 1024
+"""Longest listing line taken: no store has keys near this long, so a longer line is hostile"""
 DEFAULT_CONNECT_TIMEOUT = 5.0
 DEFAULT_READ_TIMEOUT = 60.0
 
@@ -109,16 +113,34 @@ class ServedStore(BaseStore):
             headers["Authorization"] = f"Bearer {self._token}"
         return headers
 
-    def _request(self, method: str, key: str, stream: bool = False, **kwargs: Any) -> Any:
-        url = kwargs.pop("url", None) or self._url(key)
-        response = self._pool.request(method, url, preload_content=not stream, redirect=False, **kwargs)
-        return response
+    @contextlib.contextmanager
+    def _call(self, method: str, key: str | None, **kwargs: Any) -> Generator[Any, None, None]:
+        """One request whose body is read by the caller; the connection goes back to the pool
+        only when the body was read to its end, otherwise it is closed."""
+        url = kwargs.pop("url", None) or self._url(key or "")
+        response = self._pool.request(method, url, preload_content=False, redirect=False, **kwargs)
+        try:
+            yield response
+        finally:
+            if method == "HEAD" or _consumed(response):
+                response.release_conn()
+            else:
+                response.close()
+                response.release_conn()
 
     def _check(self, response: Any, key: str | None) -> None:
-        """Raise the core's exception type for an error answer."""
+        """Raise the core's exception type for any answer that is not a success (2xx).
+
+        A redirect is a failure too: the client follows none, so a 3xx means nothing was read
+        or written (a proxy in front answering 301 must not look like a stored value)."""
         status = response.status
-        if status < 400:
+        if 200 <= status < 300:
             return
+        if 300 <= status < 400:
+            location = response.headers.get("Location") or "no Location"
+            raise StoreError(
+                self._describe(key, f"server answered {status} (redirect to `{mask_uri(location)}`, not followed)")
+            )
         message = self._message(response)
         if status == 404:
             raise DoesNotExist(self._describe(key, "does not exist"))
@@ -135,8 +157,9 @@ class ServedStore(BaseStore):
 
     @staticmethod
     def _message(response: Any) -> str:
+        """The text of an error answer, from at most `ERROR_BODY_LIMIT` bytes of its body."""
         try:
-            data = response.data if response.data is not None else b""
+            data = response.read(ERROR_BODY_LIMIT) or b""
         except Exception:  # noqa: BLE001 - a body that cannot be read says nothing
             data = b""
         try:
@@ -144,16 +167,16 @@ class ServedStore(BaseStore):
 
             return str(orjson.loads(data).get("error") or "")
         except Exception:  # noqa: BLE001 - not the server's JSON error
-            return data[:200].decode("utf-8", "replace").strip() or response.reason or ""
+            return " ".join(data[:200].decode("utf-8", "replace").split()) or response.reason or ""
 
     # ---- primitives ---------------------------------------------------------------------------
 
     def _read(self, key: str, raise_on_nonexist: bool | None = True, **kwargs: Any) -> Any:
-        response = self._request("GET", key)
-        if response.status == 404 and not raise_on_nonexist:
-            return None
-        self._check(response, key)
-        data = response.data
+        with self._call("GET", key) as response:
+            if response.status == 404 and not raise_on_nonexist:
+                return None
+            self._check(response, key)
+            data = response.read()
         if "b" not in kwargs.get("mode", DEFAULT_MODE):
             return data.decode()
         return data
@@ -166,8 +189,11 @@ class ServedStore(BaseStore):
         if no_clobber:
             headers["If-None-Match"] = "*"
         url = self._url(key, query={"ttl": ttl or None})
-        response = self._request("PUT", key, url=url, body=body, headers=headers, chunked=not isinstance(body, bytes))
-        self._check(response, key)
+        with self._call(
+            "PUT", key, url=url, body=body, headers=headers, chunked=not isinstance(body, bytes)
+        ) as response:
+            self._check(response, key)
+            response.read(ERROR_BODY_LIMIT)
 
     def _write_stream(self, key: str, source: IO[bytes], ttl: int | None = None, no_clobber: bool = False) -> int:
         counter = _CountingReader(source)
@@ -175,23 +201,24 @@ class ServedStore(BaseStore):
         return counter.count
 
     def _delete(self, key: str) -> bool:
-        response = self._request("DELETE", key, headers=self._headers(write=True))
-        if response.status == 404:
-            return False
-        self._check(response, key)
+        with self._call("DELETE", key, headers=self._headers(write=True)) as response:
+            if response.status == 404:
+                return False
+            self._check(response, key)
+            response.read(ERROR_BODY_LIMIT)
         return True
 
     def _exists(self, key: str) -> bool:
-        response = self._request("HEAD", key)
-        if response.status == 404:
-            return False
-        self._check(response, key)
+        with self._call("HEAD", key) as response:
+            if response.status == 404:
+                return False
+            self._check(response, key)
         return True
 
     def _info(self, key: str) -> BaseStats:
-        response = self._request("HEAD", key)
-        self._check(response, key)
-        headers = response.headers
+        with self._call("HEAD", key) as response:
+            self._check(response, key)
+            headers = response.headers
         updated: datetime | None = None
         if headers.get("X-Anystore-Updated-At"):
             updated = datetime.fromisoformat(headers["X-Anystore-Updated-At"])
@@ -216,16 +243,13 @@ class ServedStore(BaseStore):
                 if handle is not spool:
                     handle.detach()
             return
-        response = self._request("GET", key, stream=True)
-        try:
+        with self._call("GET", key) as response:
             self._check(response, key)
             response.auto_close = False
             reader: Any = io.BufferedReader(_Body(response), buffer_size=CHUNK_SIZE)
             if "b" not in mode:
                 reader = io.TextIOWrapper(reader, encoding="utf-8")
             yield reader
-        finally:
-            response.release_conn()
 
     def _iterate_keys(
         self, prefix: str | None = None, exclude_prefix: str | None = None, glob: str | None = None
@@ -239,25 +263,72 @@ class ServedStore(BaseStore):
         listing_prefix(prefix, glob)  # checks the glob's form before asking
         url = f"{self.base_url}/{quote(folder, safe='/')}{'/' if folder else ''}"
         url += "?" + urlencode({k: v for k, v in query.items() if v is not None}) if any(query.values()) else ""
-        response = self._pool.request(
-            "GET", url, preload_content=False, headers={"Accept": "application/x-ndjson"}, redirect=False
-        )
-        try:
-            if response.status >= 400:
-                response.read()
+        shown = f"`{folder}/`" if folder else "the root"
+        with self._call("GET", None, url=url, headers={"Accept": "application/x-ndjson"}) as response:
+            if response.status == 404:
+                # a listing of a folder that is not served is a store failure, never an empty store
+                raise StoreError(self._describe(None, f"the served prefix {shown} answered 404 (not there)"))
             self._check(response, None)
+            framing = response.headers.get("Transfer-Encoding", "").lower()
+            if "chunked" not in framing and response.headers.get("Content-Length") is None:
+                # the end of such a body is the connection closing: a cut listing would look complete
+                raise StoreError(
+                    self._describe(None, f"the listing of {shown} has no length and no chunked end: incomplete")
+                )
             start = len(folder) + 1 if folder else 0
-            pending = b""
-            for chunk in response.stream(CHUNK_SIZE):
-                pending += chunk
-                *lines, pending = pending.split(b"\n")
-                for line in lines:
-                    if line:
+            try:
+                for line in split_lines(response.stream(CHUNK_SIZE), MAX_LINE):
+                    if line.strip():
                         yield _load_key(line)[start:]
-            if pending.strip():
-                yield _load_key(pending)[start:]
-        finally:
-            response.release_conn()
+            except LineTooLong:
+                raise StoreError(
+                    self._describe(None, f"a line of the listing of {shown} is longer than {MAX_LINE} bytes")
+                ) from None
+
+
+class LineTooLong(ValueError):
+    """A line longer than the limit given to `split_lines`."""
+
+
+def split_lines(chunks: Iterator[bytes], limit: int) -> Iterator[bytes]:
+    """The `\\n`-separated lines of a stream of chunks, each copied once (linear time, however
+    the chunks cut the lines); the last line may lack its newline.
+
+    Raises:
+        LineTooLong: When a line grows beyond `limit` bytes (before it is joined)
+    """
+    parts: list[bytes] = []
+    held = 0
+    for chunk in chunks:
+        start = 0
+        while (end := chunk.find(b"\n", start)) >= 0:
+            piece = chunk[start:end]
+            if parts:
+                held += len(piece)
+                if held > limit:
+                    raise LineTooLong(held)
+                parts.append(piece)
+                piece = b"".join(parts)
+                parts, held = [], 0
+            elif len(piece) > limit:
+                raise LineTooLong(len(piece))
+            yield piece
+            start = end + 1
+        if start < len(chunk):
+            parts.append(chunk[start:])
+            held += len(chunk) - start
+            if held > limit:
+                raise LineTooLong(held)
+    if parts:
+        yield b"".join(parts)
+
+
+def _consumed(response: Any) -> bool:
+    """Tell whether the body of `response` was read to its end (so its connection can be reused)."""
+    try:
+        return bool(response.isclosed()) or response.length_remaining == 0
+    except Exception:  # noqa: BLE001 - when in doubt the connection is closed
+        return False
 
 
 def _load_key(line: bytes) -> str:

@@ -46,6 +46,15 @@ def serve(
     writable: Annotated[
         bool, typer.Option("--writable", help="Take PUT and DELETE with the bearer token (read-only by default).")
     ] = False,
+    allow_host: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--allow-host",
+            metavar="NAME",
+            help="Also answer requests for the host NAME (repeatable); others get 421. "
+            "On loopback only the bound address and localhost are answered by default.",
+        ),
+    ] = None,
     token_file: Annotated[
         str | None,
         typer.Option(
@@ -65,4 +74,6 @@ def serve(
             f"serve needs a missing package ({exc.name}): pip install 'anystore-cli[serve]'"
         ) from None
     store = state.store()
-    run_server(store, host=host, port=port, writable=writable, token=token, quiet=state.quiet)
+    run_server(
+        store, host=host, port=port, writable=writable, token=token, quiet=state.quiet, allow_hosts=allow_host or ()
+    )

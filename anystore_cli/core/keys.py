@@ -143,15 +143,18 @@ def glob_literal_prefix(pattern: str) -> str:
     return pattern
 
 
-@lru_cache(maxsize=64)
-def glob_to_regex(pattern: str) -> re.Pattern[str]:
-    """Compile a path glob to a regular expression matching whole keys.
+Token = tuple[str, str]
+"""One element of a glob: `(kind, text)`; kinds `lit` (one character), `one` (`?`), `cls` (a
+`[...]` class, as regex text), `star` (`*`), `any` (`**`), `dirs` (`**/`)"""
 
-    `*` matches within one segment, `**` across segments (`**/` also matches no segment),
-    `?` one character other than `/`, `[...]`/`[!...]` a character class. Everything else
-    matches literally.
-    """
-    out: list[str] = []
+_QUANTIFIERS = ("star", "any", "dirs")
+_TOKEN_REGEX = {"one": "[^/]", "star": "[^/]*", "any": ".*", "dirs": "(?:.*/)?"}
+
+
+@lru_cache(maxsize=256)
+def glob_tokens(pattern: str) -> tuple[Token, ...]:
+    """Split a path glob into its elements (see `Token`)."""
+    out: list[Token] = []
     i, n = 0, len(pattern)
     while i < n:
         c = pattern[i]
@@ -159,14 +162,14 @@ def glob_to_regex(pattern: str) -> re.Pattern[str]:
             if pattern.startswith("**", i):
                 i += 2
                 if i < n and pattern[i] == "/":
-                    out.append("(?:.*/)?")
+                    out.append(("dirs", ""))
                     i += 1
                 else:
-                    out.append(".*")
+                    out.append(("any", ""))
                 continue
-            out.append("[^/]*")
+            out.append(("star", ""))
         elif c == "?":
-            out.append("[^/]")
+            out.append(("one", ""))
         elif c == "[":
             end = i + 1
             if end < n and pattern[end] in "!^":
@@ -176,19 +179,116 @@ def glob_to_regex(pattern: str) -> re.Pattern[str]:
             while end < n and pattern[end] != "]":
                 end += 1
             if end >= n:
-                out.append(re.escape(c))
+                out.append(("lit", c))
             else:
                 body = pattern[i + 1 : end]
                 negate = body[:1] in ("!", "^")
                 if negate:
                     body = body[1:]
                 body = "".join(f"\\{ch}" if ch in "\\[]^&~|" else ch for ch in body)
-                out.append(f"[{'^' if negate else ''}{body}]" if not negate else f"(?!/)[^{body}]")
+                out.append(("cls", f"(?!/)[^{body}]" if negate else f"[{body}]"))
                 i = end
         else:
-            out.append(re.escape(c))
+            out.append(("lit", c))
         i += 1
-    return re.compile("".join(out) + r"\Z", re.DOTALL)
+    return tuple(out)
+
+
+@lru_cache(maxsize=64)
+def glob_to_regex(pattern: str) -> re.Pattern[str]:
+    """Compile a path glob to a regular expression matching whole keys.
+
+    `*` matches within one segment, `**` across segments (`**/` also matches no segment),
+    `?` one character other than `/`, `[...]`/`[!...]` a character class. Everything else
+    matches literally. A backtracking engine takes time polynomial in the key's length to the
+    power of the number of `*`s on a key that almost matches: `glob_matcher` is the safe face.
+    """
+    parts = [
+        re.escape(text) if kind == "lit" else text if kind == "cls" else _TOKEN_REGEX[kind]
+        for kind, text in glob_tokens(pattern)
+    ]
+    try:
+        return re.compile("".join(parts) + r"\Z", re.DOTALL)
+    except re.error as exc:  # a class such as `[z-a]`
+        raise InvalidData(f"Invalid glob `{pattern}`: {exc}") from None
+
+
+@lru_cache(maxsize=64)
+def glob_matcher(pattern: str) -> Callable[[str], bool]:
+    """A predicate telling whether a whole key matches the path glob `pattern` (the semantics
+    of `glob_to_regex`), in time linear in the key's length for any pattern.
+
+    A pattern with at most two `*`/`**` runs goes to the regular expression (at worst quadratic
+    backtracking, fast in C); one with more runs through a set-of-states automaton that reads
+    each character of the key once, so `*?*?*?...` cannot stall a listing.
+    """
+    tokens = glob_tokens(pattern)
+    regex = glob_to_regex(pattern)  # also checks the pattern
+    if sum(kind in _QUANTIFIERS for kind, _ in tokens) <= 2:
+        return lambda key: regex.match(key) is not None
+    return _Automaton(tokens).matches
+
+
+class _Automaton:
+    """A Thompson automaton over glob tokens: state `i` stands before token `i`; state
+    `len(tokens) + 1 + i` inside the `.*` of a `**/` token `i`, waiting for its `/`."""
+
+    def __init__(self, tokens: tuple[Token, ...]) -> None:
+        self.tokens = tokens
+        self.end = len(tokens)
+        self.classes = {i: re.compile(text, re.DOTALL) for i, (kind, text) in enumerate(tokens) if kind == "cls"}
+        self.start = self._closure({0})
+
+    def _closure(self, states: set[int]) -> frozenset[int]:
+        todo = list(states)
+        seen = set(states)
+        while todo:
+            state = todo.pop()
+            if state < self.end and self.tokens[state][0] in _QUANTIFIERS and state + 1 not in seen:
+                seen.add(state + 1)
+                todo.append(state + 1)
+        return frozenset(seen)
+
+    def _step(self, states: frozenset[int], char: str) -> frozenset[int]:
+        after: set[int] = set()
+        inside = self.end + 1
+        for state in states:
+            if state >= inside:  # within the `.*` of `**/`
+                after.add(state)
+                if char == "/":
+                    after.add(state - inside + 1)
+                continue
+            if state == self.end:
+                continue
+            kind, text = self.tokens[state]
+            if kind == "lit":
+                if char == text:
+                    after.add(state + 1)
+            elif kind == "one":
+                if char != "/":
+                    after.add(state + 1)
+            elif kind == "cls":
+                if self.classes[state].match(char):
+                    after.add(state + 1)
+            elif kind == "star":
+                if char != "/":
+                    after.add(state)
+            elif kind == "any":
+                after.add(state)
+            else:  # dirs
+                after.add(inside + state)
+                if char == "/":
+                    after.add(state + 1)
+        return self._closure(after)
+
+    def matches(self, key: str) -> bool:
+        """Tell whether the whole of `key` matches."""
+        states = self.start
+        for char in key:
+            states = self._step(states, char)
+            if not states:
+                return False
+        return self.end in states
 
 
 def effective_glob(prefix: str | None, glob: str | None) -> str | None:
@@ -238,13 +338,18 @@ def shard_of(key: str, count: int) -> int:
     return int.from_bytes(digest[:8], "big") % count
 
 
-def rule_to_regex(pattern: str) -> re.Pattern[str]:
-    """Compile an include/exclude glob as rclone anchors it (see the module's docstring)."""
+def rule_glob(pattern: str) -> str:
+    """An include/exclude glob as rclone anchors it, as a glob on whole keys (see the module's docstring)."""
     if pattern.endswith("/"):
         pattern += "**"
     if pattern.startswith("/"):
-        return glob_to_regex(pattern.lstrip("/"))
-    return glob_to_regex("**/" + pattern)
+        return pattern.lstrip("/")
+    return "**/" + pattern
+
+
+def rule_to_regex(pattern: str) -> re.Pattern[str]:
+    """Compile an include/exclude glob as rclone anchors it (see the module's docstring)."""
+    return glob_to_regex(rule_glob(pattern))
 
 
 def filter_rules(
@@ -296,8 +401,8 @@ def make_key_filter(
     prefix = normalize_prefix(prefix)
     exclude_prefix = normalize_prefix(exclude_prefix)
     glob = effective_glob(prefix, glob)
-    matcher = glob_to_regex(glob).match if glob else None
-    rules = [(keep, rule_to_regex(pattern).match) for keep, pattern in filter_rules(include, exclude, filters)]
+    matcher = glob_matcher(glob) if glob else None
+    rules = [(keep, glob_matcher(rule_glob(pattern))) for keep, pattern in filter_rules(include, exclude, filters)]
     unmatched = not any(keep for keep, _ in rules)  # only excludes: keep what none matched
     sharded = parse_shard(shard)
 
@@ -306,11 +411,11 @@ def make_key_filter(
             return False
         if exclude_prefix and key.startswith(exclude_prefix):
             return False
-        if matcher is not None and matcher(key) is None:
+        if matcher is not None and not matcher(key):
             return False
         if rules:
             for keep, rule in rules:
-                if rule(key) is not None:
+                if rule(key):
                     if not keep:
                         return False
                     break
