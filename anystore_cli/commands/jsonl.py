@@ -657,6 +657,7 @@ def load_long_line(line: LongLine, store: Any, default_ttl: int | None, no_clobb
     fields = LineFields(line)
     _line_start(source, line)
     streamed = _fields(source, line, fields, stream=True, first=True)
+    _check_ttl(store, fields)
     if streamed is None:  # nothing to stream: an ordinary line, only long
         _line_end(source, line)
         key, data, ttl = fields.result()
@@ -673,6 +674,7 @@ def load_long_line(line: LongLine, store: Any, default_ttl: int | None, no_clobb
         elif byte != _CLOSE:
             raise line.malformed("expected `,` or `}`")
         _line_end(source, line)
+        _check_ttl(store, fields)
         if known and fields.ttl != ttl_before and store.supports_ttl:
             raise line.malformed(
                 "`ttl` after a value over 4 MiB, which is streamed: put `ttl` before the value, or use `load --ttl`"
@@ -694,6 +696,15 @@ def load_long_line(line: LongLine, store: Any, default_ttl: int | None, no_clobb
         key, _, ttl = fields.result(streamed=True)
         spool.seek(0)
         return _store_stream(store, key, spool, default_ttl if ttl is None else ttl, no_clobber)
+
+
+def _check_ttl(store: Any, fields: LineFields) -> None:
+    """Refuse a line's `ttl` on a store that cannot expire keys, naming the line."""
+    if fields.ttl:
+        try:
+            store.check_ttl(fields.ttl, "`ttl`")
+        except InvalidData as exc:
+            raise fields.line.malformed(str(exc)) from None
 
 
 def _store_stream(store: Any, key: str, reader: Any, ttl: int | None, no_clobber: bool) -> bool:

@@ -422,6 +422,8 @@ def _load_lines(loader: _Loader, source: str, name: str, ttl: int | None) -> Non
                         parsed = parse_dump_line(raw, number, name)
                         if parsed is not None:
                             key, data, line_ttl = parsed
+                            if line_ttl:
+                                _check_line_ttl(loader.store, number, name)
                             batcher.add([(key, data)], len(data), line_ttl if line_ttl is not None else ttl)
         batcher.flush()
     except InvalidData:
@@ -429,6 +431,14 @@ def _load_lines(loader: _Loader, source: str, name: str, ttl: int | None) -> Non
         raise
     finally:
         loader.close()
+
+
+def _check_line_ttl(store: Any, number: int, name: str) -> None:
+    """Refuse a line's `ttl` on a store that cannot expire keys, naming the line."""
+    try:
+        store.check_ttl(1, "`ttl`")
+    except InvalidData as exc:
+        raise InvalidData(f"Malformed line {number} of `{name}`: {exc}") from None
 
 
 def _counted(exc: BaseException, loaded: int) -> BaseException:
@@ -451,7 +461,11 @@ def load(
     ttl: Annotated[
         int | None,
         typer.Option(
-            "--ttl", metavar="SECONDS", min=0, max=MAX_TTL, help="Expire keys after SECONDS (a line's `ttl` wins)."
+            "--ttl",
+            metavar="SECONDS",
+            min=0,
+            max=MAX_TTL,
+            help="Expire keys after SECONDS (a line's `ttl` wins; refused on stores that cannot expire keys).",
         ),
     ] = None,
     no_clobber: Annotated[
@@ -464,6 +478,7 @@ def load(
 
     state = get_state(ctx)
     store = state.store()
+    store.check_ttl(ttl)
     name = "stdin" if input == "-" else input
     with Progress("loading", enabled=not state.quiet) as progress:
         loader = _Loader(store, no_clobber, jobs, progress)
