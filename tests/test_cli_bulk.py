@@ -11,6 +11,7 @@ import sys
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -224,7 +225,7 @@ def test_long_lines_round_trip_whatever_the_chunk_boundaries(monkeypatch, values
 
     from anystore_cli.backend.memory import MemoryStore
     from anystore_cli.commands import jsonl
-    from anystore_cli.commands.transfer import check_dump_record, dump_record, parse_dump_line
+    from anystore_cli.commands.transfer import dump_record, parse_dump_line
 
     monkeypatch.setattr(jsonl, "CHUNK", chunk)
     out = io.BytesIO()
@@ -243,7 +244,7 @@ def test_long_lines_round_trip_whatever_the_chunk_boundaries(monkeypatch, values
     store = MemoryStore(uri=f"memory://codec-{os.getpid()}-{time.monotonic_ns()}")
     for number, line in jsonl.iter_dump_lines(io.BytesIO(out.getvalue()), "test", limit=0):
         if isinstance(line, jsonl.LongLine):
-            assert jsonl.load_long_line(line, store, None, False, check_dump_record)
+            assert jsonl.load_long_line(line, store, None, False)
         elif parsed := parse_dump_line(line, number, "test"):  # a line within one chunk
             store.put(parsed[0], parsed[1], serialization_mode="raw")
     for index, value in enumerate(values):
@@ -290,3 +291,145 @@ def test_malformed_long_line_exits_2_and_keeps_the_old_value(line: str, tmp_path
     assert done.stderr.startswith(b"anystore: error: Malformed line 2 of `stdin`"), done.stderr
     assert run_cli(*store, "get", "k").stdout == b"old"
     assert run_cli(*store, "get", "first").stdout == b"1"
+
+
+# ---- load: every field in bounded memory, one answer whatever the line's length --------------------
+
+HUGE = 300 * 1024 * 1024
+
+
+def _huge_line_file(path: Path, head: bytes, unit: bytes, tail: bytes) -> Path:
+    """Write a dump whose second line is `head`, then `unit` repeated to HUGE bytes, then `tail`
+    (a megabyte at a time: the test never holds the line)."""
+    block = unit * (1024 * 1024 // len(unit))
+    with open(path, "wb") as out:
+        out.write(b'{"key": "first", "value": "1"}\n' + head)
+        for _ in range(HUGE // len(block)):
+            out.write(block)
+        out.write(tail + b"\n")
+    return path
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    "head, unit, tail, why",
+    [
+        (b'{"key": "', b"k", b'", "value": "x"}', "`key` longer than"),
+        (b'{"key_b64": "', b"QUJD", b'", "value": "x"}', "`key_b64` longer than"),
+        (b'{"', b"n", b'": 1, "key": "k", "value": "x"}', "unknown field `nnnn"),
+        (b'{"key": "k", "extra": [', b"1,", b'1], "value": "x"}', "unknown field `extra`"),
+        (b'{"extra": "', b"x", b'", "key": "k", "value": "x"}', "unknown field `extra`"),
+        (b'{"key": "k", "value": [', b"1,", b"1]}", "`value` is JSON over"),
+        (b'{"key": "k", "value": "x", "value": "', b"x", b'"}', "`value` twice"),
+    ],
+    ids=["key", "key_b64", "field-name", "field-array", "field-string", "value-array", "value-twice"],
+)
+def test_load_refuses_a_huge_field_early_in_flat_memory(
+    head: bytes, unit: bytes, tail: bytes, why: str, tmp_path: Path
+) -> None:
+    """A 300 MB key, field name, unknown field or JSON value is refused (exit 2, naming the line)
+    without being read whole: the process stays far under the field's size."""
+    dump = _huge_line_file(tmp_path / "huge.jsonl", head, unit, tail)
+    store = tmp_path / "store"
+    status, rss, stderr = _peak_rss(["-s", str(store), "load", "-i", str(dump)])
+    dump.unlink()
+    assert status == 2, stderr
+    assert stderr.startswith(f"anystore: error: Malformed line 2 of `{dump}`: {why}"), stderr
+    assert rss < RSS_LIMIT, f"load peaked at {rss / 2**20:.0f} MiB"
+    assert sorted(os.listdir(store)) == ["first"]
+
+
+# each a line with one fault (or none), as `dump` and other JSON writers put it
+_FAULTS = [
+    b'{"key": "a", "value": "x", "key": "b"}',
+    b'{"key":"a","value":"x","key":"b"}',
+    b'{"key": "a", "value": "x", "value": "y"}',
+    b'{"key": "a", "value": "x", "value_b64": "eA=="}',
+    b'{"value_b64": "eA==", "key": "a", "value": "x"}',
+    b'{"key": "a", "key_b64": "YQ==", "value": "x"}',
+    b'{"key": "a", "value": "x", "zz": 1}',
+    b'{"zz": [1, {"b": "]"}], "key": "a", "value": "x"}',
+    b'{"key": "a", "value": "x", "ttl": 5, "ttl": 5}',
+    b'{"' + b"n" * 100 + b'": 1, "key": "a", "value": "x"}',
+    b'{"key": "' + b"k" * 70000 + b'", "value": "x"}',
+    b'{"key": "a", "value_b64": "eA="}',
+    b'{"key": "a", "value_b64": "e!A=="}',
+    b'{"key": "a", "value_b64": 5}',
+    b'{"key": "a", "value": "\\q"}',
+    b'{"key": "a", "value": "\\ud800"}',
+    b'{"key": "a", "value": "x"} t',
+    b'{"key": "a", "value": "x",}',
+    b'{"value": "x"}',
+    b'{"key": "a"}',
+    b'{"key": 5, "value": "x"}',
+    b'{"key": "../a", "value": "x"}',
+    b'{"value": "x", "key": "../a"}',
+    b'{"key": "a", "value": "x", "ttl": -1}',
+    b'{"key": "a", "value": "x", "ttl": "soon"}',
+    b"not json",
+    b'["a"]',
+    b'{"key": "a", "value": [1, {"b": "]"}]}',
+    b'{"value": "x", "key": "a"}',
+    b'{"key_b64": "YQ==", "value_b64": "eA==", "ttl": null}',
+]
+
+
+def _whole(raw: bytes) -> Any:
+    """What `load` makes of `raw` read as a line held whole: `(key, bytes, ttl)` or the error."""
+    from anystore_cli.commands.transfer import parse_dump_line
+    from anystore_cli.core.exceptions import InvalidData
+
+    try:
+        return parse_dump_line(raw, 1, "t")
+    except InvalidData as exc:
+        return str(exc)
+
+
+def _streamed(raw: bytes, monkeypatch: pytest.MonkeyPatch) -> Any:
+    """What `load` makes of `raw` read as a long line, a byte at a time."""
+    import io
+
+    from anystore_cli.backend.memory import MemoryStore
+    from anystore_cli.commands import jsonl
+    from anystore_cli.core.exceptions import InvalidData
+
+    monkeypatch.setattr(jsonl, "CHUNK", 1)  # every line long, every boundary somewhere
+    store = MemoryStore(uri=f"memory://faults-{os.getpid()}-{time.monotonic_ns()}")
+    try:
+        for _, line in jsonl.iter_dump_lines(io.BytesIO(raw + b"\n"), "t", limit=0):
+            assert isinstance(line, jsonl.LongLine)
+            assert jsonl.load_long_line(line, store, None, False)
+    except InvalidData as exc:
+        return str(exc)
+    finally:
+        monkeypatch.undo()
+    (key,) = store.iterate_keys()
+    return key, store.get(key, serialization_mode="raw"), None
+
+
+@pytest.mark.parametrize("raw", _FAULTS, ids=range(len(_FAULTS)))
+def test_a_line_gives_one_answer_read_whole_or_streamed(raw: bytes, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A repeated field, both value fields, an unknown field, a bad value: the same error (or
+    the same stored value) whether the line is short (read whole) or long (streamed)."""
+    whole = _whole(raw)
+    streamed = _streamed(raw, monkeypatch)
+    if isinstance(whole, tuple):
+        whole = (*whole[:2], None)  # the streamed side reports no ttl
+    assert whole == streamed
+
+
+_FIELD_NAMES = st.sampled_from(["key", "key_b64", "value", "value_b64", "ttl", "zz", "k\\u0065y"])
+_FIELD_VALUES = st.sampled_from(
+    ['"a"', '"../a"', '"eA=="', '"e!"', "5", "-1", "null", '[1, "]"]', '{"a": "}"}', '"\\q"', '"\\u00e9"', "true"]
+)
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.lists(st.tuples(_FIELD_NAMES, _FIELD_VALUES), max_size=5))
+def test_any_line_gives_one_answer_read_whole_or_streamed(monkeypatch, fields) -> None:
+    raw = ("{" + ", ".join(f'"{name}": {value}' for name, value in fields) + "}").encode()
+    whole = _whole(raw)
+    streamed = _streamed(raw, monkeypatch)
+    if isinstance(whole, tuple):
+        whole = (*whole[:2], None)
+    assert whole == streamed

@@ -34,6 +34,7 @@ from anystore_cli.core.exceptions import (
     AlreadyExists,
     AnystoreError,
     DoesNotExist,
+    InvalidData,
     ReadOnlyError,
     StoreError,
 )
@@ -128,6 +129,24 @@ class BaseStore(StoreModel):
     """Exception types of the backend's client that mean the store failed"""
     mtime_precision: ClassVar[float] = 0.0
     """Seconds by which a stored modification time may lag the true one (S3: 1, zip: 2)"""
+
+    def check_ttl(self, ttl: int | None = None, what: str = "`--ttl`") -> None:
+        """Refuse an expiry this store cannot honour: the command line's rule. (The library face
+        writes without expiry there, as anystore's does.)
+
+        Args:
+            ttl: The ttl asked for (0 or None: none, then the store's own `default_ttl` is checked)
+            what: What asked for it, for the message
+
+        Raises:
+            InvalidData: If a ttl is asked for or configured and the backend cannot expire keys
+        """
+        if self.supports_ttl:
+            return
+        if not ttl and self.default_ttl:
+            ttl, what = self.default_ttl, "`default_ttl`"
+        if ttl:
+            raise InvalidData(f"{what} on store `{mask_uri(self.uri)}`: it cannot expire keys (refused, not ignored)")
 
     def __repr__(self) -> str:
         """The store's fields, with the uri's password and secret-looking backend options masked."""

@@ -7,7 +7,6 @@ UTF-8); `load` reads them back through the store's bulk path (`put_many`).
 from __future__ import annotations
 
 import base64
-import binascii
 import sys
 import threading
 from collections.abc import Iterator
@@ -215,14 +214,18 @@ def _dump_large(store: Any, key: str, out: Any) -> bool:
 
 def parse_dump_line(raw: bytes, number: int, source: str) -> tuple[str, bytes, int | None] | None:
     """Parse one `dump` line into `(key, bytes, ttl)`; None for a blank line; `InvalidData` naming the line."""
+    from anystore_cli.commands.jsonl import parse_line
+
     try:
         record = orjson.loads(raw)
-    except orjson.JSONDecodeError as exc:
+    except orjson.JSONDecodeError:
         if not raw.strip():
             return None
-        raise InvalidData(f"Malformed line {number} of `{source}`: invalid JSON ({exc})") from None
+        record = None
     # the common line, `{"key": K, "value": TEXT}` with a canonical key, checked inline: this
-    # runs once per key of a load, and the general checks cost several times the JSON parse
+    # runs once per key of a load, and the field by field checks cost several times the JSON
+    # parse. Its bytes must be what orjson writes for it: a repeated field, which the parse
+    # drops, then shows as a difference
     if type(record) is dict and len(record) == 2:
         key = record.get("key")
         value = record.get("value")
@@ -230,47 +233,10 @@ def parse_dump_line(raw: bytes, number: int, source: str) -> tuple[str, bytes, i
             try:
                 canonical = normalize_key(key) is key
             except InvalidKey:
-                canonical = False  # the full checks below say what is wrong
-            if canonical:
+                canonical = False  # the full checks say what is wrong
+            if canonical and orjson.dumps(record) == raw:
                 return key, value.encode("utf-8"), None
-    key, data, ttl = check_dump_record(record, f"line {number} of `{source}`")
-    if data is None:
-        raise InvalidData(f"Malformed line {number} of `{source}`: needs `value` or `value_b64`")
-    return key, data, ttl
-
-
-def check_dump_record(record: Any, where: str) -> tuple[str, bytes | None, int | None]:
-    """Check the fields of a dump line: `(key, bytes, ttl)`, the bytes None if the line has no
-    `value` or `value_b64` (a value being streamed is not among the fields)."""
-    if isinstance(record, dict) and "key_b64" in record and "key" not in record:
-        from anystore_cli.commands.common import decode_key_b64
-
-        try:
-            record["key"] = decode_key_b64(record["key_b64"])
-        except ValueError as exc:
-            raise InvalidData(f"Malformed {where}: {exc}") from None
-    if not isinstance(record, dict) or not isinstance(record.get("key"), str):
-        raise InvalidData(f"Malformed {where}: expected an object with a string `key` (or `key_b64`)")
-    try:
-        key = ensure_relative_key(record["key"])
-    except InvalidKey as exc:
-        raise InvalidData(f"Malformed {where}: {exc}") from None
-    data: bytes | None = None
-    if "value_b64" in record:
-        encoded = record["value_b64"]
-        if not isinstance(encoded, str):
-            raise InvalidData(f"Malformed {where}: `value_b64` must be a string")
-        try:
-            data = base64.b64decode(encoded, validate=True)
-        except (binascii.Error, ValueError) as exc:
-            raise InvalidData(f"Malformed {where}: bad base64 in `value_b64` ({exc})") from None
-    elif "value" in record:
-        value = record["value"]
-        data = value.encode("utf-8") if isinstance(value, str) else orjson.dumps(value)
-    ttl = record.get("ttl")
-    if ttl is not None and (isinstance(ttl, bool) or not isinstance(ttl, int) or not 0 <= ttl <= MAX_TTL):
-        raise InvalidData(f"Malformed {where}: `ttl` must be a whole number of seconds, at most {MAX_TTL}")
-    return key, data, ttl
+    return parse_line(raw, number, source)
 
 
 class _Loader:
@@ -401,6 +367,8 @@ def parse_dump_block(lines: list[bytes]) -> list[tuple[str, bytes]] | None:
         return None
     if set(map(type, values)) != {str} or not all_canonical(keys):
         return None
+    if orjson.dumps(records) != b"[" + b",".join(lines) + b"]":
+        return None  # a repeated field (which the parse drops), or written otherwise than orjson does
     return list(zip(keys, [value.encode("utf-8") for value in values], strict=True))
 
 
@@ -450,7 +418,7 @@ def _load_lines(loader: _Loader, source: str, name: str, ttl: int | None) -> Non
                 if isinstance(block, LongLine):
                     batcher.flush()
                     loader.wait()
-                    stored = load_long_line(block, loader.store, ttl, loader.no_clobber, check_dump_record)
+                    stored = load_long_line(block, loader.store, ttl, loader.no_clobber)
                     loader.count(stored)
                     continue
                 for start in range(0, len(block), step):
@@ -463,6 +431,8 @@ def _load_lines(loader: _Loader, source: str, name: str, ttl: int | None) -> Non
                         parsed = parse_dump_line(raw, number, name)
                         if parsed is not None:
                             key, data, line_ttl = parsed
+                            if line_ttl:
+                                _check_line_ttl(loader.store, number, name)
                             batcher.add([(key, data)], len(data), line_ttl if line_ttl is not None else ttl)
         batcher.flush()
     except InvalidData:
@@ -470,6 +440,14 @@ def _load_lines(loader: _Loader, source: str, name: str, ttl: int | None) -> Non
         raise
     finally:
         loader.close()
+
+
+def _check_line_ttl(store: Any, number: int, name: str) -> None:
+    """Refuse a line's `ttl` on a store that cannot expire keys, naming the line."""
+    try:
+        store.check_ttl(1, "`ttl`")
+    except InvalidData as exc:
+        raise InvalidData(f"Malformed line {number} of `{name}`: {exc}") from None
 
 
 def _counted(exc: BaseException, loaded: int) -> BaseException:
@@ -492,7 +470,11 @@ def load(
     ttl: Annotated[
         int | None,
         typer.Option(
-            "--ttl", metavar="SECONDS", min=0, max=MAX_TTL, help="Expire keys after SECONDS (a line's `ttl` wins)."
+            "--ttl",
+            metavar="SECONDS",
+            min=0,
+            max=MAX_TTL,
+            help="Expire keys after SECONDS (a line's `ttl` wins; refused on stores that cannot expire keys).",
         ),
     ] = None,
     no_clobber: Annotated[
@@ -505,6 +487,7 @@ def load(
 
     state = get_state(ctx)
     store = state.store()
+    store.check_ttl(ttl)
     name = "stdin" if input == "-" else input
     with Progress("loading", enabled=not state.quiet) as progress:
         loader = _Loader(store, no_clobber, jobs, progress)

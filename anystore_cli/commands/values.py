@@ -53,7 +53,11 @@ ModeOption = Annotated[
 TtlOption = Annotated[
     int | None,
     typer.Option(
-        "--ttl", metavar="SECONDS", min=0, max=MAX_TTL, help="Expire the key after SECONDS (where supported)."
+        "--ttl",
+        metavar="SECONDS",
+        min=0,
+        max=MAX_TTL,
+        help="Expire the key after SECONDS (refused on stores that cannot expire keys).",
     ),
 ]
 
@@ -159,6 +163,7 @@ def put(
     if value is None and input is None and sys.stdin is not None and sys.stdin.isatty():
         raise UsageProblem("put: no VALUE and stdin is a terminal; give VALUE, `-i FILE`, or pipe the value in")
     store = state.store()
+    store.check_ttl(ttl)
     what = f"the value for key `{key}`"
     if mode is Mode.raw and value is None:
         from anystore_cli.console import with_progress
@@ -276,6 +281,7 @@ def touch(
     state = get_state(ctx)
     checked = [state.key(key) for key in keys]
     store = state.store()
+    store.check_ttl(ttl)
     stamp = datetime.now().astimezone().isoformat()
     for key in checked:
         with state.writing(key):
