@@ -371,3 +371,10 @@ def test_a_command_option_spelled_like_a_global_one_stays_with_the_command():
     finally:
         del group._built["get"]
     assert moved == ["-s", "S", "--verbose", "get", "k", "-v", "7", "-q"]
+
+
+@pytest.mark.parametrize("command", ["keys", "rm", "dump", "mirror", "check"])
+def test_glob_help_says_star_stays_in_one_segment(command):
+    out = " ".join(run_cli(command, "--help").stdout.decode().split())
+    assert "`*` and `?` stay within one /-separated segment, `**` crosses them" in out
+    assert "`**/*.json`" in out
