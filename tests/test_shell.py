@@ -48,7 +48,8 @@ def test_generated_completions_and_man_pages_match_the_committed_files(tmp_path:
 
 def test_no_stale_generated_files_are_committed() -> None:
     expected = set(docgen.generated_files())
-    present = {str(p.relative_to(REPO)) for folder in ("completions", "man") for p in (REPO / folder).iterdir()}
+    folders = ("completions", "man", "docs/commands")
+    present = {str(p.relative_to(REPO)) for folder in folders for p in (REPO / folder).iterdir()}
     assert present == expected
 
 
