@@ -182,7 +182,7 @@ class LazyGroup(TyperGroup):
     _built: dict[str, Any] = {}
 
     def list_commands(self, ctx: Any) -> list[str]:
-        """All command names, in the order of CLI.md."""
+        """All command names, in the order of the command reference."""
         return list(COMMANDS)
 
     def get_command(self, ctx: Any, cmd_name: str) -> Any:

@@ -35,7 +35,7 @@ EXIT_STATUSES: tuple[tuple[int, str], ...] = (
     (
         1,
         "the answer is no: the key does not exist (get, pop, info, checksum, stream, rm without -f, exists), "
-        "it already exists (--no-clobber), the digest differs (--check)",
+        "it already exists (--no-clobber), a digest differs (checksum --check or -c)",
     ),
     (
         2,
@@ -49,7 +49,7 @@ EXIT_STATUSES: tuple[tuple[int, str], ...] = (
     ),
     (130, "interrupted"),
 )
-"""The exit-status table of the CLI contract (CLI.md), shown in every man page."""
+"""The exit-status table (docs/exit-status.md says more), shown in every man page and docs page."""
 
 ENVIRONMENT: tuple[tuple[str, str], ...] = (
     ("ANYSTORE_URI", "The store base URI, as --store (which wins over it)."),
