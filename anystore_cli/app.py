@@ -205,6 +205,11 @@ class LazyGroup(TyperGroup):
                 return command
         return None  # pragma: no cover - COMMANDS names a command its module lacks
 
+    def parse_args(self, ctx: Any, args: list[str]) -> list[str]:
+        """Parse the global options, wherever they were given (see `hoist_global_options`);
+        shell completion parses through here too, so `get -s STORE <Tab>` lists STORE's keys."""
+        return super().parse_args(ctx, hoist_global_options(args, self))
+
     def invoke(self, ctx: Any) -> Any:
         """Run the command; map any error to its exit status with one line on stderr."""
         try:
@@ -356,7 +361,6 @@ def run(argv: list[str] | None = None) -> int:
     guard_closed_streams()
     install_full_stdout()
     command = typer.main.get_command(app)
-    args = hoist_global_options(args, command)
     try:
         result = command.main(args=args, prog_name=PROG, standalone_mode=False)
     except BaseException as exc:

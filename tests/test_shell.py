@@ -276,6 +276,15 @@ def test_keys_of_the_store_on_the_command_line_complete_filtered_by_prefix(shell
 
 
 @pytest.mark.parametrize("shell", SHELLS)
+def test_keys_of_the_store_named_after_the_command_complete(shell: str, local_store: Path) -> None:
+    proc, found, _ = complete(shell, ["get", "-s", str(local_store), "data/"])
+    assert proc.returncode == 0, proc.stderr.decode()
+    assert found == ["data/a.json", "data/b.json"]
+    _, found, _ = complete(shell, ["keys", "--store", str(local_store), "--prefix", "zz/"])
+    assert found == ["zz/deep/c.txt"]
+
+
+@pytest.mark.parametrize("shell", SHELLS)
 def test_keys_of_the_store_in_the_environment_complete(shell: str, local_store: Path) -> None:
     _, found, _ = complete(shell, ["checksum", ""], env={"ANYSTORE_URI": str(local_store)})
     assert sorted(found) == sorted(KEYS)
