@@ -277,7 +277,10 @@ def _command_page(name: str, command: Any, ctx: Any) -> str:
         lines += [".PP", _roff_text(paragraph)]
     lines += [
         ".PP",
-        _roff_text(f"The global options (--store, --config, -b, --readonly, ...) are described in {PROG}(1)."),
+        _roff_text(
+            f"The global options (--store, --config, -b, --readonly, -q, -v, --debug) go before or after "
+            f"the command and are described in {PROG}(1)."
+        ),
     ]
     lines += _records("ARGUMENTS", _help_records(command, ctx, arguments=True))
     lines += _records("OPTIONS", _help_records(command, ctx, arguments=False))
