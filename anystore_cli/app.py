@@ -2,7 +2,7 @@
 
 Command modules (`anystore_cli.commands.*`) are imported only when their command runs, so a
 `get` never pays for `load` or `mirror`. Every error leaves through `EXIT_STATUS`, the one
-table mapping exception types to exit statuses (see ../shared/CLI.md).
+table mapping exception types to exit statuses (docs/exit-status.md lists them).
 """
 
 from __future__ import annotations
@@ -182,7 +182,7 @@ class LazyGroup(TyperGroup):
     _built: dict[str, Any] = {}
 
     def list_commands(self, ctx: Any) -> list[str]:
-        """All command names, in the order of CLI.md."""
+        """All command names, in the order of the command reference."""
         return list(COMMANDS)
 
     def get_command(self, ctx: Any, cmd_name: str) -> Any:
@@ -200,9 +200,15 @@ class LazyGroup(TyperGroup):
                 command = typer.main.get_command_from_info(
                     info, pretty_exceptions_short=True, rich_markup_mode=module.app.rich_markup_mode
                 )
+                _note_clashes(command, option_table(self))
                 self._built[cmd_name] = command
                 return command
         return None  # pragma: no cover - COMMANDS names a command its module lacks
+
+    def parse_args(self, ctx: Any, args: list[str]) -> list[str]:
+        """Parse the global options, wherever they were given (see `hoist_global_options`);
+        shell completion parses through here too, so `get -s STORE <Tab>` lists STORE's keys."""
+        return super().parse_args(ctx, hoist_global_options(args, self))
 
     def invoke(self, ctx: Any) -> Any:
         """Run the command; map any error to its exit status with one line on stderr."""
@@ -220,6 +226,20 @@ class LazyGroup(TyperGroup):
             raise typer.Exit(report(exc, getattr(state, "names", None))) from None
 
 
+def _note_clashes(command: Any, globals_: dict[str, bool]) -> None:
+    """Say in a command's help which of its options are spelled as a global option: after the
+    command name that spelling is the command's own (see `hoist_global_options`)."""
+    clashes = [
+        spelling for spelling in option_table(command) if spelling in globals_ and spelling not in ("-h", "--help")
+    ]
+    if clashes:
+        names = ", ".join(clashes)
+        command.help = (
+            f"{command.help or ''}\n\nAfter `{command.name}`, {names} is this command's own option: "
+            "give the global option of that name before the command."
+        )
+
+
 def _version_callback(value: bool) -> None:
     if value:
         sys.stdout.write(f"{__version__}\n")
@@ -230,7 +250,10 @@ app = typer.Typer(
     name=PROG,
     cls=LazyGroup,
     help="Script key-value stores from the shell: local folders, S3 and fsspec, zip, Redis and SQL.\n\n"
-    "Values are bytes: what goes in with `put` comes out of `get` byte for byte.",
+    "Values are bytes: what goes in with `put` comes out of `get` byte for byte.\n\n"
+    "The options below are global: give them before or after the command (`anystore keys -s STORE`), "
+    "never after `--`. After the command, an option of the command spelled like a global one is the "
+    "command's.",
     epilog="\b\nExample: anystore -s s3://bucket/prefix get data.json > data.json\n\n"
     "Exit status: 0 done, 1 no (missing key, exists, checksum differs), 2 usage, 3 store failed, 130 interrupted.",
     no_args_is_help=True,
@@ -358,6 +381,117 @@ def run(argv: list[str] | None = None) -> int:
     return result if isinstance(result, int) else EXIT_OK
 
 
+PASSTHROUGH_ARGUMENTS: dict[str, int] = {"lock": 1}
+"""Commands whose arguments after the first N are another program's command line (`lock NAME
+COMMAND...`): nothing from there on is taken as a global option, `--` or not."""
+
+
+def option_table(command: Any) -> dict[str, bool]:
+    """Every spelling of `command`'s options (its help option included) -> whether it takes a value."""
+    table: dict[str, bool] = {}
+    for param in command.params:
+        if param.param_type_name != "option":
+            continue
+        takes_value = not (param.is_flag or param.count)
+        for spelling in (*param.opts, *param.secondary_opts):
+            table[spelling] = takes_value
+    for spelling in command.context_settings.get("help_option_names", ("--help",)):
+        table.setdefault(spelling, False)
+    table.setdefault("--help", False)
+    return table
+
+
+def _spelling(token: str) -> tuple[str, bool]:
+    """The option name a token starts with, and whether the token carries its value (`--x=v`, `-xv`)."""
+    if token.startswith("--"):
+        name, equals, _value = token.partition("=")
+        return name, bool(equals)
+    return token[:2], len(token) > 2
+
+
+def _is_option(token: str) -> bool:
+    return token.startswith("-") and len(token) > 1
+
+
+def _command_index(args: list[str], globals_: dict[str, bool]) -> int | None:
+    """Where the command name is in `args`: the first word that is no global option or its value."""
+    index = 0
+    while index < len(args):
+        token = args[index]
+        if token == "--":
+            return None
+        if not _is_option(token):
+            return index
+        name, attached = _spelling(token)
+        index += 2 if globals_.get(name) and not attached else 1
+    return None
+
+
+def hoist_global_options(args: list[str], group: Any) -> list[str]:
+    """`args` with the global options given after the command moved before it, where click reads them.
+
+    Users give flags anywhere, as rclone and aws take them (`anystore keys -s STORE`, `anystore
+    mirror -i A -o B -v`). After the command name each word is read with the command's own
+    options first: an option of the command stays (with its value, even one that looks like a
+    flag: `keys --prefix -v`), so where a command has an option spelled as a global one (a clash)
+    the command's wins. A global option moves with its value. Nothing after `--` moves, nor
+    anything from the program's command line of `lock NAME COMMAND...`.
+    """
+    globals_ = option_table(group)
+    index = _command_index(args, globals_)
+    if index is None:
+        return args
+    name = args[index]
+    command = group.get_command(None, name) if name in COMMANDS else None
+    if command is None:
+        return args
+    own = option_table(command)
+    passthrough_after = PASSTHROUGH_ARGUMENTS.get(name)
+    hoisted: list[str] = []
+    kept: list[str] = []
+    positionals = 0
+    rest = iter(args[index + 1 :])
+    for token in rest:
+        if token == "--":
+            kept += [token, *rest]
+            break
+        if not _is_option(token):
+            positionals += 1
+            if passthrough_after is not None and positionals > passthrough_after:
+                kept += [token, *rest]
+                break
+            kept.append(token)
+            continue
+        spelling, attached = _spelling(token)
+        if spelling in own:
+            target = kept
+            takes_value = own[spelling]
+        elif spelling in globals_:
+            target = hoisted
+            takes_value = globals_[spelling]
+            if attached and not takes_value and not _only_global_flags(token, globals_, own):
+                target = kept  # `-vx`: not all global flags; the parser names what is wrong
+        else:
+            kept.append(token)
+            continue
+        target.append(token)
+        if takes_value and not attached:
+            value = next(rest, None)
+            if value is not None:
+                target.append(value)
+    if not hoisted:
+        return args
+    return [*args[:index], *hoisted, name, *kept]
+
+
+def _only_global_flags(token: str, globals_: dict[str, bool], own: dict[str, bool]) -> bool:
+    """`-vq`: bundled short flags that are all global flags and none the command's own."""
+    if token.startswith("--"):
+        return False
+    flags = [f"-{char}" for char in token[1:]]
+    return all(globals_.get(flag) is False and flag not in own for flag in flags)
+
+
 def _terminated(signum: int, _frame: Any) -> None:
     raise SystemExit(128 + signum)
 
@@ -380,11 +514,33 @@ def _usage_error(exc: Any) -> int:
         return EXIT_USAGE
     ctx = getattr(exc, "ctx", None)
     hint = f" (see '{ctx.command_path} --help')" if ctx is not None else ""
+    option = getattr(exc, "option_name", None)
+    if type(exc).__name__ == "NoSuchOption" and option and ctx is not None:
+        hint = _where_option_goes(option, ctx) or hint
     from anystore_cli.core.uri import mask_uri
 
     text = mask_uri(" ".join(str(exc.format_message()).split()))
     sys.stderr.write(f"{PROG}: error: {text}{hint}\n")
     return EXIT_USAGE
+
+
+def _where_option_goes(option: str, ctx: Any) -> str | None:
+    """A hint for an option given where it is not understood: the commands it belongs to, or,
+    inside `lock`'s COMMAND, that COMMAND goes after `--`."""
+    command = ctx.command
+    group = ctx.find_root().command
+    if command is not group and command.name in PASSTHROUGH_ARGUMENTS:
+        return (
+            f" (the program {PROG} {command.name} runs and its options go after `--`: see '{ctx.command_path} --help')"
+        )
+    if option in option_table(group):
+        return None
+    owners = [name for name in COMMANDS if option in option_table(group.get_command(ctx, name))]
+    if not owners:
+        return None
+    listed = ", ".join(f"`{PROG} {name}`" for name in owners)
+    where = "after the command" if command is group else "with one of those commands"
+    return f" ({option} is an option of {listed}: give it {where})"
 
 
 def main() -> None:

@@ -1,13 +1,15 @@
-"""Generate the shell completion scripts (completions/) and the man pages (man/) from the app.
+"""Generate the shell completion scripts (completions/), the man pages (man/) and the command
+reference (docs/commands/) from the app.
 
 Everything comes from the command tree the `anystore` command itself runs: the help text,
 options, defaults, environment variables and examples of each command, and the completion
 scripts that call back into `anystore` through the completion protocol (so commands, options,
-option values and keys are always those of the installed version). A test regenerates both
-folders and fails when the committed files differ.
+option values and keys are always those of the installed version). The man pages and the
+Markdown pages are rendered from the same records (`_help_records`, `_split_epilog`), so they
+cannot disagree. A test regenerates the folders and fails when the committed files differ.
 
 Usage:
-    python -m anystore_cli.docgen            # rewrite completions/ and man/ in the repository
+    python -m anystore_cli.docgen            # rewrite completions/, man/ and docs/commands/
     python -m anystore_cli.docgen -o DIR     # write them under DIR instead
     python -m anystore_cli.docgen --check    # exit 1 if the committed files are out of date
 """
@@ -33,7 +35,7 @@ EXIT_STATUSES: tuple[tuple[int, str], ...] = (
     (
         1,
         "the answer is no: the key does not exist (get, pop, info, checksum, stream, rm without -f, exists), "
-        "it already exists (--no-clobber), the digest differs (--check)",
+        "it already exists (--no-clobber), a digest differs (checksum --check or -c)",
     ),
     (
         2,
@@ -47,7 +49,7 @@ EXIT_STATUSES: tuple[tuple[int, str], ...] = (
     ),
     (130, "interrupted"),
 )
-"""The exit-status table of the CLI contract (CLI.md), shown in every man page."""
+"""The exit-status table (docs/exit-status.md says more), shown in every man page and docs page."""
 
 ENVIRONMENT: tuple[tuple[str, str], ...] = (
     ("ANYSTORE_URI", "The store base URI, as --store (which wins over it)."),
@@ -275,7 +277,10 @@ def _command_page(name: str, command: Any, ctx: Any) -> str:
         lines += [".PP", _roff_text(paragraph)]
     lines += [
         ".PP",
-        _roff_text(f"The global options (--store, --config, -b, --readonly, ...) are described in {PROG}(1)."),
+        _roff_text(
+            f"The global options (--store, --config, -b, --readonly, -q, -v, --debug) go before or after "
+            f"the command and are described in {PROG}(1)."
+        ),
     ]
     lines += _records("ARGUMENTS", _help_records(command, ctx, arguments=True))
     lines += _records("OPTIONS", _help_records(command, ctx, arguments=False))
@@ -302,12 +307,126 @@ def man_pages() -> dict[str, str]:
     return pages
 
 
+# --- Markdown reference (docs/commands/) ---------------------------------------------------
+
+DOCS_NOTE = f"<!-- generated from the app by `{GENERATED_BY}`: edit the help text in the code, not this file -->"
+
+
+def md_escape(text: str) -> str:
+    """Text for a Markdown paragraph, list item or table cell: outside code spans, the characters
+    Markdown would take as markup (backslash, `<`, `>`, `|`, `*`, `_`, brackets) are escaped."""
+    parts = re.split(r"(`[^`]*`)", text)
+    for index in range(0, len(parts), 2):
+        parts[index] = re.sub(r"([\\<>|*_\[\]])", r"\\\1", parts[index])
+    return "".join(parts)
+
+
+def _md_paragraph(text: str) -> str:
+    return md_escape(" ".join(text.split()))
+
+
+def _md_records(title: str, records: Iterable[tuple[str, str]]) -> list[str]:
+    lines = [f"- `{term}`: {_md_paragraph(text)}" if text else f"- `{term}`" for term, text in records]
+    return [f"## {title}", "", *lines, ""] if lines else []
+
+
+def _md_examples(examples: list[str]) -> list[str]:
+    if not examples:
+        return []
+    title = "Example" if len(examples) == 1 else "Examples"
+    return [f"## {title}", "", "```bash", *examples, "```", ""]
+
+
+def _md_exit_status() -> list[str]:
+    lines = ["## Exit status", "", "| status | meaning |", "|---|---|"]
+    lines += [f"| {code} | {_md_paragraph(meaning)} |" for code, meaning in EXIT_STATUSES]
+    return [*lines, ""]
+
+
+def _md_command_page(name: str, command: Any, ctx: Any) -> str:
+    help_paragraphs = _paragraphs(command.help)
+    examples, extra = _split_epilog(command.epilog)
+    summary = command.get_short_help_str(limit=200)
+    arguments = " ".join(_argument_metavar(p) for p in command.params if p.param_type_name == "argument")
+    lines = [
+        f"# {PROG} {name}",
+        "",
+        DOCS_NOTE,
+        "",
+        _md_paragraph(summary),
+        "",
+        "```",
+    ]
+    lines += [f"{PROG} [GLOBAL OPTIONS] {name} [OPTIONS] {arguments}".rstrip(), "```", ""]
+    for paragraph in (help_paragraphs[1:] if help_paragraphs else []) + extra:
+        lines += [_md_paragraph(paragraph), ""]
+    lines += _md_records("Arguments", _help_records(command, ctx, arguments=True))
+    lines += _md_records("Options", _help_records(command, ctx, arguments=False))
+    lines += [
+        "The global options (`--store`, `--config`, `-b`, `--readonly`, `-q`, `-v`, `--debug`) go before or "
+        "after the command: see [the global options](index.md#global-options).",
+        "",
+    ]
+    lines += _md_examples(examples)
+    lines += _md_exit_status()
+    lines += [f"See also: [all commands](index.md), `man {PROG}-{name}`.", ""]
+    return "\n".join(lines)
+
+
+def _md_main_page(group: Any, ctx: Any, commands: list[tuple[str, Any]]) -> str:
+    help_paragraphs = _paragraphs(group.help)
+    examples, extra = _split_epilog(group.epilog)
+    lines = [f"# {PROG}: command reference", "", DOCS_NOTE, ""]
+    for paragraph in help_paragraphs + extra:
+        lines += [_md_paragraph(paragraph), ""]
+    lines += ["```", f"{PROG} [GLOBAL OPTIONS] COMMAND [OPTIONS] [ARGS]...", "```", ""]
+    lines += ["## Commands", "", "| command | does |", "|---|---|"]
+    lines += [
+        f"| [`{name}`]({name}.md) | {_md_paragraph(command.get_short_help_str(limit=200))} |"
+        for name, command in commands
+    ]
+    lines += [""]
+    lines += _md_records("Global options", _help_records(group, ctx, arguments=False))
+    lines += ["## Store URIs", "", _md_paragraph(STORE_URIS), ""]
+    lines += ["## Environment", "", *(f"- `{name}`: {_md_paragraph(text)}" for name, text in ENVIRONMENT), ""]
+    lines += ["## Shell completion", "", _md_paragraph(COMPLETION_HELP), ""]
+    lines += _md_examples(examples)
+    lines += _md_exit_status()
+    return "\n".join(lines)
+
+
+def _command_tree() -> tuple[Any, Any, list[tuple[str, Any, Any]]]:
+    """The group, its context, and (name, command, context) of every command."""
+    import typer._click as click
+    from typer.main import get_command
+
+    from anystore_cli.app import app
+
+    group = get_command(app)
+    ctx = click.Context(group, info_name=PROG, **group.context_settings)
+    commands = []
+    for name in group.list_commands(ctx):
+        command = group.get_command(ctx, name)
+        commands.append((name, command, click.Context(command, info_name=name, parent=ctx)))
+    return group, ctx, commands
+
+
+def docs_pages() -> dict[str, str]:
+    """The Markdown command reference, by path relative to the repository: `docs/commands/index.md`
+    (global options, the list of commands) and `docs/commands/<command>.md`."""
+    group, ctx, commands = _command_tree()
+    pages = {"docs/commands/index.md": _md_main_page(group, ctx, [(name, cmd) for name, cmd, _ in commands])}
+    for name, command, sub in commands:
+        pages[f"docs/commands/{name}.md"] = _md_command_page(name, command, sub)
+    return pages
+
+
 # --- writing and checking ----------------------------------------------------------------
 
 
 def generated_files() -> dict[str, str]:
     """Every generated file, by path relative to the repository root."""
-    return {**completion_scripts(), **man_pages()}
+    return {**completion_scripts(), **man_pages(), **docs_pages()}
 
 
 def write(root: Path) -> list[Path]:

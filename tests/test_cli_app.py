@@ -284,3 +284,97 @@ def test_second_backend_errors_name_key_and_store(store_factory):
     store = make_cli_store(store_factory, "sqlite")
     proc = store("get", "some/key")
     assert_one_line_error(proc, 1, "some/key", "sqlite")
+
+
+# --- global options after the command ------------------------------------------------------
+
+
+def test_store_option_after_the_command_names_the_store(tmp_path):
+    store = str(tmp_path / "store")
+    assert run_cli("put", "k", "v", "-s", store, cwd=tmp_path).returncode == 0
+    assert (tmp_path / "store" / "k").read_bytes() == b"v"
+    assert not (tmp_path / ".anystore").exists()
+    proc = run_cli("keys", "-s", store, cwd=tmp_path)
+    assert (proc.returncode, proc.stdout) == (0, b"k\n"), stderr_text(proc)
+    proc = run_cli("get", "k", "--store", store, cwd=tmp_path)
+    assert (proc.returncode, proc.stdout) == (0, b"v"), stderr_text(proc)
+    proc = run_cli("get", "k", f"--store={store}", cwd=tmp_path)
+    assert (proc.returncode, proc.stdout) == (0, b"v"), stderr_text(proc)
+
+
+def test_readonly_and_backend_config_after_the_command_apply(tmp_path):
+    store = str(tmp_path / "store")
+    proc = run_cli("put", "k", "v", "--store", store, "--readonly", cwd=tmp_path)
+    assert_one_line_error(proc, 3, "k")
+    assert not (tmp_path / "store" / "k").exists()
+    proc = run_cli("get", "k", "--store", store, "-b", "bogus_option=1", cwd=tmp_path)
+    assert_one_line_error(proc, 2, "bogus_option")
+
+
+def test_verbose_after_the_command_is_verbose(tmp_path):
+    source, target = str(tmp_path / "a"), str(tmp_path / "b")
+    assert run_cli("-s", source, "put", "k", "v").returncode == 0
+    proc = run_cli("mirror", "-i", source, "-o", target, "-v")
+    assert proc.returncode == 0, stderr_text(proc)
+    assert "k" in [line.split()[-1] for line in stderr_text(proc).splitlines() if line.strip()]
+    assert (tmp_path / "b" / "k").read_bytes() == b"v"
+
+
+def test_a_value_that_looks_like_a_flag_belongs_to_its_option(tmp_path):
+    store = str(tmp_path / "store")
+    assert run_cli("-s", store, "put", "--", "-v/x", "1").returncode == 0
+    assert run_cli("-s", store, "put", "other", "2").returncode == 0
+    proc = run_cli("keys", "--prefix", "-v", "-s", store)
+    assert (proc.returncode, proc.stdout, proc.stderr) == (0, b"-v/x\n", b"")
+
+
+def test_nothing_after_double_dash_moves(tmp_path):
+    store = str(tmp_path / "store")
+    proc = run_cli("put", "k", "-s", store, "--", "-v")
+    assert proc.returncode == 0, stderr_text(proc)
+    assert (tmp_path / "store" / "k").read_bytes() == b"-v"
+    proc = run_cli(
+        "lock", "job", "-s", store, "--", sys.executable, "-c", "import sys; print(sys.argv[1:])", "-v", "-s", "x"
+    )
+    assert proc.returncode == 0, stderr_text(proc)
+    assert proc.stdout.decode().strip() == "['-v', '-s', 'x']"
+    assert proc.stderr == b""
+
+
+def test_lock_command_without_double_dash_keeps_its_flags_and_says_where_they_go(tmp_path):
+    store = str(tmp_path / "store")
+    proc = run_cli("lock", "job", "-s", store, "echo", "-v")
+    assert_one_line_error(proc, 2, "-v", "after `--`")
+
+
+def test_command_option_before_the_command_says_where_it_goes(tmp_path):
+    proc = run_cli("-s", str(tmp_path / "s"), "--prefix", "x", "keys")
+    assert_one_line_error(proc, 2, "--prefix", "`anystore keys`", "after the command")
+
+
+def test_help_says_global_options_go_before_or_after_the_command():
+    out = run_cli("--help").stdout.decode()
+    assert "before or after the command" in " ".join(out.split())
+
+
+def test_a_command_option_spelled_like_a_global_one_stays_with_the_command():
+    import click
+    import typer.main
+
+    from anystore_cli.app import app, hoist_global_options
+
+    group = typer.main.get_command(app)
+    command = click.Command("get", params=[click.Option(["-v", "--version-id"]), click.Option(["-q"], is_flag=True)])
+    group._built["get"] = command
+    try:
+        moved = hoist_global_options(["get", "k", "-v", "7", "-q", "-s", "S", "--verbose"], group)
+    finally:
+        del group._built["get"]
+    assert moved == ["-s", "S", "--verbose", "get", "k", "-v", "7", "-q"]
+
+
+@pytest.mark.parametrize("command", ["keys", "rm", "dump", "mirror", "check"])
+def test_glob_help_says_star_stays_in_one_segment(command):
+    out = " ".join(run_cli(command, "--help").stdout.decode().split())
+    assert "`*` and `?` stay within one /-separated segment, `**` crosses them" in out
+    assert "`**/*.json`" in out

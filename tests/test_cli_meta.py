@@ -93,12 +93,12 @@ def test_keys_long_on_a_terminal_is_a_table_without_color_under_no_color(local_s
     assert "\x1b[3" not in drawn  # no colour codes
 
 
-def test_checksum_one_key_prints_bare_digest(cli_store: CliStore):
+def test_checksum_one_key_prints_digest_and_key_or_bare_digest(cli_store: CliStore):
     data = b"some \x00 bytes"
     cli_store.put("k", data)
-    assert cli_store.ok("checksum", "k") == hashlib.sha1(data).hexdigest().encode() + b"\n"
-    assert cli_store.ok("checksum", "k", "-a", "sha256") == hashlib.sha256(data).hexdigest().encode() + b"\n"
-    assert cli_store.ok("checksum", "k", "-a", "md5") == hashlib.md5(data).hexdigest().encode() + b"\n"
+    assert cli_store.ok("checksum", "k") == hashlib.sha1(data).hexdigest().encode() + b"  k\n"
+    assert cli_store.ok("checksum", "k", "-a", "sha256", "--bare") == hashlib.sha256(data).hexdigest().encode() + b"\n"
+    assert cli_store.ok("checksum", "k", "-a", "md5") == hashlib.md5(data).hexdigest().encode() + b"  k\n"
 
 
 def test_checksum_several_keys_prints_like_sha1sum(cli_store: CliStore, tmp_path):
@@ -161,3 +161,65 @@ def test_settings_shows_store_from_environment(tmp_path):
 @pytest.mark.parametrize("command", ["info", "checksum"])
 def test_reading_metadata_of_invalid_key_exits_2(cli_store: CliStore, command):
     assert_one_line_error(cli_store(command, "../x"), 2, "../x")
+
+
+# --- checksum as sha256sum: many keys, escapes, -c ----------------------------------------
+
+
+def _store_folder(store: CliStore):
+    return store.tmp_path / store.uri.rsplit("/", 1)[-1]
+
+
+def test_checksum_goes_on_past_a_missing_key_and_exits_1(cli_store: CliStore):
+    cli_store.put("a", b"A")
+    cli_store.put("c", b"C")
+    proc = cli_store("checksum", "a", "gone", "c")
+    sha = lambda data: hashlib.sha1(data).hexdigest()  # noqa: E731
+    assert proc.stdout.decode() == f"{sha(b'A')}  a\n{sha(b'C')}  c\n"
+    assert_one_line_error(proc, 1, "`gone`")
+
+
+def test_checksum_escapes_newline_and_backslash_in_keys_as_sha1sum(local_store: CliStore):
+    keys = ["plain", "new\nline", "back\\slash"]
+    for key in keys:
+        local_store.ok("put", "--", key, key.upper())
+    out = local_store.ok("checksum", *keys)
+    native = subprocess.run(["sha1sum", *keys], cwd=_store_folder(local_store), capture_output=True, check=True)
+    assert out == native.stdout
+    assert out.count(b"\n") == 3 and out.splitlines()[1].startswith(b"\\")
+
+
+def test_checksum_check_file_prints_ok_and_failed_and_exits_1(local_store: CliStore, tmp_path):
+    keys = ["a", "sub/b c", "new\nline", "back\\slash"]
+    for key in keys:
+        local_store.ok("put", "--", key, key)
+    sums = tmp_path / "SUMS"
+    sums.write_bytes(local_store.ok("checksum", *keys))
+    native = subprocess.run(["sha1sum", "-c", str(sums)], cwd=_store_folder(local_store), capture_output=True)
+    proc = local_store("checksum", "-c", str(sums))
+    assert (proc.returncode, proc.stdout, proc.stderr) == (0, native.stdout, b"")
+    assert proc.stdout.splitlines()[0] == b"a: OK"
+    local_store.ok("put", "sub/b c", "changed")
+    proc = local_store("checksum", "-c", str(sums))
+    assert proc.stdout.splitlines()[:2] == [b"a: OK", b"sub/b c: FAILED"]
+    assert_one_line_error(proc, 1, "1 of 4", "did NOT match")
+    quiet = local_store("-q", "checksum", "-c", str(sums))
+    assert (quiet.returncode, quiet.stdout) == (1, b"sub/b c: FAILED\n")
+
+
+def test_checksum_check_file_reports_a_missing_key_as_sha1sum(local_store: CliStore):
+    local_store.put("a", b"A")
+    listing = f"{hashlib.sha1(b'A').hexdigest()}  a\n{hashlib.sha1(b'B').hexdigest()}  gone\n"
+    proc = local_store("checksum", "-c", "-", input=listing.encode())
+    assert proc.stdout == b"a: OK\ngone: FAILED open or read\n"
+    assert_one_line_error(proc, 1, "`gone`", local_store.uri)
+
+
+def test_checksum_check_file_refuses_a_line_that_is_no_checksum_line(local_store: CliStore):
+    local_store.put("a", b"A")
+    proc = local_store("checksum", "-c", "-", input=b"not a checksum line\n")
+    assert_one_line_error(proc, 2, "line 1")
+    sha256 = hashlib.sha256(b"A").hexdigest()
+    proc = local_store("checksum", "-c", "-", input=f"{sha256}  a\n".encode())
+    assert_one_line_error(proc, 2, "line 1", "sha1")
+    assert local_store.ok("checksum", "-a", "sha256", "-c", "-", input=f"{sha256}  a\n".encode()) == b"a: OK\n"

@@ -302,3 +302,50 @@ def test_touch_with_ttl_expires(store_factory):
     assert store.get("beat") == stamp
     time.sleep(2.2)
     assert store("exists", "beat").returncode == 1
+
+
+# --- get of several keys, as cat -----------------------------------------------------------
+
+
+def test_get_several_keys_prints_their_bytes_one_after_the_other(cli_store: CliStore):
+    cli_store.put("a", BINARY)
+    cli_store.put("b", b"second\n")
+    proc = cli_store("get", "a", "b", "a")
+    assert (proc.returncode, proc.stdout, proc.stderr) == (0, BINARY + b"second\n" + BINARY, b"")
+
+
+def test_get_several_keys_reports_a_missing_one_goes_on_and_exits_1(local_store: CliStore):
+    local_store.put("a", b"A")
+    local_store.put("c", b"C")
+    proc = local_store("get", "a", "gone", "c")
+    assert proc.stdout == b"AC"
+    assert_one_line_error(proc, 1, "`gone`", local_store.uri)
+
+
+def test_get_several_keys_missing_ok_skips_a_missing_one(local_store: CliStore):
+    local_store.put("a", b"A")
+    proc = local_store("get", "gone", "a", "--missing-ok")
+    assert (proc.returncode, proc.stdout, proc.stderr) == (0, b"A", b"")
+
+
+def test_get_several_keys_to_output_concatenates_them(local_store: CliStore, tmp_path):
+    local_store.put("a", b"A\x00")
+    local_store.put("b", b"B")
+    out = tmp_path / "out.bin"
+    out.write_bytes(b"old")
+    proc = local_store("get", "a", "b", "-o", str(out))
+    assert (proc.returncode, proc.stdout) == (0, b""), stderr_text(proc)
+    assert out.read_bytes() == b"A\x00B"
+
+
+def test_get_several_keys_json_mode_prints_a_line_each(local_store: CliStore):
+    local_store.put("a", b'{"x": 1}')
+    local_store.put("b", b"[1, 2]")
+    assert local_store.ok("get", "a", "b", "--mode", "json") == b'{"x":1}\n[1,2]\n'
+
+
+def test_keys_piped_to_xargs_get_prints_every_value(local_store: CliStore):
+    for key in ("d/1.json", "d/2.json", "d/3.json"):
+        local_store.put(key, key.encode() + b";")
+    proc = local_store.shell("$ANYSTORE keys --glob 'd/*.json' --sort | xargs $ANYSTORE get")
+    assert (proc.returncode, proc.stdout) == (0, b"d/1.json;d/2.json;d/3.json;"), stderr_text(proc)

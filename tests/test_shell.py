@@ -48,7 +48,8 @@ def test_generated_completions_and_man_pages_match_the_committed_files(tmp_path:
 
 def test_no_stale_generated_files_are_committed() -> None:
     expected = set(docgen.generated_files())
-    present = {str(p.relative_to(REPO)) for folder in ("completions", "man") for p in (REPO / folder).iterdir()}
+    folders = ("completions", "man", "docs/commands")
+    present = {str(p.relative_to(REPO)) for folder in folders for p in (REPO / folder).iterdir()}
     assert present == expected
 
 
@@ -275,6 +276,15 @@ def test_keys_of_the_store_on_the_command_line_complete_filtered_by_prefix(shell
 
 
 @pytest.mark.parametrize("shell", SHELLS)
+def test_keys_of_the_store_named_after_the_command_complete(shell: str, local_store: Path) -> None:
+    proc, found, _ = complete(shell, ["get", "-s", str(local_store), "data/"])
+    assert proc.returncode == 0, proc.stderr.decode()
+    assert found == ["data/a.json", "data/b.json"]
+    _, found, _ = complete(shell, ["keys", "--store", str(local_store), "--prefix", "zz/"])
+    assert found == ["zz/deep/c.txt"]
+
+
+@pytest.mark.parametrize("shell", SHELLS)
 def test_keys_of_the_store_in_the_environment_complete(shell: str, local_store: Path) -> None:
     _, found, _ = complete(shell, ["checksum", ""], env={"ANYSTORE_URI": str(local_store)})
     assert sorted(found) == sorted(KEYS)
@@ -444,3 +454,87 @@ def test_fish_script_completes_keys_in_fish(local_store: Path) -> None:
     proc = subprocess.run(["fish", "--no-config", "-c", program], capture_output=True, env=_shell_env(), timeout=30)
     assert proc.returncode == 0, proc.stderr.decode()
     assert [line.split("\t")[0] for line in proc.stdout.decode().splitlines()] == ["data/a.json", "data/b.json"]
+
+
+# ---- the documented bash install, in an interactive bash (tmux) --------------------------------
+
+BASH_COMPLETION = Path("/usr/share/bash-completion/bash_completion")
+
+
+def _documented_bash_blocks() -> list[str]:
+    """The shell blocks of the `## bash` section of docs/completion.md, in order."""
+    text = (REPO / "docs" / "completion.md").read_text()
+    section = text.split("\n## bash\n", 1)[1].split("\n## ", 1)[0]
+    assert "`bash-completion` package" in section
+    assert "apt install bash-completion" in section
+    return re.findall(r"```bash\n(.*?)\n```", section, re.S)
+
+
+class _TmuxBash:
+    """An interactive bash in a tmux pane, started as a user's login would: its ~/.bashrc read."""
+
+    def __init__(self, home: Path) -> None:
+        self.name = f"h7bash{os.getpid()}{time.monotonic_ns()}"
+        path = f"{Path(anystore_bin()).parent}:/usr/bin:/bin"
+        command = f"env -i HOME={home} PATH={path} TERM=xterm LANG=C.UTF-8 bash -i"
+        subprocess.run(
+            ["tmux", "new-session", "-d", "-s", self.name, "-x", "200", "-y", "20", "-c", str(home), command],
+            check=True,
+            env={k: v for k, v in os.environ.items() if k != "TMUX"},
+        )
+        self.type("PS1='$ '; clear; echo READY\n")
+        self.wait_for("READY\n$")
+
+    def type(self, text: str, *keys: str) -> None:
+        subprocess.run(["tmux", "send-keys", "-t", self.name, "-l", text], check=True)
+        for key in keys:
+            subprocess.run(["tmux", "send-keys", "-t", self.name, key], check=True)
+
+    def screen(self) -> str:
+        done = subprocess.run(["tmux", "capture-pane", "-p", "-t", self.name], capture_output=True, check=True)
+        return done.stdout.decode()
+
+    def wait_for(self, text: str, timeout: float = 20) -> str:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            screen = self.screen()
+            if text in screen:
+                return screen
+            time.sleep(0.1)
+        raise AssertionError(f"{text!r} not on the screen:\n{self.screen()}")
+
+    def close(self) -> None:
+        subprocess.run(["tmux", "kill-session", "-t", self.name], capture_output=True)
+
+
+def _install_and_complete(tmp_path: Path, block: str, bashrc: str, local_store: Path) -> None:
+    home = tmp_path / "home"
+    home.mkdir()
+    (home / ".bashrc").write_text(bashrc)
+    env = {"HOME": str(home), "PATH": _shell_env()["PATH"]}
+    done = subprocess.run(["bash", "-e", "-c", block], cwd=REPO, env=env, capture_output=True, timeout=30)
+    assert done.returncode == 0, done.stderr.decode()
+    shell = _TmuxBash(home)
+    try:
+        shell.type("anystore ge", "Tab")
+        shell.wait_for("$ anystore get")
+        shell.type("", "C-u")
+        shell.type(f"anystore -s {local_store} get zz/d", "Tab")
+        shell.wait_for("zz/deep/c.txt")
+    finally:
+        shell.close()
+
+
+@pytest.mark.skipif(shutil.which("tmux") is None, reason="tmux is not installed")
+@pytest.mark.skipif(not BASH_COMPLETION.is_file(), reason="the bash-completion package is not installed")
+def test_documented_bash_install_with_the_bash_completion_package_completes(tmp_path: Path, local_store: Path) -> None:
+    block = _documented_bash_blocks()[0]
+    assert "~/.local/share/bash-completion/completions/anystore" in block
+    _install_and_complete(tmp_path, block, f". {BASH_COMPLETION}\n", local_store)
+
+
+@pytest.mark.skipif(shutil.which("tmux") is None, reason="tmux is not installed")
+def test_documented_bash_install_without_the_package_completes(tmp_path: Path, local_store: Path) -> None:
+    block = _documented_bash_blocks()[1]
+    assert "~/.bashrc" in block
+    _install_and_complete(tmp_path, block, "", local_store)

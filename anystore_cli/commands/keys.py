@@ -27,7 +27,13 @@ ExcludePrefixOption = Annotated[
 ]
 GlobOption = Annotated[
     str | None,
-    typer.Option("--glob", metavar="G", help="Only keys matching the path glob G (`*` one segment, `**` any)."),
+    typer.Option(
+        "--glob",
+        metavar="G",
+        help="Only keys matching the path glob G. `*` and `?` stay within one /-separated segment, "
+        "`**` crosses them: `*.json` finds `a.json`, not `d/a.json` (that is `**/*.json`). "
+        "With --prefix P, G is matched below P (`P/G`).",
+    ),
 ]
 
 INFO_FIELDS = ("key", "name", "store", "uri", "size", "created_at", "updated_at")

@@ -48,7 +48,13 @@ ExcludePrefixOption = Annotated[
 ]
 GlobOption = Annotated[
     str | None,
-    typer.Option("--glob", metavar="G", help="Only keys matching the path glob G (`*` one segment, `**` any)."),
+    typer.Option(
+        "--glob",
+        metavar="G",
+        help="Only keys matching the path glob G. `*` and `?` stay within one /-separated segment, "
+        "`**` crosses them: `*.json` finds `a.json`, not `d/a.json` (that is `**/*.json`). "
+        "With --prefix P, G is matched below P (`P/G`).",
+    ),
 ]
 JobsOption = Annotated[int, typer.Option("-j", "--jobs", metavar="N", min=1, help="Work on N batches/keys at once.")]
 

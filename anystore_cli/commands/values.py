@@ -88,51 +88,88 @@ def _refuse_binary_on_terminal(source: Any, explicit: bool) -> bytes | None:
 BINARY_SNIFF = 64 * 1024
 
 
-@app.command(epilog="\b\nExample: anystore get data/report.pdf -o report.pdf")
+@app.command(
+    epilog="\b\nExample: anystore keys --glob 'logs/*.json' | xargs anystore get > all.json\n\n"
+    "Exit status: 1 when a key is missing (the others are still written), unless --missing-ok."
+)
 def get(
     ctx: typer.Context,
-    key: KeyArgument,
+    keys: Annotated[
+        list[str],
+        typer.Argument(
+            metavar="KEY...",
+            help="One or more keys relative to the store, e.g. `data/a.json`.",
+            autocompletion=complete_key,
+        ),
+    ],
     output: Annotated[
         str | None,
         typer.Option(
             "-o",
             "--output",
             metavar="OUT",
-            help="Write to this path or uri instead of stdout; `-o -` writes binary values to a terminal too.",
+            help="Write to this path or uri instead of stdout (several keys: one after the other, "
+            "as `cat A B > OUT`); `-o -` writes binary values to a terminal too.",
         ),
     ] = None,
     mode: ModeOption = Mode.raw,
-    missing_ok: Annotated[bool, typer.Option("--missing-ok", help="A missing key prints nothing and exits 0.")] = False,
+    missing_ok: Annotated[
+        bool, typer.Option("--missing-ok", help="A missing key prints nothing and is no error (exit 0).")
+    ] = False,
     output_config: OutputConfigOption = None,
 ) -> None:
-    """Read a value: its bytes to stdout (or OUT), streamed."""
+    """Read values: their bytes to stdout (or OUT), one after the other as `cat` prints files, streamed.
+
+    A missing key is reported on stderr and the other keys are still written; the exit status
+    is then 1. With --missing-ok a missing key prints nothing.
+    """
     state = get_state(ctx)
-    key = state.key(key)
+    checked = [state.key(key) for key in keys]
     out_config = split_backend_config(output_config, "'--output-config'")
     store = state.store()
-    with contextlib.ExitStack() as stack:
-        try:
-            with state.reading(key):
-                source = stack.enter_context(store.open(key, "rb"))
-        except DoesNotExist:
-            if missing_ok:
-                return
-            raise
-        head = _refuse_binary_on_terminal(source, explicit=output is not None) if output in (None, "-") else None
-        if mode is Mode.raw:
-            from anystore_cli.console import with_progress
+    missing = 0
+    with contextlib.ExitStack() as outputs:
+        target: Any = None
+        for key in checked:
+            with contextlib.ExitStack() as stack:
+                try:
+                    with state.reading(key):
+                        source = stack.enter_context(store.open(key, "rb"))
+                except DoesNotExist as exc:
+                    if not missing_ok:
+                        _report_and_go_on(exc, state)
+                        missing += 1
+                    continue
+                head = (
+                    _refuse_binary_on_terminal(source, explicit=output is not None) if output in (None, "-") else None
+                )
+                if mode is not Mode.raw:
+                    data = render_value((head or b"") + source.read(), mode, f"key `{key}` in store `{state.label}`")
+                if target is None:  # opened on the first value found: no OUT made for keys that are all missing
+                    target = outputs.enter_context(open_output(output, out_config))
+                if mode is not Mode.raw:
+                    target.write(data)
+                    continue
+                from anystore_cli.console import with_progress
 
-            target = stack.enter_context(open_output(output, out_config))
-            if head is not None:
-                target.write(head)
-            reader, progress = with_progress(source, f"get {key}", quiet=state.quiet)
-            if progress is not None:
-                stack.enter_context(progress)
-            copy_stream(reader, target)
-            return
-        data = render_value((head or b"") + source.read(), mode, f"key `{key}` in store `{state.label}`")
-        target = stack.enter_context(open_output(output, out_config))
-        target.write(data)
+                if head is not None:
+                    target.write(head)
+                reader, progress = with_progress(source, f"get {key}", quiet=state.quiet)
+                if progress is not None:
+                    stack.enter_context(progress)
+                copy_stream(reader, target)
+    if missing:
+        from anystore_cli.app import EXIT_NO
+
+        raise typer.Exit(EXIT_NO)
+
+
+def _report_and_go_on(exc: BaseException, state: Any) -> None:
+    """One error line for a missing key among several, as `cat` reports a missing file and goes on."""
+    from anystore_cli.app import report
+
+    sys.stdout.flush()
+    report(exc, getattr(state, "names", None))
 
 
 @app.command(epilog="\b\nExample: printf 'a\\0b' | anystore put data/blob")
