@@ -378,3 +378,10 @@ def test_glob_help_says_star_stays_in_one_segment(command):
     out = " ".join(run_cli(command, "--help").stdout.decode().split())
     assert "`*` and `?` stay within one /-separated segment, `**` crosses them" in out
     assert "`**/*.json`" in out
+
+
+@pytest.mark.parametrize("argv", [["keys", "-s"], ["get", "k", "--store"]], ids=["short", "long"])
+def test_global_option_after_the_command_without_its_value_is_a_usage_error(tmp_path, argv):
+    proc = run_cli(*argv, cwd=tmp_path)
+    assert_one_line_error(proc, 2, f"'{argv[-1]}' requires an argument")
+    assert not (tmp_path / ".anystore").exists()
