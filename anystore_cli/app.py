@@ -208,7 +208,7 @@ class LazyGroup(TyperGroup):
     def parse_args(self, ctx: Any, args: list[str]) -> list[str]:
         """Parse the global options, wherever they were given (see `hoist_global_options`);
         shell completion parses through here too, so `get -s STORE <Tab>` lists STORE's keys."""
-        return super().parse_args(ctx, hoist_global_options(args, self))
+        return super().parse_args(ctx, hoist_global_options(args, self, strict=not ctx.resilient_parsing))
 
     def invoke(self, ctx: Any) -> Any:
         """Run the command; map any error to its exit status with one line on stderr."""
@@ -427,7 +427,7 @@ def _command_index(args: list[str], globals_: dict[str, bool]) -> int | None:
     return None
 
 
-def hoist_global_options(args: list[str], group: Any) -> list[str]:
+def hoist_global_options(args: list[str], group: Any, strict: bool = False) -> list[str]:
     """`args` with the global options given after the command moved before it, where click reads them.
 
     Users give flags anywhere, as rclone and aws take them (`anystore keys -s STORE`, `anystore
@@ -435,7 +435,8 @@ def hoist_global_options(args: list[str], group: Any) -> list[str]:
     options first: an option of the command stays (with its value, even one that looks like a
     flag: `keys --prefix -v`), so where a command has an option spelled as a global one (a clash)
     the command's wins. A global option moves with its value. Nothing after `--` moves, nor
-    anything from the program's command line of `lock NAME COMMAND...`.
+    anything from the program's command line of `lock NAME COMMAND...`. A global option that
+    takes a value and ends the line stays where it is, or (`strict`) is a usage error.
     """
     globals_ = option_table(group)
     index = _command_index(args, globals_)
@@ -474,11 +475,18 @@ def hoist_global_options(args: list[str], group: Any) -> list[str]:
         else:
             kept.append(token)
             continue
-        target.append(token)
         if takes_value and not attached:
             value = next(rest, None)
-            if value is not None:
-                target.append(value)
+            if value is None:
+                if strict and target is hoisted:
+                    from typer._click.exceptions import BadOptionUsage
+
+                    raise BadOptionUsage(spelling, f"Option '{spelling}' requires an argument.")
+                kept.append(token)
+                continue
+            target += [token, value]
+            continue
+        target.append(token)
     if not hoisted:
         return args
     return [*args[:index], *hoisted, name, *kept]

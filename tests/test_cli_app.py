@@ -373,8 +373,29 @@ def test_a_command_option_spelled_like_a_global_one_stays_with_the_command():
     assert moved == ["-s", "S", "--verbose", "get", "k", "-v", "7", "-q"]
 
 
+def test_a_command_option_spelled_like_a_global_one_is_named_in_its_help():
+    import click
+    import typer.main
+
+    from anystore_cli.app import _note_clashes, app, option_table
+
+    command = click.Command("get", help="Read.", params=[click.Option(["-v", "--version-id"])])
+    _note_clashes(command, option_table(typer.main.get_command(app)))
+    assert "After `get`, -v is this command's own option" in command.help
+    plain = click.Command("put", help="Write.", params=[click.Option(["--ttl"])])
+    _note_clashes(plain, option_table(typer.main.get_command(app)))
+    assert plain.help == "Write."
+
+
 @pytest.mark.parametrize("command", ["keys", "rm", "dump", "mirror", "check"])
 def test_glob_help_says_star_stays_in_one_segment(command):
     out = " ".join(run_cli(command, "--help").stdout.decode().split())
     assert "`*` and `?` stay within one /-separated segment, `**` crosses them" in out
     assert "`**/*.json`" in out
+
+
+@pytest.mark.parametrize("argv", [["keys", "-s"], ["get", "k", "--store"]], ids=["short", "long"])
+def test_global_option_after_the_command_without_its_value_is_a_usage_error(tmp_path, argv):
+    proc = run_cli(*argv, cwd=tmp_path)
+    assert_one_line_error(proc, 2, f"'{argv[-1]}' requires an argument")
+    assert not (tmp_path / ".anystore").exists()
