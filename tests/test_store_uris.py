@@ -130,6 +130,9 @@ from anystore_cli.core import smart_open, smart_read, smart_write
 base = sys.argv[1]
 smart_write(base + "/written", b"by smart_write")
 assert smart_read(base + "/written") == b"by smart_write"
+assert "redis" not in fsspec.registry  # the smart_* functions leave fsspec's registry alone
+from anystore_cli.backend.protocols import register_protocols
+assert "redis" in register_protocols()
 with fsspec.open(base + "/opened", "wb") as handle:
     handle.write(b"by fsspec.open")
 with fsspec.open(base + "/opened", "rb") as handle:
@@ -146,7 +149,8 @@ print("ok")
 
 
 def test_library_face_and_fsspec_open_take_store_uris(redis_ns):
-    """In a fresh process: fsspec finds the protocols by the package's entry points."""
+    """In a fresh process: the smart_* functions out of the box, `fsspec.open` after
+    `register_protocols()`."""
     database, name = redis_ns
     done = subprocess.run(
         [sys.executable, "-c", LIBRARY, f"{database}/{name}"], capture_output=True, timeout=60, cwd=Path("/")
@@ -154,3 +158,23 @@ def test_library_face_and_fsspec_open_take_store_uris(redis_ns):
     assert done.returncode == 0, done.stderr.decode()
     assert done.stdout == b"ok\n"
     assert run_cli("io", "-i", f"{database}/{name}/opened", "-o", "-").stdout == b"by fsspec.open"
+
+
+REGISTERED_ELSEWHERE = """
+import fsspec
+from fsspec.registry import register_implementation
+from anystore_cli.backend.protocols import register_protocols
+register_implementation("redis", "somebody.else.RedisFileSystem")
+done = register_protocols()
+assert "redis" not in done and "sqlite" in done, done
+from fsspec.registry import known_implementations
+assert known_implementations["redis"]["class"] == "somebody.else.RedisFileSystem"
+assert "redis" in register_protocols(replace=True)
+print("ok")
+"""
+
+
+def test_register_protocols_leaves_another_packages_names_alone():
+    """The anystore library registers `redis`, `sqlite`, ... itself: its programs keep them."""
+    done = subprocess.run([sys.executable, "-c", REGISTERED_ELSEWHERE], capture_output=True, timeout=60, cwd="/")
+    assert (done.returncode, done.stdout) == (0, b"ok\n"), done.stderr.decode()

@@ -1,7 +1,8 @@
 """Store schemes as fsspec protocols: `redis://host/0/some/key` is a uri like `s3://bucket/key`.
 
-`io`, `get -o`, `put -i`, the library face's `smart_open` / `smart_read` / `smart_write` and
-`fsspec.open` take a key of a Redis, SQL or served store by its uri. Each uri splits into the
+`io`, `get -o`, `put -i` and the library face's `smart_open` / `smart_read` / `smart_write` take
+a key of a Redis, SQL or served store by its uri; so does `fsspec.open` once a program called
+`register_protocols()`. Each uri splits into the
 store and the key by a rule of its scheme, and a uri that could split two ways is refused
 (`InvalidUri`, exit 2) rather than guessed:
 
@@ -18,9 +19,13 @@ store and the key by a rule of its scheme, and a uri that could split two ways i
 - `anystore+http(s)://host[:port]/KEY`: the server's root store, the path the key.
 
 The filesystems are thin: each call opens the project's own store for the uri's store part
-(`get_store`-style, one per store, cached) and calls its public API; no backend is written twice.
-Registration is lazy (dotted class paths, as fsspec's own `known_implementations`): nothing
-here is imported before a uri of one of these schemes is opened.
+(one per store, cached) and calls its public API; no backend is written twice.
+
+The smart_* functions use these classes directly, never through fsspec's registry: the anystore
+library (1.2) registers filesystems of its own under the same names (`redis`, `sqlite`, ...,
+by entry points), and a program may use both packages. `register_protocols()` adds them to the
+registry, lazily (dotted class paths), leaving any name another package registered alone unless
+asked to replace it; this package declares no entry points for the same reason.
 """
 
 from __future__ import annotations
@@ -68,18 +73,54 @@ def protocol_target(protocol: str) -> str | None:
     return None
 
 
-def register_protocols(*extra: str) -> None:
-    """Register the store schemes (and the `+driver` schemes in `extra`) with fsspec, lazily.
+def register_protocols(*extra: str, replace: bool = False) -> list[str]:
+    """Register the store schemes with fsspec (lazily: dotted class paths), so that
+    `fsspec.open("redis://host/0/some/key")` works in this process.
+
+    Example:
+        ```python
+        from anystore_cli.backend.protocols import register_protocols
+
+        register_protocols("postgresql+psycopg2")
+        ```
 
     Args:
-        extra: Further protocols seen in a uri (`postgresql+psycopg2`)
-    """
-    from fsspec.registry import register_implementation
+        extra: `+driver` forms of the SQL schemes to register too (`postgresql+psycopg2`)
+        replace: Also take the names another package registered (the anystore library's own
+            `redis`, `sqlite`, ... filesystems); by default those stay as they are
 
+    Returns:
+        The protocols registered
+    """
+    from fsspec.registry import known_implementations, register_implementation, registry
+
+    done = []
     for protocol in (*PROTOCOLS, *extra):
         target = protocol_target(protocol)
-        if target is not None:
-            register_implementation(protocol, target, clobber=True)
+        if target is None:
+            continue
+        taken = known_implementations.get(protocol, {}).get("class")
+        if not replace and (protocol in registry or (taken is not None and taken != target)):
+            continue
+        register_implementation(protocol, target, clobber=True)
+        done.append(protocol)
+    return done
+
+
+def store_filesystem(uri: str, **storage_options: Any) -> tuple[Any, str]:
+    """This project's filesystem for a store-key `uri` and the path to give it (the uri itself).
+
+    Raises:
+        InvalidUri: When `uri`'s scheme is no store scheme
+    """
+    import importlib
+
+    target = protocol_target(get_scheme(uri))
+    if target is None:
+        raise InvalidUri(f"`{mask_uri(uri)}` is no store uri")
+    module, _, name = target.rpartition(".")
+    cls = getattr(importlib.import_module(module), name)
+    return cls(**storage_options), uri
 
 
 # ---- how a uri names a store and a key ----------------------------------------------------------

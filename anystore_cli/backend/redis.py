@@ -162,25 +162,26 @@ def get_client(uri: str, connect_timeout: float = DEFAULT_TIMEOUT, timeout: floa
 
 _INFO_LUA = """
 local out = {}
-local hash = ARGV[1]
-for i = 1, #KEYS do
+local n = tonumber(ARGV[1])
+local hashed = ARGV[2] == 'hash'
+for i = 1, n do
   local size = redis.pcall('STRLEN', KEYS[i])
   if type(size) == 'table' then
     out[#out + 1] = {-1, redis.call('TYPE', KEYS[i])['ok']}
   elseif size == 0 and redis.call('EXISTS', KEYS[i]) == 0 then
     out[#out + 1] = false
-  elseif hash == '' then
-    out[#out + 1] = {size, redis.call('MGET', ARGV[i + 1])[1]}
+  elseif hashed then
+    out[#out + 1] = {size, redis.call('HGET', KEYS[n + 1], ARGV[i + 2])}
   else
-    out[#out + 1] = {size, redis.call('HGET', hash, ARGV[i + 1])}
+    out[#out + 1] = {size, redis.call('MGET', KEYS[n + i])[1]}
   end
 end
 return out
 """
-"""The metadata of a batch: KEYS are the value names, ARGV the stamp hash (empty: stamps are
-strings) and then each key's stamp name or hash field; a nil reply for a missing key,
-`{-1, TYPE}` for a name that holds another type than a string, else `{size, stamps}` (stamps
-false when the key has none)."""
+"""The metadata of a batch of N keys: KEYS are the N value names, then their N timestamp names
+(ARGV `N`, `strings`) or the timestamp hash (ARGV `N`, `hash`, then the N fields); a nil reply
+for a missing key, `{-1, TYPE}` for a name that holds another type than a string, else
+`{size, stamps}` (stamps false when the key has none)."""
 STAMP_HASH = b"\x00anystore-cli:timestamps"
 """Where a store without prefix keeps its timestamps: one hash, field the key. Any string name
 would be a key to a program listing the whole database; a hash is skipped by anystore 1.2's
@@ -378,8 +379,6 @@ class RedisStore(VirtualIOMixin, BaseStore):
                 raise reply
         return replies
 
-    # ---- primitives -----------------------------------------------------------------------
-
     # ---- names that hold a hash, a list, ... (written by other programs) -----------------------
 
     def _not_a_value(self, key: str, kind: str | bytes | None = None) -> InvalidData:
@@ -407,6 +406,8 @@ class RedisStore(VirtualIOMixin, BaseStore):
         if kind is not None:
             result.__dict__["value_type"] = kind
         return result
+
+    # ---- primitives -----------------------------------------------------------------------
 
     def _read(self, key: str, raise_on_nonexist: bool | None = True, **kwargs: Any) -> Any:
         with self._values_only(key):
@@ -537,7 +538,9 @@ class RedisStore(VirtualIOMixin, BaseStore):
             self._info_script = self._client.register_script(_INFO_LUA)
         names = [self._vkey(key) for key in keys]
         metas = [self._mkey(key) for key in keys]
-        return self._info_script(keys=names, args=[self._stamp_hash or b"", *metas])
+        if self._stamp_hash:
+            return self._info_script(keys=[*names, self._stamp_hash], args=[len(keys), "hash", *metas])
+        return self._info_script(keys=[*names, *metas], args=[len(keys), "strings"])
 
     def _iterate_keys(
         self, prefix: str | None = None, exclude_prefix: str | None = None, glob: str | None = None

@@ -45,9 +45,11 @@ def get_filesystem(uri: str, **storage_options: Any) -> tuple[Any, str]:
         raise MissingDependency("Install fsspec: pip install 'anystore-cli[remote]'") from exc
     protocol = get_scheme(uri)
     if protocol in _STORE_SCHEMES or protocol.split("+", 1)[0] in _STORE_SCHEMES:
-        from anystore_cli.backend.protocols import register_protocols
+        # this project's filesystem, not the registry's: another package (the anystore library)
+        # may hold the same protocol names there with other meanings
+        from anystore_cli.backend.protocols import store_filesystem
 
-        register_protocols(protocol)
+        return store_filesystem(uri, **storage_options)
     if protocol and protocol not in fsspec.available_protocols():
         raise InvalidUri(f"Unknown uri scheme `{protocol}://` in `{mask_uri(uri)}`")
     try:
