@@ -428,3 +428,17 @@ def test_the_page_pages_by_name_opens_text_inline_and_logs_the_query(folder) -> 
         assert re.search(r"serve: \d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ 127\.0\.0\.1 \"GET /\?glob=", line), line
     finally:
         server.stop()
+
+
+def test_a_pathological_glob_does_not_stall_the_server(folder) -> None:
+    folder.put("a" * 60, b"x")
+    folder.put("short", b"y")
+    server = Server(folder)
+    try:
+        # the request would hold the interpreter for hours with a backtracking matcher
+        status, _, body = http("GET", f"{server.url}/?glob={PATHOLOGICAL}x")
+        assert (status, body) == (200, b"")
+        status, _, body = http("GET", f"{server.url}/?glob={PATHOLOGICAL}")
+        assert (status, body) == (200, b"a" * 60 + b"\n")
+    finally:
+        server.stop()

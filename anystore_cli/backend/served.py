@@ -166,6 +166,7 @@ class ServedStore(BaseStore):
     def _read(self, key: str, raise_on_nonexist: bool | None = True, **kwargs: Any) -> Any:
         with self._call("GET", key) as response:
             if response.status == 404 and not raise_on_nonexist:
+                response.read(ERROR_BODY_LIMIT)  # the short error body, so the connection is reused
                 return None
             self._check(response, key)
             data = response.read()
@@ -195,6 +196,7 @@ class ServedStore(BaseStore):
     def _delete(self, key: str) -> bool:
         with self._call("DELETE", key, headers=self._headers(write=True)) as response:
             if response.status == 404:
+                response.read(ERROR_BODY_LIMIT)
                 return False
             self._check(response, key)
             response.read(ERROR_BODY_LIMIT)
