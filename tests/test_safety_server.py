@@ -151,6 +151,37 @@ def test_a_listing_ended_by_a_closed_connection_is_incomplete(hostile) -> None:
     assert proc.stdout == b""
 
 
+def _cut_chunked(handler: BaseHTTPRequestHandler) -> None:
+    handler.send_response(200)
+    handler.send_header("Content-Type", "application/x-ndjson")
+    handler.send_header("Transfer-Encoding", "chunked")
+    handler.end_headers()
+    handler.wfile.write(b'8\r\n"a"\n"b"\n\r\n')  # and no final zero-length chunk
+    handler.close_connection = True
+
+
+def _cut_by_length(handler: BaseHTTPRequestHandler) -> None:
+    handler.send_response(200)
+    handler.send_header("Content-Type", "application/x-ndjson")
+    handler.send_header("Content-Length", "1000")
+    handler.end_headers()
+    handler.wfile.write(b'"a"\n"b"\n')
+    handler.close_connection = True
+
+
+@pytest.mark.parametrize("behaviour", [_cut_chunked, _cut_by_length])
+def test_a_listing_cut_short_is_an_error_and_mirror_deletes_nothing(hostile, tmp_path: Path, behaviour) -> None:
+    uri = hostile(behaviour)
+    destination = tmp_path / "dst"
+    destination.mkdir()
+    (destination / "keep").write_bytes(b"K")
+    proc = run_cli("-s", uri, "keys")
+    assert proc.returncode == 3, proc.stderr
+    proc = run_cli("mirror", "-i", uri, "-o", str(destination), "--delete")
+    assert proc.returncode == 3, proc.stderr
+    assert (destination / "keep").read_bytes() == b"K"
+
+
 def _not_found(handler: BaseHTTPRequestHandler) -> None:
     body = b'{"error": "not here"}\n'
     handler.send_response(404)
