@@ -203,19 +203,26 @@ def _error_response(status: int, text: str, headers: dict[str, str] | None = Non
 
 
 def store_label(uri: str) -> str:
-    """The store as the page names it: a local folder relative to the working directory (or by
-    its own name), never the server's absolute path; other uris masked."""
-    import os
+    """The store as the page names it: a store in a local file or folder (a folder, a zip, an
+    SQLite file) by its own name, never by the server's absolute path; other uris masked."""
+    local = store_path(uri)
+    if local is None:
+        return mask_uri(uri)
+    name = local.rstrip("/").rsplit("/", 1)[-1] or "/"
+    scheme = uri.split("://", 1)[0] if "://" in uri else ""
+    return name if scheme in ("", "file") else f"{scheme}://.../{name}"
+
+
+def store_path(uri: str) -> str | None:
+    """The absolute local path a store uri names, or None for a store elsewhere."""
     from urllib.parse import unquote, urlsplit
 
     parts = urlsplit(uri)
-    if parts.scheme not in ("", "file"):
-        return mask_uri(uri)
-    path = unquote(parts.path) if parts.scheme == "file" else uri
-    relative = os.path.relpath(path)
-    if relative == ".." or relative.startswith(".." + os.sep):
-        relative = os.path.basename(path.rstrip("/")) or "."
-    return relative
+    if not parts.scheme:
+        return uri
+    if parts.netloc or not parts.path.startswith("/"):
+        return None
+    return "/" + unquote(parts.path).lstrip("/")
 
 
 def host_of(header: str) -> str:
@@ -256,7 +263,9 @@ class ServedStore:
     def clean(self, text: str) -> str:
         """A store's error message for a client: passwords masked, the store not named."""
         text = mask_uri(text)
-        for name in {mask_uri(self.store.uri), str(self.store.uri)}:
+        local = store_path(str(self.store.uri))
+        names = {mask_uri(self.store.uri), str(self.store.uri), *([local] if local and local != "/" else [])}
+        for name in sorted(names, key=len, reverse=True):  # the whole uri before the path inside it
             text = text.replace(f"in store `{name}`", "").replace(f"Store `{name}`", "Store").replace(name, "store")
         return " ".join(text.split())
 
