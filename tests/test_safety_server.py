@@ -182,6 +182,22 @@ def test_a_listing_cut_short_is_an_error_and_mirror_deletes_nothing(hostile, tmp
     assert (destination / "keep").read_bytes() == b"K"
 
 
+def _not_a_listing(handler: BaseHTTPRequestHandler) -> None:
+    body = b"<html><body>a web page</body></html>\n" if handler.path == "/" else b'"a"\n1\n'
+    handler.send_response(200)
+    handler.send_header("Content-Length", str(len(body)))
+    handler.end_headers()
+    handler.wfile.write(body)
+
+
+def test_an_answer_that_is_no_listing_is_a_store_failure(hostile) -> None:
+    uri = hostile(_not_a_listing)
+    for store in (uri, uri + "/sub"):
+        proc = run_cli("-s", store, "keys")
+        assert proc.returncode == 3, proc.stderr
+        assert b"not JSON lines" in proc.stderr and b"Traceback" not in proc.stderr
+
+
 def _not_found(handler: BaseHTTPRequestHandler) -> None:
     body = b'{"error": "not here"}\n'
     handler.send_response(404)
