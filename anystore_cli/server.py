@@ -71,6 +71,8 @@ KEEP_ALIVE_TIMEOUT = 5
 """Seconds an idle keep-alive connection is kept open"""
 CONNECTION_LIMIT = 1000
 """Connections (and running requests) served at once; more get 503"""
+BODY_IDLE_TIMEOUT = 30.0
+"""Seconds an upload may send nothing before it is given up (the old value stays)"""
 WRITE_THREADS = 16
 """Uploads streamed into the store at once: a slow upload holds a worker thread, so uploads
 have their own pool and can never take the threads reads need"""
@@ -88,6 +90,13 @@ class HttpProblem(Exception):
         self.status = status
         self.text = text
         self.headers = headers or {}
+
+
+class BodyStalled(HttpProblem):
+    """The client stopped sending the request body (408)."""
+
+    def __init__(self, text: str) -> None:
+        super().__init__(408, text, {"Connection": "close"})
 
 
 def parse_key_path(raw_path: bytes) -> tuple[str, bool]:
@@ -744,12 +753,20 @@ class _BodyReader(io.RawIOBase):
         """Yes."""
         return True
 
+    async def _next(self) -> bytes:
+        with anyio.fail_after(BODY_IDLE_TIMEOUT):
+            return await self._chunks.__anext__()
+
     def _fill(self) -> None:
         while not self._buffer and not self._done:
             try:
-                self._buffer = anyio.from_thread.run(self._chunks.__anext__)
+                self._buffer = anyio.from_thread.run(self._next)
             except StopAsyncIteration:
                 self._done = True
+            except TimeoutError:
+                raise BodyStalled(
+                    f"The request body stalled for {BODY_IDLE_TIMEOUT:.0f} s; nothing was changed"
+                ) from None
 
     def read(self, size: int = -1) -> bytes:
         """Up to `size` bytes (all that is left for -1); b"" at the end."""

@@ -489,3 +489,24 @@ def test_a_pathological_glob_does_not_stall_the_server(folder) -> None:
         assert (status, body) == (200, b"a" * 60 + b"\n")
     finally:
         server.stop()
+
+
+def test_a_stalled_upload_is_given_up_and_keeps_the_old_value(folder, token_path: Path) -> None:
+    folder.put("kept", b"old")
+    server = Server(folder, "--writable", "--token-file", str(token_path))
+    try:
+        with socket.create_connection(("127.0.0.1", server.port), timeout=120) as sock:
+            sock.sendall(
+                b"PUT /kept HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 100\r\n"
+                + f"Authorization: Bearer {TOKEN}\r\n\r\n".encode()
+                + b"new"  # and then nothing more
+            )
+            answer = b""
+            while chunk := sock.recv(65536):  # the server answers and closes
+                answer += chunk
+        assert answer.startswith(b"HTTP/1.1 408 "), answer[:200]
+        assert b"stalled" in answer
+        assert http("GET", f"{server.url}/kept")[2] == b"old"
+        assert "Traceback" not in server.log
+    finally:
+        server.stop()
