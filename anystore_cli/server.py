@@ -71,6 +71,8 @@ KEEP_ALIVE_TIMEOUT = 5
 """Seconds an idle keep-alive connection is kept open"""
 CONNECTION_LIMIT = 1000
 """Connections (and running requests) served at once; more get 503"""
+BODY_IDLE_TIMEOUT = 30.0
+"""Seconds an upload may send nothing before it is given up (the old value stays)"""
 WRITE_THREADS = 16
 """Uploads streamed into the store at once: a slow upload holds a worker thread, so uploads
 have their own pool and can never take the threads reads need"""
@@ -88,6 +90,13 @@ class HttpProblem(Exception):
         self.status = status
         self.text = text
         self.headers = headers or {}
+
+
+class BodyStalled(HttpProblem):
+    """The client stopped sending the request body (408)."""
+
+    def __init__(self, text: str) -> None:
+        super().__init__(408, text, {"Connection": "close"})
 
 
 def parse_key_path(raw_path: bytes) -> tuple[str, bool]:
@@ -203,19 +212,26 @@ def _error_response(status: int, text: str, headers: dict[str, str] | None = Non
 
 
 def store_label(uri: str) -> str:
-    """The store as the page names it: a local folder relative to the working directory (or by
-    its own name), never the server's absolute path; other uris masked."""
-    import os
+    """The store as the page names it: a store in a local file or folder (a folder, a zip, an
+    SQLite file) by its own name, never by the server's absolute path; other uris masked."""
+    local = store_path(uri)
+    if local is None:
+        return mask_uri(uri)
+    name = local.rstrip("/").rsplit("/", 1)[-1] or "/"
+    scheme = uri.split("://", 1)[0] if "://" in uri else ""
+    return name if scheme in ("", "file") else f"{scheme}://.../{name}"
+
+
+def store_path(uri: str) -> str | None:
+    """The absolute local path a store uri names, or None for a store elsewhere."""
     from urllib.parse import unquote, urlsplit
 
     parts = urlsplit(uri)
-    if parts.scheme not in ("", "file"):
-        return mask_uri(uri)
-    path = unquote(parts.path) if parts.scheme == "file" else uri
-    relative = os.path.relpath(path)
-    if relative == ".." or relative.startswith(".." + os.sep):
-        relative = os.path.basename(path.rstrip("/")) or "."
-    return relative
+    if not parts.scheme:
+        return uri
+    if parts.netloc or not parts.path.startswith("/"):
+        return None
+    return "/" + unquote(parts.path).lstrip("/")
 
 
 def host_of(header: str) -> str:
@@ -256,7 +272,9 @@ class ServedStore:
     def clean(self, text: str) -> str:
         """A store's error message for a client: passwords masked, the store not named."""
         text = mask_uri(text)
-        for name in {mask_uri(self.store.uri), str(self.store.uri)}:
+        local = store_path(str(self.store.uri))
+        names = {mask_uri(self.store.uri), str(self.store.uri), *([local] if local and local != "/" else [])}
+        for name in sorted(names, key=len, reverse=True):  # the whole uri before the path inside it
             text = text.replace(f"in store `{name}`", "").replace(f"Store `{name}`", "Store").replace(name, "store")
         return " ".join(text.split())
 
@@ -735,12 +753,20 @@ class _BodyReader(io.RawIOBase):
         """Yes."""
         return True
 
+    async def _next(self) -> bytes:
+        with anyio.fail_after(BODY_IDLE_TIMEOUT):
+            return await self._chunks.__anext__()
+
     def _fill(self) -> None:
         while not self._buffer and not self._done:
             try:
-                self._buffer = anyio.from_thread.run(self._chunks.__anext__)
+                self._buffer = anyio.from_thread.run(self._next)
             except StopAsyncIteration:
                 self._done = True
+            except TimeoutError:
+                raise BodyStalled(
+                    f"The request body stalled for {BODY_IDLE_TIMEOUT:.0f} s; nothing was changed"
+                ) from None
 
     def read(self, size: int = -1) -> bytes:
         """Up to `size` bytes (all that is left for -1); b"" at the end."""

@@ -151,6 +151,53 @@ def test_a_listing_ended_by_a_closed_connection_is_incomplete(hostile) -> None:
     assert proc.stdout == b""
 
 
+def _cut_chunked(handler: BaseHTTPRequestHandler) -> None:
+    handler.send_response(200)
+    handler.send_header("Content-Type", "application/x-ndjson")
+    handler.send_header("Transfer-Encoding", "chunked")
+    handler.end_headers()
+    handler.wfile.write(b'8\r\n"a"\n"b"\n\r\n')  # and no final zero-length chunk
+    handler.close_connection = True
+
+
+def _cut_by_length(handler: BaseHTTPRequestHandler) -> None:
+    handler.send_response(200)
+    handler.send_header("Content-Type", "application/x-ndjson")
+    handler.send_header("Content-Length", "1000")
+    handler.end_headers()
+    handler.wfile.write(b'"a"\n"b"\n')
+    handler.close_connection = True
+
+
+@pytest.mark.parametrize("behaviour", [_cut_chunked, _cut_by_length])
+def test_a_listing_cut_short_is_an_error_and_mirror_deletes_nothing(hostile, tmp_path: Path, behaviour) -> None:
+    uri = hostile(behaviour)
+    destination = tmp_path / "dst"
+    destination.mkdir()
+    (destination / "keep").write_bytes(b"K")
+    proc = run_cli("-s", uri, "keys")
+    assert proc.returncode == 3, proc.stderr
+    proc = run_cli("mirror", "-i", uri, "-o", str(destination), "--delete")
+    assert proc.returncode == 3, proc.stderr
+    assert (destination / "keep").read_bytes() == b"K"
+
+
+def _not_a_listing(handler: BaseHTTPRequestHandler) -> None:
+    body = b"<html><body>a web page</body></html>\n" if handler.path == "/" else b'"a"\n1\n'
+    handler.send_response(200)
+    handler.send_header("Content-Length", str(len(body)))
+    handler.end_headers()
+    handler.wfile.write(body)
+
+
+def test_an_answer_that_is_no_listing_is_a_store_failure(hostile) -> None:
+    uri = hostile(_not_a_listing)
+    for store in (uri, uri + "/sub"):
+        proc = run_cli("-s", store, "keys")
+        assert proc.returncode == 3, proc.stderr
+        assert b"not JSON lines" in proc.stderr and b"Traceback" not in proc.stderr
+
+
 def _not_found(handler: BaseHTTPRequestHandler) -> None:
     body = b'{"error": "not here"}\n'
     handler.send_response(404)
@@ -426,5 +473,40 @@ def test_the_page_pages_by_name_opens_text_inline_and_logs_the_query(folder) -> 
         http("GET", f"{server.url}/?glob=*.txt&limit=1")
         line = next(line for line in server.log.splitlines() if "glob=*.txt&limit=1" in line)
         assert re.search(r"serve: \d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ 127\.0\.0\.1 \"GET /\?glob=", line), line
+    finally:
+        server.stop()
+
+
+def test_a_pathological_glob_does_not_stall_the_server(folder) -> None:
+    folder.put("a" * 60, b"x")
+    folder.put("short", b"y")
+    server = Server(folder)
+    try:
+        # the request would hold the interpreter for hours with a backtracking matcher
+        status, _, body = http("GET", f"{server.url}/?glob={PATHOLOGICAL}x")
+        assert (status, body) == (200, b"")
+        status, _, body = http("GET", f"{server.url}/?glob={PATHOLOGICAL}")
+        assert (status, body) == (200, b"a" * 60 + b"\n")
+    finally:
+        server.stop()
+
+
+def test_a_stalled_upload_is_given_up_and_keeps_the_old_value(folder, token_path: Path) -> None:
+    folder.put("kept", b"old")
+    server = Server(folder, "--writable", "--token-file", str(token_path))
+    try:
+        with socket.create_connection(("127.0.0.1", server.port), timeout=120) as sock:
+            sock.sendall(
+                b"PUT /kept HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 100\r\n"
+                + f"Authorization: Bearer {TOKEN}\r\n\r\n".encode()
+                + b"new"  # and then nothing more
+            )
+            answer = b""
+            while chunk := sock.recv(65536):  # the server answers and closes
+                answer += chunk
+        assert answer.startswith(b"HTTP/1.1 408 "), answer[:200]
+        assert b"stalled" in answer
+        assert http("GET", f"{server.url}/kept")[2] == b"old"
+        assert "Traceback" not in server.log
     finally:
         server.stop()

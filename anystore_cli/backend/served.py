@@ -174,6 +174,7 @@ class ServedStore(BaseStore):
     def _read(self, key: str, raise_on_nonexist: bool | None = True, **kwargs: Any) -> Any:
         with self._call("GET", key) as response:
             if response.status == 404 and not raise_on_nonexist:
+                response.read(ERROR_BODY_LIMIT)  # the short error body, so the connection is reused
                 return None
             self._check(response, key)
             data = response.read()
@@ -203,6 +204,7 @@ class ServedStore(BaseStore):
     def _delete(self, key: str) -> bool:
         with self._call("DELETE", key, headers=self._headers(write=True)) as response:
             if response.status == 404:
+                response.read(ERROR_BODY_LIMIT)
                 return False
             self._check(response, key)
             response.read(ERROR_BODY_LIMIT)
@@ -263,7 +265,7 @@ class ServedStore(BaseStore):
         listing_prefix(prefix, glob)  # checks the glob's form before asking
         url = f"{self.base_url}/{quote(folder, safe='/')}{'/' if folder else ''}"
         url += "?" + urlencode({k: v for k, v in query.items() if v is not None}) if any(query.values()) else ""
-        shown = f"`{folder}/`" if folder else "the root"
+        shown = f"`{folder}/`" if folder else "`/`"
         with self._call("GET", None, url=url, headers={"Accept": "application/x-ndjson"}) as response:
             if response.status == 404:
                 # a listing of a folder that is not served is a store failure, never an empty store
@@ -279,10 +281,17 @@ class ServedStore(BaseStore):
             try:
                 for line in split_lines(response.stream(CHUNK_SIZE), MAX_LINE):
                     if line.strip():
-                        yield _load_key(line)[start:]
-            except LineTooLong:
+                        key = _load_key(line)
+                        if not isinstance(key, str):
+                            raise ValueError(line[:80])
+                        yield key[start:]
+            except ValueError as exc:  # not JSON lines of strings: this is no anystore server
+                if isinstance(exc, LineTooLong):
+                    raise StoreError(
+                        self._describe(None, f"a line of the listing of {shown} is longer than {MAX_LINE} bytes")
+                    ) from None
                 raise StoreError(
-                    self._describe(None, f"a line of the listing of {shown} is longer than {MAX_LINE} bytes")
+                    self._describe(None, f"the listing of {shown} is not JSON lines of keys (not an anystore server?)")
                 ) from None
 
 

@@ -238,6 +238,7 @@ class _Automaton:
         self.end = len(tokens)
         self.classes = {i: re.compile(text, re.DOTALL) for i, (kind, text) in enumerate(tokens) if kind == "cls"}
         self.start = self._closure({0})
+        self._steps: dict[tuple[frozenset[int], str], frozenset[int]] = {}
 
     def _closure(self, states: set[int]) -> frozenset[int]:
         todo = list(states)
@@ -283,9 +284,15 @@ class _Automaton:
 
     def matches(self, key: str) -> bool:
         """Tell whether the whole of `key` matches."""
+        steps = self._steps
+        if len(steps) > 65536:  # the remembered steps are a cache, never a way to grow without end
+            steps.clear()
         states = self.start
         for char in key:
-            states = self._step(states, char)
+            after = steps.get((states, char))
+            if after is None:
+                after = steps[(states, char)] = self._step(states, char)
+            states = after
             if not states:
                 return False
         return self.end in states
