@@ -22,7 +22,7 @@ from anystore_cli.core import (
     StoreError,
     get_store,
 )
-from tests.conftest import unique
+from tests.conftest import drop_sql_table, unique
 
 pytestmark = pytest.mark.service
 
@@ -482,7 +482,6 @@ LISTINGS = [
     ["dump"],
     ["rm", "--prefix", "a", "-f"],
     ["get", "a"],
-    ["exists", "a"],
     ["info", "a"],
 ]
 
@@ -500,6 +499,8 @@ def test_cli_missing_sqlite_file_is_an_error_and_is_not_created(tmp_path, cli):
         assert done.returncode == 3, (args, done.stderr)
         assert str(db) in done.stderr.decode()
         assert not db.exists()
+    assert cli("-s", uri, "exists", "a").returncode == 1  # no key there: a question, not a read
+    assert not db.exists()
     assert cli("-s", uri, "put", "a", "1").returncode == 0  # a write creates it
     assert cli("-s", uri, "get", "a").stdout == b"1"
 
@@ -565,7 +566,9 @@ def _earlier_table(store: SqlStore, name: str) -> None:
 @pytest.mark.parametrize("backend", SQL_BACKENDS)
 def test_earlier_layout_is_refused_with_its_migration_which_works(backend, store_factory, cli):
     store = store_factory(backend)
-    name = store.table_name
+    name = unique("earlier")
+    if backend != "sqlite":
+        store_factory.cleanups.append(lambda: drop_sql_table(store.uri, name))
     _earlier_table(store, name)
     done = cli("-s", store.uri, "-b", f"table={name}", "keys")
     assert done.returncode == 3
