@@ -142,6 +142,14 @@ def drop_sql_table(url: str, table: str) -> None:
             conn.execute(sqlalchemy.text(f"DROP TABLE IF EXISTS {table}"))
 
 
+def make_sql_table(url: str, config: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+    """An empty SQL store is there: its table (and SQLite file) exists; returns `(url, config)`."""
+    from anystore_cli.backend.sql import SqlStore
+
+    SqlStore(uri=url, backend_config=config).ensure_table()
+    return url, config
+
+
 class StoreFactory:
     """Builds stores in a fresh namespace per test, and cleans up after."""
 
@@ -160,11 +168,11 @@ class StoreFactory:
         if backend == "zip":
             return str(self.tmp_path / f"{name}.zip"), {}
         if backend == "sqlite":
-            return f"sqlite:///{self.tmp_path / name}.db", {}
+            return make_sql_table(f"sqlite:///{self.tmp_path / name}.db", {})
         if backend in ("postgres", "mysql"):
             url = self.request.getfixturevalue(f"{backend}_url")
             self.cleanups.append(lambda: drop_sql_table(url, name))
-            return url, {"table": name}
+            return make_sql_table(url, {"table": name})
         if backend == "redis":
             url = self.request.getfixturevalue("redis_url")
             self.cleanups.append(lambda: _redis_cleanup(url, name))

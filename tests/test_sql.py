@@ -22,7 +22,7 @@ from anystore_cli.core import (
     StoreError,
     get_store,
 )
-from tests.conftest import unique
+from tests.conftest import drop_sql_table, unique
 
 pytestmark = pytest.mark.service
 
@@ -482,7 +482,6 @@ LISTINGS = [
     ["dump"],
     ["rm", "--prefix", "a", "-f"],
     ["get", "a"],
-    ["exists", "a"],
     ["info", "a"],
 ]
 
@@ -500,6 +499,8 @@ def test_cli_missing_sqlite_file_is_an_error_and_is_not_created(tmp_path, cli):
         assert done.returncode == 3, (args, done.stderr)
         assert str(db) in done.stderr.decode()
         assert not db.exists()
+    assert cli("-s", uri, "exists", "a").returncode == 1  # no key there: a question, not a read
+    assert not db.exists()
     assert cli("-s", uri, "put", "a", "1").returncode == 0  # a write creates it
     assert cli("-s", uri, "get", "a").stdout == b"1"
 
@@ -565,7 +566,9 @@ def _earlier_table(store: SqlStore, name: str) -> None:
 @pytest.mark.parametrize("backend", SQL_BACKENDS)
 def test_earlier_layout_is_refused_with_its_migration_which_works(backend, store_factory, cli):
     store = store_factory(backend)
-    name = store.table_name
+    name = unique("earlier")
+    if backend != "sqlite":
+        store_factory.cleanups.append(lambda: drop_sql_table(store.uri, name))
     _earlier_table(store, name)
     done = cli("-s", store.uri, "-b", f"table={name}", "keys")
     assert done.returncode == 3
@@ -596,3 +599,51 @@ def test_earlier_layout_is_refused_with_its_migration_which_works(backend, store
 
 def _quoted_key(store: SqlStore) -> str:
     return "`key`" if store.engine.dialect.name == "mysql" else '"key"'
+
+
+# ---- a table the library created: its four columns only ------------------------------------------
+
+
+def _library_table(store: SqlStore, name: str) -> None:
+    """The table as anystore 0.3.0/1.2 creates it (MySQL needs the key's length it leaves out)."""
+    import sqlalchemy as sa
+
+    key = sa.Unicode(255) if store.engine.dialect.name == "mysql" else sa.Unicode()
+    table = sa.Table(
+        name,
+        sa.MetaData(),
+        sa.Column("key", key, primary_key=True, unique=True, index=True),
+        sa.Column("value", sa.LargeBinary(), nullable=True),
+        sa.Column("timestamp", sa.DateTime(timezone=True), server_default=sa.func.now()),
+        sa.Column("ttl", sa.Integer(), nullable=True),
+    )
+    with store.engine.begin() as conn:
+        table.create(conn)
+
+
+def test_bulk_paths_write_a_table_of_the_librarys_four_columns(store_factory):
+    import sqlalchemy as sa
+
+    for backend in SQL_BACKENDS:
+        base = store_factory(backend)
+        name = unique("lib")
+        if backend != "sqlite":
+            store_factory.cleanups.append(lambda base=base, name=name: drop_sql_table(base.uri, name))
+        _library_table(base, name)
+        store = get_store(base.uri, backend_config={"table": name})
+        items = [(f"k/{i:04d}", bytes([i % 256]) * (i + 1)) for i in range(600)]
+        assert store.put_many(items, ttl=60, serialization_mode="raw", batch_size=len(items)) == len(items)
+        # over existing keys: PostgreSQL's staging table, the other upserts
+        items = [(key, value + b"!") for key, value in items[:10]] + [("new", b"\x00")]
+        store.put_many(items, serialization_mode="raw")
+        assert store.get("k/0000", serialization_mode="raw") == b"\x00!"
+        assert store.get("k/0599", serialization_mode="raw") == bytes([599 % 256]) * 600
+        assert store.get("new", serialization_mode="raw") == b"\x00"
+        store.put("one", b"1", ttl=30, serialization_mode="raw")
+        assert store.info("k/0000").created_at == store.info("k/0000").updated_at  # from `timestamp`
+        with store.engine.connect() as conn:
+            columns = {column["name"] for column in sa.inspect(conn).get_columns(name)}
+            ttls = dict(conn.execute(sa.text(f"SELECT {_quoted_key(store)}, ttl FROM {name}")).all())
+        assert columns == {"key", "value", "timestamp", "ttl"}  # never altered
+        assert (ttls["k/0599"], ttls["k/0000"], ttls["new"], ttls["one"]) == (60, None, None, 30), backend
+        assert len(list(store.iterate_keys())) == 602

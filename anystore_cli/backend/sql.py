@@ -86,6 +86,7 @@ from anystore_cli.core.exceptions import (
     InvalidUri,
     MissingDependency,
     StoreError,
+    StoreNotFound,
 )
 from anystore_cli.core.keys import listing_prefix, make_key_filter
 from anystore_cli.core.uri import mask_uri
@@ -634,15 +635,15 @@ class SqlStore(VirtualIOMixin, BaseStore):
         import os
 
         if not os.path.exists(path):
-            raise StoreError(self._describe(None, f"the SQLite database file `{path}` does not exist"))
+            raise StoreNotFound(self._describe(None, f"the SQLite database file `{path}` does not exist"))
 
     @property
     def table(self) -> sa.Table:
         """The store's table as it is in the database.
 
         Raises:
-            StoreError: If the table (or the SQLite file) does not exist: a read creates neither
-                (unless `create_missing` is set)
+            StoreNotFound: If the table (or the SQLite file) does not exist: a read creates
+                neither (unless `create_missing` is set)
         """
         if self._table_ is None:
             self._table_ = self._resolve_table(create=self.create_missing and not self.readonly)
@@ -677,7 +678,7 @@ class SqlStore(VirtualIOMixin, BaseStore):
         if inspector.has_table(self.table_name):
             table = self._existing_table(inspector.get_columns(self.table_name))
         elif not create:
-            raise StoreError(self._describe(None, f"table `{self.table_name}` does not exist"))
+            raise StoreNotFound(self._describe(None, f"table `{self.table_name}` does not exist"))
         else:
             table = build_table(self.table_name, engine)
             try:
@@ -1132,8 +1133,18 @@ class SqlStore(VirtualIOMixin, BaseStore):
             raise self._missing(key)
         return bytes(value)
 
+    def _table_if_there(self) -> sa.Table | None:
+        """The table, or None where the store is not there: a key of a missing store does not
+        exist (`exists`, and the batch checks of writers such as `load --no-clobber`)."""
+        try:
+            return self.table
+        except StoreNotFound:
+            return None
+
     def _exists(self, key: str) -> bool:
-        table = self.table
+        table = self._table_if_there()
+        if table is None:
+            return False
         stmt = sa.select(sa.literal(1)).where(table.c.key == key, self._live(_utcnow()))
         with self.engine.connect() as conn:
             return conn.execute(stmt).first() is not None
@@ -1151,6 +1162,7 @@ class SqlStore(VirtualIOMixin, BaseStore):
         return [table.c.key, self._size(), sa.type_coerce(created, stamp.type), stamp]
 
     def _info(self, key: str) -> BaseStats:
+        self.table  # noqa: B018 - a missing store is an error here, not a missing key
         stats = dict(self._info_many([key]))[key]
         if stats is None:
             raise self._missing(key)
@@ -1158,7 +1170,10 @@ class SqlStore(VirtualIOMixin, BaseStore):
 
     def _info_many(self, keys: list[str]) -> Iterator[tuple[str, BaseStats | None]]:
         """One SELECT of sizes and timestamps for the batch (the values are not read)."""
-        table = self.table
+        table = self._table_if_there()
+        if table is None:
+            yield from ((key, None) for key in keys)
+            return
         stmt = sa.select(*self._info_columns()).where(table.c.key.in_(set(keys)), self._live(_utcnow()))
         with self.engine.connect() as conn:
             found = {row[0]: _row_stats(row) for row in conn.execute(stmt)}
