@@ -165,7 +165,7 @@ def test_cli_delete_dry_run_lists_then_mirror_makes_check_exit_0(store_factory, 
     assert sorted(dry.stdout.decode().splitlines()) == ["copy b/c", "copy d", "delete stale/1"]
     differ = run_cli("check", "-i", source, "-o", target, *args, env=env)
     assert differ.returncode == 1, stderr_text(differ)
-    assert sorted(differ.stdout.decode().splitlines()) == ["+ stale/1", "- b/c", "- d"]
+    assert sorted(differ.stdout.decode().splitlines()) == ["+ b/c", "+ d", "- stale/1"]
     proc = run_cli("mirror", "-i", source, "-o", target, *args, "--delete", env=env)
     err = stderr_text(proc)
     assert proc.returncode == 0, err
@@ -183,7 +183,7 @@ def test_cli_check_finds_changed_missing_and_extra_keys(store_factory):
         _put(target, args, env, key, value)
     proc = run_cli("check", "-i", source, "-o", target, *args, env=env)
     assert proc.returncode == 1, stderr_text(proc)
-    assert sorted(proc.stdout.decode().splitlines()) == ["* changed", "+ extra", "- missing"]
+    assert sorted(proc.stdout.decode().splitlines()) == ["* changed", "+ missing", "- extra"]
     assert "2 equal, 1 differ, 1 only in SRC, 1 only in DST" in stderr_text(proc)
     proc = run_cli("check", "-i", source, "-o", target, *args, "--json", "--checksum", "-j", "2", env=env)
     assert proc.returncode == 1

@@ -624,8 +624,8 @@ def mirror(
 @app.command(
     cls=FilterCommand,
     epilog="\b\nExample: anystore check -i ./site -o s3://bucket/site --checksum\n\n"
-    "Lines: `- KEY` only in SRC, `+ KEY` only in DST, `* KEY` differs, `! KEY` could not be compared "
-    "(rclone check's markers). Exit status: 0 the same, 1 they differ, 3 a store failed.",
+    "Lines: `+ KEY` only in SRC, `- KEY` only in DST, `* KEY` differs, `! KEY` could not be compared "
+    "(rclone check --combined's markers). Exit status: 0 the same, 1 they differ, 3 a store failed.",
 )
 def check(
     ctx: typer.Context,
@@ -653,7 +653,7 @@ def check(
     state = get_state(ctx)
     filters = key_filters(ctx, include, exclude, shard)
     source, target = state.open_sides(input, output, input_config, output_config)
-    markers = {"only_source": "-", "only_target": "+", "differ": "*", "failed": "!"}
+    markers = {"only_source": "+", "only_target": "-", "differ": "*", "failed": "!"}
     out = LineWriter(sys.stdout.buffer)
 
     def on_result(outcome: str, ours: Any, theirs: Any, error: str | None) -> None:
