@@ -37,6 +37,11 @@ class StoreError(AnystoreError):
     """The backend failed: unreachable, refused credentials, permission denied."""
 
 
+class StoreNotFound(StoreError):
+    """The store itself is not there (a missing folder, archive or bucket): listing it is an
+    error, never an empty listing; a write may create it."""
+
+
 class MissingDependency(StoreError, ImportError):
     """The backend needs a package that is not installed."""
 
