@@ -596,16 +596,18 @@ def run_bounded(func: Callable[[Any], Any], items: Iterable[Any], workers: int) 
         finally:
             slots.release()
 
-    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="anystore-mirror") as pool:
-        try:
-            for item in items:
-                if errors:
-                    break
-                slots.acquire()
-                pool.submit(_run, item)
-        except BaseException:
-            # interrupted (Ctrl-C) or the listing failed: the queued items are not started
-            pool.shutdown(wait=True, cancel_futures=True)
-            raise
+    pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="anystore-mirror")
+    try:
+        for item in items:
+            if errors:
+                break
+            slots.acquire()
+            pool.submit(_run, item)
+        pool.shutdown(wait=True)
+    except BaseException:
+        # interrupted (Ctrl-C) or the listing failed: the queued items are never started, and
+        # the caller hears of it at once (the items under way finish on their threads)
+        pool.shutdown(wait=False, cancel_futures=True)
+        raise
     if errors:
         raise errors[0]
