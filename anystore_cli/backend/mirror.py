@@ -368,7 +368,7 @@ def mirror(
                 existing = {entry.key: entry for entry in listed}
             else:
                 existing = dict.fromkeys(with_retries(lambda: list(target.iterate_keys(**criteria)), retries))
-        else:  # not listed: one look that it is there
+        elif not create or hasattr(target, "create_bucket"):  # not listed: one look that it is there
             with_retries(lambda: next(iter(target.iterate_key_batches()), None), retries)
     except StoreNotFound:
         if not create:
