@@ -14,6 +14,7 @@ import socket
 import subprocess
 import sys
 import uuid
+import zipfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -163,9 +164,11 @@ class StoreFactory:
         name = unique()
         if backend == "memory":
             return f"memory://{name}", {}
-        if backend == "local":
+        if backend == "local":  # an empty store is there: a folder or an archive without keys
+            (self.tmp_path / name).mkdir()
             return str(self.tmp_path / name), {}
         if backend == "zip":
+            zipfile.ZipFile(self.tmp_path / f"{name}.zip", "w").close()
             return str(self.tmp_path / f"{name}.zip"), {}
         if backend == "sqlite":
             return make_sql_table(f"sqlite:///{self.tmp_path / name}.db", {})

@@ -137,13 +137,20 @@ def test_transient_failure_is_retried_and_a_broken_key_does_not_stop_the_rest(mo
     assert target.get("k07") == "v7"
 
 
-def test_mirror_to_a_missing_bucket_fails_as_a_store_error(tmp_path, s3_server):
+def test_mirror_to_a_missing_bucket_creates_it_unless_create_is_off(tmp_path, s3_server):
     from anystore_cli.core import StoreError
 
     source = get_store(str(tmp_path / "src"))
     source.put("k", "v")
-    target = get_store(f"s3://{unique('missing')}", backend_config=s3_options(s3_server))
+    bucket = unique("missing")
+    target = get_store(f"s3://{bucket}/sub", backend_config=s3_options(s3_server))
+    for options in ({}, {"overwrite": True}):
+        with pytest.raises(StoreError, match=f"bucket `{bucket}` does not exist"):
+            mirror(source, target, create=False, **options)
+    status = mirror(source, target, dry_run=True)  # a dry run creates nothing
+    assert (status.mirrored, status.created) == (1, False)
     with pytest.raises(StoreError, match="does not exist"):
-        mirror(source, target)
-    status = mirror(source, target, overwrite=True)  # no listing of the target: each key fails
-    assert (status.mirrored, status.failed) == (0, 1)
+        list(target.iterate_keys())
+    status = mirror(source, target)
+    assert (status.mirrored, status.failed, status.created) == (1, 0, True)
+    assert get_store(f"s3://{bucket}/sub", backend_config=s3_options(s3_server)).get("k") == "v"

@@ -7,6 +7,7 @@ import hashlib
 import json
 import os
 import subprocess
+import threading
 import time
 from typing import Any
 
@@ -165,7 +166,7 @@ def test_cli_delete_dry_run_lists_then_mirror_makes_check_exit_0(store_factory, 
     assert sorted(dry.stdout.decode().splitlines()) == ["copy b/c", "copy d", "delete stale/1"]
     differ = run_cli("check", "-i", source, "-o", target, *args, env=env)
     assert differ.returncode == 1, stderr_text(differ)
-    assert sorted(differ.stdout.decode().splitlines()) == ["+ stale/1", "- b/c", "- d"]
+    assert sorted(differ.stdout.decode().splitlines()) == ["+ b/c", "+ d", "- stale/1"]
     proc = run_cli("mirror", "-i", source, "-o", target, *args, "--delete", env=env)
     err = stderr_text(proc)
     assert proc.returncode == 0, err
@@ -183,7 +184,7 @@ def test_cli_check_finds_changed_missing_and_extra_keys(store_factory):
         _put(target, args, env, key, value)
     proc = run_cli("check", "-i", source, "-o", target, *args, env=env)
     assert proc.returncode == 1, stderr_text(proc)
-    assert sorted(proc.stdout.decode().splitlines()) == ["* changed", "+ extra", "- missing"]
+    assert sorted(proc.stdout.decode().splitlines()) == ["* changed", "+ missing", "- extra"]
     assert "2 equal, 1 differ, 1 only in SRC, 1 only in DST" in stderr_text(proc)
     proc = run_cli("check", "-i", source, "-o", target, *args, "--json", "--checksum", "-j", "2", env=env)
     assert proc.returncode == 1
@@ -358,3 +359,145 @@ def test_sql_and_redis_copy_on_the_server(store_factory):
         assert status.bytes == sum(map(len, values.values()))
         assert _contents(target) == values
         assert mirror(source, target).skipped == 5, backend
+
+
+# ---- sync that feels like rclone's ---------------------------------------------------------
+
+
+def test_mirror_copies_four_keys_at_once_by_default():
+    proc = run_cli("mirror", "--help")
+    assert proc.returncode == 0
+    text = " ".join(proc.stdout.decode().split())
+    assert "-j, --jobs N" in text and "[default: 4;" in text.split("-j, --jobs N", 1)[1].split("--dry-run", 1)[0]
+
+
+def test_verbose_dry_run_never_says_mirrored_or_copied(tmp_path):
+    source, target = tmp_path / "src", tmp_path / "dst"
+    for key in ("a", "b/c"):
+        _put(str(source), [], {}, key, b"v")
+    _put(str(target), [], {}, "stale", b"x")
+    proc = run_cli("-v", "mirror", "-i", str(source), "-o", str(target), "--delete", "--dry-run")
+    err = stderr_text(proc)
+    assert proc.returncode == 0, err
+    assert "mirrored" not in err and "copied" not in err, err
+    assert "would copy a" in err and "would copy b/c" in err and "would delete stale" in err
+    assert "would copy 2 keys" in err
+    assert sorted(proc.stdout.decode().splitlines()) == ["copy a", "copy b/c", "delete stale"]
+    assert run_cli("-s", str(target), "exists", "a").returncode == 1
+
+
+def test_mirror_into_a_bucket_that_does_not_exist_creates_it_or_refuses(tmp_path, s3_server):
+    source = str(tmp_path / "src")
+    for key in ("a", "b/c"):
+        _put(source, [], {}, key, key.encode())
+    bucket = unique("new")
+    env = {"AWS_ENDPOINT_URL": s3_server, "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing"}
+    refused = run_cli("mirror", "-i", source, "-o", f"s3://{bucket}/site", "--no-create", env=env)
+    assert refused.returncode == 3, stderr_text(refused)
+    assert f"bucket `{bucket}` does not exist" in stderr_text(refused).splitlines()[-1]
+    dry = run_cli("mirror", "-i", source, "-o", f"s3://{bucket}/site", "--dry-run", env=env)
+    assert dry.returncode == 0, stderr_text(dry)
+    assert run_cli("-s", f"s3://{bucket}/site", "keys", env=env).returncode == 3  # a dry run makes nothing
+    proc = run_cli("mirror", "-i", source, "-o", f"s3://{bucket}/site", env=env)
+    err = stderr_text(proc)
+    assert proc.returncode == 0, err
+    assert "created the bucket" in err and "2 copied" in err
+    keys = run_cli("-s", f"s3://{bucket}/site", "keys", "--sort", env=env)
+    assert (keys.returncode, keys.stdout) == (0, b"a\nb/c\n"), stderr_text(keys)
+
+
+def test_mirror_progress_on_a_terminal_shows_keys_bytes_and_an_eta(tmp_path):
+    from tests.test_terminal import run_on_terminal
+
+    source = tmp_path / "src"
+    for index in range(20):
+        _put(str(source), [], {}, f"k{index:02d}", b"x" * 1000)
+    run = run_on_terminal("mirror", "-i", str(source), "-o", str(tmp_path / "dst"), cwd=tmp_path, columns=160)
+    assert run.returncode == 0, run.terminal
+    shown = run.terminal.decode("utf-8", "replace")
+    assert "mirroring" in shown and "ETA" in shown, shown
+    assert "20/20 keys" in shown and "20.0/20.0 kB" in shown, shown
+
+
+class _SlowSource:
+    """An http index of two values; the second one's body waits until `release` is set."""
+
+    def __init__(self) -> None:
+        import http.server
+
+        self.release = threading.Event()
+        owner = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def log_message(self, format: str, *args: Any) -> None:
+                pass
+
+            def do_HEAD(self) -> None:
+                self._answer(body=False)
+
+            def do_GET(self) -> None:
+                self._answer(body=True)
+
+            def _answer(self, body: bool) -> None:
+                if self.path.rstrip("/") == "/src":
+                    data, kind = b'<a href="a">a</a> <a href="b">b</a>', "text/html"
+                elif self.path in ("/src/a", "/src/b"):
+                    data, kind = b"value " + self.path[-1:].encode(), "application/octet-stream"
+                else:
+                    self.send_error(404)
+                    return
+                self.send_response(200)
+                self.send_header("Content-Type", kind)
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                if body:
+                    if self.path == "/src/b":
+                        owner.release.wait(60)
+                    self.wfile.write(data)
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/src"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.release.set()
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def test_ctrl_c_prints_the_partial_summary_and_exits_130(tmp_path):
+    import signal
+
+    slow = _SlowSource()
+    target = tmp_path / "dst"
+    _put(str(target), [], {}, "stale", b"x")
+    try:
+        proc = subprocess.Popen(
+            [anystore_bin(), "-v", "mirror", "-i", slow.url, "-o", str(target), "--delete"],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+        )
+        lines: list[str] = []
+        assert proc.stderr is not None
+        for raw in proc.stderr:  # `a` is copied while `b` waits
+            lines.append(raw.decode())
+            if raw.startswith(b"mirrored a"):
+                break
+        proc.send_signal(signal.SIGINT)
+        for raw in proc.stderr:
+            lines.append(raw.decode())
+            if raw.startswith(b"interrupted:"):
+                break
+        slow.release.set()
+        rest = proc.stderr.read().decode()
+        assert proc.wait(60) == 130, "".join(lines) + rest
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        slow.close()
+    summary = lines[-1]
+    assert summary.startswith("interrupted: copied 1 key (7 bytes)"), "".join(lines)
+    assert "0 deleted" in summary
+    assert (target / "a").read_bytes() == b"value a"
+    assert (target / "stale").exists()  # nothing deleted after an interrupt

@@ -35,7 +35,14 @@ from typing import IO, Any, ClassVar
 from anystore_cli.backend.base import BaseStore, KeyEntry
 from anystore_cli.backend.model import BaseStats
 from anystore_cli.backend.options import Option
-from anystore_cli.core.exceptions import AlreadyExists, InvalidUri, MissingDependency, ReadOnlyError, StoreError
+from anystore_cli.core.exceptions import (
+    AlreadyExists,
+    InvalidUri,
+    MissingDependency,
+    ReadOnlyError,
+    StoreError,
+    StoreNotFound,
+)
 from anystore_cli.core.io import DEFAULT_MODE, copy_stream, get_filesystem
 from anystore_cli.core.keys import is_canonical_key, listing_prefix, make_key_filter
 from anystore_cli.core.uri import clean_dict, mask_uri, quote_key, unquote_key
@@ -204,8 +211,29 @@ class Store(BaseStore):
             return
         bucket = self._root.partition("/")[0]
         if code == "NoSuchBucket" or not self._bucket_exists(bucket):
-            raise StoreError(self._describe(None, f"bucket `{bucket}` does not exist"))
+            raise StoreNotFound(self._describe(None, f"bucket `{bucket}` does not exist"))
         self._bucket_seen = True
+
+    def create_bucket(self) -> bool:
+        """Create the store's bucket when it does not exist (object stores; as `rclone` does
+        for a sync into a new bucket, where the credentials allow).
+
+        Returns:
+            Whether a bucket was created (False where the store has none, or it exists)
+
+        Raises:
+            StoreError: If the bucket cannot be created (refused, or the name is taken)
+        """
+        if not self._is_object_store:
+            return False
+        bucket = self._root.partition("/")[0]
+        with self._errors(None):
+            if self._bucket_exists(bucket):
+                return False
+            self._fs.mkdir(bucket, create_parents=True)
+            self._fs.invalidate_cache()
+        self._bucket_seen = True
+        return True
 
     def _write_refused(self, key: str, exc: FileNotFoundError) -> StoreError:
         """A write answered "not found": the bucket is missing, or the server cannot take the
@@ -496,15 +524,7 @@ class Store(BaseStore):
     ) -> Iterator[KeyEntry]:
         """Entries from the filesystem's detailed listing (`find(detail=True)`), where it gives one."""
         match = make_key_filter(prefix, exclude_prefix, glob)
-        start = listing_prefix(prefix, glob)
-        folder = start.rsplit("/", 1)[0] if "/" in start else ""
-        base = f"{self._root}/{quote_key(folder) if self.is_http else folder}".rstrip("/") if folder else self._root
-        self._fs.invalidate_cache()
-        try:
-            found = self._fs.find(base or "", withdirs=False, detail=True)
-        except FileNotFoundError as exc:
-            self._check_bucket(exc)
-            return
+        found = self._find(listing_prefix(prefix, glob), detail=True)
         for path, info in found.items():
             key = self._relative(path)
             if not key or not match(key):
@@ -565,15 +585,69 @@ class Store(BaseStore):
             raise source._missing(key) from None
         return size
 
-    def _list_fs(self, start: str, detail: bool = False) -> Iterator[Any]:
+    def _find(self, start: str, detail: bool) -> Any:
+        """The filesystem's recursive listing of the folder holding the keys that start with
+        `start` (`find`): paths, or with `detail` a dict of path to info.
+
+        Nothing is empty by accident: where the filesystem has folders (http indexes, sftp),
+        a part of the walk that fails is an error, never skipped, and a store root that is not
+        there (an index answering 404) is `StoreNotFound`. A missing folder under an existing
+        root holds no keys; on object stores a prefix without objects is empty.
+
+        Raises:
+            StoreNotFound: The store's root (or bucket) is not there
+            StoreError: A part of the listing failed
+        """
         folder = start.rsplit("/", 1)[0] if "/" in start else ""
         base = f"{self._root}/{quote_key(folder) if self.is_http else folder}".rstrip("/") if folder else self._root
         self._fs.invalidate_cache()
         try:
-            found = self._fs.find(base or "", withdirs=False, detail=detail)
+            if self._is_object_store:
+                return self._fs.find(base or "", withdirs=False, detail=detail)
+            found = self._walk_folders(base or "")
         except FileNotFoundError as exc:
             self._check_bucket(exc)
-            return
+            if self._is_object_store:
+                return {} if detail else []
+            if folder and self._fs.exists(self._root):
+                return {} if detail else []
+            raise StoreNotFound(self._describe(None, "does not exist")) from None
+        return found if detail else list(found)
+
+    def _walk_folders(self, base: str) -> dict[str, Any]:
+        """Every file below the folder `base`, path to info, one `ls` a folder. fsspec's own walk
+        leaves out any folder below the first that it cannot read, without a word (its
+        `on_error` stops at the first level): here a folder that fails is an error.
+
+        Raises:
+            FileNotFoundError: `base` is not there
+            StoreError: A folder below it could not be read
+        """
+        found: dict[str, Any] = {}
+        pending = [base]
+        while pending:
+            path = pending.pop()
+            try:
+                listing = self._fs.ls(path, detail=True)
+            except (FileNotFoundError, OSError) as exc:
+                if path == base:
+                    raise
+                what = (
+                    f"the listing is incomplete: could not read the folder `{self._relative(path)}` ({mask_uri(exc)})"
+                )
+                raise StoreError(self._describe(None, what)) from exc
+            here = path.rstrip("/")
+            for info in listing:
+                name = info["name"].rstrip("/")
+                if info.get("type") == "directory":
+                    if name != here:
+                        pending.append(name)
+                else:
+                    found[name] = info
+        return found
+
+    def _list_fs(self, start: str, detail: bool = False) -> Iterator[Any]:
+        found = self._find(start, detail)
         if detail:
             for path, info in found.items():
                 yield self._relative(path), info

@@ -26,7 +26,7 @@ from anystore_cli.backend.base import KeyEntry
 from anystore_cli.backend.fs import Store
 from anystore_cli.backend.model import BaseStats
 from anystore_cli.backend.options import Option
-from anystore_cli.core.exceptions import DoesNotExist, InvalidKey, StoreError
+from anystore_cli.core.exceptions import DoesNotExist, InvalidKey, StoreError, StoreNotFound
 from anystore_cli.core.files import (  # noqa: F401 - re-exported: the local backend's file helpers
     _CLOEXEC,
     _DIR_FLAGS,
@@ -560,21 +560,35 @@ class LocalStore(Store):
         the store; the start folder is reached as a key's folder is (symlinks followed only
         within the store). A symlink to a file is listed when it resolves, within the store, to
         a regular file; symlinks to folders are not descended into.
+
+        Nothing is empty by accident: a store folder that is not there raises `StoreNotFound`
+        before any key, and a folder that cannot be read is never skipped in silence - the
+        walk lists the rest, then raises `StoreError` naming every folder it could not read.
+
+        Raises:
+            StoreNotFound: The store's folder does not exist
+            StoreError: It is not a folder, or a folder in it could not be read
         """
         try:
             fds, _ = self._descend(folder.split("/") if folder else (), folder or ".")
-        except (OSError, StoreError):  # missing, a file, or a folder linked out of the store
+        except (FileNotFoundError, NotADirectoryError):
+            self._check_root()
+            return  # the prefix's folder is not there: no key starts with it
+        except StoreError:  # a folder linked out of the store holds none of its keys
+            self._check_root()
             return
         try:
             top = os.open(".", _SCAN_FLAGS, dir_fd=fds[-1])
-        except OSError:
-            return
+        except OSError as exc:
+            what = f"cannot read the folder `{folder or '.'}` ({_reason(exc)})"
+            raise StoreError(self._describe(None, what)) from exc
         finally:
             _close(fds)
+        unreadable: list[str] = []
         stack: list[tuple[int, str, Iterator[str]]] = []
         try:
             base = f"{folder}/" if folder else ""
-            found, subdirs = self._scan(top, base, start, exclude, stats)
+            found, subdirs = self._scan(top, base, start, exclude, stats, unreadable)
             stack.append((top, base, iter(subdirs)))
             if found:
                 yield found
@@ -585,13 +599,17 @@ class LocalStore(Store):
                     stack.pop()
                     os.close(fd)
                     continue
-                try:  # a folder swapped for a symlink or a file since it was read: ELOOP/ENOTDIR, skipped
+                try:
                     child = os.open(name, _SCAN_FLAGS | os.O_NOFOLLOW, dir_fd=fd)
-                except OSError:
+                except OSError as exc:
+                    # swapped for a symlink (ELOOP) or a file (ENOTDIR), or removed, since the
+                    # folder was read: not a folder of the store any more
+                    if exc.errno not in (errno.ELOOP, errno.ENOTDIR, errno.ENOENT):
+                        unreadable.append(f"`{base}{name}` ({_reason(exc)})")
                     continue
                 base += name + "/"
                 try:
-                    found, subdirs = self._scan(child, base, start, exclude, stats)
+                    found, subdirs = self._scan(child, base, start, exclude, stats, unreadable)
                 except BaseException:
                     os.close(child)
                     raise
@@ -600,16 +618,41 @@ class LocalStore(Store):
                     yield found
         finally:
             _close([fd for fd, _, _ in stack])
+        if unreadable:
+            shown = ", ".join(unreadable[:5]) + (f" and {len(unreadable) - 5} more" if len(unreadable) > 5 else "")
+            raise StoreError(
+                self._describe(None, f"the listing is incomplete: could not read {_folders(len(unreadable))} {shown}")
+            )
 
-    def _scan(self, fd: int, base: str, start: str, exclude: str, stats: bool) -> tuple[list[Any], list[str]]:
+    def _check_root(self) -> None:
+        """Raise unless the store's own folder is there and is a folder.
+
+        Raises:
+            StoreNotFound: Nothing at the store's path (a write creates it)
+            StoreError: Something else is there, or it cannot be looked at
+        """
+        try:
+            info = os.stat(self.root)
+        except (FileNotFoundError, NotADirectoryError):
+            raise StoreNotFound(self._describe(None, "does not exist (nothing has been written to it)")) from None
+        except OSError as exc:
+            raise StoreError(self._describe(None, f"cannot be read ({_reason(exc)})")) from exc
+        if not stat.S_ISDIR(info.st_mode):
+            raise StoreError(self._describe(None, "is not a folder"))
+
+    def _scan(
+        self, fd: int, base: str, start: str, exclude: str, stats: bool, unreadable: list[str]
+    ) -> tuple[list[Any], list[str]]:
         """The keys (or `(key, stat_result)` pairs) of the files in the open folder `fd`, whose
-        keys start with `base`, and the names of its subfolders worth walking."""
+        keys start with `base`, and the names of its subfolders worth walking; a folder that
+        cannot be read is added to `unreadable` (and lists nothing)."""
         found: list[Any] = []
         subdirs: list[str] = []
         links: list[str] = []
         try:
             entries = os.scandir(fd)
-        except OSError:  # unreadable folder: nothing listed from it
+        except OSError as exc:
+            unreadable.append(f"`{base.rstrip('/') or '.'}` ({_reason(exc)})")
             return found, subdirs
         with entries:
             if stats:
@@ -664,6 +707,14 @@ class LocalStore(Store):
 
 _SCAN_FLAGS = os.O_RDONLY | os.O_DIRECTORY | _CLOEXEC
 """A folder opened for reading its entries"""
+
+
+def _reason(exc: OSError) -> str:
+    return exc.strerror or str(exc)
+
+
+def _folders(count: int) -> str:
+    return f"{count} folder{'' if count == 1 else 's'}"
 
 
 def _open_child(name: str, dir_fd: int, create: bool) -> int | str:

@@ -21,7 +21,14 @@ one SQL database, two Redis databases or prefixes of one server), else streams t
 process. A copy that fails for a transient reason (the store failed: a timeout, a dropped
 connection, a 5xx) is tried again; a key that still fails is counted and the others go on.
 With `delete`, the target's matching keys the source lacks are deleted after the copies, and
-only when no copy failed.
+only when no copy failed and the source was listed in full: a source that is not there is an
+error, and a listing that failed part-way (an unreadable folder) is counted and reported, the
+keys listed before it copied, nothing deleted.
+
+A target that is not there yet (a new folder, archive or bucket) is empty: the copies create
+it, a bucket first (`create=False` refuses instead). A source and target that overlap (one
+inside the other, or the same store) are refused: the copy would read its own writes, and
+`delete` would remove the source's own keys.
 """
 
 from __future__ import annotations
@@ -33,7 +40,14 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from anystore_cli.backend.model import Model
-from anystore_cli.core.exceptions import AnystoreError, DoesNotExist, InvalidData, MissingDependency, StoreError
+from anystore_cli.core.exceptions import (
+    AnystoreError,
+    DoesNotExist,
+    InvalidData,
+    MissingDependency,
+    StoreError,
+    StoreNotFound,
+)
 
 RETRIES = 3
 """Attempts per key"""
@@ -61,9 +75,14 @@ class MirrorStatus(Model):
     bytes: int = 0
     """Bytes copied"""
     delete_skipped: bool = False
-    """`delete` was asked for but not done, because a copy failed"""
+    """`delete` was asked for but not done, because a copy or the source's listing failed"""
     errors: list = []
     """`(key, message)` of the failed keys"""
+    listing_errors: list = []
+    """Messages of the source's listings that failed part-way (the keys listed before were
+    handled; keys after the failure were not seen)"""
+    created: bool = False
+    """The target's bucket was created"""
 
     @property
     def total(self) -> int:
@@ -95,7 +114,7 @@ class CheckStatus(Model):
 
 def is_transient(exc: BaseException) -> bool:
     """Tell whether a failed operation is worth another attempt."""
-    return isinstance(exc, TRANSIENT_ERRORS) and not isinstance(exc, MissingDependency)
+    return isinstance(exc, TRANSIENT_ERRORS) and not isinstance(exc, (MissingDependency, StoreNotFound))
 
 
 def with_retries(func: Callable[[], Any], retries: int = RETRIES, delay: float = RETRY_DELAY) -> Any:
@@ -181,6 +200,68 @@ def _criteria(
     }
 
 
+def store_location(store: Any) -> tuple[str, str]:
+    """Where a store lives, as `(place, path)`: two stores of one place overlap when one's path
+    is the other's or inside it ("" holds every path).
+
+    Local folders and archives are compared by resolved path (symlinks followed), object
+    stores by endpoint, bucket and prefix, Redis by server, database and key prefix, SQL by
+    database and table.
+    """
+    import os
+    from urllib.parse import urlsplit
+
+    uri = str(store.uri)
+    config = getattr(store, "backend_config", None) or {}
+    if uri.startswith("file://"):
+        return "file", os.path.realpath(uri[len("file://") :])
+    parts = urlsplit(uri)
+    scheme = parts.scheme.lower()
+    host = (parts.hostname or "").lower()
+    place = f"{scheme}://{host}:{parts.port or ''}"
+    if scheme.startswith("memory"):
+        return f"memory:{id(store)}", ""
+    table = getattr(store, "table_name", None) or config.get("table") or ""
+    if scheme.startswith("sqlite"):
+        path = uri.split(":///", 1)[1].split("?", 1)[0] if ":///" in uri else ""
+        return f"sqlite:{os.path.realpath(path) if path and path != ':memory:' else id(store)}#{table}", ""
+    sql = ("postgresql", "postgres", "mysql", "mariadb", "mssql", "oracle")
+    if scheme.split("+", 1)[0] in sql:  # SQLAlchemy urls: one store a table
+        return f"{place}{parts.path}#{table}", ""
+    if scheme in ("redis", "rediss"):
+        prefix = getattr(store, "redis_prefix", None)
+        return f"redis://{host}:{parts.port or 6379}/{parts.path.strip('/') or '0'}", str(prefix or "")
+    if scheme in ("s3", "s3a"):
+        endpoint = str(config.get("endpoint_url") or "").rstrip("/")
+        place = f"s3:{endpoint}:{host}"
+    return place, parts.path.strip("/")
+
+
+def check_overlap(source: Any, target: Any) -> None:
+    """Refuse a mirror between stores that overlap (the same store, or one inside the other).
+
+    Raises:
+        InvalidData: If they overlap
+    """
+    from anystore_cli.core.uri import mask_uri
+
+    (place, path), (other_place, other_path) = store_location(source), store_location(target)
+    if place != other_place:
+        return
+    if path == other_path:
+        how = "are the same store"
+    elif not path or other_path.startswith(path + "/"):
+        how = "overlap: the target is inside the source"
+    elif not other_path or path.startswith(other_path + "/"):
+        how = "overlap: the source is inside the target"
+    else:
+        return
+    raise InvalidData(
+        f"Stores `{mask_uri(source.uri)}` and `{mask_uri(target.uri)}` {how}; "
+        "a mirror would copy its own writes (and with --delete remove the source's own keys)"
+    )
+
+
 def _open_stores(source: Any, target: Any) -> tuple[Any, Any]:
     from anystore_cli.backend.base import as_backend
     from anystore_cli.backend.registry import get_store
@@ -212,6 +293,8 @@ def mirror(
     checksum: bool = False,
     ignore_existing: bool = False,
     delete: bool = False,
+    create: bool = True,
+    on_plan: Callable[[str, int | None], None] | None = None,
     **kwargs: Any,
 ) -> MirrorStatus:
     """Make `target` hold `source`'s matching keys: copy the keys it lacks or holds changed.
@@ -246,14 +329,18 @@ def mirror(
         checksum: Compare MD5 digests instead of modification times
         ignore_existing: Copy only the keys the target lacks
         delete: Delete the target's matching keys that the source lacks (after the copies,
-            and not at all when a copy failed)
+            and not at all when a copy or the source's listing failed)
+        create: Create the target's bucket when it does not exist (False: refuse)
+        on_plan: Called with `(key, size)` for every key found to need a copy, before it is
+            copied (size None when the listing did not give it); calls come one at a time
 
     Returns:
-        The counts of mirrored, skipped, deleted and failed keys
+        The counts of mirrored, skipped, deleted and failed keys, and the listing errors
 
     Raises:
         InvalidData: If more than one of overwrite/checksum/ignore_existing is given, or
-            `delete` with `keys`, or a bad shard or filter
+            `delete` with `keys`, or a bad shard or filter, or the stores overlap
+        StoreNotFound: If the source is not there, or the target is not and `create` is off
         StoreError: If the source (or the target, when it is listed) cannot be listed
     """
     from anystore_cli.core.keys import make_key_filter
@@ -263,6 +350,7 @@ def mirror(
         raise InvalidData("`delete` needs the source's listing: it cannot be used with a list of keys")
     criteria = _criteria(prefix, exclude_prefix, glob, include, exclude, shard, filters)
     source, target = _open_stores(source, target)
+    check_overlap(source, target)
     status = MirrorStatus()
     lock = threading.Lock()
     # stores under-report times (truncated, or a coarse clock): only the target's can make an
@@ -273,12 +361,23 @@ def mirror(
     # by size and time or digest, both sides are listed with their metadata; else names do
     detailed = mode in ("size-time", "checksum")
     existing: dict[str, Any] | None = None
-    if keys is None and (mode != "overwrite" or delete):
-        if detailed:
-            listed = with_retries(lambda: list(target.iterate_entries(**criteria, md5=mode == "checksum")), retries)
-            existing = {entry.key: entry for entry in listed}
-        else:
-            existing = dict.fromkeys(with_retries(lambda: list(target.iterate_keys(**criteria)), retries))
+    try:
+        if keys is None and (mode != "overwrite" or delete):
+            if detailed:
+                listed = with_retries(lambda: list(target.iterate_entries(**criteria, md5=mode == "checksum")), retries)
+                existing = {entry.key: entry for entry in listed}
+            else:
+                existing = dict.fromkeys(with_retries(lambda: list(target.iterate_keys(**criteria)), retries))
+        elif not create or hasattr(target, "create_bucket"):  # not listed: one look that it is there
+            with_retries(lambda: next(iter(target.iterate_key_batches()), None), retries)
+    except StoreNotFound:
+        if not create:
+            raise
+        # a bucket is made first; the first write makes a folder or an archive
+        make = getattr(target, "create_bucket", None)
+        if make is not None and not dry_run:
+            status.created = bool(make())
+        existing = {} if keys is None and (mode != "overwrite" or delete) else None
 
     def _count(key: str, outcome: str, size: int = 0, error: str | None = None, server: bool = False) -> None:
         with lock:
@@ -328,6 +427,9 @@ def mirror(
             if not copy:
                 _count(key, "skipped")
                 return
+            if on_plan is not None:
+                with lock:
+                    on_plan(key, entry.size if entry is not None else None)
             if dry_run:
                 _count(key, "mirrored")
                 return
@@ -338,7 +440,7 @@ def mirror(
 
     seen: set[str] = set()
 
-    def _listed() -> Iterator[Any]:
+    def _listing() -> Iterator[Any]:
         if not detailed:
             for key in source.iterate_keys(**criteria):
                 seen.add(key)
@@ -348,6 +450,16 @@ def mirror(
             seen.add(entry.key)
             yield entry
 
+    def _listed() -> Iterator[Any]:
+        try:
+            yield from _listing()
+        except KEY_ERRORS as exc:
+            if not seen:  # not there, or failed before a key: nothing to go on with
+                raise
+            # the keys listed so far are copied; nothing is deleted after an incomplete listing
+            with lock:
+                status.listing_errors.append(_message(exc))
+
     if keys is not None:
         match = make_key_filter(**criteria)
         todo: Iterable[Any] = (key for key in keys if match(key))
@@ -356,7 +468,7 @@ def mirror(
     _run(_handle, todo, workers)
 
     if delete and existing is not None:
-        if status.failed:
+        if status.failed or status.listing_errors:
             status.delete_skipped = True
         else:
 
@@ -484,11 +596,18 @@ def run_bounded(func: Callable[[Any], Any], items: Iterable[Any], workers: int) 
         finally:
             slots.release()
 
-    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="anystore-mirror") as pool:
+    pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="anystore-mirror")
+    try:
         for item in items:
             if errors:
                 break
             slots.acquire()
             pool.submit(_run, item)
+        pool.shutdown(wait=True)
+    except BaseException:
+        # interrupted (Ctrl-C) or the listing failed: the queued items are never started, and
+        # the caller hears of it at once (the items under way finish on their threads)
+        pool.shutdown(wait=False, cancel_futures=True)
+        raise
     if errors:
         raise errors[0]

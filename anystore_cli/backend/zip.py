@@ -26,7 +26,7 @@ from typing import IO, Any, ClassVar
 from anystore_cli.backend.base import BaseStore, KeyEntry
 from anystore_cli.backend.model import BaseStats
 from anystore_cli.backend.options import Option
-from anystore_cli.core.exceptions import AlreadyExists, ReadOnlyError
+from anystore_cli.core.exceptions import AlreadyExists, ReadOnlyError, StoreError, StoreNotFound
 from anystore_cli.core.io import DEFAULT_MODE, copy_stream
 from anystore_cli.core.keys import is_canonical_key, make_key_filter
 
@@ -294,8 +294,7 @@ class ZipStore(BaseStore):
         """The matching keys and their archive entries."""
         match = make_key_filter(prefix, exclude_prefix, glob)
         size = len(self._inner)
-        with self._archive() as archive:
-            entries = [] if archive is None else archive.infolist()
+        entries = self._directory()
         latest: dict[str, zipfile.ZipInfo] = {}
         for entry in entries:
             latest[entry.filename] = entry  # an archive may hold a name twice: one key, the last entry
@@ -305,6 +304,26 @@ class ZipStore(BaseStore):
             key = name[size:]
             if is_canonical_key(key) and match(key):  # never list what `get` cannot read (`../x`, `a//b`)
                 yield key, entry
+
+    def _directory(self) -> list[zipfile.ZipInfo]:
+        """The archive's entries, for a listing: an archive that is not there, or is not an
+        archive, is an error (never an empty store).
+
+        Raises:
+            StoreNotFound: No archive at the path (a write creates it)
+            StoreError: Something else is there
+        """
+        try:
+            with self._archive() as archive:
+                if archive is None:
+                    raise StoreNotFound(self._describe(None, "does not exist (nothing has been written to it)"))
+                return archive.infolist()
+        except FileNotFoundError:  # a remote archive
+            raise StoreNotFound(self._describe(None, "does not exist")) from None
+        except IsADirectoryError:
+            raise StoreError(self._describe(None, "is a folder, not a zip archive")) from None
+        except zipfile.BadZipFile as exc:
+            raise StoreError(self._describe(None, f"is not a zip archive ({exc})")) from None
 
     def _iterate_entries(
         self, prefix: str | None = None, exclude_prefix: str | None = None, glob: str | None = None, md5: bool = False

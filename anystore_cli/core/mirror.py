@@ -38,7 +38,7 @@ def mirror(
         exclude_prefix: Leave out keys with this prefix
         overwrite: Copy keys the target already has
         **kwargs: Further options of `anystore_cli.backend.mirror.mirror`: workers, dry_run,
-            include, exclude, shard, checksum, delete, compare, ...
+            include, exclude, shard, checksum, delete, create (a missing bucket), compare, ...
 
     Returns:
         The counts of mirrored, skipped, deleted and failed keys
