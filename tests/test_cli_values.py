@@ -169,7 +169,7 @@ def test_pop_to_output_file_with_json_mode(cli_store: CliStore, tmp_path):
 def test_stream_prints_lines_of_several_keys_in_order(cli_store: CliStore):
     cli_store.put("a", b"1\n2\n")
     cli_store.put("b", b"3\n4")
-    assert cli_store.ok("stream", "a", "b") == b"1\n2\n3\n4\n"
+    assert cli_store.ok("stream", "a", "b") == b"1\n2\n3\n4"  # the last line as stored
 
 
 def test_stream_json_mode_reemits_compact_json(cli_store: CliStore):

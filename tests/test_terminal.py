@@ -180,7 +180,7 @@ def test_info_is_a_table_on_a_terminal(store: Path, tmp_path: Path) -> None:
     assert fields["uri"].endswith("/store/dir/beta.bin")
     assert fields["key"] == "dir/beta.bin"
     assert fields["name"] == "beta.bin"
-    assert fields["size"] == "2048"
+    assert fields["size"] == "2.0 KiB"  # as `keys -l` shows it
 
 
 def test_info_piped_is_one_json_object(store: Path) -> None:

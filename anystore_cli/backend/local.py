@@ -120,7 +120,10 @@ class LocalStore(Store):
         except FileNotFoundError:
             if not create:
                 raise
-        os.makedirs(self.root, exist_ok=True)
+        try:
+            os.makedirs(self.root, exist_ok=True)
+        except FileNotFoundError as exc:  # a place that holds no folders (`/proc/x`): no key is missing
+            raise StoreError(self._describe(None, f"cannot create its folder ({exc.strerror})")) from exc
         return os.open(self.root, _ROOT_FLAGS)
 
     def _outside(self, key: str) -> StoreError:

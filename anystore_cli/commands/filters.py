@@ -9,6 +9,7 @@ so `FilterCommand` records the order of the options as it parses them.
 from __future__ import annotations
 
 import contextlib
+import re
 from typing import Annotated, Any
 
 import typer
@@ -17,6 +18,7 @@ from typer.core import TyperCommand
 from anystore_cli.commands.common import UsageProblem
 
 _ORDER = "anystore.filter_order"
+_SHARD = re.compile(r"[0-9]+/[0-9]+")
 _RULES = ("include", "exclude")
 
 IncludeOption = Annotated[
@@ -71,6 +73,9 @@ def key_filters(
     from anystore_cli.core.exceptions import InvalidData
     from anystore_cli.core.keys import parse_shard
 
+    # `int()` would also read `３`, `١` or `1_0`, and the library takes `''` for no shard
+    if shard is not None and not _SHARD.fullmatch(shard):
+        raise UsageProblem(f"--shard: Invalid shard `{shard}`: expected I/N in ASCII digits, as 0/4")
     try:
         parsed = parse_shard(shard)
     except InvalidData as exc:

@@ -404,6 +404,7 @@ def rm(
         list[str] | None, typer.Argument(metavar="[KEY]...", help="Keys to delete.", autocompletion=complete_key)
     ] = None,
     prefix: PrefixOption = None,
+    exclude_prefix: ExcludePrefixOption = None,
     glob: GlobOption = None,
     include: IncludeOption = None,
     exclude: ExcludeOption = None,
@@ -411,7 +412,7 @@ def rm(
     force: Annotated[bool, typer.Option("-f", "--force", help="A missing key is not an error.")] = False,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Only list what would be deleted.")] = False,
 ) -> None:
-    """Delete keys, or every key matching --prefix/--glob/--include (and --exclude, --shard)."""
+    """Delete keys, or every key matching --prefix/--glob/--include (and --exclude-prefix, --exclude, --shard)."""
     state = get_state(ctx)
     keys = keys or []
     if not keys and not prefix and not glob and not include:
@@ -454,7 +455,7 @@ def rm(
             missing.append(key)
     bulk = bool(prefix or glob or include)
     if bulk:
-        matched = list(store.iterate_keys(prefix=prefix, glob=glob, **filters))
+        matched = list(store.iterate_keys(prefix=prefix, exclude_prefix=exclude_prefix, glob=glob, **filters))
         deleted += sum(1 for key in matched if remove(key, listed=True))
     out.flush()
     if bulk:

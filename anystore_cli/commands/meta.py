@@ -31,9 +31,9 @@ def info(
     if json or not stdout_is_terminal():
         sys.stdout.buffer.write(json_line(record))
         return
-    from anystore_cli.console import print_record
+    from anystore_cli.console import human_size, print_record
 
-    print_record(record)
+    print_record({**record, "size": human_size(record["size"])})  # as `keys -l` shows sizes
 
 
 def _complete_algorithm(incomplete: str) -> list[str]:

@@ -282,13 +282,18 @@ def stream(
         ),
     ] = LineMode.raw,
 ) -> None:
-    """Print the lines of one or more values, in order, streamed."""
+    """Print the lines of one or more values, in order, streamed.
+
+    A value's bytes are written as stored (a last line without a newline stays so); only
+    between two values is a newline added, so that their lines never run together.
+    """
     from anystore_cli.console import LineWriter
 
     state = get_state(ctx)
     checked = [state.key(key) for key in keys]
     store = state.store()
     out = LineWriter(sys.stdout.buffer, batch=256)
+    unended = False  # the last line written had no newline: the value's own bytes, as stored
     try:
         for key in checked:
             with state.reading(key):
@@ -298,10 +303,11 @@ def stream(
                             continue
                         value = load_json(line, f"key `{key}` line {number} (store `{state.label}`)")
                         out.write(dump_json(value) + b"\n")
-                    elif line.endswith(b"\n"):
-                        out.write(line)
-                    else:
-                        out.write(line + b"\n")
+                        continue
+                    if unended:  # a value's last line never runs into the next value's first
+                        out.write(b"\n")
+                    out.write(line)
+                    unended = not line.endswith(b"\n")
     finally:
         out.flush()
 

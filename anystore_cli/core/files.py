@@ -13,7 +13,9 @@ import contextlib
 import errno
 import itertools
 import os
+import re
 import stat
+import time
 from collections.abc import Generator, Sequence
 from typing import IO, Any
 
@@ -35,6 +37,14 @@ _READ_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | _CLOEXEC  # a FIFO o
 _TEMP_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | _CLOEXEC
 _TEMP_TOKEN = os.urandom(3).hex()
 _TEMP_COUNTER = itertools.count()
+_TEMP_NAME = re.compile(rf"{re.escape(TMP_PREFIX)}.*\.([0-9]+)-[0-9a-f]{{6}}-[0-9]+", re.DOTALL)
+"""The names `_open_temp` makes (the writer's pid in group 1): nothing else is ever swept"""
+STALE_TEMP_SECONDS = 24 * 3600
+"""A temporary file untouched this long, whose writer is not running here, was left by a killed write"""
+SWEEP_AGAIN_SECONDS = 3600
+"""A long-lived process (`serve`) sweeps a folder again after this long"""
+_SWEPT: dict[tuple[int, int], float] = {}
+"""When this process swept each folder (device, inode): a folder is listed once in a while, not once a write"""
 
 
 def _close(fds: Sequence[int]) -> None:
@@ -43,12 +53,79 @@ def _close(fds: Sequence[int]) -> None:
             os.close(fd)
 
 
+def sweep_stale_temps(folder_fd: int, now: float | None = None) -> int:
+    """Remove the temporary files a killed write (SIGKILL, a crash) left in an open folder.
+
+    Only names this module makes are candidates, and only regular files untouched for
+    `STALE_TEMP_SECONDS` whose writer's pid runs no process on this host: a write in progress
+    (its file young, or its process alive) is never touched.
+
+    Args:
+        folder_fd: The open folder (an `O_PATH` descriptor will do)
+        now: The current time (epoch seconds), for tests
+
+    Returns:
+        The number of files removed
+    """
+    now = time.time() if now is None else now
+    removed = 0
+    listing = os.open(".", os.O_RDONLY | os.O_DIRECTORY | _CLOEXEC, dir_fd=folder_fd)
+    try:
+        with os.scandir(listing) as entries:
+            for entry in entries:
+                if not entry.name.startswith(TMP_PREFIX):
+                    continue
+                match = _TEMP_NAME.fullmatch(entry.name)
+                if match is None or _running(int(match.group(1))):
+                    continue
+                with contextlib.suppress(FileNotFoundError):
+                    info = entry.stat(follow_symlinks=False)
+                    if stat.S_ISREG(info.st_mode) and now - info.st_mtime > STALE_TEMP_SECONDS:
+                        os.unlink(entry.name, dir_fd=folder_fd)
+                        removed += 1
+    finally:
+        os.close(listing)
+    return removed
+
+
+def _running(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # another user's process
+    except (OverflowError, ValueError):
+        return False  # no pid a process can have
+    return True
+
+
+def _sweep_once(folder_fd: int) -> None:
+    """Sweep the folder of a write unless this process did already; a failure only skips it."""
+    try:
+        info = os.fstat(folder_fd)
+        now = time.monotonic()
+        folder = (info.st_dev, info.st_ino)
+        if now - _SWEPT.get(folder, -SWEEP_AGAIN_SECONDS) < SWEEP_AGAIN_SECONDS:
+            return
+        if len(_SWEPT) >= 10_000:  # a load across many folders: stay small, at worst sweep one twice
+            _SWEPT.clear()
+        _SWEPT[folder] = now
+        sweep_stale_temps(folder_fd)
+    except OSError:
+        pass  # an unreadable folder (write-only, gone): the write decides what to report
+
+
 def _open_temp(folder_fd: int, prefix: str) -> tuple[int, str]:
     """Create a new temporary file in the open folder `folder_fd`; return its fd and name.
 
     A counter instead of random names, and mode 0o666 so that the umask applies as it does for
-    `open()`. `FileNotFoundError` means the folder was removed after it was opened.
+    `open()`. `FileNotFoundError` means the folder was removed after it was opened. The folder's
+    leftovers of killed writes are swept first, once a process.
     """
+    _sweep_once(folder_fd)
     for attempt in range(ATTEMPTS):
         name = f"{prefix}{os.getpid()}-{_TEMP_TOKEN}-{next(_TEMP_COUNTER)}"  # forked children differ by pid
         try:
