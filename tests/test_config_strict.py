@@ -167,3 +167,14 @@ def test_yaml_aliases_are_refused_in_both_faces(tmp_path: Path) -> None:
         "from anystore_cli.core import get_store\nget_store()", {"ANYSTORE_YAML_URI": str(path)}, tmp_path
     )
     assert library.returncode != 0 and "aliases" in library.stderr
+
+
+def test_settings_shows_one_effective_store_and_the_s3_endpoint(tmp_path: Path) -> None:
+    import json
+
+    env = {"ANYSTORE_URI": str(tmp_path / "elsewhere"), "AWS_ENDPOINT_URL": "http://127.0.0.1:9"}
+    shown = json.loads(run_cli("-s", "s3://bucket/prefix", "settings", env=env).stdout)
+    assert shown["store"]["uri"] == "s3://bucket/prefix" and shown["store"]["endpoint"] == "http://127.0.0.1:9"
+    assert "uri" not in shown["settings"] and "backend_config" not in shown["settings"]
+    typed = json.loads(run_cli("-s", f"sqlite:///{tmp_path / 's.db'}", "-b", "table=2024.10", "settings").stdout)
+    assert typed["store"]["backend_config"] == {"table": "2024.10"}
