@@ -240,3 +240,12 @@ def test_cli_and_library_see_the_same_store(scenario: str, tmp_path: Path) -> No
     shown = {k: "***" if "hunter2" in str(v) else v for k, v in library["backend_config"].items()}
     assert store["backend_config"] == shown
     assert "hunter2" not in library["repr"] and b"hunter2" not in cli.stdout
+
+
+def test_file_options_are_typed_too(tmp_path: Path) -> None:
+    store, out = str(tmp_path / "s"), tmp_path / "out"
+    assert run_cli("-s", store, "put", "a", "-", input=b"hi").returncode == 0
+    bad = run_cli("-s", store, "get", "a", "-o", str(out), "--output-config", "fsync=maybe")
+    assert bad.returncode == 2 and "`fsync`" in bad.stderr.decode() and not out.exists()
+    assert run_cli("-s", store, "get", "a", "-o", str(out), "--output-config", "fsync=true").returncode == 0
+    assert out.read_bytes() == b"hi"
