@@ -249,3 +249,17 @@ def test_file_options_are_typed_too(tmp_path: Path) -> None:
     assert bad.returncode == 2 and "`fsync`" in bad.stderr.decode() and not out.exists()
     assert run_cli("-s", store, "get", "a", "-o", str(out), "--output-config", "fsync=true").returncode == 0
     assert out.read_bytes() == b"hi"
+
+
+def test_yaml_models_of_the_library_refuse_aliases_too() -> None:
+    from pydantic import BaseModel
+
+    from anystore_cli.core.mixins import YamlMixin
+
+    class Job(YamlMixin, BaseModel):
+        a: list[str] = []
+        b: list[str] = []
+
+    assert Job.from_yaml_str("a: [x]\nb: [y]\n").b == ["y"]
+    with pytest.raises(Exception, match="aliases"):
+        Job.from_yaml_str("a: &x [x, x]\nb: *x\n")

@@ -61,7 +61,8 @@ def _declared_secrets() -> dict[str, bool]:
     for module_name in ("local", "fs", "redis", "sql", "served", "memory", "zip"):
         module = sys.modules.get(f"anystore_cli.backend.{module_name}")
         for value in vars(module).values() if module is not None else ():
-            for option in getattr(value, "options", None) or () if isinstance(value, type) else ():
+            declared = value.__dict__.get("options") if isinstance(value, type) else None
+            for option in declared if isinstance(declared, tuple) else ():
                 if isinstance(option, Option):
                     flags[option.name] = flags.get(option.name, False) or option.secret
     return flags
