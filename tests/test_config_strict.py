@@ -102,7 +102,8 @@ def test_unknown_keys_in_a_config_file_exit_2(config: str, tmp_path: Path) -> No
 @pytest.mark.parametrize(
     ("variable", "named"),
     [
-        ("ANYSTORE_BACKEND_CONFIG__TABEL", "`tabel`"),
+        ("ANYSTORE_BACKEND_CONFIG__TABEL", "`tabel`: not an option"),
+        ("ANYSTORE_BACKEND_CONFIG__TABEL", "set by ANYSTORE_BACKEND_CONFIG__TABEL"),
         ("ANYSTORE_READONYL", "ANYSTORE_READONYL"),
         ("ANYSTORE_BACKEND_CONFIGTABLE", "ANYSTORE_BACKEND_CONFIGTABLE"),
     ],
