@@ -168,10 +168,12 @@ def test_missing_or_bad_config_file_exits_2(tmp_path):
     assert_one_line_error(run_cli("--config", str(no_uri), "keys"), 2, "uri")
 
 
-def test_backend_config_value_parsed_as_json(tmp_path):
-    proc = run_cli("-s", str(tmp_path), "-b", "fsync=true", "-b", "table=kv", "-b", "n=3", "settings")
-    config = json.loads(proc.stdout)["store"]["backend_config"]
-    assert config == {"fsync": True, "table": "kv", "n": 3}
+def test_backend_config_value_typed_by_the_backend(tmp_path):
+    proc = run_cli("-s", str(tmp_path), "-b", "fsync=true", "settings")
+    assert json.loads(proc.stdout)["store"]["backend_config"] == {"fsync": True}
+    sql = f"sqlite:///{tmp_path / 's.db'}"
+    proc = run_cli("-s", sql, "-b", "table=2024.10", "-b", "timeout=3", "settings")
+    assert json.loads(proc.stdout)["store"]["backend_config"] == {"table": "2024.10", "timeout": 3.0}
 
 
 @pytest.mark.parametrize(

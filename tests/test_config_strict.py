@@ -102,7 +102,8 @@ def test_unknown_keys_in_a_config_file_exit_2(config: str, tmp_path: Path) -> No
 @pytest.mark.parametrize(
     ("variable", "named"),
     [
-        ("ANYSTORE_BACKEND_CONFIG__TABEL", "`tabel`"),
+        ("ANYSTORE_BACKEND_CONFIG__TABEL", "`tabel`: not an option"),
+        ("ANYSTORE_BACKEND_CONFIG__TABEL", "set by ANYSTORE_BACKEND_CONFIG__TABEL"),
         ("ANYSTORE_READONYL", "ANYSTORE_READONYL"),
         ("ANYSTORE_BACKEND_CONFIGTABLE", "ANYSTORE_BACKEND_CONFIGTABLE"),
     ],
@@ -167,3 +168,99 @@ def test_yaml_aliases_are_refused_in_both_faces(tmp_path: Path) -> None:
         "from anystore_cli.core import get_store\nget_store()", {"ANYSTORE_YAML_URI": str(path)}, tmp_path
     )
     assert library.returncode != 0 and "aliases" in library.stderr
+
+
+def test_settings_shows_one_effective_store_and_the_s3_endpoint(tmp_path: Path) -> None:
+    import json
+
+    env = {"ANYSTORE_URI": str(tmp_path / "elsewhere"), "AWS_ENDPOINT_URL": "http://127.0.0.1:9"}
+    shown = json.loads(run_cli("-s", "s3://bucket/prefix", "settings", env=env).stdout)
+    assert shown["store"]["uri"] == "s3://bucket/prefix" and shown["store"]["endpoint"] == "http://127.0.0.1:9"
+    assert "uri" not in shown["settings"] and "backend_config" not in shown["settings"]
+    typed = json.loads(run_cli("-s", f"sqlite:///{tmp_path / 's.db'}", "-b", "table=2024.10", "settings").stdout)
+    assert typed["store"]["backend_config"] == {"table": "2024.10"}
+
+
+def test_log_level_from_the_environment_changes_the_library_logging(tmp_path: Path) -> None:
+    code = (
+        "from anystore_cli.core.logging import configure_logging, get_logger\n"
+        "configure_logging()\n"
+        "get_logger('probe').debug('a debug line')\n"
+        "get_logger('probe').info('an info line')\n"
+    )
+    for variable in ("LOG_LEVEL", "ANYSTORE_LOG_LEVEL"):
+        shown = _library(code, {variable: "debug"}, tmp_path)
+        assert shown.returncode == 0 and "a debug line" in shown.stderr, shown.stderr
+    quiet = _library(code, {"LOG_LEVEL": "warning"}, tmp_path)
+    assert quiet.returncode == 0 and "a debug line" not in quiet.stderr and "an info line" not in quiet.stderr
+
+
+PARITY_CODE = """
+import json, sys
+from anystore_cli.core import get_store
+try:
+    store = get_store()
+except Exception as exc:
+    print(json.dumps({"error": str(exc)}))
+    sys.exit(0)
+print(json.dumps({"uri": store.uri, "backend_config": store.backend_config or {}, "repr": repr(store)}))
+"""
+
+
+@pytest.mark.parametrize("scenario", ["env", "config-and-env", "secret", "typo-env", "typo-config", "bad-value"])
+def test_cli_and_library_see_the_same_store(scenario: str, tmp_path: Path) -> None:
+    import json
+
+    db = tmp_path / "s.db"
+    path = tmp_path / "store.yml"
+    path.write_text(
+        f"uri: sqlite:///{db}\nbackend_config:\n  table: fromfile\n" + ("  tabel: x\n" * (scenario == "typo-config"))
+    )
+    env = {
+        "env": {"ANYSTORE_URI": f"sqlite:///{db}", "ANYSTORE_BACKEND_CONFIG__TABLE": "2024.10"},
+        "config-and-env": {"ANYSTORE_YAML_URI": str(path), "ANYSTORE_BACKEND_CONFIG__TIMEOUT": "7"},
+        "secret": {"ANYSTORE_URI": "anystore+http://127.0.0.1:1", "ANYSTORE_BACKEND_CONFIG__TOKEN": "tok-hunter2"},
+        "typo-env": {"ANYSTORE_URI": f"sqlite:///{db}", "ANYSTORE_BACKEND_CONFIG__TABEL": "x"},
+        "typo-config": {"ANYSTORE_YAML_URI": str(path)},
+        "bad-value": {"ANYSTORE_URI": f"sqlite:///{db}", "ANYSTORE_BACKEND_CONFIG__TIMEOUT": "soon"},
+    }[scenario]
+    cli_env = dict(env)
+    args = ["settings"]
+    if "ANYSTORE_YAML_URI" in env:  # the command line's name for the same file
+        args = ["--config", cli_env.pop("ANYSTORE_YAML_URI"), "settings"]
+    cli = run_cli(*args, env=cli_env)
+    library = json.loads(_library(PARITY_CODE, env, tmp_path).stdout)
+    if "error" in library:
+        assert cli.returncode == 2
+        message = cli.stderr.decode().removeprefix("anystore: error: ").strip()
+        assert message == library["error"]
+        return
+    assert cli.returncode == 0, cli.stderr.decode()
+    store = json.loads(cli.stdout)["store"]
+    assert store["uri"] == library["uri"]
+    shown = {k: "***" if "hunter2" in str(v) else v for k, v in library["backend_config"].items()}
+    assert store["backend_config"] == shown
+    assert "hunter2" not in library["repr"] and b"hunter2" not in cli.stdout
+
+
+def test_file_options_are_typed_too(tmp_path: Path) -> None:
+    store, out = str(tmp_path / "s"), tmp_path / "out"
+    assert run_cli("-s", store, "put", "a", "-", input=b"hi").returncode == 0
+    bad = run_cli("-s", store, "get", "a", "-o", str(out), "--output-config", "fsync=maybe")
+    assert bad.returncode == 2 and "`fsync`" in bad.stderr.decode() and not out.exists()
+    assert run_cli("-s", store, "get", "a", "-o", str(out), "--output-config", "fsync=true").returncode == 0
+    assert out.read_bytes() == b"hi"
+
+
+def test_yaml_models_of_the_library_refuse_aliases_too() -> None:
+    from pydantic import BaseModel
+
+    from anystore_cli.core.mixins import YamlMixin
+
+    class Job(YamlMixin, BaseModel):
+        a: list[str] = []
+        b: list[str] = []
+
+    assert Job.from_yaml_str("a: [x]\nb: [y]\n").b == ["y"]
+    with pytest.raises(Exception, match="aliases"):
+        Job.from_yaml_str("a: &x [x, x]\nb: *x\n")

@@ -85,13 +85,12 @@ def test_get_store_dispatches_by_scheme(tmp_path):
 def test_get_store_defaults_from_environment(monkeypatch, tmp_path):
     monkeypatch.setenv("ANYSTORE_URI", str(tmp_path / "envstore"))
     monkeypatch.setenv("ANYSTORE_SERIALIZATION_MODE", "raw")
-    monkeypatch.setenv("ANYSTORE_BACKEND_CONFIG__REDIS_PREFIX", "foo")
-    monkeypatch.setenv("ANYSTORE_BACKEND_CONFIG__COUNT", "3")
+    monkeypatch.setenv("ANYSTORE_BACKEND_CONFIG__FSYNC", "true")
     monkeypatch.setenv("ANYSTORE_DEFAULT_TTL", "5")
     store = get_store()
     assert store.uri == f"file://{tmp_path}/envstore"
     assert store.serialization_mode == "raw"
-    assert store.backend_config == {"redis_prefix": "foo", "count": 3}  # JSON where it parses, as `-b`
+    assert store.backend_config == {"fsync": True}  # typed by the local backend's declaration, as `-b`
     assert store.default_ttl == 5
     assert get_store(uri="foo").uri.endswith("/foo")
 

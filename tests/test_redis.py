@@ -244,7 +244,7 @@ def test_without_timestamps_a_write_removes_the_old_ones(store_factory, raw):
 
 
 def test_redis_timestamps_must_be_a_boolean(redis_url):
-    with pytest.raises(InvalidData, match="`redis_timestamps` is true or false, not `sometimes`"):
+    with pytest.raises(InvalidData, match="`redis_timestamps` takes true or false, not `sometimes`"):
         get_store(redis_url, backend_config={"redis_timestamps": "sometimes"}).exists("k")
 
 

@@ -335,7 +335,7 @@ def test_sql_timeout_option_must_be_seconds(tmp_path):
         env=cli_env(),
     )
     assert done.returncode == 2, done.stderr
-    assert b"`timeout` must be a number of seconds" in done.stderr
+    assert b"option `timeout` takes a number, not `soon`" in done.stderr
 
 
 # ---- an S3 endpoint that stops answering -------------------------------------------------------

@@ -185,3 +185,10 @@ def test_library_errors_and_reprs_mask_the_password():
     store = get_store(uri="s3://secrets", backend_config={**config, "endpoint_url": "http://visible"})
     assert PASSWORD not in repr(store)
     assert "visible" in repr(store)
+
+
+def test_query_password_masking_keeps_the_closing_backtick(cli):
+    done = cli("-s", f"redis://127.0.0.1:1/0?password={PASSWORD}", "get", "k")
+    assert done.returncode == 3
+    assert_no_secret(done)
+    assert b"?password=***`" in done.stderr

@@ -61,7 +61,8 @@ def _declared_secrets() -> dict[str, bool]:
     for module_name in ("local", "fs", "redis", "sql", "served", "memory", "zip"):
         module = sys.modules.get(f"anystore_cli.backend.{module_name}")
         for value in vars(module).values() if module is not None else ():
-            for option in getattr(value, "options", None) or () if isinstance(value, type) else ():
+            declared = value.__dict__.get("options") if isinstance(value, type) else None
+            for option in declared if isinstance(declared, tuple) else ():
                 if isinstance(option, Option):
                     flags[option.name] = flags.get(option.name, False) or option.secret
     return flags
@@ -223,9 +224,20 @@ def typed_config(uri: str, config: dict[str, Any] | None, where: str = "backend_
     if unknown:
         names = ", ".join(f"`{name}`" for name in unknown)
         offer = ", ".join(sorted(declared)) or "none"
-        raise InvalidData(f"{where} {names}: not an option of the {label} store `{mask_uri(uri)}` (known: {offer})")
+        message = f"{where} {names}: not an option of the {label} store `{mask_uri(uri)}` (known: {offer})"
+        raise InvalidData(message + _from_environment(unknown))
     place = f"{where} of the {label} store `{mask_uri(uri)}`"
     return {k: parse_option(declared[k], v, place) for k, v in config.items()}
+
+
+def _from_environment(names: list[str]) -> str:
+    """`; set by ANYSTORE_BACKEND_CONFIG__NAME` for the names the environment sets (a typo
+    there is harder to find than one on the command line)."""
+    import os
+
+    variables = [f"ANYSTORE_BACKEND_CONFIG__{name.upper()}" for name in names]
+    found = [v for v in variables if v in os.environ]
+    return f"; set by {', '.join(found)}" if found else ""
 
 
 def unknown_options(uri: str, config: dict[str, Any]) -> tuple[list[str], list[str], str]:

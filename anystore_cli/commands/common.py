@@ -467,6 +467,10 @@ def _named_io(uri: str, mode: str, config: dict[str, Any] | None, option: str) -
     from anystore_cli.core.uri import ensure_uri
 
     check_backend_options(uri, config or {}, option)
+    if config:  # typed as for a store: `retries=1` is the number 1, `key=0123` stays text
+        from anystore_cli.backend.options import typed_config
+
+        config = typed_config(uri, config, option)
     check_bucket(ensure_uri(uri))
     try:
         with smart_open(uri, mode, **(config or {})) as handle:

@@ -265,17 +265,26 @@ def settings(ctx: typer.Context) -> None:
     state = get_state(ctx)
     uri, options = state.store_options()
     current = Settings()
+    from anystore_cli.backend.options import typed_config
     from anystore_cli.core.uri import ensure_uri
 
+    uri = ensure_uri(uri)
+    backend_config = {**(current.backend_config or {}), **(options.get("backend_config") or {})}
     store: dict[str, Any] = {
-        "uri": ensure_uri(uri),
+        "uri": uri,
         "source": _store_source(state),
         "readonly": bool(options.get("readonly") or current.readonly),
         "default_ttl": options.get("default_ttl") or current.default_ttl or None,
-        "backend_config": {**(current.backend_config or {}), **(options.get("backend_config") or {})},
+        "backend_config": typed_config(uri, backend_config),  # as the store reads them (or exit 2)
         "values": "raw bytes; --mode per command (raw, json, auto; auto never unpickles; pickle only by name)",
     }
-    library = {k: v for k, v in current.model_dump().items() if k not in LIBRARY_ONLY_SETTINGS}
+    endpoint = _s3_endpoint(uri, store["backend_config"])
+    if endpoint is not None:
+        store["endpoint"] = endpoint
+    # one effective store: the fields that define it are shown above, not beside it
+    library = {
+        k: v for k, v in current.model_dump().items() if k not in LIBRARY_ONLY_SETTINGS and k not in STORE_SETTINGS
+    }
     record = {
         "version": __version__,
         "store": store,
@@ -288,6 +297,28 @@ def settings(ctx: typer.Context) -> None:
         sys.stdout.write(json.dumps(record, indent=2, ensure_ascii=False, default=str) + "\n")
         return
     sys.stdout.buffer.write(json_line(record))
+
+
+STORE_SETTINGS = ("uri", "yaml_uri", "json_uri", "backend_config", "readonly", "default_ttl")
+"""Settings that make the store: `settings` shows their effect once, under `store`"""
+
+
+def _s3_endpoint(uri: str, config: dict[str, Any]) -> str | None:
+    """The endpoint an S3 store talks to: from its options, else `AWS_ENDPOINT_URL_S3` or
+    `AWS_ENDPOINT_URL` (as botocore reads them), else AWS itself."""
+    import os
+
+    if uri.split(":", 1)[0] not in ("s3", "s3a"):
+        return None
+    client_kwargs = config.get("client_kwargs")
+    nested = client_kwargs.get("endpoint_url") if isinstance(client_kwargs, dict) else None
+    return (
+        config.get("endpoint_url")
+        or nested
+        or os.environ.get("AWS_ENDPOINT_URL_S3")
+        or os.environ.get("AWS_ENDPOINT_URL")
+        or "AWS (default)"
+    )
 
 
 def _store_source(state: Any) -> str:

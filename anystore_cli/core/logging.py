@@ -172,18 +172,21 @@ _HANDLERS: list[logging.Handler] = []
 def configure_logging(level: int = logging.INFO) -> None:
     """Send log records to stderr, console lines or JSON (`ANYSTORE_LOG_JSON=true`).
 
-    The root level comes from `ANYSTORE_LOG_LEVEL` (default "info"); `level` is the lowest level
-    the stderr handler shows. Calling it again replaces the handlers it added before.
+    The root level comes from the library's settings (`LOG_LEVEL` or `ANYSTORE_LOG_LEVEL`,
+    default "info"); `level` is the lowest level the stderr handler shows, lowered to the root
+    level when that is lower (`LOG_LEVEL=debug` shows debug lines). Calling it again replaces
+    the handlers it added before.
 
     Args:
         level: Lowest level shown
     """
-    from anystore_cli.backend.settings import Settings
+    from anystore_cli.core.settings import Settings
 
     settings = Settings()
+    root_level = logging.getLevelName(str(settings.log_level).upper())
     formatter: logging.Formatter = JsonFormatter() if settings.log_json else ConsoleFormatter()
     out_handler = logging.StreamHandler(sys.stderr)
-    out_handler.setLevel(level)
+    out_handler.setLevel(min(level, root_level) if isinstance(root_level, int) else level)
     out_handler.addFilter(_MaxLevelFilter(logging.WARNING))
     out_handler.setFormatter(formatter)
     error_handler = logging.StreamHandler(sys.stderr)

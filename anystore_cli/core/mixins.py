@@ -64,7 +64,10 @@ class YamlMixin:
         """Build the model from a YAML mapping; `kwargs` (that are not empty) override its fields."""
         import yaml
 
-        return cls(**clean_dict({**(yaml.safe_load(data) or {}), **clean_dict(kwargs)}))
+        from anystore_cli.backend.model import _no_alias_loader
+
+        loaded = yaml.load(data, Loader=_no_alias_loader()) or {}  # the one loader: no aliases
+        return cls(**clean_dict({**loaded, **clean_dict(kwargs)}))
 
     @classmethod
     def from_yaml_uri(cls, uri: Any, **kwargs: Any) -> Self:

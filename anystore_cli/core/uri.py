@@ -26,7 +26,7 @@ _SECRET_NAMES = (
     r"sharedaccesssignature|sas_token|sig|signature|apikey|api_key|auth|authorization|credentials?"
 )
 _QUERY_SECRET_RE = re.compile(
-    rf"(?P<head>(?:^|(?<=[?&;\s\"',({{]))(?:{_SECRET_NAMES})\s*[=:]\s*)(?P<pw>\"[^\"]*\"|'[^']*'|[^&#;,\s\"')}}]+)",
+    rf"(?P<head>(?:^|(?<=[?&;\s\"',({{]))(?:{_SECRET_NAMES})\s*[=:]\s*)(?P<pw>\"[^\"]*\"|'[^']*'|[^&#;,\s\"'`)}}]+)",
     re.IGNORECASE,
 )
 """`name=value` (and `name: value`) pairs whose name says secret: query strings, connection
