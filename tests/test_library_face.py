@@ -153,3 +153,18 @@ def test_custom_store_by_its_primitives():
     assert store.get("a/b", raise_on_nonexist=False) is None
     with pytest.raises(DoesNotExist):
         store.get("a/b")
+
+
+@pytest.mark.parametrize("name", ["folder", "archive.zip", "db.sqlite"])
+def test_a_store_nothing_was_written_to_lists_as_empty_in_the_library(tmp_path, name):
+    """The library face keeps anystore's rule (a new cache lists as empty and misses), while the
+    command line refuses a store that is not there and creates nothing by reading."""
+    uri = f"sqlite:///{tmp_path / name}" if name.endswith(".sqlite") else str(tmp_path / name)
+    done = run_cli("-s", uri, "keys")
+    assert done.returncode == 3, done.stderr
+    assert b"does not exist" in done.stderr
+    assert not (tmp_path / name).exists()
+    store = get_store(uri=uri)
+    assert list(store.iterate_keys()) == []
+    assert not store.exists("a")
+    assert store.get("a", raise_on_nonexist=False) is None

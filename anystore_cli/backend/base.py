@@ -129,6 +129,10 @@ class BaseStore(StoreModel):
     """Exception types of the backend's client that mean the store failed"""
     mtime_precision: ClassVar[float] = 0.0
     """Seconds by which a stored modification time may lag the true one (S3: 1, zip: 2)"""
+    missing_is_empty: ClassVar[bool] = False
+    """A store that is not there lists as empty instead of raising `StoreNotFound`: the library
+    face's rule (anystore lists a folder nothing was written to as empty); the command line
+    keeps it off, so a mistyped store is an error"""
 
     def check_ttl(self, ttl: int | None = None, what: str = "`--ttl`") -> None:
         """Refuse an expiry this store cannot honour: the command line's rule. (The library face

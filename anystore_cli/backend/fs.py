@@ -609,7 +609,7 @@ class Store(BaseStore):
             self._check_bucket(exc)
             if self._is_object_store:
                 return {} if detail else []
-            if folder and self._fs.exists(self._root):
+            if self.missing_is_empty or (folder and self._fs.exists(self._root)):
                 return {} if detail else []
             raise StoreNotFound(self._describe(None, "does not exist")) from None
         return found if detail else list(found)

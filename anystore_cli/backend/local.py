@@ -636,7 +636,11 @@ class LocalStore(Store):
         """
         try:
             info = os.stat(self.root)
-        except (FileNotFoundError, NotADirectoryError):
+        except FileNotFoundError:
+            if self.missing_is_empty:
+                return
+            raise StoreNotFound(self._describe(None, "does not exist (nothing has been written to it)")) from None
+        except NotADirectoryError:
             raise StoreNotFound(self._describe(None, "does not exist (nothing has been written to it)")) from None
         except OSError as exc:
             raise StoreError(self._describe(None, f"cannot be read ({_reason(exc)})")) from exc

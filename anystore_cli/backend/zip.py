@@ -316,9 +316,13 @@ class ZipStore(BaseStore):
         try:
             with self._archive() as archive:
                 if archive is None:
+                    if self.missing_is_empty:
+                        return []
                     raise StoreNotFound(self._describe(None, "does not exist (nothing has been written to it)"))
                 return archive.infolist()
         except FileNotFoundError:  # a remote archive
+            if self.missing_is_empty:
+                return []
             raise StoreNotFound(self._describe(None, "does not exist")) from None
         except IsADirectoryError:
             raise StoreError(self._describe(None, "is a folder, not a zip archive")) from None

@@ -100,7 +100,11 @@ class BaseStore(StoreModel, AbstractBackend):
             from anystore_cli.core.store.custom import CustomBackend
 
             return CustomBackend(self, **self._backend_fields())
-        return load_target(target)(**self._backend_fields())
+        backend = load_target(target)(**self._backend_fields())
+        # as the library: a store nothing was written to yet lists as empty (the command line
+        # refuses it, so a mistyped source cannot empty a mirror's target)
+        backend.missing_is_empty = True
+        return backend
 
     def _portable_backend(self) -> bool:
         """Whether the backend object carries the data (memory) and so travels with pickles and copies."""

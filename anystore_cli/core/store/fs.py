@@ -23,7 +23,9 @@ class Store(BaseStore):
             # a local folder: the plain-`os` backend (atomic writes, no fsspec import)
             from anystore_cli.backend.local import LocalStore as LocalBackend
 
-            return LocalBackend(**self._backend_fields())
+            backend = LocalBackend(**self._backend_fields())
+            backend.missing_is_empty = True  # as every backend of the face (see BaseStore)
+            return backend
         return super()._make_backend()
 
 
