@@ -511,10 +511,10 @@ def load_worker(uri: str, config: dict[str, Any], worker: int, operations: int, 
 
 def record(test: str, **counts: Any) -> None:
     """Print one line of counts (tried, lost, ...) for the README's reliability table, and append
-    it as JSON to the file named by `ANYSTORE_RELIABILITY_REPORT` when that is set."""
+    it as JSON to the file named by `ANYSTORE_TEST_RELIABILITY_REPORT` when that is set."""
     line = {"test": test, **counts}
     print(f"\nRELIABILITY {json.dumps(line)}")
-    target = os.environ.get("ANYSTORE_RELIABILITY_REPORT")
+    target = os.environ.get("ANYSTORE_TEST_RELIABILITY_REPORT")
     if target:
         with open(target, "a", encoding="utf-8") as handle:
             handle.write(json.dumps(line) + "\n")

@@ -106,6 +106,7 @@ def test_unknown_keys_in_a_config_file_exit_2(config: str, tmp_path: Path) -> No
         ("ANYSTORE_BACKEND_CONFIG__TABEL", "set by ANYSTORE_BACKEND_CONFIG__TABEL"),
         ("ANYSTORE_READONYL", "ANYSTORE_READONYL"),
         ("ANYSTORE_BACKEND_CONFIGTABLE", "ANYSTORE_BACKEND_CONFIGTABLE"),
+        ("ANYSTORE_STOER", "`ANYSTORE_STOER` (not a setting of anystore)"),
     ],
 )
 def test_unknown_settings_in_the_environment_exit_2(variable: str, named: str, tmp_path: Path) -> None:
@@ -120,7 +121,13 @@ def test_unknown_settings_in_the_environment_exit_2(variable: str, named: str, t
 
 
 def test_other_anystore_variables_are_left_alone(tmp_path: Path) -> None:
-    env = {"ANYSTORE_TEST_SOMETHING": "1", "ANYSTORE_LOCK_TOKEN": "3", "ANYSTORE_URI": str(tmp_path / "s")}
+    env = {
+        "ANYSTORE_TEST_SOMETHING": "1",
+        "ANYSTORE_LOCK_TOKEN": "3",
+        "ANYSTORE_TESTING": "1",  # settings of the library's later line, which a program may set
+        "ANYSTORE_UNSAFE_URIS": "1",
+        "ANYSTORE_URI": str(tmp_path / "s"),
+    }
     assert run_cli("put", "a", "-", input=b"1", env=env).returncode == 0
     library = _library("from anystore_cli.core import get_store\nprint(get_store().get('a'))", env, tmp_path)
     assert library.returncode == 0 and library.stdout.strip() == "1"

@@ -64,21 +64,21 @@ def _parse_dict(value: Any) -> dict[str, Any]:
     return parsed
 
 
-NOT_SETTINGS = frozenset({"LOCK_TOKEN", "LOCK_NAME", "COMPLETE", "SERVE_TOKEN", "CACHE"})
-"""`ANYSTORE_*` variables that are no settings fields: set by `lock` for its COMMAND, read by
-shell completion and `serve`, and the library's alias of `use_cache`"""
+NOT_SETTINGS = frozenset({"LOCK_TOKEN", "LOCK_NAME", "COMPLETE", "SERVE_TOKEN", "CACHE", "TESTING", "UNSAFE_URIS"})
+"""`ANYSTORE_*` variables that are no settings fields of this tool but are not typos either:
+set by `lock` for its COMMAND, read by shell completion and `serve`, the library's alias of
+`use_cache`, and settings of the anystore library's later line that this tool has no use for
+(a program may run both). `ANYSTORE_TEST_*` is left to test-suites."""
 
 
 def check_environment(env: dict[str, str] | None = None) -> None:
-    """Refuse an `ANYSTORE_*` variable that looks like a typo of a settings field
-    (`ANYSTORE_READONYL`), and any `ANYSTORE_BACKEND_CONFIG_*` spelled without its `__`.
-
-    Other `ANYSTORE_*` variables are left alone: the test-suite and other tools set their own
-    (`ANYSTORE_TEST_*`, ...). Unknown `ANYSTORE_BACKEND_CONFIG__NAME` options are refused
-    by the store's backend, which knows its options.
+    """Refuse an `ANYSTORE_*` variable that is no setting (`ANYSTORE_READONYL`), the same rule
+    as for a config file's fields and `-b` options: a mistyped variable silently ignored sends
+    writes elsewhere. Unknown `ANYSTORE_BACKEND_CONFIG__NAME` options are refused by the
+    store's backend, which knows its options.
 
     Raises:
-        InvalidData: Naming the variable and the field it resembles
+        InvalidData: Naming the variable, and the field it resembles if one does
     """
     import difflib
 
@@ -94,8 +94,8 @@ def check_environment(env: dict[str, str] | None = None) -> None:
         if name.startswith(("BACKEND_CONFIG", "BACKEND_CONF")):
             raise InvalidData(f"Unknown setting `{variable}`: backend options are ANYSTORE_BACKEND_CONFIG__NAME")
         close = difflib.get_close_matches(name, fields, n=1, cutoff=0.8)
-        if close:
-            raise InvalidData(f"Unknown setting `{variable}` (did you mean ANYSTORE_{close[0]}?)")
+        hint = f"did you mean ANYSTORE_{close[0]}?" if close else "not a setting of anystore"
+        raise InvalidData(f"Unknown setting `{variable}` ({hint})")
 
 
 class Settings:
