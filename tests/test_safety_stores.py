@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from anystore_cli.core import get_store
+from anystore_cli.backend.registry import get_store as backend_store
 from anystore_cli.core.exceptions import StoreError, StoreNotFound
 from tests.conftest import anystore_bin, run_cli
 from tests.test_cli_support import stderr_text
@@ -109,16 +109,18 @@ def test_http_index_answering_404_is_an_error_and_a_missing_prefix_folder_is_emp
     assert (proc.returncode, proc.stdout) == (0, b""), stderr_text(proc)
 
 
-def test_library_iterate_keys_raises_for_a_store_that_is_not_there(tmp_path):
+def test_the_command_lines_stores_raise_for_a_store_that_is_not_there(tmp_path):
+    """The store layer under the commands; the library face lists such a store as empty, as
+    anystore does (tests/test_library_face.py)."""
     for path in (tmp_path / "nothere", tmp_path / "nothere.zip"):
-        store = get_store(str(path))
+        store = backend_store(str(path))
         with pytest.raises(StoreNotFound, match="does not exist"):
             list(store.iterate_keys())
         assert store.get("k", raise_on_nonexist=False) is None  # a read of a key is still "missing"
         assert not path.exists()
     (tmp_path / "plain").write_bytes(b"x")
     with pytest.raises(StoreError, match="not a folder"):
-        list(get_store(str(tmp_path / "plain")).iterate_keys())
+        list(backend_store(str(tmp_path / "plain")).iterate_keys())
 
 
 def test_the_default_store_in_a_fresh_folder_is_not_there_until_the_first_put(tmp_path):
