@@ -323,6 +323,7 @@ def test_read_only_by_default_and_writable_needs_a_token(folder_store: CliStore,
     proc = folder_store("serve", "--port", "0", "--writable")
     assert proc.returncode == 2
     assert proc.stderr.decode().startswith("anystore: error: serve: --writable needs a bearer token")
+    assert "--token-file F" in proc.stderr.decode() and "***" not in proc.stderr.decode()  # the hint is no secret
     # the token may come from the environment instead of a file
     server = Server(folder_store, "--writable", env={"ANYSTORE_SERVE_TOKEN": TOKEN})
     try:

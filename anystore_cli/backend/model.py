@@ -322,13 +322,40 @@ def merge_config(data: dict[str, Any], kwargs: dict[str, Any], fields: Any, wher
     if unknown:
         names = ", ".join(f"`{name}`" for name in unknown)
         raise InvalidData(f"Store config `{where}`: unknown field {names} (known: {', '.join(fields)})")
-    config = dict(data)
+    config = {name: _config_value(name, value, where) for name, value in data.items()}
     for key, value in kwargs.items():
         if key == "backend_config" and value:
             config["backend_config"] = {**(config.get("backend_config") or {}), **value}
         elif value is not None and key != "backend_config":
             config[key] = value
     return config
+
+
+def _config_value(name: str, value: Any, where: Any) -> Any:
+    """Check the type of one field read from a store config file: a wrong type is bad input,
+    never taken for something else (`readonly: notbool` is no read-only store)."""
+    from anystore_cli.backend.settings import parse_bool
+
+    if value is None:
+        return value
+    try:
+        if name in ("readonly", "raise_on_nonexist", "store_none_values"):
+            return parse_bool(value) if isinstance(value, bool | str) else parse_bool(_refuse(value))
+        if name == "default_ttl":
+            if isinstance(value, bool) or not isinstance(value, int | str):
+                _refuse(value)
+            return int(value)
+        if name in ("uri", "serialization_mode") and not isinstance(value, str):
+            _refuse(value)
+        if name == "backend_config" and not isinstance(value, dict):
+            _refuse(value)
+    except (InvalidData, ValueError):
+        raise InvalidData(f"Store config `{where}`: field `{name}` has a bad value `{value}`") from None
+    return value
+
+
+def _refuse(value: Any) -> Any:
+    raise InvalidData(f"bad value `{value}`")
 
 
 MAX_CONFIG_BYTES = 1024 * 1024

@@ -66,7 +66,7 @@ def serve(
     state = get_state(ctx)
     token = read_token(token_file)
     if writable and not token:
-        raise UsageProblem(f"serve: --writable needs a bearer token: --token-file F or env {TOKEN_ENV}")
+        raise UsageProblem(f"serve: --writable needs a bearer token (give --token-file F or env {TOKEN_ENV})")
     try:
         from anystore_cli.server import serve as run_server
     except ImportError as exc:
