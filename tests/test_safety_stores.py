@@ -292,3 +292,32 @@ def test_side_by_side_folders_with_a_common_name_start_are_not_overlapping(tmp_p
     proc = run_cli("mirror", "-i", "s", "-o", "s2", cwd=tmp_path)
     assert proc.returncode == 0, stderr_text(proc)
     assert _files(tmp_path / "s2") == {"a": b"1"}
+
+
+@pytest.mark.parametrize(
+    ("source", "target", "options"),
+    [
+        ("{db}/{p}/sub", "{db}/{p}", ["--delete"]),
+        ("{db}/{p}", "{db}/{p}/sub", []),
+        ("{db}/{p}", "{db}", ["--to-config", "redis_prefix={p}"]),
+        ("{db}", "{db}/{p}", ["--from-config", "redis_prefix="]),
+    ],
+)
+def test_overlapping_redis_mirrors_are_refused(redis_url, source, target, options):
+    """The database is the uri's first path segment; what follows is the key prefix (as the
+    anystore 1.2 line writes it), so `/DB/P/sub` lies inside `/DB/P`."""
+    from tests.conftest import unique
+
+    base = redis_url.rsplit("/", 1)[0]
+    db, prefix = redis_url.rsplit("/", 1)[1] or "0", unique()
+    source_uri = base + "/" + source.format(db=db, p=prefix)
+    target_uri = base + "/" + target.format(db=db, p=prefix)
+    assert run_cli("-s", f"{base}/{db}/{prefix}/sub", "put", "x", "1").returncode == 0
+    try:
+        proc = run_cli("mirror", "-i", source_uri, "-o", target_uri, *(o.format(p=prefix) for o in options))
+        assert proc.returncode == 2, stderr_text(proc)
+        line = _error_line(proc)
+        assert "overlap" in line or "same store" in line, line
+        assert run_cli("-s", f"{base}/{db}/{prefix}/sub", "get", "x").stdout == b"1"
+    finally:
+        run_cli("-s", f"{base}/{db}/{prefix}", "rm", "--glob", "**", "-f")

@@ -230,7 +230,8 @@ def store_location(store: Any) -> tuple[str, str]:
         return f"{place}{parts.path}#{table}", ""
     if scheme in ("redis", "rediss"):
         prefix = getattr(store, "redis_prefix", None)
-        return f"redis://{host}:{parts.port or 6379}/{parts.path.strip('/') or '0'}", str(prefix or "")
+        database = parts.path.strip("/").split("/", 1)[0] or "0"  # the rest of the path is the prefix
+        return f"redis://{host}:{parts.port or 6379}/{database}", str(prefix or "")
     if scheme in ("s3", "s3a"):
         endpoint = str(config.get("endpoint_url") or "").rstrip("/")
         place = f"s3:{endpoint}:{host}"
