@@ -26,7 +26,7 @@ _SECRET_NAMES = (
     r"sharedaccesssignature|sas_token|sig|signature|apikey|api_key|auth|authorization|credentials?"
 )
 _QUERY_SECRET_RE = re.compile(
-    rf"(?P<head>(?:^|(?<=[?&;\s\"',({{]))(?:{_SECRET_NAMES})\s*[=:]\s*)(?P<pw>\"[^\"]*\"|'[^']*'|[^&#;,\s\"')}}]+)",
+    rf"(?P<head>(?:^|(?<=[?&;\s\"',({{]))(?:{_SECRET_NAMES})\s*[=:]\s*)(?P<pw>\"[^\"]*\"|'[^']*'|[^&#;,\s\"'`)}}]+)",
     re.IGNORECASE,
 )
 """`name=value` (and `name: value`) pairs whose name says secret: query strings, connection
@@ -73,6 +73,17 @@ def register_uri_secrets(uri: Any) -> None:
         _user, sep, password = userinfo.partition(":")
         if sep:
             passwords.append(password)
+    if get_scheme(text) and "`" in text:
+        from urllib.parse import parse_qsl
+
+        # the patterns stop a `?password=` value at a backquote (messages quote uris in them)
+        try:
+            pairs = parse_qsl(urlsplit(text).query, keep_blank_values=True)
+        except ValueError:
+            pairs = []
+        for name, value in pairs:
+            if "`" in value and re.fullmatch(_SECRET_NAMES, name, re.IGNORECASE):
+                register_secret(value)
     for password in passwords:
         if _UNUSUAL.search(password) or _UNUSUAL.search(unquote(password)):
             register_secret(password)
