@@ -95,6 +95,14 @@ def test_keys_json_has_info_fields(cli_store: CliStore):
     assert record["updated_at"]
 
 
+def test_keys_info_of_the_0_3_0_cli_is_json(local_store: CliStore):
+    """`keys --info` (anystore 0.3.0's spelling) keeps working: one info object a line."""
+    local_store.put("dir/x.bin", b"12345")
+    assert local_store.ok("keys", "--info") == local_store.ok("keys", "--json")
+    assert json.loads(local_store.ok("keys", "--info", "--prefix", "dir"))["size"] == 5
+    assert local_store.ok("keys", "--no-info") == b"dir/x.bin\n"
+
+
 def test_keys_long_piped_is_plain_tab_separated(cli_store: CliStore):
     cli_store.put("k", b"abc")
     out = cli_store.ok("keys", "-l")

@@ -98,6 +98,19 @@ def test_uri_query_password_never_shows(cli):
             assert_no_secret(cli("-s", uri, *argv))
 
 
+def test_a_masked_query_password_leaves_the_store_name_readable(cli):
+    """The mask ends where the uri does: the error still reads "in store `URI`: why"."""
+    uri = f"postgresql://u@127.0.0.1:1/x?password={PASSWORD}"
+    done = cli("-s", uri, "get", "k")
+    assert done.returncode == 3
+    assert "in store `postgresql://u@127.0.0.1:1/x?password=***`: " in done.stderr.decode(), done.stderr
+    # a password holding a backquote is masked whole all the same
+    tricky = "s3cret`Pa55w0rd"
+    done = cli("-s", f"postgresql://u@127.0.0.1:1/x?password={tricky}", "get", "k")
+    assert done.returncode == 3
+    assert b"s3cret" not in done.stderr and b"Pa55w0rd" not in done.stderr, done.stderr
+
+
 # ---- a real server that wants the password -------------------------------------------------------
 
 

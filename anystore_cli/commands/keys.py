@@ -175,6 +175,8 @@ def keys(
     shard: ShardOption = None,
     null: Annotated[bool, typer.Option("-0", "--null", help="End each key with NUL instead of a newline.")] = False,
     json: Annotated[bool, typer.Option("--json", help="One JSON object (the `info` fields) per key.")] = False,
+    # anystore 0.3.0's spelling of --json, kept so its scripts run unchanged
+    info: Annotated[bool, typer.Option("--info/--no-info", hidden=True)] = False,
     long: Annotated[
         bool, typer.Option("-l", "--long", help="Size, update time and key: a table on a terminal.")
     ] = False,
@@ -191,6 +193,7 @@ def keys(
     state = get_state(ctx)
     filters = key_filters(ctx, include, exclude, shard)
     store = state.store()
+    json = json or info
     if (json or long) and not count:
         _list_infos(store, prefix, exclude_prefix, glob, null, json, limit, sort, output, filters)
         return

@@ -73,6 +73,17 @@ def register_uri_secrets(uri: Any) -> None:
         _user, sep, password = userinfo.partition(":")
         if sep:
             passwords.append(password)
+    if get_scheme(text) and "`" in text:
+        from urllib.parse import parse_qsl
+
+        # the patterns stop a `?password=` value at a backquote (messages quote uris in them)
+        try:
+            pairs = parse_qsl(urlsplit(text).query, keep_blank_values=True)
+        except ValueError:
+            pairs = []
+        for name, value in pairs:
+            if "`" in value and re.fullmatch(_SECRET_NAMES, name, re.IGNORECASE):
+                register_secret(value)
     for password in passwords:
         if _UNUSUAL.search(password) or _UNUSUAL.search(unquote(password)):
             register_secret(password)
