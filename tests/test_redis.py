@@ -13,7 +13,7 @@ import pytest
 
 from anystore_cli.backend.redis import RedisStore, escape_match
 from anystore_cli.core import AlreadyExists, DoesNotExist, InvalidData, StoreError, get_store
-from tests.conftest import _redis_cleanup, unique
+from tests.conftest import _redis_cleanup, run_cli, unique
 
 pytestmark = pytest.mark.service
 
@@ -481,3 +481,14 @@ def test_get_or_info_of_a_hash_says_what_it_is(mixed, raw, store, command):
     assert done.stderr.startswith(b"anystore: error: `h` in store")
     assert b"is a Redis hash, not a value" in done.stderr
     assert raw.type(f"{store.redis_prefix}/h") == b"hash"  # pop left it alone
+
+
+def test_an_unknown_query_option_of_the_uri_is_a_bad_uri(redis_url):
+    """redis-py passes query options it does not know to the connection, which failed with a
+    TypeError on first use (exit 3): it is a usage error naming the option."""
+    base = redis_url.rsplit("/", 1)[0]
+    proc = run_cli("-s", f"{base}/0?x=1&health_check_interval=3", "get", "k")
+    assert proc.returncode == 2, proc.stderr
+    assert b"unknown query option `x`" in proc.stderr
+    proc = run_cli("-s", f"{base}/0?health_check_interval=3", "exists", "never-there")
+    assert proc.returncode == 1, proc.stderr

@@ -156,8 +156,34 @@ def get_client(uri: str, connect_timeout: float = DEFAULT_TIMEOUT, timeout: floa
             socket_timeout=timeout,
             retry=Retry(NoBackoff(), 0),
         )
+        _refuse_unknown_query_options(uri, client)
         _CLIENTS[cache_key] = client
     return client
+
+
+def _refuse_unknown_query_options(uri: str, client: redis.Redis) -> None:
+    """redis-py hands a query option it does not know (`?x=1`) to the connection, which fails
+    on first use with a TypeError: refuse it up front as a bad uri.
+
+    Raises:
+        InvalidUri: Naming the options the connection does not take
+    """
+    from urllib.parse import parse_qs
+
+    names = set(parse_qs(urlsplit(uri).query))
+    if not names:
+        return
+    import inspect
+
+    accepted: set[str] = set()
+    for klass in client.connection_pool.connection_class.__mro__:
+        init = klass.__dict__.get("__init__")
+        if init is not None:
+            accepted.update(inspect.signature(init).parameters)
+    unknown = sorted(names - accepted)
+    if unknown:
+        shown = ", ".join(f"`{name}`" for name in unknown)
+        raise InvalidUri(f"unknown query option {shown}")
 
 
 _INFO_LUA = """
