@@ -1,9 +1,15 @@
-"""Sync: a second `mirror` of unchanged keys against listing both sides."""
+"""Sync: a second `mirror` of unchanged keys against listing both sides; copies and compares
+between two server stores (sqlite → Redis) against `dump | load`."""
 
 from __future__ import annotations
 
+import itertools
+import secrets
+import shlex
+
 from bench.runner import (
     AWS_ENV,
+    REDIS_URI,
     S3_BUCKET,
     SYNC_KEYS,
     BenchError,
@@ -16,11 +22,84 @@ from bench.runner import (
     measure,
     median_seconds,
     moto_server,
+    redis_delete,
     sh,
 )
 
+SERVER_COPY_KEYS = 20_000
+"""Keys of the sqlite → Redis rows (`mirror`, `mirror -j 8`, `check --checksum`)"""
+
 
 def section_sync(ctx: Context) -> None:
+    """A second `mirror` of unchanged keys between a local folder and S3, against listing both
+    sides; then `mirror` and `check --checksum` from sqlite to Redis against `dump | load`."""
+    _unchanged_keys(ctx)
+    _server_copies(ctx)
+
+
+def _server_copies(ctx: Context) -> None:
+    """`mirror` sqlite → Redis (with 1 and 8 workers) and `check --checksum` of the copy, each
+    against `dump | load` of the same keys, interleaved, every copy into a fresh Redis prefix."""
+    cfg, report, env, work = ctx.cfg, ctx.report, ctx.env, ctx.workdir
+    n, rid = SERVER_COPY_KEYS, secrets.token_hex(3)
+    jsonl, source = work / "copies.jsonl", f"sqlite:///{work / 'copies.db'}"
+    make_bulk_files(jsonl, work / "copies.resp", n, "unused")
+    print(f"  building {n:,} keys in sqlite ...", flush=True)
+    sh([*ctx.new, "-s", source, "-b", "table=copies", "load", "-i", str(jsonl)], env=env)
+    counter = itertools.count()
+    prefixes: list[str] = []
+
+    def fresh() -> str:
+        prefixes.append(f"bench-{rid}-copy-{next(counter)}")
+        return f"{REDIS_URI}/{prefixes[-1]}"
+
+    new = shlex.join(ctx.new)
+    checked = fresh()
+    sqlite = ["-i", source, "--input-config", "table=copies"]
+    try:
+        sh([*ctx.new, "mirror", *sqlite, "-o", checked], env=env)
+        commands = {
+            "dump | load": lambda: measure(
+                ["sh", "-c", f"{new} -s {shlex.quote(source)} -b table=copies dump | {new} -s {fresh()} load"],
+                env=env,
+                exact_rss=False,
+            ),
+            "mirror": lambda: measure([*ctx.new, "mirror", *sqlite, "-o", fresh()], env=env),
+            "mirror -j 8": lambda: measure([*ctx.new, "mirror", *sqlite, "-o", fresh(), "-j", "8"], env=env),
+            "check": lambda: measure([*ctx.new, "check", *sqlite, "-o", checked, "--checksum"], env=env),
+        }
+        results = interleaved(commands, cfg.listing_runs, warmup=0)
+    finally:
+        for prefix in prefixes:
+            redis_delete(f"{prefix}*")
+    anchor = median_seconds(results["dump | load"])
+    one, eight = median_seconds(results["mirror"]), median_seconds(results["mirror -j 8"])
+    check = median_seconds(results["check"])
+    rss = f"peak RSS {fmt_rss(max(run.maxrss for run in results['mirror']))}"
+    rows = (
+        ("`mirror` sqlite → Redis", one, anchor, "`dump | load`", 1.5, rss),
+        ("`mirror -j 8` sqlite → Redis", eight, one, "`mirror -j 1`", 1.0, ""),
+        ("`check --checksum` sqlite vs Redis", check, anchor, "`dump | load`", 2.0, ""),
+    )
+    for label, ours, reference, what, limit, note in rows:
+        report.target(
+            f"Copies: {label}, {n:,} keys",
+            fmt_s(ours),
+            f"{fmt_s(reference)} ({what})",
+            f"{ours / reference:.2f}×",
+            f"≤ {limit}× {what}",
+            ours / reference <= limit,
+            note,
+        )
+    report.notes.append(
+        f"Copies: {n:,} keys of about 70 bytes loaded into a sqlite table; `mirror` (default 1 worker, "
+        f"and `-j 8`) into a fresh Redis prefix each run, `check --checksum` against one mirrored copy, "
+        f"and `dump | load` of the same keys into a fresh prefix: medians of {cfg.listing_runs} "
+        "interleaved runs."
+    )
+
+
+def _unchanged_keys(ctx: Context) -> None:
     """A second `mirror` of unchanged keys between a local folder and S3, against listing both sides."""
     cfg, report, env, work = ctx.cfg, ctx.report, ctx.env, ctx.workdir
     n = SYNC_KEYS

@@ -118,6 +118,16 @@ class FlakyStore(MemoryStore):
             raise ConnectionResetError(f"connection reset while writing {key}")
         return super()._write_stream(key, source, ttl=ttl, no_clobber=no_clobber)
 
+    def _put_many(self, items: list[tuple[str, bytes]], ttl: int | None = None) -> None:
+        # a batch fails as its worst key would (the mirror then writes each key on its own)
+        with self.lock:
+            failing = [
+                key for key, _ in items if key in self.broken or (key in self.flaky and not self.attempts.get(key))
+            ]
+        if failing:
+            raise ConnectionResetError(f"connection reset while writing {failing[0]}")
+        super()._put_many(items, ttl=ttl)
+
 
 def test_transient_failure_is_retried_and_a_broken_key_does_not_stop_the_rest(monkeypatch):
     monkeypatch.setattr(sys.modules["anystore_cli.backend.mirror"], "RETRY_DELAY", 0.01)

@@ -17,9 +17,13 @@ Which keys `mirror` copies (`decide`):
 - with `overwrite`, every key; with `ignore_existing`, only the keys the target lacks.
 
 A copy goes through the server where the backends can (S3 to S3 on one endpoint, two tables of
-one SQL database, two Redis databases or prefixes of one server), else streams through this
-process. A copy that fails for a transient reason (the store failed: a timeout, a dropped
-connection, a 5xx) is tried again; a key that still fails is counted and the others go on.
+one SQL database, two Redis databases or prefixes of one server), else through this process:
+small values in batches (`get_many` from the source, `put_many` to the target: one query a
+batch on SQL, one pipeline on Redis), a value over `STREAM_OVER` bytes (or of unknown size)
+streamed on its own, never held whole. Digests for `checksum` are read the same way. With
+several workers, each takes whole batches, so no two of them wait on one round trip. A copy
+that fails for a transient reason (the store failed: a timeout, a dropped connection, a 5xx)
+is tried again (a failed batch: each of its keys on its own); a key that still fails is counted and the others go on.
 With `delete`, the target's matching keys the source lacks are deleted after the copies, and
 only when no copy failed and the source was listed in full: a source that is not there is an
 error, and a listing that failed part-way (an unreadable folder) is counted and reported, the
@@ -33,6 +37,7 @@ inside the other, or the same store) are refused: the copy would read its own wr
 
 from __future__ import annotations
 
+import hashlib
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
@@ -55,6 +60,12 @@ RETRY_DELAY = 0.2
 """Seconds before the second attempt; doubles after each"""
 TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (StoreError, OSError, ConnectionError, TimeoutError)
 """Failures worth another attempt (a missing key, a read-only target or bad data are not)"""
+BATCH_KEYS = 1000
+"""Keys read and written together (one `get_many` and one `put_many`)"""
+BATCH_BYTES = 8 * 1024 * 1024
+"""Bytes of values a batch holds at most (a worker holds one batch)"""
+STREAM_OVER = 1024 * 1024
+"""A value larger than this, or of unknown size, is streamed on its own instead of batched"""
 KEY_ERRORS: tuple[type[BaseException], ...] = (AnystoreError, OSError, ConnectionError, TimeoutError, ValueError)
 """Failures of one key that are counted while the others go on"""
 
@@ -147,17 +158,90 @@ def source_is_newer(source: Any, target: Any, window: float = 0.0) -> bool:
     return source.mtime is not None and target.mtime is not None and source.mtime > target.mtime + window
 
 
+def _plain(store: Any) -> bool:
+    """The store moves values as they are stored: no serialization function or model of its
+    own that `get_many` / `put_many` would apply (then values go one by one, as bytes)."""
+    return (
+        getattr(store, "serialization_func", None) is None
+        and getattr(store, "deserialization_func", None) is None
+        and getattr(store, "model", None) is None
+    )
+
+
+def _batched(store: Any, size: int | None) -> bool:
+    """A value of `size` bytes is read in a batch from `store`."""
+    return size is not None and size <= STREAM_OVER and _plain(store)
+
+
+def read_many(store: Any, keys: list[str], retries: int) -> dict[str, bytes]:
+    """The values of `keys` in one batched read (missing keys left out); {} when the batch
+    failed (each key is then read on its own, which tells its own error)."""
+    if not keys:
+        return {}
+    try:
+        found = with_retries(lambda: list(store.get_many(keys, serialization_mode="raw")), retries)
+    except KEY_ERRORS:
+        return {}
+    return {key: value for key, value in found if isinstance(value, bytes)}
+
+
+def chunked(items: Iterable[Any], size_of: Callable[[Any], int | None] = lambda item: None) -> Iterator[list[Any]]:
+    """`items` in lists of at most `BATCH_KEYS` items and about `BATCH_BYTES` of known sizes; an
+    item over `STREAM_OVER` bytes or of unknown size alone (it is streamed: on a worker of its own,
+    as many at once as there are workers)."""
+    batch: list[Any] = []
+    held = 0
+    for item in items:
+        size = size_of(item)
+        if size is None or size > STREAM_OVER:
+            yield [item]
+            continue
+        batch.append(item)
+        held += size
+        if len(batch) >= BATCH_KEYS or held >= BATCH_BYTES:
+            yield batch
+            batch, held = [], 0
+    if batch:
+        yield batch
+
+
 class _Digests:
-    """MD5 digests of values: from the listing where the store gave one, else computed."""
+    """MD5 digests of values: from the listing where the store gave one, else computed (small
+    values read in batches, large ones streamed one by one)."""
 
     def __init__(self, source: Any, target: Any, retries: int) -> None:
         self.source, self.target, self.retries = source, target, retries
 
-    def differ(self, source_entry: Any, target_entry: Any) -> bool:
-        key = source_entry.key
-        ours = source_entry.md5 or with_retries(lambda: self.source.checksum(key, "md5"), self.retries)
-        theirs = target_entry.md5 or with_retries(lambda: self.target.checksum(key, "md5"), self.retries)
-        return ours != theirs
+    def _md5s(self, store: Any, entries: list[Any]) -> list[Any]:
+        """The digest of each entry's value, or the error that kept it from being read."""
+        digests: list[Any] = [entry.md5 for entry in entries]
+        wanted = [
+            entry.key
+            for entry, md5 in zip(entries, digests, strict=True)
+            if md5 is None and _batched(store, entry.size)
+        ]
+        values = read_many(store, wanted, self.retries)
+        for index, entry in enumerate(entries):
+            if digests[index] is not None:
+                continue
+            value = values.get(entry.key)
+            if value is not None:
+                digests[index] = hashlib.md5(value, usedforsecurity=False).hexdigest()
+                continue
+            try:
+                digests[index] = with_retries(lambda key=entry.key: store.checksum(key, "md5"), self.retries)
+            except KEY_ERRORS as exc:
+                digests[index] = exc
+        return digests
+
+    def differ_many(self, pairs: list[tuple[Any, Any]]) -> list[Any]:
+        """For each `(source_entry, target_entry)`: whether the digests differ, or the error."""
+        ours = self._md5s(self.source, [pair[0] for pair in pairs])
+        theirs = self._md5s(self.target, [pair[1] for pair in pairs])
+        return [
+            one if isinstance(one, BaseException) else other if isinstance(other, BaseException) else one != other
+            for one, other in zip(ours, theirs, strict=True)
+        ]
 
 
 def compare_mode(overwrite: bool = False, checksum: bool = False, ignore_existing: bool = False) -> str:
@@ -395,24 +479,25 @@ def mirror(
             return existing.get(key, None) if detailed else (key if key in existing else None)
         return with_retries(lambda: target.entry(key), retries)
 
-    def _needs_copy(key: str, entry: Any) -> tuple[bool, Any]:
-        """Whether to copy `key`, and its source entry (looked up when not listed)."""
+    def _decide(key: str, entry: Any) -> tuple[str, Any]:
+        """Whether to "copy" or "skip" `key`, or "digest" (compare digests), and its source
+        entry (looked up when not listed)."""
         if mode == "overwrite":
-            return True, entry
+            return "copy", entry
         theirs = _target_entry(key)
         if theirs is None:
-            return True, entry
+            return "copy", entry
         if mode == "ignore-existing":
-            return False, entry
+            return "skip", entry
         if entry is None:
             entry = with_retries(lambda: source.entry(key), retries)
             if entry is None:
                 raise DoesNotExist(f"Key `{key}` in store `{source.uri}`: does not exist")
         if sizes_differ(entry, theirs):
-            return True, entry
+            return "copy", entry
         if mode == "checksum":
-            return digests.differ(entry, theirs), entry
-        return source_is_newer(entry, theirs, window), entry
+            return "digest", (entry, theirs)
+        return ("copy" if source_is_newer(entry, theirs, window) else "skip"), entry
 
     def _copy(key: str, size: int | None) -> tuple[int, bool]:
         copied = target.server_copy(source, key, size=size)
@@ -421,32 +506,95 @@ def mirror(
         with source.open(key, "rb") as handle:
             return target.put_stream(key, handle), False
 
-    def _handle(item: Any) -> None:
-        key, entry = (item, None) if isinstance(item, str) else (item.key, item)
+    # whether the backends copy on the server (learnt from the first copy): then every key goes
+    # that way; else small values move in batches
+    on_server: list[bool] = []
+    batched = _plain(source) and _plain(target)
+    helpers = ThreadPoolExecutor(workers, thread_name_prefix="anystore-copy") if workers > 1 else None
+
+    def _copy_one(key: str, size: int | None) -> Any:
         try:
-            copy, entry = _needs_copy(key, entry)
-            if not copy:
-                _count(key, "skipped")
-                return
-            if on_plan is not None:
-                with lock:
-                    on_plan(key, entry.size if entry is not None else None)
-            if dry_run:
-                _count(key, "mirrored")
-                return
-            size, server = with_retries(lambda: _copy(key, entry.size if entry is not None else None), retries)
-            _count(key, "mirrored", size or 0, server=server)
+            copied, server = with_retries(lambda: _copy(key, size), retries)
         except KEY_ERRORS as exc:
-            _count(key, "failed", error=_message(exc))
+            return exc
+        if not on_server:
+            on_server.append(server)
+        return copied or 0, server
+
+    def _copy_many(todo: list[tuple[str, int | None]]) -> dict[str, Any]:
+        """Copy `(key, size)`s; `key -> (bytes, on the server)` or the error of the key."""
+        done: dict[str, Any] = {}
+        small: list[str] = []
+        each: list[tuple[str, int | None]] = []
+        sizes = dict(todo)
+        for key, size in todo:
+            if not on_server:  # not known yet: this key's copy tells
+                done[key] = _copy_one(key, size)
+            elif batched and not on_server[0] and size is not None and size <= STREAM_OVER:
+                small.append(key)
+            else:
+                each.append((key, size))
+        if helpers is not None and len(each) > 1:  # copies on the server: as many at once as workers
+            done.update(zip([key for key, _ in each], helpers.map(lambda job: _copy_one(*job), each), strict=True))
+        else:
+            done.update((key, _copy_one(key, size)) for key, size in each)
+        values = read_many(source, small, retries)
+        pairs = [(key, values[key]) for key in small if key in values]
+        if pairs:
+            try:
+                with_retries(lambda: target.put_many(pairs, serialization_mode="raw"), retries)
+            except KEY_ERRORS:
+                values = {}  # the batch failed: each key on its own tells its own error
+        for key in small:
+            value = values.get(key)
+            done[key] = (len(value), False) if value is not None else _copy_one(key, sizes[key])
+        return done
+
+    def _handle(items: list[Any]) -> None:
+        """Decide and copy a batch of listed keys (or entries), counting each in listing order."""
+        decided: list[tuple[str, str, Any]] = []
+        for item in items:
+            key, entry = (item, None) if isinstance(item, str) else (item.key, item)
+            try:
+                decided.append((key, *_decide(key, entry)))
+            except KEY_ERRORS as exc:
+                decided.append((key, "failed", exc))
+        digest = [found for _, how, found in decided if how == "digest"]
+        if digest:
+            verdicts = iter(digests.differ_many(digest))
+            for index, (key, how, found) in enumerate(decided):
+                if how == "digest":
+                    verdict = next(verdicts)
+                    if isinstance(verdict, BaseException):
+                        decided[index] = (key, "failed", verdict)
+                    else:
+                        decided[index] = (key, "copy" if verdict else "skip", found[0])
+        todo: list[tuple[str, int | None]] = []
+        for key, how, entry in decided:
+            if how == "copy":
+                size = entry.size if entry is not None else None
+                if on_plan is not None:
+                    with lock:
+                        on_plan(key, size)
+                todo.append((key, size))
+        copied = {} if dry_run else _copy_many(todo)
+        for key, how, found in decided:
+            if how == "skip":
+                _count(key, "skipped")
+            elif how == "failed":
+                _count(key, "failed", error=_message(found))
+            elif dry_run:
+                _count(key, "mirrored")
+            elif isinstance(copied[key], BaseException):
+                _count(key, "failed", error=_message(copied[key]))
+            else:
+                size, server = copied[key]
+                _count(key, "mirrored", size, server=server)
 
     seen: set[str] = set()
 
     def _listing() -> Iterator[Any]:
-        if not detailed:
-            for key in source.iterate_keys(**criteria):
-                seen.add(key)
-                yield key
-            return
+        # the source is listed with sizes whatever the mode: they choose a batch or a stream
         for entry in source.iterate_entries(**criteria, md5=mode == "checksum"):
             seen.add(entry.key)
             yield entry
@@ -466,7 +614,11 @@ def mirror(
         todo: Iterable[Any] = (key for key in keys if match(key))
     else:
         todo = _listed()
-    _run(_handle, todo, workers)
+    try:
+        _run(_handle, chunked(todo, lambda item: None if isinstance(item, str) else item.size), workers)
+    finally:
+        if helpers is not None:
+            helpers.shutdown(wait=False, cancel_futures=True)
 
     if delete and existing is not None:
         if status.failed or status.listing_errors:
@@ -547,14 +699,18 @@ def check(
             if outcome != "equal" and on_result is not None:
                 on_result(outcome, ours, other, error)
 
-    def _compare(pair: tuple[Any, Any]) -> None:
-        ours, other = pair
-        try:
-            differ = sizes_differ(ours, other) or (checksum and digests.differ(ours, other))
-        except KEY_ERRORS as exc:
-            _report("failed", ours, other, _message(exc))
-            return
-        _report("differ" if differ else "equal", ours, other)
+    def _compare(pairs: list[tuple[Any, Any]]) -> None:
+        """Compare a batch of keys both stores hold: sizes, then digests read in batches."""
+        verdicts: list[Any] = [sizes_differ(ours, other) for ours, other in pairs]
+        if checksum:
+            wanted = [index for index, differ in enumerate(verdicts) if not differ]
+            for index, verdict in zip(wanted, digests.differ_many([pairs[i] for i in wanted]), strict=True):
+                verdicts[index] = verdict
+        for (ours, other), verdict in zip(pairs, verdicts, strict=True):
+            if isinstance(verdict, BaseException):
+                _report("failed", ours, other, _message(verdict))
+            else:
+                _report("differ" if verdict else "equal", ours, other)
 
     def _pairs() -> Iterator[tuple[Any, Any]]:
         for ours in source.iterate_entries(**criteria, md5=checksum):
@@ -564,7 +720,7 @@ def check(
             else:
                 yield ours, other
 
-    _run(_compare, _pairs(), workers)
+    _run(_compare, chunked(_pairs(), lambda pair: pair[0].size), workers)
     for key in sorted(theirs):
         _report("only_target", None, theirs[key])
     return status

@@ -17,7 +17,7 @@ def mirror(
     overwrite: bool = False,
     **kwargs: Any,
 ) -> MirrorStatus:
-    """Copy every matching key from `source` to `target`, streaming each value.
+    """Copy every matching key from `source` to `target`: small values in batches, large ones streamed.
 
     As in the original library, a key the target already has is skipped unless `overwrite`.
     Pass `compare=True` to copy what differs instead (size and modification time, or digests
