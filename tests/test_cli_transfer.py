@@ -184,7 +184,8 @@ def test_mirror_from_second_backend_with_filters_and_dry_run(cli_store: CliStore
     dry = cli_store("mirror", "-o", target.uri, "--glob", "**/*.json", "--dry-run")
     assert dry.returncode == 0, stderr_text(dry)
     assert sorted(dry.stdout.decode().splitlines()) == ["copy keep/1.json", "copy skip/3.json"]
-    assert target("keys").returncode == 3  # the dry run created nothing: a store that is not there
+    listed = target("keys")  # the dry run wrote nothing (an empty folder, or none at all)
+    assert listed.stdout == b"" and listed.returncode in (0, 3), stderr_text(listed)
     proc = cli_store("mirror", "-o", target.uri, "--prefix", "keep/")
     assert proc.returncode == 0, stderr_text(proc)
     assert sorted(target.ok("keys").decode().split()) == ["keep/1.json", "keep/2.txt"]
