@@ -133,8 +133,9 @@ def test_unknown_backend_option_is_a_usage_error(cli: Any, tmp_path: Any) -> Non
     done = cli("-s", db, "-b", "tabel=kv", "put", "k", "v")
     line = assert_one_line_error(done, 2, "`tabel`", "table")
     assert "sql" in line
-    assert cli("-s", db, "keys").returncode == 0  # nothing was written under the wrong name
+    assert cli("-s", db, "keys").returncode == 3  # nothing was written: not even the database file
     assert cli("-s", db, "exists", "k").returncode == 1
+    assert not (tmp_path / "kv.db").exists()
     local = cli("-s", str(tmp_path / "folder"), "-b", "fsnyc=true", "put", "k", "v")
     assert_one_line_error(local, 2, "`fsnyc`", "fsync")
     side = cli("mirror", "-i", db, "-o", str(tmp_path / "o"), "--to-config", "tabel=x")
