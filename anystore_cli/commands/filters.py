@@ -21,6 +21,16 @@ _ORDER = "anystore.filter_order"
 _SHARD = re.compile(r"[0-9]+/[0-9]+")
 _RULES = ("include", "exclude")
 
+GlobOption = Annotated[
+    str | None,
+    typer.Option(
+        "--glob",
+        metavar="G",
+        help="Only keys matching the path glob G. `*` and `?` stay within one /-separated segment, "
+        "`**` crosses them: `*.json` finds `a.json`, not `d/a.json` (that is `**/*.json`). "
+        "With --prefix P, G is matched below P (`P/G`).",
+    ),
+]
 IncludeOption = Annotated[
     list[str] | None,
     typer.Option(

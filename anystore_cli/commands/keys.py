@@ -11,7 +11,14 @@ from typing import Annotated, Any
 import typer
 
 from anystore_cli.commands.common import UsageProblem, get_state, open_output
-from anystore_cli.commands.filters import ExcludeOption, FilterCommand, IncludeOption, ShardOption, key_filters
+from anystore_cli.commands.filters import (
+    ExcludeOption,
+    FilterCommand,
+    GlobOption,
+    IncludeOption,
+    ShardOption,
+    key_filters,
+)
 from anystore_cli.completion import complete_key
 from anystore_cli.core.exceptions import DoesNotExist
 
@@ -24,16 +31,6 @@ PrefixOption = Annotated[
 ExcludePrefixOption = Annotated[
     str | None,
     typer.Option("--exclude-prefix", metavar="P", help="Leave out keys starting with P.", autocompletion=complete_key),
-]
-GlobOption = Annotated[
-    str | None,
-    typer.Option(
-        "--glob",
-        metavar="G",
-        help="Only keys matching the path glob G. `*` and `?` stay within one /-separated segment, "
-        "`**` crosses them: `*.json` finds `a.json`, not `d/a.json` (that is `**/*.json`). "
-        "With --prefix P, G is matched below P (`P/G`).",
-    ),
 ]
 
 INFO_FIELDS = ("key", "name", "store", "uri", "size", "created_at", "updated_at")

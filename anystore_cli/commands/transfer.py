@@ -27,7 +27,14 @@ from anystore_cli.commands.common import (
     open_output,
     split_backend_config,
 )
-from anystore_cli.commands.filters import ExcludeOption, FilterCommand, IncludeOption, ShardOption, key_filters
+from anystore_cli.commands.filters import (
+    ExcludeOption,
+    FilterCommand,
+    GlobOption,
+    IncludeOption,
+    ShardOption,
+    key_filters,
+)
 from anystore_cli.core.exceptions import (
     AlreadyExists,
     AnystoreError,
@@ -45,16 +52,6 @@ PrefixOption = Annotated[
 ]
 ExcludePrefixOption = Annotated[
     str | None, typer.Option("--exclude-prefix", metavar="P", help="Leave out keys starting with P.")
-]
-GlobOption = Annotated[
-    str | None,
-    typer.Option(
-        "--glob",
-        metavar="G",
-        help="Only keys matching the path glob G. `*` and `?` stay within one /-separated segment, "
-        "`**` crosses them: `*.json` finds `a.json`, not `d/a.json` (that is `**/*.json`). "
-        "With --prefix P, G is matched below P (`P/G`).",
-    ),
 ]
 JobsOption = Annotated[int, typer.Option("-j", "--jobs", metavar="N", min=1, help="Work on N batches/keys at once.")]
 
