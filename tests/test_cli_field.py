@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 
 from tests.test_cli_support import CLI_BACKENDS, CliStore, assert_one_line_error, make_cli_store, stderr_text
+from tests.tmux import TmuxBash
 
 
 @pytest.fixture(params=CLI_BACKENDS)
@@ -179,56 +180,15 @@ def test_empty_redis_prefix_is_the_whole_database(cli: Any, redis_url: str) -> N
 # ---- bash completion in a real, interactive bash (tmux) ---------------------------------------
 
 
-class InteractiveBash:
+class InteractiveBash(TmuxBash):
     """An interactive bash (readline, COMP_WORDBREAKS as users have it) in a tmux pane, with
     the committed completion script sourced and the installed `anystore` on PATH."""
 
     def __init__(self, cwd: Any) -> None:
-        import os
-        import shutil
-        import subprocess
         from pathlib import Path
 
-        from tests.conftest import anystore_bin, unique
-
-        self.name = unique("i12bash")
         script = Path(__file__).resolve().parent.parent / "completions" / "anystore.bash"
-        path = f"{Path(anystore_bin()).parent}:/usr/bin:/bin"
-        env = f"env -i HOME={cwd} PATH={path} TERM=xterm LANG=C.UTF-8"
-        self._run = subprocess.run
-        self._tmux = shutil.which("tmux") or "tmux"
-        self._run(
-            [self._tmux, "new-session", "-d", "-s", self.name, "-x", "250", "-y", "30", "-c", str(cwd)]
-            + [f"{env} bash --norc --noprofile -i"],
-            check=True,
-            env={k: v for k, v in os.environ.items() if k != "TMUX"},
-        )
-        try:
-            self.type(f"source {script}; PS1='$ '; clear; echo READY\n")
-            self.wait_for("READY\n$")
-        except BaseException:
-            self.close()
-            raise
-
-    def type(self, text: str, *keys: str) -> None:
-        self._run([self._tmux, "send-keys", "-t", self.name, "-l", text], check=True)
-        for key in keys:
-            self._run([self._tmux, "send-keys", "-t", self.name, key], check=True)
-
-    def screen(self) -> str:
-        done = self._run([self._tmux, "capture-pane", "-p", "-t", self.name], capture_output=True, check=True)
-        return done.stdout.decode()
-
-    def wait_for(self, text: str, timeout: float = 15) -> str:
-        import time
-
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            screen = self.screen()
-            if text in screen:
-                return screen
-            time.sleep(0.1)
-        raise AssertionError(f"{text!r} not on the screen:\n{self.screen()}")
+        super().__init__(cwd, "--norc --noprofile -i", setup=f"source {script}; ", size=(250, 30), wait=15)
 
     def line_after_tab(self, line: str) -> str:
         """Type `line`, press Tab once, and return the command line once the completion is in
@@ -257,9 +217,6 @@ class InteractiveBash:
         self.type("", "C-u")
         assert previous is not None
         return previous[2:]
-
-    def close(self) -> None:
-        self._run([self._tmux, "kill-session", "-t", self.name], capture_output=True)
 
 
 @pytest.fixture

@@ -24,6 +24,7 @@ from anystore_cli import docgen
 from anystore_cli.app import COMMANDS
 from tests.conftest import anystore_bin, run_cli
 from tests.test_cli_support import make_cli_store
+from tests.tmux import TmuxBash
 
 REPO = Path(__file__).resolve().parent.parent
 SHELLS = ("bash", "zsh", "fish")
@@ -470,43 +471,6 @@ def _documented_bash_blocks() -> list[str]:
     return re.findall(r"```bash\n(.*?)\n```", section, re.S)
 
 
-class _TmuxBash:
-    """An interactive bash in a tmux pane, started as a user's login would: its ~/.bashrc read."""
-
-    def __init__(self, home: Path) -> None:
-        self.name = f"h7bash{os.getpid()}{time.monotonic_ns()}"
-        path = f"{Path(anystore_bin()).parent}:/usr/bin:/bin"
-        command = f"env -i HOME={home} PATH={path} TERM=xterm LANG=C.UTF-8 bash -i"
-        subprocess.run(
-            ["tmux", "new-session", "-d", "-s", self.name, "-x", "200", "-y", "20", "-c", str(home), command],
-            check=True,
-            env={k: v for k, v in os.environ.items() if k != "TMUX"},
-        )
-        self.type("PS1='$ '; clear; echo READY\n")
-        self.wait_for("READY\n$")
-
-    def type(self, text: str, *keys: str) -> None:
-        subprocess.run(["tmux", "send-keys", "-t", self.name, "-l", text], check=True)
-        for key in keys:
-            subprocess.run(["tmux", "send-keys", "-t", self.name, key], check=True)
-
-    def screen(self) -> str:
-        done = subprocess.run(["tmux", "capture-pane", "-p", "-t", self.name], capture_output=True, check=True)
-        return done.stdout.decode()
-
-    def wait_for(self, text: str, timeout: float = 20) -> str:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            screen = self.screen()
-            if text in screen:
-                return screen
-            time.sleep(0.1)
-        raise AssertionError(f"{text!r} not on the screen:\n{self.screen()}")
-
-    def close(self) -> None:
-        subprocess.run(["tmux", "kill-session", "-t", self.name], capture_output=True)
-
-
 def _install_and_complete(tmp_path: Path, block: str, bashrc: str, local_store: Path) -> None:
     home = tmp_path / "home"
     home.mkdir()
@@ -514,7 +478,7 @@ def _install_and_complete(tmp_path: Path, block: str, bashrc: str, local_store: 
     env = {"HOME": str(home), "PATH": _shell_env()["PATH"]}
     done = subprocess.run(["bash", "-e", "-c", block], cwd=REPO, env=env, capture_output=True, timeout=30)
     assert done.returncode == 0, done.stderr.decode()
-    shell = _TmuxBash(home)
+    shell = TmuxBash(home)  # `bash -i`: its ~/.bashrc read, as a user's login does
     try:
         shell.type("anystore ge", "Tab")
         shell.wait_for("$ anystore get")
