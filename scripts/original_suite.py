@@ -225,7 +225,7 @@ ORIGINAL_REDIS_KEYS = [
 def _drop_redis_keys() -> None:
     """Remove the keys the original's Redis test writes, from redis://localhost (best effort)."""
     try:
-        from anystore_cli.backend.registry import get_store
+        from anystore_cli.store.registry import get_store
 
         store = get_store("redis://localhost")
         for key in ORIGINAL_REDIS_KEYS:

@@ -137,7 +137,7 @@ def drop_sql_table(url: str, table: str) -> None:
     with contextlib.suppress(Exception):
         import sqlalchemy
 
-        from anystore_cli.backend.sql import get_engine
+        from anystore_cli.backends.sql import get_engine
 
         with get_engine(url).begin() as conn:
             conn.execute(sqlalchemy.text(f"DROP TABLE IF EXISTS {table}"))
@@ -145,7 +145,7 @@ def drop_sql_table(url: str, table: str) -> None:
 
 def make_sql_table(url: str, config: dict[str, Any]) -> tuple[str, dict[str, Any]]:
     """An empty SQL store is there: its table (and SQLite file) exists; returns `(url, config)`."""
-    from anystore_cli.backend.sql import SqlStore
+    from anystore_cli.backends.sql import SqlStore
 
     SqlStore(uri=url, backend_config=config).ensure_table()
     return url, config

@@ -67,7 +67,7 @@ def _check_all_keys(options: list[str], keys_per_worker: int) -> None:
 
 _PUT_LOOP = """
 import sys
-from anystore_cli.app import run
+from anystore_cli.cli.app import run
 from tests.test_backend_processes import _value
 worker, count, options = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3:]
 failed = 0

@@ -363,7 +363,7 @@ def test_a_command_option_spelled_like_a_global_one_stays_with_the_command():
     import click
     import typer.main
 
-    from anystore_cli.app import app, hoist_global_options
+    from anystore_cli.cli.app import app, hoist_global_options
 
     group = typer.main.get_command(app)
     command = click.Command("get", params=[click.Option(["-v", "--version-id"]), click.Option(["-q"], is_flag=True)])
@@ -379,7 +379,7 @@ def test_a_command_option_spelled_like_a_global_one_is_named_in_its_help():
     import click
     import typer.main
 
-    from anystore_cli.app import _note_clashes, app, option_table
+    from anystore_cli.cli.app import _note_clashes, app, option_table
 
     command = click.Command("get", help="Read.", params=[click.Option(["-v", "--version-id"])])
     _note_clashes(command, option_table(typer.main.get_command(app)))

@@ -223,9 +223,9 @@ def test_long_lines_round_trip_whatever_the_chunk_boundaries(monkeypatch, values
     last), is stored byte for byte by the streaming `load`, its line split at every possible point."""
     import io
 
-    from anystore_cli.backend.memory import MemoryStore
-    from anystore_cli.commands import jsonl
-    from anystore_cli.commands.transfer import dump_record, parse_dump_line
+    from anystore_cli.backends.memory import MemoryStore
+    from anystore_cli.cli.commands import jsonl
+    from anystore_cli.cli.commands.transfer import dump_record, parse_dump_line
 
     monkeypatch.setattr(jsonl, "CHUNK", chunk)
     out = io.BytesIO()
@@ -256,8 +256,8 @@ def test_dump_writes_large_values_exactly_as_one_piece_would(monkeypatch) -> Non
 
     import orjson
 
-    from anystore_cli.commands import jsonl
-    from anystore_cli.commands.transfer import dump_record
+    from anystore_cli.cli.commands import jsonl
+    from anystore_cli.cli.commands.transfer import dump_record
 
     monkeypatch.setattr(jsonl, "CHUNK", 5)
     for value in ('a "quoted" \\ line\nwith é ✓ 😀 \x00\x1f'.encode(), b"\xff\xfe binary \x00", b""):
@@ -376,8 +376,8 @@ _FAULTS = [
 
 def _whole(raw: bytes) -> Any:
     """What `load` makes of `raw` read as a line held whole: `(key, bytes, ttl)` or the error."""
-    from anystore_cli.commands.transfer import parse_dump_line
-    from anystore_cli.core.exceptions import InvalidData
+    from anystore_cli.cli.commands.transfer import parse_dump_line
+    from anystore_cli.errors import InvalidData
 
     try:
         return parse_dump_line(raw, 1, "t")
@@ -389,9 +389,9 @@ def _streamed(raw: bytes, monkeypatch: pytest.MonkeyPatch) -> Any:
     """What `load` makes of `raw` read as a long line, a byte at a time."""
     import io
 
-    from anystore_cli.backend.memory import MemoryStore
-    from anystore_cli.commands import jsonl
-    from anystore_cli.core.exceptions import InvalidData
+    from anystore_cli.backends.memory import MemoryStore
+    from anystore_cli.cli.commands import jsonl
+    from anystore_cli.errors import InvalidData
 
     monkeypatch.setattr(jsonl, "CHUNK", 1)  # every line long, every boundary somewhere
     store = MemoryStore(uri=f"memory://faults-{os.getpid()}-{time.monotonic_ns()}")

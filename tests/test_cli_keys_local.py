@@ -12,9 +12,9 @@ from pathlib import Path
 import orjson
 import pytest
 
-from anystore_cli.backend.local import LocalStore, stat_created
-from anystore_cli.commands.common import readable_text
-from anystore_cli.commands.keys import RecordMaker, _json_strings
+from anystore_cli.backends.local import LocalStore, stat_created
+from anystore_cli.cli.commands.common import readable_text
+from anystore_cli.cli.commands.keys import RecordMaker, _json_strings
 from tests.conftest import run_cli
 
 NAMES = [

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from anystore_cli import docgen
-from anystore_cli.app import COMMANDS
+from anystore_cli.cli import docgen
+from anystore_cli.cli.app import COMMANDS
 
 REPO = Path(__file__).resolve().parent.parent
 DOCS = REPO / "docs"

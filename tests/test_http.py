@@ -148,7 +148,7 @@ def test_get_many_reads_in_parallel_and_in_order(store):
 
 @pytest.fixture
 def dir_store() -> Any:
-    from anystore_cli.backend.fs import Store
+    from anystore_cli.backends.fs import Store
     from tests.conftest import unique
 
     return Store(uri=f"memory://{unique()}/root", serialization_mode="raw")

@@ -97,7 +97,7 @@ def _server_database(base: str, kind: str) -> Iterator[str]:
     from sqlalchemy.pool import NullPool
 
     name = unique("interop")
-    from anystore_cli.backend.sql import sqlalchemy_url
+    from anystore_cli.backends.sql import sqlalchemy_url
 
     admin = sa.create_engine(sqlalchemy_url(base), poolclass=NullPool, isolation_level="AUTOCOMMIT")
     with admin.connect() as conn:
@@ -224,7 +224,7 @@ def _age_rows(url: str, seconds: int) -> None:
     import sqlalchemy as sa
     from sqlalchemy.pool import NullPool
 
-    from anystore_cli.backend.sql import sqlalchemy_url
+    from anystore_cli.backends.sql import sqlalchemy_url
 
     engine = sa.create_engine(sqlalchemy_url(url), poolclass=NullPool)
     then = datetime.now(timezone.utc) - timedelta(seconds=seconds)

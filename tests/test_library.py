@@ -296,7 +296,7 @@ def test_virtual_store(tmp_path):
 def test_exported_mirror_is_the_function_even_after_its_module_loads():
     import importlib
 
-    importlib.import_module("anystore_cli.backend.mirror")
+    importlib.import_module("anystore_cli.services.mirror")
     from anystore_cli.core import MirrorStatus
     from anystore_cli.core import mirror as exported
 

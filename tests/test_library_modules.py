@@ -329,7 +329,7 @@ def test_types_cli_and_exceptions_have_the_original_names():
 
     from pydantic import BaseModel
 
-    from anystore_cli.app import app
+    from anystore_cli.cli.app import app
     from anystore_cli.core.cli import cli
 
     # by module name: the package's own `import types` (the standard library's) shadows the attribute

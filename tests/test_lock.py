@@ -31,7 +31,7 @@ def _fresh(store_factory: Any, backend: str) -> tuple[str, dict[str, Any]]:
 
 
 def _store(store_factory: Any, backend: str) -> Any:
-    from anystore_cli.backend.registry import get_store
+    from anystore_cli.store.registry import get_store
 
     uri, config = _fresh(store_factory, backend)
     return get_store(uri=uri, backend_config=config or None)
@@ -237,8 +237,8 @@ def test_leases_are_not_listed_as_keys_on_s3(store_factory: Any) -> None:
 
 
 def test_renewal_failing_past_the_ttl_loses_the_lease(store_factory: Any) -> None:
-    from anystore_cli.backend.lock import Lock
-    from anystore_cli.core.exceptions import StoreError
+    from anystore_cli.errors import StoreError
+    from anystore_cli.services.lock import Lock
 
     lost: list[str] = []
     lock = Lock(store_factory("local"), "job", ttl=0.6, on_lost=lost.append)
@@ -257,7 +257,7 @@ def test_renewal_failing_past_the_ttl_loses_the_lease(store_factory: Any) -> Non
 
 @pytest.mark.parametrize("backend", ["sqlite", "postgres", "mysql", "redis", "s3", "local"])
 def test_lock_names_are_exact(backend: str, store_factory: Any) -> None:
-    from anystore_cli.backend.lock import Lock
+    from anystore_cli.services.lock import Lock
 
     store = _store(store_factory, backend)
     with Lock(store, "Job", ttl=5), Lock(store, "job", ttl=5), Lock(store, "job ", ttl=5), Lock(store, "a/b", ttl=5):
@@ -308,7 +308,7 @@ def test_ttl_that_is_not_a_positive_number_is_refused(ttl: str, tmp_path: Path) 
 
 
 def test_library_lock_refuses_nan_ttl(store_factory: Any) -> None:
-    from anystore_cli.backend.lock import Lock
+    from anystore_cli.services.lock import Lock
 
     for ttl in (float("nan"), float("inf"), 0):
         with pytest.raises(ValueError, match="ttl"):

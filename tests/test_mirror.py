@@ -10,9 +10,9 @@ from typing import IO, Any, ClassVar
 
 import pytest
 
-from anystore_cli.backend.memory import MemoryStore
-from anystore_cli.backend.mirror import MirrorStatus, mirror
+from anystore_cli.backends.memory import MemoryStore
 from anystore_cli.core import get_store
+from anystore_cli.services.mirror import MirrorStatus, mirror
 from tests.conftest import make_bucket, s3_options, unique
 
 
@@ -130,7 +130,7 @@ class FlakyStore(MemoryStore):
 
 
 def test_transient_failure_is_retried_and_a_broken_key_does_not_stop_the_rest(monkeypatch):
-    monkeypatch.setattr(sys.modules["anystore_cli.backend.mirror"], "RETRY_DELAY", 0.01)
+    monkeypatch.setattr(sys.modules["anystore_cli.services.mirror"], "RETRY_DELAY", 0.01)
     source = get_store("memory://" + unique())
     source.put_many({f"k{i:02d}": f"v{i}" for i in range(30)})
     FlakyStore.flaky = {"k03", "k07", "k20"}

@@ -10,7 +10,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from anystore_cli.core.keys import glob_to_regex
+from anystore_cli.util.keys import glob_to_regex
 
 SEGMENT_ALPHABET = st.sampled_from(list(string.ascii_letters + string.digits + " %_*?[]\\-.,;=+!~ü✓中"))
 # `.~anystore-*` names are a local store's temporary files: refused there (see test below)

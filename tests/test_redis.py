@@ -11,7 +11,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from anystore_cli.backend.redis import RedisStore, escape_match
+from anystore_cli.backends.redis import RedisStore, escape_match
 from anystore_cli.core import AlreadyExists, DoesNotExist, InvalidData, StoreError, get_store
 from tests.conftest import _redis_cleanup, run_cli, unique
 
@@ -342,7 +342,7 @@ def test_uri_path_that_is_no_database_number_is_refused(redis_url, cli):
 def test_bare_keys_keep_timestamps_in_one_hash_not_beside_the_value(db9, cli):
     """With no prefix every string name is a key to a program listing the database (anystore
     1.2 lists `redis://host/DB` so): the timestamps are fields of one NUL-led hash."""
-    from anystore_cli.backend.redis import STAMP_HASH
+    from anystore_cli.backends.redis import STAMP_HASH
 
     url, raw = db9
     key = f"{unique()}/k"
@@ -396,8 +396,8 @@ class _AgingSource(io.RawIOBase):
 
 
 def test_streamed_upload_renews_its_lifetime_with_each_chunk(store, raw, monkeypatch):
-    from anystore_cli.backend import redis as backend
-    from anystore_cli.core.io import CHUNK_SIZE
+    from anystore_cli.backends import redis as backend
+    from anystore_cli.util.io import CHUNK_SIZE
 
     monkeypatch.setattr(backend, "UPLOAD_TTL", 30)
     chunks = [bytes([i]) * CHUNK_SIZE for i in range(5)]
@@ -412,7 +412,7 @@ def test_streamed_upload_renews_its_lifetime_with_each_chunk(store, raw, monkeyp
 def test_streamed_upload_that_expired_fails_and_stores_nothing(store, raw):
     """APPEND to an expired upload would start it again from that chunk: the write fails
     instead, and the old value stays."""
-    from anystore_cli.core.io import CHUNK_SIZE
+    from anystore_cli.util.io import CHUNK_SIZE
 
     store.put("long", b"old", serialization_mode="raw")
     chunks = [bytes([i]) * CHUNK_SIZE for i in range(5)]

@@ -335,7 +335,7 @@ def test_over_long_table_names_are_usage_errors(request, backend):
 def test_a_value_over_max_allowed_packet_names_it(store_factory):
     import sqlalchemy
 
-    from anystore_cli.backend.sql import get_engine
+    from anystore_cli.backends.sql import get_engine
 
     store = make_cli_store(store_factory, "mysql")
     with get_engine(store.uri).connect() as conn:

@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from anystore_cli.core import get_store
-from anystore_cli.core.serialize import from_store
+from anystore_cli.util.serialize import from_store
 from tests.faults import record
 
 

@@ -26,7 +26,7 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 
 from anystore_cli.core import AlreadyExists, DoesNotExist, InvalidUri, StoreError, get_store
-from anystore_cli.core.exceptions import MissingDependency
+from anystore_cli.errors import MissingDependency
 from tests.conftest import make_bucket, s3_options, unique
 
 pytestmark = pytest.mark.service
@@ -537,7 +537,7 @@ def test_unknown_scheme_is_invalid_uri():
 
 
 def test_endpoint_is_honoured_by_smart_open(s3_server, bucket, monkeypatch):
-    from anystore_cli.core.io import smart_read, smart_write
+    from anystore_cli.util.io import smart_read, smart_write
 
     monkeypatch.setenv("AWS_ENDPOINT_URL", s3_server)
     smart_write(f"s3://{bucket}/io/file.txt", b"through io")

@@ -245,7 +245,7 @@ def test_an_over_long_listing_line_is_refused(hostile) -> None:
 def test_listing_lines_are_joined_in_linear_time() -> None:
     # one-byte chunks of a 1 MB line: a join that re-copies (and re-scans) what it holds at each
     # chunk moves 500 GB here and never finishes; a linear one copies the line once
-    from anystore_cli.backend.served import LineTooLong, split_lines
+    from anystore_cli.backends.http_client import LineTooLong, split_lines
 
     size = 1_000_000
     lines = list(split_lines(iter([b"a"] * size + [b"\n", b'"b"\n']), 1024 * 1024))
@@ -265,8 +265,8 @@ _GLOB_ALPHABET = "ab/.*?[]!-"
     key=st.text(alphabet="ab/.-!", max_size=9),
 )
 def test_the_linear_glob_matcher_agrees_with_the_regex(pattern: str, key: str) -> None:
-    from anystore_cli.core.exceptions import InvalidData
-    from anystore_cli.core.keys import _Automaton, glob_matcher, glob_to_regex, glob_tokens
+    from anystore_cli.errors import InvalidData
+    from anystore_cli.util.keys import _Automaton, glob_matcher, glob_to_regex, glob_tokens
 
     try:
         expected = glob_to_regex(pattern).match(key) is not None

@@ -16,8 +16,8 @@ from typing import Any
 
 import pytest
 
-from anystore_cli.backend.registry import get_store as backend_store
-from anystore_cli.core.exceptions import StoreError, StoreNotFound
+from anystore_cli.errors import StoreError, StoreNotFound
+from anystore_cli.store.registry import get_store as backend_store
 from tests.conftest import anystore_bin, run_cli
 from tests.test_cli_support import stderr_text
 

@@ -352,7 +352,7 @@ def test_other_commands_do_not_import_the_server_packages(folder_store: CliStore
     folder_store.put("k", b"v")
     code = (
         "import sys\n"
-        "from anystore_cli.app import run\n"
+        "from anystore_cli.cli.app import run\n"
         f"status = run(['-s', {folder_store.uri!r}, 'get', 'k'])\n"
         "loaded = sorted({m.split('.')[0] for m in sys.modules} & {'starlette', 'uvicorn', 'anyio'})\n"
         "sys.stderr.write(repr((status, loaded)))\n"

@@ -20,8 +20,8 @@ from pathlib import Path
 
 import pytest
 
-from anystore_cli import docgen
-from anystore_cli.app import COMMANDS
+from anystore_cli.cli import docgen
+from anystore_cli.cli.app import COMMANDS
 from tests.conftest import anystore_bin, run_cli
 from tests.test_cli_support import make_cli_store
 from tests.tmux import TmuxBash
@@ -44,7 +44,7 @@ def test_generated_completions_and_man_pages_match_the_committed_files(tmp_path:
         committed = REPO / relative
         if not committed.is_file() or committed.read_bytes() != path.read_bytes():
             differ.append(str(relative))
-    assert not differ, f"out of date (run `python -m anystore_cli.docgen`): {differ}"
+    assert not differ, f"out of date (run `python -m anystore_cli.cli.docgen`): {differ}"
 
 
 def test_no_stale_generated_files_are_committed() -> None:

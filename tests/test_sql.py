@@ -12,7 +12,7 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from anystore_cli.backend.sql import escape_like, sqlalchemy_url
+from anystore_cli.backends.sql import escape_like, sqlalchemy_url
 from anystore_cli.core import (
     AlreadyExists,
     DoesNotExist,
@@ -575,9 +575,9 @@ def test_earlier_layout_is_refused_with_its_migration_which_works(backend, store
     message = done.stderr.decode()
     assert "earlier layout" in message
     command = message.split("migrate it once to the anystore library's: ", 1)[1].strip()
-    assert command.startswith("python -m anystore_cli.backend.sql migrate ")
+    assert command.startswith("python -m anystore_cli.backends.sql migrate ")
     migrated = subprocess.run(
-        [sys.executable, "-m", "anystore_cli.backend.sql", "migrate", store.uri, name], capture_output=True, text=True
+        [sys.executable, "-m", "anystore_cli.backends.sql", "migrate", store.uri, name], capture_output=True, text=True
     )
     assert migrated.returncode == 0, migrated.stderr
     assert "migrated 2 keys" in migrated.stderr
@@ -592,7 +592,7 @@ def test_earlier_layout_is_refused_with_its_migration_which_works(backend, store
         ttl = conn.execute(sa.text(f"SELECT ttl FROM {name} WHERE {_quoted_key(store)} = 'b'")).scalar_one()
     assert ttl == 3600
     again = subprocess.run(
-        [sys.executable, "-m", "anystore_cli.backend.sql", "migrate", store.uri, name], capture_output=True, text=True
+        [sys.executable, "-m", "anystore_cli.backends.sql", "migrate", store.uri, name], capture_output=True, text=True
     )
     assert again.returncode == 3 and "not of the earlier layout" in again.stderr
 

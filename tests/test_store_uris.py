@@ -131,7 +131,7 @@ base = sys.argv[1]
 smart_write(base + "/written", b"by smart_write")
 assert smart_read(base + "/written") == b"by smart_write"
 assert "redis" not in fsspec.registry  # the smart_* functions leave fsspec's registry alone
-from anystore_cli.backend.protocols import register_protocols
+from anystore_cli.store.protocols import register_protocols
 assert "redis" in register_protocols()
 with fsspec.open(base + "/opened", "wb") as handle:
     handle.write(b"by fsspec.open")
@@ -163,7 +163,7 @@ def test_library_face_and_fsspec_open_take_store_uris(redis_ns):
 REGISTERED_ELSEWHERE = """
 import fsspec
 from fsspec.registry import register_implementation
-from anystore_cli.backend.protocols import register_protocols
+from anystore_cli.store.protocols import register_protocols
 register_implementation("redis", "somebody.else.RedisFileSystem")
 done = register_protocols()
 assert "redis" not in done and "sqlite" in done, done

@@ -74,8 +74,8 @@ def test_ttl_on_a_store_that_expires_keys_is_accepted(store_factory, backend) ->
 
 def test_the_refusal_follows_the_declared_capability_not_the_class() -> None:
     """A backend that declares it expires keys is let through; one that does not is refused."""
-    from anystore_cli.backend.memory import MemoryStore
-    from anystore_cli.core.exceptions import InvalidData
+    from anystore_cli.backends.memory import MemoryStore
+    from anystore_cli.errors import InvalidData
 
     class Forgetful(MemoryStore):
         supports_ttl = False

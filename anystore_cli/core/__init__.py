@@ -23,7 +23,7 @@ _EXPORTS: dict[str, str] = {
     "__version__": "anystore_cli",
     "get_store": "anystore_cli.core.store",
     "get_store_for_uri": "anystore_cli.core.store",
-    "register_backend": "anystore_cli.backend.registry",
+    "register_backend": "anystore_cli.store.registry",
     "BaseStore": "anystore_cli.core.store.base",
     "VirtualIOMixin": "anystore_cli.core.store.base",
     "check_readonly": "anystore_cli.core.store.base",
@@ -38,45 +38,45 @@ _EXPORTS: dict[str, str] = {
     "Stats": "anystore_cli.core.model",
     "StoreModel": "anystore_cli.core.model",
     "Settings": "anystore_cli.core.settings",
-    "AnystoreError": "anystore_cli.core.exceptions",
-    "DoesNotExist": "anystore_cli.core.exceptions",
-    "AlreadyExists": "anystore_cli.core.exceptions",
-    "ReadOnlyError": "anystore_cli.core.exceptions",
-    "InvalidKey": "anystore_cli.core.exceptions",
-    "InvalidUri": "anystore_cli.core.exceptions",
-    "InvalidData": "anystore_cli.core.exceptions",
-    "StoreError": "anystore_cli.core.exceptions",
-    "MissingDependency": "anystore_cli.core.exceptions",
-    "ChecksumMismatch": "anystore_cli.core.exceptions",
-    "to_store": "anystore_cli.core.serialize",
-    "from_store": "anystore_cli.core.serialize",
-    "Mode": "anystore_cli.core.serialize",
-    "DEFAULT_HASH_ALGORITHM": "anystore_cli.core.checksum",
-    "make_checksum": "anystore_cli.core.checksum",
-    "make_data_checksum": "anystore_cli.core.checksum",
-    "make_signature_key": "anystore_cli.core.checksum",
-    "ensure_uri": "anystore_cli.core.uri",
-    "join_uri": "anystore_cli.core.uri",
-    "mask_uri": "anystore_cli.core.uri",
-    "clean_dict": "anystore_cli.core.uri",
-    "smart_open": "anystore_cli.core.io",
-    "smart_read": "anystore_cli.core.io",
-    "smart_write": "anystore_cli.core.io",
-    "smart_stream": "anystore_cli.core.io",
+    "AnystoreError": "anystore_cli.errors",
+    "DoesNotExist": "anystore_cli.errors",
+    "AlreadyExists": "anystore_cli.errors",
+    "ReadOnlyError": "anystore_cli.errors",
+    "InvalidKey": "anystore_cli.errors",
+    "InvalidUri": "anystore_cli.errors",
+    "InvalidData": "anystore_cli.errors",
+    "StoreError": "anystore_cli.errors",
+    "MissingDependency": "anystore_cli.errors",
+    "ChecksumMismatch": "anystore_cli.errors",
+    "to_store": "anystore_cli.util.serialize",
+    "from_store": "anystore_cli.util.serialize",
+    "Mode": "anystore_cli.util.serialize",
+    "DEFAULT_HASH_ALGORITHM": "anystore_cli.util.checksum",
+    "make_checksum": "anystore_cli.util.checksum",
+    "make_data_checksum": "anystore_cli.util.checksum",
+    "make_signature_key": "anystore_cli.util.checksum",
+    "ensure_uri": "anystore_cli.util.uri",
+    "join_uri": "anystore_cli.util.uri",
+    "mask_uri": "anystore_cli.util.uri",
+    "clean_dict": "anystore_cli.util.uri",
+    "smart_open": "anystore_cli.util.io",
+    "smart_read": "anystore_cli.util.io",
+    "smart_write": "anystore_cli.util.io",
+    "smart_stream": "anystore_cli.util.io",
     "anycache": "anystore_cli.core.decorators",
     "async_anycache": "anystore_cli.core.decorators",
     "mirror": "anystore_cli.core.mirror",
     "MirrorStatus": "anystore_cli.core.mirror",
     "check": "anystore_cli.core.mirror",
     "CheckStatus": "anystore_cli.core.mirror",
-    "Lock": "anystore_cli.backend.lock",
-    "LockHeld": "anystore_cli.backend.lock",
-    "LeaseLost": "anystore_cli.backend.lock",
-    "LockUnsupported": "anystore_cli.backend.lock",
-    "Lease": "anystore_cli.backend.lock",
-    "SmartHandler": "anystore_cli.core.io",
-    "smart_stream_json": "anystore_cli.core.io",
-    "smart_write_json": "anystore_cli.core.io",
+    "Lock": "anystore_cli.services.lock",
+    "LockHeld": "anystore_cli.services.lock",
+    "LeaseLost": "anystore_cli.services.lock",
+    "LockUnsupported": "anystore_cli.services.lock",
+    "Lease": "anystore_cli.services.lock",
+    "SmartHandler": "anystore_cli.util.io",
+    "smart_stream_json": "anystore_cli.util.io",
+    "smart_write_json": "anystore_cli.util.io",
     "get_virtual": "anystore_cli.core.store.virtual",
     "open_virtual": "anystore_cli.core.store.virtual",
     "VirtualStore": "anystore_cli.core.store.virtual",
@@ -140,13 +140,9 @@ sys.modules[__name__].__class__ = _CoreModule
 
 
 if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
-    from anystore_cli.core.checksum import DEFAULT_HASH_ALGORITHM, make_checksum  # noqa: F401
     from anystore_cli.core.decorators import anycache, async_anycache  # noqa: F401
-    from anystore_cli.core.exceptions import DoesNotExist, ReadOnlyError  # noqa: F401
-    from anystore_cli.core.io import smart_open, smart_read, smart_stream, smart_write  # noqa: F401
     from anystore_cli.core.mirror import mirror  # noqa: F401
     from anystore_cli.core.model import BaseStats, Stats, StoreModel  # noqa: F401
-    from anystore_cli.core.serialize import Mode, from_store, to_store  # noqa: F401
     from anystore_cli.core.settings import Settings  # noqa: F401
     from anystore_cli.core.store import get_store, get_store_for_uri  # noqa: F401
     from anystore_cli.core.store.base import BaseStore, VirtualIOMixin, check_readonly  # noqa: F401
@@ -154,4 +150,8 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
     from anystore_cli.core.store.memory import MemoryStore  # noqa: F401
     from anystore_cli.core.store.virtual import get_virtual, open_virtual  # noqa: F401
     from anystore_cli.core.store.zip import ZipStore  # noqa: F401
-    from anystore_cli.core.uri import ensure_uri, join_uri  # noqa: F401
+    from anystore_cli.errors import DoesNotExist, ReadOnlyError  # noqa: F401
+    from anystore_cli.util.checksum import DEFAULT_HASH_ALGORITHM, make_checksum  # noqa: F401
+    from anystore_cli.util.io import smart_open, smart_read, smart_stream, smart_write  # noqa: F401
+    from anystore_cli.util.serialize import Mode, from_store, to_store  # noqa: F401
+    from anystore_cli.util.uri import ensure_uri, join_uri  # noqa: F401

@@ -6,7 +6,7 @@ Its commands and options are those of anystore-cli (see `anystore --help`).
 
 from __future__ import annotations
 
-from anystore_cli.app import app as cli
-from anystore_cli.app import main
+from anystore_cli.cli.app import app as cli
+from anystore_cli.cli.app import main
 
 __all__ = ["cli", "main"]

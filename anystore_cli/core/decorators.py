@@ -7,8 +7,8 @@ import inspect
 from collections.abc import Callable
 from typing import Any
 
-from anystore_cli.core.checksum import make_signature_key
-from anystore_cli.core.exceptions import DoesNotExist
+from anystore_cli.errors import DoesNotExist
+from anystore_cli.util.checksum import make_signature_key
 
 
 def _setup(

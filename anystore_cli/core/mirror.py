@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from anystore_cli.backend.mirror import CheckStatus as CheckStatus  # noqa: PLC0414 - part of the API
-from anystore_cli.backend.mirror import MirrorStatus as MirrorStatus  # noqa: PLC0414 - part of the API
+from anystore_cli.services.mirror import CheckStatus as CheckStatus  # noqa: PLC0414 - part of the API
+from anystore_cli.services.mirror import MirrorStatus as MirrorStatus  # noqa: PLC0414 - part of the API
 
 
 def mirror(
@@ -37,13 +37,13 @@ def mirror(
         prefix: Only keys with this prefix
         exclude_prefix: Leave out keys with this prefix
         overwrite: Copy keys the target already has
-        **kwargs: Further options of `anystore_cli.backend.mirror.mirror`: workers, dry_run,
+        **kwargs: Further options of `anystore_cli.services.mirror.mirror`: workers, dry_run,
             include, exclude, shard, checksum, delete, create (a missing bucket), compare, ...
 
     Returns:
         The counts of mirrored, skipped, deleted and failed keys
     """
-    from anystore_cli.backend.mirror import mirror as run_mirror
+    from anystore_cli.services.mirror import mirror as run_mirror
 
     compare = kwargs.pop("compare", False) or kwargs.get("checksum") or kwargs.get("delete")
     if not overwrite and not compare:
@@ -64,6 +64,6 @@ def check(source: Any, target: Any, *args: Any, **kwargs: Any) -> CheckStatus:
     Returns:
         The keys found missing, extra and differing
     """
-    from anystore_cli.backend.mirror import check as run_check
+    from anystore_cli.services.mirror import check as run_check
 
     return run_check(source, target, *args, **kwargs)

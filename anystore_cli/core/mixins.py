@@ -19,9 +19,9 @@ from typing import Any
 from pydantic import BaseModel as _BaseModel
 from pydantic import field_validator
 
-from anystore_cli.core.io import smart_read
 from anystore_cli.core.logging import get_logger
-from anystore_cli.core.uri import clean_dict
+from anystore_cli.util.io import smart_read
+from anystore_cli.util.uri import clean_dict
 
 try:
     from typing import Self
@@ -64,7 +64,7 @@ class YamlMixin:
         """Build the model from a YAML mapping; `kwargs` (that are not empty) override its fields."""
         import yaml
 
-        from anystore_cli.backend.model import _no_alias_loader
+        from anystore_cli.store.model import _no_alias_loader
 
         loaded = yaml.load(data, Loader=_no_alias_loader()) or {}  # the one loader: no aliases
         return cls(**clean_dict({**loaded, **clean_dict(kwargs)}))

@@ -3,7 +3,7 @@
 These are the original library's models: `StoreModel` initializes a store from configuration
 (validated, serializable, usable as a field of another model), `BaseStats`/`Stats` describe a
 key. The command line never imports this module: it uses the plain models of
-`anystore_cli.backend.model`, which load no pydantic.
+`anystore_cli.store.model`, which load no pydantic.
 """
 
 from __future__ import annotations
@@ -15,9 +15,9 @@ from typing import Annotated, Any
 from pydantic import BaseModel as _PydanticModel
 from pydantic import ConfigDict, Field, WithJsonSchema, field_validator
 
-from anystore_cli.backend.model import UriProperties
-from anystore_cli.core.serialize import Mode
-from anystore_cli.core.uri import ensure_uri, join_uri
+from anystore_cli.store.model import UriProperties
+from anystore_cli.util.serialize import Mode
+from anystore_cli.util.uri import ensure_uri, join_uri
 
 _Function = Annotated[Callable | None, WithJsonSchema({"type": "null", "description": "a Python callable"})]
 _ModelClass = Annotated[
@@ -51,7 +51,7 @@ class _Model(_PydanticModel):
         """Build an instance from a YAML string; `kwargs` that are not None override its fields."""
         import yaml
 
-        from anystore_cli.backend.model import _no_alias_loader
+        from anystore_cli.store.model import _no_alias_loader
 
         return cls._from_data(yaml.load(data, Loader=_no_alias_loader()) or {}, kwargs)
 
@@ -60,7 +60,7 @@ class _Model(_PydanticModel):
         """Store definitions as the command line reads them (unknown fields refused,
         `backend_config` merged); other models: `kwargs` that are not None override fields."""
         if "backend_config" in cls.model_fields and isinstance(data, dict):
-            from anystore_cli.backend.model import merge_config
+            from anystore_cli.store.model import merge_config
 
             return cls(**merge_config(data, kwargs, cls.model_fields, cls.__name__))
         return cls(**{**data, **{k: v for k, v in kwargs.items() if v is not None}})
@@ -68,14 +68,14 @@ class _Model(_PydanticModel):
     @classmethod
     def from_json_uri(cls, uri: Any, **kwargs: Any) -> Any:
         """Build an instance from a (remote) JSON file."""
-        from anystore_cli.core.io import smart_read
+        from anystore_cli.util.io import smart_read
 
         return cls.from_json_str(smart_read(uri, "rb"), **kwargs)
 
     @classmethod
     def from_yaml_uri(cls, uri: Any, **kwargs: Any) -> Any:
         """Build an instance from a (remote) YAML file."""
-        from anystore_cli.core.io import smart_read
+        from anystore_cli.util.io import smart_read
 
         return cls.from_yaml_str(smart_read(uri, "rb"), **kwargs)
 

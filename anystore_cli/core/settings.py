@@ -3,7 +3,7 @@
 All settings can be set via environment variables in uppercase, prefixed `ANYSTORE_`
 (`ANYSTORE_URI`, `ANYSTORE_SERIALIZATION_MODE`, ...); dictionaries use `__` as a separator:
 `ANYSTORE_BACKEND_CONFIG__REDIS_PREFIX=foo`. The command line reads the same variables through
-the plain `anystore_cli.backend.settings.Settings`, which loads no pydantic.
+the plain `anystore_cli.config.settings.Settings`, which loads no pydantic.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from typing import Any
 from pydantic import AliasChoices, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from anystore_cli.core.serialize import Mode
+from anystore_cli.util.serialize import Mode
 
 
 class Settings(BaseSettings):
@@ -38,7 +38,7 @@ class Settings(BaseSettings):
     )
 
     def __init__(self, **values: Any) -> None:
-        from anystore_cli.backend.settings import check_environment
+        from anystore_cli.config.settings import check_environment
 
         check_environment()  # the command line's rule: a typo of a field is refused, not ignored
         super().__init__(**values)

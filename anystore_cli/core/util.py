@@ -1,6 +1,6 @@
 """Small helpers of the library (the names of anystore's `util` module).
 
-Uri and checksum functions are those of `anystore_cli.core.uri` and `anystore_cli.core.checksum`;
+Uri and checksum functions are those of `anystore_cli.util.uri` and `anystore_cli.util.checksum`;
 this module gathers them under the original names and adds the few helpers that live only here.
 Uris are never percent-decoded (the original unquotes them): a key or path holding `%20` stays
 as it is, so that what is written is what is read.
@@ -14,15 +14,15 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from anystore_cli.core.checksum import (
+from anystore_cli.errors import InvalidUri
+from anystore_cli.util.checksum import (
     DEFAULT_HASH_ALGORITHM,
     make_checksum,
     make_data_checksum,
     make_signature_key,
 )
-from anystore_cli.core.exceptions import InvalidUri
-from anystore_cli.core.uri import SCHEME_FILE, SCHEME_MEMORY, SCHEME_REDIS, clean_dict, get_scheme, join_uri
-from anystore_cli.core.uri import ensure_uri as _ensure_uri
+from anystore_cli.util.uri import SCHEME_FILE, SCHEME_MEMORY, SCHEME_REDIS, clean_dict, get_scheme, join_uri
+from anystore_cli.util.uri import ensure_uri as _ensure_uri
 
 SCHEME_S3 = "s3"
 

@@ -1,7 +1,7 @@
 """The library's stores and `get_store`, the top-level store entry point.
 
 `get_store` picks the store class by the uri's scheme (through the backend registry of
-`anystore_cli.backend.registry`, which imports only the backend it needs) and returns a new
+`anystore_cli.store.registry`, which imports only the backend it needs) and returns a new
 store object on every call, as the original library does.
 """
 
@@ -14,7 +14,7 @@ from anystore_cli.core.store.base import BaseStore, VirtualIOMixin, check_readon
 from anystore_cli.core.store.fs import LocalStore, Store
 from anystore_cli.core.store.memory import MemoryStore
 from anystore_cli.core.store.zip import ZipStore
-from anystore_cli.core.uri import ensure_uri, get_scheme
+from anystore_cli.util.uri import ensure_uri, get_scheme
 
 _FACES: dict[str, str] = {
     "file": "anystore_cli.core.store.fs:LocalStore",
@@ -36,13 +36,13 @@ def store_class(uri: str) -> type[BaseStore]:
         InvalidUri: For an unknown scheme
         MissingDependency: When the backend's packages are not installed
     """
-    from anystore_cli.backend import registry
     from anystore_cli.core.store.base import load_target
+    from anystore_cli.store import registry
 
     name = registry.backend_name(uri)
     if name == "fsspec":
         registry.check_fsspec_scheme(uri)
-        from anystore_cli.backend.fs import _check_protocol
+        from anystore_cli.backends.fs import _check_protocol
 
         _check_protocol(get_scheme(uri), uri)  # a missing package (gcsfs, adlfs, ...) is named now
     target, _ = registry.known_backends[name]
@@ -100,12 +100,12 @@ def get_store(uri: Any = None, settings: Settings | None = None, **kwargs: Any) 
             store = BaseStore.from_json_uri(settings.json_uri, **kwargs)
             return get_store(**store.model_dump(), settings=settings)
         uri = settings.uri
-    from anystore_cli.backend.registry import store_uri
+    from anystore_cli.store.registry import store_uri
 
     uri = store_uri(uri)
     cls = store_class(uri)
     if kwargs.get("backend_config"):  # checked and typed as the command line does
-        from anystore_cli.backend.options import typed_config
+        from anystore_cli.store.options import typed_config
 
         kwargs["backend_config"] = typed_config(uri, kwargs["backend_config"])
     kwargs = {k: v for k, v in kwargs.items() if v is not None}

@@ -4,7 +4,7 @@
 serializable, picklable) with the methods `get`, `put`, `pop`, `delete`, `stream`, `exists`,
 `info`, `checksum`, `open`, `touch`, `iterate_keys`, `iterate_values`. Each built-in store class
 names the backend that does the work (`backend_target`, a `module:Class` of
-`anystore_cli.backend`); the backend object is made on first use and rebuilt when the store's
+`anystore_cli.backends`); the backend object is made on first use and rebuilt when the store's
 uri, backend config or read-only flag change. A subclass without a `backend_target` that
 implements the `AbstractBackend` primitives (`_read`, `_write`, ...) is a custom store, as in
 the original library.
@@ -20,13 +20,13 @@ from typing import IO, Any, ClassVar
 
 from pydantic import PrivateAttr
 
-from anystore_cli.backend.base import VirtualIOMixin as VirtualIOMixin  # noqa: PLC0414 - part of the API
-from anystore_cli.backend.base import check_readonly as check_readonly  # noqa: PLC0414 - part of the API
-from anystore_cli.core.checksum import DEFAULT_HASH_ALGORITHM
-from anystore_cli.core.io import DEFAULT_MODE
 from anystore_cli.core.model import BaseStats, Stats, StoreModel
-from anystore_cli.core.serialize import Mode
 from anystore_cli.core.store.abstract import AbstractBackend
+from anystore_cli.store.base import VirtualIOMixin as VirtualIOMixin  # noqa: PLC0414 - part of the API
+from anystore_cli.store.base import check_readonly as check_readonly  # noqa: PLC0414 - part of the API
+from anystore_cli.util.checksum import DEFAULT_HASH_ALGORITHM
+from anystore_cli.util.io import DEFAULT_MODE
+from anystore_cli.util.serialize import Mode
 
 _OPTION_FIELDS = (
     "readonly",

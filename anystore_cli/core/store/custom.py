@@ -6,8 +6,8 @@ import contextlib
 from collections.abc import Generator, Iterator
 from typing import Any
 
-from anystore_cli.backend.base import BaseStore as BackendStore
-from anystore_cli.backend.model import BaseStats
+from anystore_cli.store.base import BaseStore as BackendStore
+from anystore_cli.store.model import BaseStats
 
 
 class CustomBackend(BackendStore):

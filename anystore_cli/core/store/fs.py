@@ -10,7 +10,7 @@ from anystore_cli.core.store.base import BaseStore
 class Store(BaseStore):
     """Store on any fsspec filesystem (S3, GCS, Azure, SFTP, http read-only, ...)"""
 
-    backend_target: ClassVar[str | None] = "anystore_cli.backend.fs:Store"
+    backend_target: ClassVar[str | None] = "anystore_cli.backends.fs:Store"
 
     def model_post_init(self, context: Any) -> None:
         """An http(s) store is read-only by itself."""
@@ -21,7 +21,7 @@ class Store(BaseStore):
     def _make_backend(self) -> Any:
         if self.scheme == "file" and type(self) is Store:
             # a local folder: the plain-`os` backend (atomic writes, no fsspec import)
-            from anystore_cli.backend.local import LocalStore as LocalBackend
+            from anystore_cli.backends.local import LocalStore as LocalBackend
 
             backend = LocalBackend(**self._backend_fields())
             backend.missing_is_empty = True  # as every backend of the face (see BaseStore)
@@ -32,4 +32,4 @@ class Store(BaseStore):
 class LocalStore(Store):
     """A local folder (plain `os`, atomic writes), a `Store` like any fsspec location."""
 
-    backend_target: ClassVar[str | None] = "anystore_cli.backend.local:LocalStore"
+    backend_target: ClassVar[str | None] = "anystore_cli.backends.local:LocalStore"

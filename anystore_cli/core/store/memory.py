@@ -10,4 +10,4 @@ from anystore_cli.core.store.base import BaseStore
 class MemoryStore(BaseStore):
     """A store in this process's memory, with ttl; each store object has its own keys"""
 
-    backend_target: ClassVar[str | None] = "anystore_cli.backend.memory:MemoryStore"
+    backend_target: ClassVar[str | None] = "anystore_cli.backends.memory:MemoryStore"

@@ -10,4 +10,4 @@ from anystore_cli.core.store.base import BaseStore
 class RedisStore(BaseStore):
     """A store in Redis (or a Redis-compatible server), with ttl"""
 
-    backend_target: ClassVar[str | None] = "anystore_cli.backend.redis:RedisStore"
+    backend_target: ClassVar[str | None] = "anystore_cli.backends.redis:RedisStore"

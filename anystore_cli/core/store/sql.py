@@ -10,7 +10,7 @@ from anystore_cli.core.store.base import BaseStore
 class SqlStore(BaseStore):
     """A store in one table of a SQL database (SQLite, PostgreSQL, MySQL/MariaDB), with ttl"""
 
-    backend_target: ClassVar[str | None] = "anystore_cli.backend.sql:SqlStore"
+    backend_target: ClassVar[str | None] = "anystore_cli.backends.sql:SqlStore"
 
     def _make_backend(self) -> Any:
         backend = super()._make_backend()

@@ -10,4 +10,4 @@ from anystore_cli.core.store.base import BaseStore
 class ZipStore(BaseStore):
     """A zip archive as an append-only store: keys are added, never changed or deleted"""
 
-    backend_target: ClassVar[str | None] = "anystore_cli.backend.zip:ZipStore"
+    backend_target: ClassVar[str | None] = "anystore_cli.backends.zip:ZipStore"

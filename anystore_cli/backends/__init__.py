@@ -1,0 +1,1 @@
+"""The backends layer of anystore-cli (see docs/architecture.md)."""

@@ -1,0 +1,1 @@
+"""The cli layer of anystore-cli (see docs/architecture.md)."""

@@ -1,0 +1,641 @@
+"""What every command shares: the global state (which store, which options), key checks,
+output targets and the value modes.
+
+Nothing here imports a backend: the store is built on first use, through the core's
+`get_store`, so `io` or `settings` never pay for it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import sys
+from collections.abc import Generator
+from enum import Enum
+from typing import IO, Annotated, Any
+
+import typer
+
+from anystore_cli.errors import (
+    AlreadyExists,
+    DoesNotExist,
+    InvalidData,
+    InvalidKey,
+    InvalidUri,
+    ReadOnlyError,
+)
+from anystore_cli.util.keys import ensure_relative_key
+from anystore_cli.util.uri import mask_uri
+
+DEFAULT_STORE = ".anystore"
+MAX_TTL = 100 * 366 * 24 * 3600
+"""The longest `--ttl` (about 100 years, in seconds): what every backend can store as an expiry"""
+
+
+class UsageProblem(Exception):
+    """The command line is wrong in a way the option parser cannot see (exit status 2)."""
+
+
+class ClosedStream:
+    """Stands for stdin or stdout when the shell closed it (`<&-`, `>&-`): reading or writing
+    is a usage error naming the stream, instead of an AttributeError on None."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def _closed(self, *args: Any, **kwargs: Any) -> Any:
+        redirection = "<&-" if self.name == "stdin" else ">&-"
+        raise UsageProblem(f"{self.name} is closed ({redirection}); give it a file or a pipe")
+
+    read = read1 = readline = readinto = write = writelines = fileno = __iter__ = _closed
+
+    @property
+    def buffer(self) -> ClosedStream:
+        """Itself: the binary layer is as closed as the text one."""
+        return self
+
+    def isatty(self) -> bool:
+        """Never a terminal."""
+        return False
+
+    def flush(self) -> None:
+        """Nothing to flush."""
+
+    def close(self) -> None:
+        """Nothing to close."""
+
+
+def guard_closed_streams() -> None:
+    """Replace a closed stdin/stdout (None in `sys`) by a `ClosedStream`, and keep descriptors
+    0 and 1 taken (by /dev/null) so no file the command opens lands on them."""
+    for fd, name in ((0, "stdin"), (1, "stdout")):
+        if getattr(sys, name) is not None:
+            continue
+        setattr(sys, name, ClosedStream(name))
+        try:
+            os.fstat(fd)
+        except OSError:
+            try:
+                devnull = os.open(os.devnull, os.O_RDONLY if fd == 0 else os.O_WRONLY)
+                if devnull != fd:
+                    os.dup2(devnull, fd)
+                    os.close(devnull)
+            except OSError:
+                pass
+
+
+class Mode(str, Enum):
+    """How a command turns stored bytes into output (and input into stored bytes)."""
+
+    raw = "raw"
+    json = "json"
+    auto = "auto"
+    pickle = "pickle"
+
+
+class LineMode(str, Enum):
+    """How `stream` emits lines."""
+
+    raw = "raw"
+    json = "json"
+
+
+def is_secret_name(name: Any) -> bool:
+    """Tell whether a setting holds a secret: a backend option by its declared secret flag,
+    any other name by the words of `backend.options.SECRET_WORDS` (`password`, `pw`, ...)."""
+    from anystore_cli.store.options import is_secret_name as declared_secret
+
+    return declared_secret(name)
+
+
+def mask_secrets(value: Any, name: str = "") -> Any:
+    """Mask the values of secret-named settings and anything that looks like a credential in the
+    others (uri passwords, `AccountKey=...`, `Bearer ...`), recursively."""
+    if isinstance(value, dict):
+        return {k: mask_secrets(v, str(k)) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [mask_secrets(v, name) for v in value]
+    if value not in (None, "") and is_secret_name(name) and not isinstance(value, bool):
+        return "***"
+    if isinstance(value, str):
+        return mask_uri(value)
+    return value
+
+
+def register_secrets(value: Any, name: str = "") -> None:
+    """Remember the secrets in a setting (see `core.uri.register_secret`): the values of
+    secret-named options, passwords in uris, recursively; error lines then mask them anywhere."""
+    from anystore_cli.util.uri import register_secret, register_uri_secrets
+
+    if isinstance(value, dict):
+        for key, item in value.items():
+            register_secrets(item, str(key))
+    elif isinstance(value, (list, tuple)):
+        for item in value:
+            register_secrets(item, name)
+    elif isinstance(value, str):
+        if is_secret_name(name) and len(value) >= 4:
+            register_secret(value)
+        register_uri_secrets(value)
+
+
+class State:
+    """The global options of one invocation, and the store they name (built on first use)."""
+
+    def __init__(
+        self,
+        store_uri: str | None = None,
+        store_from_command_line: bool = False,
+        config_uri: str | None = None,
+        config_format: str = "yaml",
+        backend_config: dict[str, Any] | None = None,
+        readonly: bool = False,
+        quiet: bool = False,
+        verbose: bool = False,
+        debug: bool = False,
+    ) -> None:
+        self.store_uri = store_uri
+        self.store_from_command_line = store_from_command_line
+        self.config_uri = config_uri
+        self.config_format = config_format
+        self.backend_config = backend_config or {}
+        self.readonly = readonly
+        self.quiet = quiet
+        self.verbose = verbose
+        self.debug = debug
+        self._store: Any = None
+        register_secrets({"uri": store_uri, "config": config_uri, "backend_config": self.backend_config})
+        self.names: dict[str, str] = {}
+        """A store's uri as the backend normalised it -> as the user gave it (both masked)."""
+
+    @property
+    def uses_config(self) -> bool:
+        """The store comes from a YAML/JSON definition (not overridden by `--store`)."""
+        return self.config_uri is not None and not self.store_from_command_line
+
+    @property
+    def label(self) -> str:
+        """How errors name the store: as the user gave it (password masked)."""
+        if self.uses_config:
+            return f"config {mask_uri(self.config_uri)}"
+        return mask_uri(self.store_uri or DEFAULT_STORE)
+
+    def store_options(self) -> tuple[str, dict[str, Any]]:
+        """The uri and keyword options the store is built from, without building it."""
+        options: dict[str, Any] = {"backend_config": dict(self.backend_config) or None}
+        if self.readonly:
+            options["readonly"] = True
+        if self.uses_config:
+            from anystore_cli.store.model import StoreModel
+
+            load = StoreModel.from_json_uri if self.config_format == "json" else StoreModel.from_yaml_uri
+            try:
+                model = load(self.config_uri, **options)
+            except DoesNotExist:
+                # a config file that is not there is a bad option value, not a missing key
+                raise InvalidUri(f"Store config `{mask_uri(self.config_uri)}` does not exist") from None
+            except Exception as exc:
+                if type(exc).__module__.split(".")[0] != "yaml":
+                    raise
+                text = " ".join(str(exc).split())
+                raise InvalidData(f"Invalid YAML in store config `{mask_uri(self.config_uri)}`: {text}") from None
+            fields = model.model_dump()
+            register_secrets(fields)
+            uri = fields.pop("uri")
+            options = {k: v for k, v in fields.items() if v is not None or k == "backend_config"}
+            return uri, options
+        return self.store_uri or DEFAULT_STORE, options
+
+    def store(self) -> Any:
+        """The store of this invocation."""
+        if self._store is None:
+            from anystore_cli.store.registry import get_store
+
+            uri, options = self.store_options()
+            check_backend_options(uri, self.backend_config, "-b")
+            self._store = get_store(uri, **options)
+            self.names[mask_uri(self._store.uri)] = self.label
+        return self._store
+
+    def is_main_store(self, uri: str | None) -> bool:
+        """`uri` is omitted or names the store of this invocation (the one `-s` and `-b` configure)."""
+        if uri is None:
+            return True
+        from anystore_cli.util.uri import ensure_uri
+
+        main, _ = self.store_options() if self.uses_config else (self.store_uri or DEFAULT_STORE, None)
+        try:
+            return ensure_uri(uri) == ensure_uri(main)
+        except Exception:  # noqa: BLE001 - an unparsable uri fails later, naming itself
+            return False
+
+    def open_store(
+        self, uri: str | None, writing: bool = False, config: dict[str, Any] | None = None, option: str = ""
+    ) -> Any:
+        """Another store (`mirror -i/-o`); `writing` honours `--readonly`.
+
+        No uri (or the uri of `--store`) means the store of this invocation, configured by `-b`
+        and then `config`; any other uri is configured by `config` (the side's own
+        `--input-config`/`--output-config`) alone.
+        """
+        if self.is_main_store(uri) and not config:
+            return self.store()
+        from anystore_cli.store.registry import get_store
+
+        if self.is_main_store(uri):
+            uri, options = self.store_options()
+            check_backend_options(uri, self.backend_config, "-b")
+            options["backend_config"] = {**(options.get("backend_config") or {}), **(config or {})}
+        else:
+            options = {"backend_config": dict(config or {}) or None}
+        check_backend_options(uri, config or {}, option)
+        if self.readonly:
+            options["readonly"] = True
+        store = get_store(uri, **options)
+        self.names.setdefault(mask_uri(store.uri), mask_uri(uri))
+        return store
+
+    def open_sides(
+        self,
+        input: str | None,
+        output: str | None,
+        input_config: list[str] | None,
+        output_config: list[str] | None,
+        writing: bool = False,
+    ) -> tuple[Any, Any]:
+        """The source and target stores of `mirror`/`check`: `-b` where a side is the store,
+        each side's own `--input-config`/`--output-config`; `writing` opens the target to write."""
+        self.check_backend_config_used(input, output)
+        source_config = split_backend_config(input_config, "'--input-config'")
+        target_config = split_backend_config(output_config, "'--output-config'")
+        source = self.open_store(input, config=source_config, option="--input-config")
+        target = self.open_store(output, writing=writing, config=target_config, option="--output-config")
+        return source, target
+
+    def check_backend_config_used(self, *uris: str | None) -> None:
+        """`-b` configures the `--store`: refuse it when a command here uses none of `uris` as that store."""
+        if self.backend_config and not any(self.is_main_store(uri) for uri in uris):
+            names = ", ".join(f"`{name}`" for name in self.backend_config)
+            raise UsageProblem(
+                f"-b {names} configures the store (-s `{self.label}`), which this command does not use here; "
+                "configure the other uris with --input-config / --output-config KEY=VALUE"
+            )
+
+    def key(self, key: str) -> str:
+        """Check a key given on the command line (status 2 when it is empty, absolute or escapes)."""
+        try:
+            return ensure_relative_key(key)
+        except InvalidKey as exc:
+            raise InvalidKey(f"{exc} (store `{self.label}`)") from None
+
+    @contextlib.contextmanager
+    def reading(self, key: str) -> Generator[None, None, None]:
+        """Report a missing `key` by its name and the store's, whatever the backend said."""
+        try:
+            yield
+        except DoesNotExist:
+            raise DoesNotExist(f"Key `{key}` in store `{self.label}`: does not exist") from None
+
+    @contextlib.contextmanager
+    def writing(self, key: str) -> Generator[None, None, None]:
+        """Name `key` and the store when a write is refused (exists already, read-only store)."""
+        try:
+            yield
+        except AlreadyExists:
+            raise AlreadyExists(f"Key `{key}` in store `{self.label}`: already exists") from None
+        except ReadOnlyError as exc:
+            if f"`{key}`" in str(exc):
+                raise
+            raise ReadOnlyError(f"Key `{key}` in store `{self.label}`: refused, the store is readonly") from None
+
+    def note(self, text: str) -> None:
+        """A summary line on stderr, unless `--quiet`."""
+        if not self.quiet:
+            from anystore_cli.cli.console import message
+
+            message(text)
+
+    def detail(self, text: str) -> None:
+        """A detail line on stderr, only with `--verbose`."""
+        if self.verbose and not self.quiet:
+            from anystore_cli.cli.console import message
+
+            message(text)
+
+
+InputConfigOption = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--input-config",
+        "--from-config",
+        metavar="KEY=VALUE",
+        help="Option of the -i uri, repeatable, as -b is for the store (e.g. endpoint_url=..., table=kv).",
+    ),
+]
+OutputConfigOption = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--output-config",
+        "--to-config",
+        metavar="KEY=VALUE",
+        help="Option of the -o uri, repeatable, as -b is for the store (e.g. endpoint_url=..., table=kv).",
+    ),
+]
+
+
+def get_state(ctx: typer.Context) -> State:
+    """The `State` the global options left on the context."""
+    root = ctx.find_root()
+    if not isinstance(root.obj, State):
+        root.obj = State()
+    return root.obj
+
+
+@contextlib.contextmanager
+def open_output(
+    target: str | None, config: dict[str, Any] | None = None, option: str = "--output-config"
+) -> Generator[IO[bytes], None, None]:
+    """A binary output: stdout for None or `-`, else any path or uri (written atomically where local).
+
+    `config` holds the uri's own options (fsspec storage options, `--output-config`); every
+    error of opening, writing or closing it names the uri.
+    """
+    if target in (None, "-"):
+        if config:
+            raise UsageProblem(f"{option} applies to a uri, not to stdout")
+        out = sys.stdout.buffer
+        yield out
+        out.flush()
+        return
+    with _named_io(target, "wb", config, option) as handle:
+        yield handle
+
+
+@contextlib.contextmanager
+def open_input(
+    source: str | None, config: dict[str, Any] | None = None, option: str = "--input-config"
+) -> Generator[IO[bytes], None, None]:
+    """A binary input: stdin for None or `-`, else any path or uri (`config`: its options, as
+    for `open_output`); every error of opening or reading it names the uri."""
+    if source in (None, "-"):
+        if config:
+            raise UsageProblem(f"{option} applies to a uri, not to stdin")
+        yield sys.stdin.buffer
+        return
+    with _named_io(source, "rb", config, option) as handle:
+        yield handle
+
+
+_NAMED = "_anystore_named"
+"""Attribute set on an exception that already names its uri, or that the caller's code raised."""
+
+
+def name_error(exc: BaseException, uri: str) -> BaseException | None:
+    """`exc` made into an error of the same exit status whose message names `uri` (masked);
+    None when it should pass unchanged (interrupts, broken pipes, already named)."""
+    import errno
+
+    if not isinstance(exc, Exception) or getattr(exc, _NAMED, False):
+        return None
+    if isinstance(exc, BrokenPipeError) or (isinstance(exc, OSError) and exc.errno == errno.EPIPE):
+        return None
+    name = mask_uri(uri)
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    if f"`{name}`" in text:
+        return None
+    from anystore_cli.errors import AnystoreError, StoreError
+
+    if isinstance(exc, AnystoreError):
+        try:
+            named: BaseException = type(exc)(f"`{name}`: {text}")
+        except TypeError:  # pragma: no cover - an error type with another signature
+            named = StoreError(f"`{name}`: {text}")
+    else:
+        if not isinstance(exc, OSError) or not str(exc):
+            text = f"{type(exc).__name__}: {text}"
+        named = StoreError(f"`{name}`: {text}")
+    setattr(named, _NAMED, True)
+    return named
+
+
+class _NamedHandle:
+    """A file handle whose read and write errors name its uri."""
+
+    def __init__(self, handle: Any, uri: str) -> None:
+        self._handle = handle
+        self._uri = uri
+
+    def _call(self, method: str, *args: Any) -> Any:
+        try:
+            return getattr(self._handle, method)(*args)
+        except Exception as exc:
+            named = name_error(exc, self._uri)
+            if named is None:
+                raise
+            raise named from exc
+
+    def read(self, *args: Any) -> Any:
+        return self._call("read", *args)
+
+    def read1(self, *args: Any) -> Any:
+        return self._call("read1" if hasattr(self._handle, "read1") else "read", *args)
+
+    def readinto(self, *args: Any) -> Any:
+        return self._call("readinto", *args)
+
+    def write(self, *args: Any) -> Any:
+        return self._call("write", *args)
+
+    def flush(self) -> Any:
+        return self._call("flush")
+
+    def __iter__(self) -> Any:
+        return iter(self.readline, b"")
+
+    def readline(self, *args: Any) -> Any:
+        return self._call("readline", *args)
+
+    def __getattr__(self, name: str) -> Any:  # fileno, tell, seek, size, ...
+        return getattr(self._handle, name)
+
+
+@contextlib.contextmanager
+def _named_io(uri: str, mode: str, config: dict[str, Any] | None, option: str) -> Generator[Any, None, None]:
+    from anystore_cli.store.registry import check_bucket
+    from anystore_cli.util.io import smart_open
+    from anystore_cli.util.uri import ensure_uri
+
+    check_backend_options(uri, config or {}, option)
+    if config:  # typed as for a store: `retries=1` is the number 1, `key=0123` stays text
+        from anystore_cli.store.options import typed_config
+
+        config = typed_config(uri, config, option)
+    check_bucket(ensure_uri(uri))
+    try:
+        with smart_open(uri, mode, **(config or {})) as handle:
+            try:
+                yield _NamedHandle(handle, uri)
+            except BaseException as exc:
+                with contextlib.suppress(Exception):
+                    setattr(exc, _NAMED, True)  # the caller's own error (or the other side's)
+                raise
+    except Exception as exc:
+        named = name_error(exc, uri)
+        if named is None:
+            raise
+        raise named from exc
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"`{name}` is not JSON")
+
+
+_LONG_NUMBER = re.compile(rb"\d{19}")
+
+
+def load_json(data: bytes, what: str) -> Any:
+    """Parse JSON, or raise `InvalidData` naming `what`.
+
+    orjson is used unless the text holds a number of 19 or more digits: orjson reads integers
+    beyond 64 bits as floats, the standard library keeps them exact.
+    """
+    import orjson
+
+    if _LONG_NUMBER.search(data) is None:
+        try:
+            return orjson.loads(data)
+        except orjson.JSONDecodeError as exc:
+            raise InvalidData(f"Invalid JSON in {what}: {exc}") from None
+    import json
+
+    try:
+        return json.loads(data, parse_constant=_reject_constant)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise InvalidData(f"Invalid JSON in {what}: {exc}") from None
+
+
+def dump_json(value: Any) -> bytes:
+    """Compact JSON bytes (without a newline)."""
+    import orjson
+
+    try:
+        return orjson.dumps(value, default=_json_default)
+    except (TypeError, orjson.JSONEncodeError):
+        import json
+
+        return json.dumps(value, ensure_ascii=False, separators=(",", ":"), default=str).encode()
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, (bytes, bytearray)):
+        return bytes(value).decode("utf-8", "replace")
+    if isinstance(value, (set, frozenset, tuple)):
+        return list(value)
+    return str(value)
+
+
+def render_value(data: bytes, mode: Mode, what: str) -> bytes:
+    """The output bytes of a stored value under `mode`.
+
+    raw: unchanged. json: compact JSON and a newline (bad JSON is `InvalidData`). auto: JSON
+    like json where it parses, else the bytes unchanged (never unpickled). pickle: unpickled
+    (runs code from the store, only when asked for by name), printed as text or JSON.
+    """
+    if mode is Mode.raw:
+        return data
+    if mode is Mode.json:
+        return dump_json(load_json(data, what)) + b"\n"
+    if mode is Mode.auto:
+        try:
+            value = load_json(data, what)
+        except InvalidData:
+            return data
+        return dump_json(value) + b"\n"
+    import pickle
+
+    try:
+        value = pickle.loads(data)
+    except Exception as exc:  # noqa: BLE001 - any unpickling failure is bad data
+        raise InvalidData(f"Not a pickle: {what} ({exc})") from None
+    if isinstance(value, (bytes, bytearray)):
+        return bytes(value)
+    if isinstance(value, str):
+        return value.encode("utf-8", "surrogateescape")
+    return dump_json(value) + b"\n"
+
+
+def encode_argument(value: str) -> bytes:
+    """The bytes of a command-line argument as the shell passed them (undecodable bytes kept)."""
+    return os.fsencode(value)
+
+
+def split_backend_config(items: list[str] | None, option: str = "'-b' / '--backend-config'") -> dict[str, Any]:
+    """Parse repeated `KEY=VALUE` options; VALUE stays text as typed (the backend's declared
+    option types it: `table=2024.10` is the table `2024.10`, `timeout=5` the number 5)."""
+    config: dict[str, Any] = {}
+    if not items:
+        return config
+    for item in items:
+        name, sep, value = item.partition("=")
+        if not sep or not name.strip():
+            raise typer.BadParameter(f"`{item}` is not KEY=VALUE", param_hint=option)
+        config[name.strip()] = value
+    return config
+
+
+_SURROGATES = re.compile("[\udc80-\udcff]")
+
+
+def is_text_key(key: str) -> bool:
+    """Tell whether a key's name is UTF-8 (names that are not hold surrogate escapes, as
+    Python decodes file names: `os.fsdecode`)."""
+    return _SURROGATES.search(key) is None
+
+
+def readable_text(text: str) -> str:
+    """`text` with each undecodable byte (a surrogate escape) shown as U+FFFD."""
+    return text.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+
+
+def uri_text(uri: str) -> str:
+    """A uri with each undecodable byte percent-encoded (`caf%E9`)."""
+    return _SURROGATES.sub(lambda m: f"%{ord(m.group()) - 0xDC00:02X}", uri)
+
+
+def key_b64(key: str) -> str:
+    """The exact bytes of a key's name, base64-encoded."""
+    import base64
+
+    return base64.b64encode(key.encode("utf-8", "surrogateescape")).decode("ascii")
+
+
+def decode_key_b64(encoded: Any) -> str:
+    """The key named by base64 bytes (`key_b64`), undecodable bytes as surrogate escapes.
+
+    Raises:
+        ValueError: If `encoded` is not a base64 string
+    """
+    import base64
+    import binascii
+
+    if not isinstance(encoded, str):
+        raise ValueError("`key_b64` must be a string")
+    try:
+        return base64.b64decode(encoded, validate=True).decode("utf-8", "surrogateescape")
+    except (binascii.Error, ValueError) as exc:
+        raise ValueError(f"bad base64 in `key_b64` ({exc})") from None
+
+
+def check_backend_options(uri: str, config: dict[str, Any], option: str) -> None:
+    """Refuse (status 2) options in `config` that the backend of `uri` does not know, naming
+    the option and the ones it knows (`option`: how the user gave them, e.g. `-b`)."""
+    if not config:
+        return
+    from anystore_cli.store.registry import unknown_backend_options
+
+    unknown, known, backend = unknown_backend_options(uri, config)
+    if unknown:
+        names = ", ".join(f"`{name}`" for name in unknown)
+        offer = ", ".join(known) if known else "none"
+        raise UsageProblem(f"{option} {names}: not an option of the {backend} store `{mask_uri(uri)}` (known: {offer})")

@@ -1,1 +1,0 @@
-"""The commands of `anystore`, one module per family, registered lazily by `anystore_cli.app`."""

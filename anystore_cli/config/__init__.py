@@ -1,0 +1,1 @@
+"""The config layer of anystore-cli (see docs/architecture.md)."""

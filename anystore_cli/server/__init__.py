@@ -1,0 +1,1 @@
+"""The server layer of anystore-cli (see docs/architecture.md)."""

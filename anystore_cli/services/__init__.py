@@ -1,0 +1,1 @@
+"""The services layer of anystore-cli (see docs/architecture.md)."""

@@ -1,0 +1,1 @@
+"""The store layer of anystore-cli (see docs/architecture.md)."""

@@ -1,0 +1,1 @@
+"""The util layer of anystore-cli (see docs/architecture.md)."""
