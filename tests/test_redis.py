@@ -397,7 +397,7 @@ class _AgingSource(io.RawIOBase):
 
 def test_streamed_upload_renews_its_lifetime_with_each_chunk(store, raw, monkeypatch):
     from anystore_cli.backends import redis as backend
-    from anystore_cli.util.io import CHUNK_SIZE
+    from anystore_cli.store.io import CHUNK_SIZE
 
     monkeypatch.setattr(backend, "UPLOAD_TTL", 30)
     chunks = [bytes([i]) * CHUNK_SIZE for i in range(5)]
@@ -412,7 +412,7 @@ def test_streamed_upload_renews_its_lifetime_with_each_chunk(store, raw, monkeyp
 def test_streamed_upload_that_expired_fails_and_stores_nothing(store, raw):
     """APPEND to an expired upload would start it again from that chunk: the write fails
     instead, and the old value stays."""
-    from anystore_cli.util.io import CHUNK_SIZE
+    from anystore_cli.store.io import CHUNK_SIZE
 
     store.put("long", b"old", serialization_mode="raw")
     chunks = [bytes([i]) * CHUNK_SIZE for i in range(5)]

@@ -537,7 +537,7 @@ def test_unknown_scheme_is_invalid_uri():
 
 
 def test_endpoint_is_honoured_by_smart_open(s3_server, bucket, monkeypatch):
-    from anystore_cli.util.io import smart_read, smart_write
+    from anystore_cli.store.io import smart_read, smart_write
 
     monkeypatch.setenv("AWS_ENDPOINT_URL", s3_server)
     smart_write(f"s3://{bucket}/io/file.txt", b"through io")

@@ -41,9 +41,9 @@ from anystore_cli.errors import (
     StoreNotFound,
 )
 from anystore_cli.store.base import BaseStore, KeyEntry
+from anystore_cli.store.io import DEFAULT_MODE, copy_stream, get_filesystem
 from anystore_cli.store.model import BaseStats
 from anystore_cli.store.options import Option
-from anystore_cli.util.io import DEFAULT_MODE, copy_stream, get_filesystem
 from anystore_cli.util.keys import is_canonical_key, listing_prefix, make_key_filter
 from anystore_cli.util.uri import clean_dict, mask_uri, quote_key, unquote_key
 

@@ -25,6 +25,7 @@ from typing import IO, Any, ClassVar, TypeVar
 from anystore_cli.backends.fs import Store
 from anystore_cli.errors import DoesNotExist, InvalidKey, StoreError, StoreNotFound
 from anystore_cli.store.base import KeyEntry
+from anystore_cli.store.io import DEFAULT_MODE, copy_stream
 from anystore_cli.store.model import BaseStats
 from anystore_cli.store.options import Option
 from anystore_cli.util.files import (  # noqa: F401 - re-exported: the local backend's file helpers
@@ -49,7 +50,6 @@ from anystore_cli.util.files import (  # noqa: F401 - re-exported: the local bac
     local_read_open,
     output_open,
 )
-from anystore_cli.util.io import DEFAULT_MODE, copy_stream
 from anystore_cli.util.keys import listing_prefix, make_key_filter, normalize_key, normalize_prefix
 
 T = TypeVar("T")

@@ -25,9 +25,9 @@ from typing import IO, Any, ClassVar
 
 from anystore_cli.errors import AlreadyExists, ReadOnlyError, StoreError, StoreNotFound
 from anystore_cli.store.base import BaseStore, KeyEntry
+from anystore_cli.store.io import DEFAULT_MODE, copy_stream
 from anystore_cli.store.model import BaseStats
 from anystore_cli.store.options import Option
-from anystore_cli.util.io import DEFAULT_MODE, copy_stream
 from anystore_cli.util.keys import is_canonical_key, make_key_filter
 
 
@@ -132,7 +132,7 @@ class ZipStore(BaseStore):
             with zipfile.ZipFile(self._path, "r") as archive:
                 yield archive
             return
-        from anystore_cli.util.io import smart_open
+        from anystore_cli.store.io import smart_open
 
         with smart_open(self.archive_uri, "rb", **self.ensure_kwargs()) as handle, zipfile.ZipFile(handle) as archive:
             yield archive

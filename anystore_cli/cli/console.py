@@ -294,18 +294,6 @@ def encode_text(text: str) -> bytes:
     return text.encode("utf-8", "surrogateescape")
 
 
-def human_size(size: int | None) -> str:
-    """A size for people: `1.5 MiB`."""
-    if size is None:
-        return ""
-    value = float(size)
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if value < 1024 or unit == "TiB":
-            return f"{int(value)} B" if unit == "B" else f"{value:.1f} {unit}"
-        value /= 1024
-    return str(size)  # pragma: no cover
-
-
 ProgressCallback = Callable[[str, str], None]
 
 LARGE_VALUE = 16 * 1024 * 1024

@@ -59,10 +59,10 @@ _EXPORTS: dict[str, str] = {
     "join_uri": "anystore_cli.util.uri",
     "mask_uri": "anystore_cli.util.uri",
     "clean_dict": "anystore_cli.util.uri",
-    "smart_open": "anystore_cli.util.io",
-    "smart_read": "anystore_cli.util.io",
-    "smart_write": "anystore_cli.util.io",
-    "smart_stream": "anystore_cli.util.io",
+    "smart_open": "anystore_cli.store.io",
+    "smart_read": "anystore_cli.store.io",
+    "smart_write": "anystore_cli.store.io",
+    "smart_stream": "anystore_cli.store.io",
     "anycache": "anystore_cli.core.decorators",
     "async_anycache": "anystore_cli.core.decorators",
     "mirror": "anystore_cli.core.mirror",
@@ -74,9 +74,9 @@ _EXPORTS: dict[str, str] = {
     "LeaseLost": "anystore_cli.services.lock",
     "LockUnsupported": "anystore_cli.services.lock",
     "Lease": "anystore_cli.services.lock",
-    "SmartHandler": "anystore_cli.util.io",
-    "smart_stream_json": "anystore_cli.util.io",
-    "smart_write_json": "anystore_cli.util.io",
+    "SmartHandler": "anystore_cli.store.io",
+    "smart_stream_json": "anystore_cli.store.io",
+    "smart_write_json": "anystore_cli.store.io",
     "get_virtual": "anystore_cli.core.store.virtual",
     "open_virtual": "anystore_cli.core.store.virtual",
     "VirtualStore": "anystore_cli.core.store.virtual",
@@ -151,7 +151,7 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
     from anystore_cli.core.store.virtual import get_virtual, open_virtual  # noqa: F401
     from anystore_cli.core.store.zip import ZipStore  # noqa: F401
     from anystore_cli.errors import DoesNotExist, ReadOnlyError  # noqa: F401
+    from anystore_cli.store.io import smart_open, smart_read, smart_stream, smart_write  # noqa: F401
     from anystore_cli.util.checksum import DEFAULT_HASH_ALGORITHM, make_checksum  # noqa: F401
-    from anystore_cli.util.io import smart_open, smart_read, smart_stream, smart_write  # noqa: F401
     from anystore_cli.util.serialize import Mode, from_store, to_store  # noqa: F401
     from anystore_cli.util.uri import ensure_uri, join_uri  # noqa: F401

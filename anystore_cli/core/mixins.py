@@ -20,7 +20,7 @@ from pydantic import BaseModel as _BaseModel
 from pydantic import field_validator
 
 from anystore_cli.core.logging import get_logger
-from anystore_cli.util.io import smart_read
+from anystore_cli.store.io import smart_read
 from anystore_cli.util.uri import clean_dict
 
 try:

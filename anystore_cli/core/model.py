@@ -68,14 +68,14 @@ class _Model(_PydanticModel):
     @classmethod
     def from_json_uri(cls, uri: Any, **kwargs: Any) -> Any:
         """Build an instance from a (remote) JSON file."""
-        from anystore_cli.util.io import smart_read
+        from anystore_cli.store.io import smart_read
 
         return cls.from_json_str(smart_read(uri, "rb"), **kwargs)
 
     @classmethod
     def from_yaml_uri(cls, uri: Any, **kwargs: Any) -> Any:
         """Build an instance from a (remote) YAML file."""
-        from anystore_cli.util.io import smart_read
+        from anystore_cli.store.io import smart_read
 
         return cls.from_yaml_str(smart_read(uri, "rb"), **kwargs)
 

@@ -33,7 +33,7 @@ from pydantic import BaseModel
 
 from anystore_cli.config.settings import Settings
 from anystore_cli.core.logging import get_logger
-from anystore_cli.util.io import is_file_object, smart_open, smart_write
+from anystore_cli.store.io import is_file_object, smart_open, smart_write
 from anystore_cli.util.uri import ensure_uri
 
 log = get_logger(__name__)

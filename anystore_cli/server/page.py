@@ -7,7 +7,7 @@ from html import escape
 from typing import Any
 from urllib.parse import quote, urlencode
 
-from anystore_cli.cli.console import human_size
+from anystore_cli.util.text import human_size
 
 STYLE = """
 :root { color-scheme: light dark; --line: #d0d7de; --muted: #57606a; --accent: #0969da; }

@@ -36,9 +36,9 @@ from anystore_cli.errors import (
     ReadOnlyError,
     StoreError,
 )
+from anystore_cli.store.io import DEFAULT_MODE, copy_stream
 from anystore_cli.store.model import BaseStats, Stats, StoreModel
 from anystore_cli.util.checksum import DEFAULT_HASH_ALGORITHM, make_checksum
-from anystore_cli.util.io import DEFAULT_MODE, copy_stream
 from anystore_cli.util.keys import all_canonical, has_extra_filters, make_key_filter, normalize_key, normalize_prefix
 from anystore_cli.util.serialize import from_store, to_store
 from anystore_cli.util.uri import clean_dict, mask_uri

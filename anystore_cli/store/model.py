@@ -283,7 +283,7 @@ class StoreModel(Model, UriProperties):
         """Load a store definition from a (remote) YAML file; `kwargs` override its fields."""
         import yaml
 
-        from anystore_cli.util.io import smart_read
+        from anystore_cli.store.io import smart_read
 
         text = smart_read(uri, "rb")
         if len(text) > MAX_CONFIG_BYTES:
@@ -296,7 +296,7 @@ class StoreModel(Model, UriProperties):
         """Load a store definition from a (remote) JSON file; `kwargs` override its fields."""
         import orjson
 
-        from anystore_cli.util.io import smart_read
+        from anystore_cli.store.io import smart_read
 
         try:
             data = orjson.loads(smart_read(uri, "rb"))

@@ -164,9 +164,7 @@ def declared_options(uri: str) -> tuple[dict[str, Option] | None, str]:
             return None, label
         return {**extra, **own}, label
     if name == "fsspec":
-        from anystore_cli.backends.local import LocalStore
-
-        cls, label = LocalStore, "local"
+        cls, label = load_backend("file"), "local"
     declared = cls.__dict__.get("options")
     if declared is None:
         return None, label

@@ -462,8 +462,8 @@ class _NamedHandle:
 
 @contextlib.contextmanager
 def _named_io(uri: str, mode: str, config: dict[str, Any] | None, option: str) -> Generator[Any, None, None]:
+    from anystore_cli.store.io import smart_open
     from anystore_cli.store.registry import check_bucket
-    from anystore_cli.util.io import smart_open
     from anystore_cli.util.uri import ensure_uri
 
     check_backend_options(uri, config or {}, option)

@@ -689,7 +689,7 @@ def load_long_line(line: LongLine, store: Any, default_ttl: int | None, no_clobb
         return _store_stream(store, key, reader, default_ttl if ttl is None else ttl, no_clobber)
     import tempfile
 
-    from anystore_cli.util.io import copy_stream
+    from anystore_cli.store.io import copy_stream
 
     with tempfile.TemporaryFile(prefix="anystore-load-") as spool:  # the key comes after the value
         copy_stream(reader, spool)

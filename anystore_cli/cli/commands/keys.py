@@ -132,7 +132,8 @@ def _print_long_table(records: Iterable[dict[str, Any]]) -> None:
     """The `-l` table on a terminal, printed batch by batch as the listing goes on."""
     import time
 
-    from anystore_cli.cli.console import human_size, print_table
+    from anystore_cli.cli.console import print_table
+    from anystore_cli.util.text import human_size
 
     columns = ("size", "updated_at", "key")
     widths: dict[str, int] | None = None

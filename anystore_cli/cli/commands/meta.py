@@ -31,7 +31,8 @@ def info(
     if json or not stdout_is_terminal():
         sys.stdout.buffer.write(json_line(record))
         return
-    from anystore_cli.cli.console import human_size, print_record
+    from anystore_cli.cli.console import print_record
+    from anystore_cli.util.text import human_size
 
     print_record({**record, "size": human_size(record["size"])})  # as `keys -l` shows sizes
 

@@ -817,7 +817,7 @@ def io(
     output_config: OutputConfigOption = None,
 ) -> None:
     """Copy bytes from one uri to another, streamed (`-` is stdin/stdout); errors name the uri."""
-    from anystore_cli.util.io import copy_stream
+    from anystore_cli.store.io import copy_stream
 
     state = get_state(ctx)
     if state.backend_config:

@@ -30,7 +30,7 @@ from anystore_cli.cli.commands.common import (
 )
 from anystore_cli.cli.completion import complete_key
 from anystore_cli.errors import DoesNotExist
-from anystore_cli.util.io import copy_stream
+from anystore_cli.store.io import copy_stream
 
 app = typer.Typer(rich_markup_mode=None, pretty_exceptions_enable=False)
 

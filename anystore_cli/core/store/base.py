@@ -24,8 +24,8 @@ from anystore_cli.core.model import BaseStats, Stats, StoreModel
 from anystore_cli.core.store.abstract import AbstractBackend
 from anystore_cli.store.base import VirtualIOMixin as VirtualIOMixin  # noqa: PLC0414 - part of the API
 from anystore_cli.store.base import check_readonly as check_readonly  # noqa: PLC0414 - part of the API
+from anystore_cli.store.io import DEFAULT_MODE
 from anystore_cli.util.checksum import DEFAULT_HASH_ALGORITHM
-from anystore_cli.util.io import DEFAULT_MODE
 from anystore_cli.util.serialize import Mode
 
 _OPTION_FIELDS = (

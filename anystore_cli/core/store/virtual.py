@@ -9,7 +9,7 @@ import tempfile
 from collections.abc import Generator
 from typing import IO, Any
 
-from anystore_cli.util.io import copy_stream, smart_open
+from anystore_cli.store.io import copy_stream, smart_open
 
 
 class VirtualStore:

@@ -374,47 +374,6 @@ def _is_text(handle: Any) -> bool:
     return isinstance(handle, io.TextIOBase)
 
 
-def logged_items(
-    items: Iterable[T],
-    action: str,
-    chunk_size: int | None = 10_000,
-    uri: Any | None = None,
-    item_name: str | None = None,
-    **log_kwargs: Any,
-) -> Iterator[T]:
-    """Yield `items` unchanged, logging progress every `chunk_size` items and a total at the end.
-
-    Example:
-        ```python
-        for item in logged_items(items, "Read", uri="/tmp/foo.csv"):
-            ...
-        ```
-
-    Args:
-        items: Any iterable
-        action: What is done to the items, for the log ("Read", "Write")
-        chunk_size: Log every this many items
-        uri: The uri the items come from or go to (only logged)
-        item_name: Name of an item (default: the class name of the first one)
-        **log_kwargs: More fields for the log lines
-    """
-    from anystore_cli.core.logging import get_logger
-
-    log = get_logger(__name__)
-    chunk_size = chunk_size or 10_000
-    if uri is not None and not is_file_object(uri):
-        uri = mask_uri(ensure_uri(uri))
-    count = 0
-    for count, item in enumerate(items, 1):
-        if item_name is None:
-            item_name = item.__class__.__name__.title()
-        if count % chunk_size == 0:
-            log.info(f"{action} `{item_name}` {count} ...", uri=uri, **log_kwargs)
-        yield item
-    if count:
-        log.info(f"{action} {count} `{item_name}s`: Done.", uri=uri, **log_kwargs)
-
-
 def copy_stream(source: IO[bytes], target: IO[bytes], chunk_size: int = CHUNK_SIZE) -> int:
     """Copy a binary stream in chunks; between real files the kernel copies (`sendfile`).
 
