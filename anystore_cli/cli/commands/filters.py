@@ -12,6 +12,7 @@ import contextlib
 import re
 from typing import Annotated, Any
 
+import click
 import typer
 from typer.core import TyperCommand
 
@@ -20,6 +21,7 @@ from anystore_cli.cli.commands.common import UsageProblem
 _ORDER = "anystore.filter_order"
 _SHARD = re.compile(r"[0-9]+/[0-9]+")
 _RULES = ("include", "exclude")
+_SINGLE = ("prefix", "exclude_prefix", "glob", "shard")
 
 GlobOption = Annotated[
     str | None,
@@ -64,10 +66,19 @@ class FilterCommand(TyperCommand):
     """A command that remembers the command-line order of its `--include` and `--exclude` options."""
 
     def parse_args(self, ctx: Any, args: list[str]) -> list[str]:
-        """Parse as usual, noting the order in which include and exclude rules were given."""
+        """Parse as usual, noting the order in which include and exclude rules were given.
+
+        A single-valued filter given twice is refused: click would keep the last one, and
+        `rm --exclude-prefix a/ --exclude-prefix b/` would then delete what `a/` was meant to keep.
+        """
+        order: list[Any] = []
         with contextlib.suppress(Exception):  # a bad command line fails in the real parse below
             _, _, order = self.make_parser(ctx).parse_args(args=list(args))
             ctx.meta[_ORDER] = [param.name for param in order if param.name in _RULES]
+        for param in {id(p): p for p in order}.values():
+            if param.name in _SINGLE and sum(p is param for p in order) > 1:
+                flag = max(param.opts, key=len)
+                raise click.UsageError(f"{flag} given more than once: it takes one value", ctx=ctx)
         return super().parse_args(ctx, args)
 
 
