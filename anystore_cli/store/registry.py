@@ -12,7 +12,7 @@ from typing import Any
 
 from anystore_cli.config.settings import Settings
 from anystore_cli.errors import InvalidUri, MissingDependency
-from anystore_cli.util.uri import ensure_uri, get_scheme, mask_uri
+from anystore_cli.util.uri import BUCKET_SCHEMES, ensure_uri, get_scheme, mask_uri
 
 _SQL = ("anystore_cli.backends.sql:SqlStore", "sql")
 _REDIS = ("anystore_cli.backends.redis:RedisStore", "redis")
@@ -81,10 +81,6 @@ def check_fsspec_scheme(uri: str) -> None:
 
     if scheme not in known_implementations and scheme not in registry:
         raise InvalidUri(f"Unknown store scheme `{scheme}://` in `{mask_uri(uri)}`")
-
-
-BUCKET_SCHEMES = frozenset({"s3", "s3a", "gs", "gcs", "az", "abfs", "abfss", "adl", "oss", "oci", "r2", "cos"})
-"""Object stores: the first segment after `scheme://` is a bucket (container), and must be there."""
 
 
 def check_bucket(uri: str) -> None:

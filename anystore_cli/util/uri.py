@@ -15,6 +15,10 @@ SCHEME_MEMORY = "memory"
 SCHEME_REDIS = "redis"
 SCHEME_REDISS = "rediss"
 
+BUCKET_SCHEMES = frozenset({"s3", "s3a", "gs", "gcs", "az", "abfs", "abfss", "adl", "oss", "oci", "r2", "cos"})
+"""Object stores: the first segment after `scheme://` is a bucket (container) and must be there;
+writes are atomic per object."""
+
 _SCHEME_RE = re.compile(r"^([a-zA-Z][a-zA-Z0-9+.-]*):")
 _NETLOC_RE = re.compile(r"(?P<head>[a-zA-Z][a-zA-Z0-9+.-]*://)(?P<netloc>[^/?#\s]*@)")
 """A uri's `scheme://` and its user info up to the last `@` before the path, as clients parse
