@@ -42,42 +42,38 @@ class _Model(_PydanticModel):
     @classmethod
     def from_json_str(cls, data: str | bytes, **kwargs: Any) -> Any:
         """Build an instance from a JSON string; `kwargs` that are not None override its fields."""
-        import orjson
-
-        return cls._from_data(orjson.loads(data), kwargs)
+        return cls._from_text(data, "json", kwargs, cls.__name__)
 
     @classmethod
     def from_yaml_str(cls, data: str | bytes, **kwargs: Any) -> Any:
         """Build an instance from a YAML string; `kwargs` that are not None override its fields."""
-        import yaml
-
-        from anystore_cli.store.model import _no_alias_loader
-
-        return cls._from_data(yaml.load(data, Loader=_no_alias_loader()) or {}, kwargs)
-
-    @classmethod
-    def _from_data(cls, data: Any, kwargs: dict[str, Any]) -> Any:
-        """Store definitions as the command line reads them (unknown fields refused,
-        `backend_config` merged); other models: `kwargs` that are not None override fields."""
-        if "backend_config" in cls.model_fields and isinstance(data, dict):
-            from anystore_cli.store.model import merge_config
-
-            return cls(**merge_config(data, kwargs, cls.model_fields, cls.__name__))
-        return cls(**{**data, **{k: v for k, v in kwargs.items() if v is not None}})
+        return cls._from_text(data, "yaml", kwargs, cls.__name__)
 
     @classmethod
     def from_json_uri(cls, uri: Any, **kwargs: Any) -> Any:
         """Build an instance from a (remote) JSON file."""
         from anystore_cli.store.io import smart_read
 
-        return cls.from_json_str(smart_read(uri, "rb"), **kwargs)
+        return cls._from_text(smart_read(uri, "rb"), "json", kwargs, uri)
 
     @classmethod
     def from_yaml_uri(cls, uri: Any, **kwargs: Any) -> Any:
         """Build an instance from a (remote) YAML file."""
         from anystore_cli.store.io import smart_read
 
-        return cls.from_yaml_str(smart_read(uri, "rb"), **kwargs)
+        return cls._from_text(smart_read(uri, "rb"), "yaml", kwargs, uri)
+
+    @classmethod
+    def _from_text(cls, text: str | bytes, fmt: str, kwargs: dict[str, Any], where: Any) -> Any:
+        """Store definitions through the command line's loader (`config.storedef`: unknown
+        fields refused, `backend_config` merged, the same limits and messages); other models:
+        `kwargs` that are not None override fields."""
+        from anystore_cli.config.storedef import parse_definition, store_definition
+
+        data = parse_definition(text, fmt, where)
+        if "backend_config" in cls.model_fields:
+            return cls(**store_definition(data, kwargs, cls.model_fields, where))
+        return cls(**{**data, **{k: v for k, v in kwargs.items() if v is not None}})
 
 
 class BaseStats(_Model):
