@@ -129,6 +129,11 @@ class StoreModel(_Model, UriProperties):
     readonly: bool | None = False
     """Consider this store as a read-only store, writing will raise an exception"""
 
+    def __repr_args__(self) -> Any:
+        from anystore_cli.store.model import masked_fields
+
+        yield from masked_fields(self).items()
+
     @field_validator("uri", mode="before")
     @classmethod
     def ensure_uri(cls, value: Any) -> str:

@@ -261,6 +261,10 @@ class StoreModel(Model, UriProperties):
 
     _coerce = {"uri": _store_uri}
 
+    def __repr__(self) -> str:
+        fields = ", ".join(f"{k}={v!r}" for k, v in masked_fields(self).items())
+        return f"{type(self).__name__}({fields})"
+
     def __init__(self, **data: Any) -> None:
         super().__init__(**data)
         if self.serialization_mode is None or self.raise_on_nonexist is None or self.default_ttl is None:
@@ -291,6 +295,19 @@ class StoreModel(Model, UriProperties):
     @classmethod
     def _from_config(cls, uri: Any, fmt: str, kwargs: dict[str, Any]) -> Any:
         return cls(**read_definition(uri, fmt, kwargs, cls.model_fields))
+
+
+def masked_fields(model: Any) -> dict[str, Any]:
+    """A store definition's fields as `repr()` shows them in both faces: the uri's password
+    and the secrets of `backend_config` masked as `anystore settings` masks them."""
+    from anystore_cli.store.options import mask_secrets
+    from anystore_cli.util.uri import mask_uri
+
+    fields = {name: getattr(model, name) for name in model.model_fields}
+    fields["uri"] = mask_uri(fields["uri"])
+    if isinstance(fields.get("backend_config"), dict):
+        fields["backend_config"] = mask_secrets(fields["backend_config"])
+    return fields
 
 
 def read_definition(uri: Any, fmt: str, kwargs: dict[str, Any], fields: Any) -> dict[str, Any]:
