@@ -59,20 +59,14 @@ def parse_definition(data: str | bytes, fmt: str, where: Any) -> Any:
     """
     if len(data) > MAX_CONFIG_BYTES:
         raise InvalidData(f"Store config `{_mask(where)}` is larger than {MAX_CONFIG_BYTES} bytes")
-    if fmt == "json":
-        import orjson
-
-        try:
-            return orjson.loads(data)
-        except orjson.JSONDecodeError as exc:
-            raise InvalidData(f"Invalid JSON in store config `{_mask(where)}`: {exc}") from None
+    import orjson
     import yaml
 
     try:
-        return load_yaml(data)
-    except yaml.YAMLError as exc:
+        return orjson.loads(data) if fmt == "json" else load_yaml(data)
+    except (orjson.JSONDecodeError, yaml.YAMLError) as exc:
         text = " ".join(str(exc).split())
-        raise InvalidData(f"Invalid YAML in store config `{_mask(where)}`: {text}") from None
+        raise InvalidData(f"Invalid {fmt.upper()} in store config `{_mask(where)}`: {text}") from None
 
 
 def store_definition(data: Any, kwargs: dict[str, Any], fields: Any, where: Any) -> dict[str, Any]:
