@@ -233,12 +233,15 @@ def test_settings_are_built_from_one_table(tmp_path: Path) -> None:
         "ANYSTORE_LOG_LEVEL": "debug",
         "ANYSTORE_WORKER_THREADS": "3",
         "ANYSTORE_BACKEND_CONFIG__PASSWORD": SECRET,
+        "ANYSTORE_YAML_URI": "",  # empty: no config file, in both faces
+        "ANYSTORE_READONLY": "",
     }
     done = _library(SETTINGS, env, tmp_path)
     assert done.returncode == 0, done.stderr
     plain, library, plain_repr, library_repr = json.loads(done.stdout)
     assert plain == library
     assert library["use_cache"] is False and library["log_level"] == "debug" and library["worker_threads"] == 3
+    assert library["yaml_uri"] is None and library["readonly"] is False
     assert SECRET not in plain_repr and SECRET not in library_repr
     env.pop("ANYSTORE_BACKEND_CONFIG__PASSWORD")  # no option of a local store
     shown = json.loads(run_cli("-s", str(tmp_path / "s"), "settings", env=env).stdout)["settings"]

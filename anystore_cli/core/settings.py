@@ -12,10 +12,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import AliasChoices, Field, create_model
+from pydantic import AliasChoices, Field, ValidationInfo, create_model, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from anystore_cli.config.fields import FIELDS, SettingField
+from anystore_cli.config.fields import BY_NAME, FIELDS, SettingField
+from anystore_cli.config.settings import PARSERS
 from anystore_cli.util.serialize import Mode
 
 _ANNOTATIONS: dict[str, Any] = {
@@ -45,6 +46,16 @@ class _SettingsBase(BaseSettings):
 
         check_environment()  # the command line's rule: a typo of a field is refused, not ignored
         super().__init__(**values)
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _parse_as_the_command_line(cls, value: Any, info: ValidationInfo) -> Any:
+        """Text (from the environment) is read by the command line's parsers: an empty
+        `ANYSTORE_YAML_URI` is no config file, an empty boolean is false, in both faces."""
+        field = BY_NAME.get(info.field_name or "")
+        if isinstance(value, str) and field is not None and field.kind in ("optional_text", "bool", "int"):
+            return PARSERS[field.kind](value)
+        return value
 
     def __repr_args__(self) -> Any:
         from anystore_cli.util.secrets import mask_secrets
