@@ -15,6 +15,7 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
+from anystore_cli.config.settings import parse_value as parse_json_or_text
 from anystore_cli.errors import InvalidData
 from anystore_cli.util import secrets
 from anystore_cli.util.secrets import SECRET_WORDS as SECRET_WORDS  # noqa: PLC0414 - imported from here
@@ -71,16 +72,6 @@ def register_secrets(value: Any, name: str = "") -> None:
     """Remember the secrets in a setting so every message masks them (see
     `anystore_cli.util.secrets.register_secrets`), secret names told as `mask_secrets` does."""
     secrets.register_secrets(value, name, is_secret_name)
-
-
-def parse_json_or_text(text: str) -> Any:
-    """`text` as JSON when it parses, else as text."""
-    import orjson
-
-    try:
-        return orjson.loads(text)
-    except orjson.JSONDecodeError:
-        return text
 
 
 def parse_option(option: Option, value: Any, where: str) -> Any:
