@@ -247,3 +247,28 @@ def test_settings_are_built_from_one_table(tmp_path: Path) -> None:
     shown = json.loads(run_cli("-s", str(tmp_path / "s"), "settings", env=env).stdout)["settings"]
     assert shown == {k: v for k, v in library.items() if k in shown}
     assert {"use_cache", "log_level", "worker_threads", "raise_on_nonexist"} <= set(shown)
+
+
+DEFINITION = """
+import json
+from anystore_cli.core.model import StoreModel
+from anystore_cli.store.model import StoreModel as Plain
+uris = ["memory://", "memory:///x/", "memory:x", "s3://b/", "file:///", "/tmp/x/", "redis://h/", "sqlite:///a.db"]
+print(json.dumps([[Plain(uri=u).model_dump() for u in uris], [StoreModel(uri=u).model_dump() for u in uris]]))
+"""
+
+
+def test_store_definitions_are_the_same(tmp_path: Path) -> None:
+    """The plain and the pydantic `StoreModel`: the same fields, the same defaults from the same
+    environment, the same normal form of a uri (`file:///` stays the root)."""
+    from anystore_cli.core.model import StoreModel
+    from anystore_cli.store.model import StoreModel as Plain
+
+    assert list(StoreModel.model_fields) == list(Plain.model_fields)
+    env = {"ANYSTORE_SERIALIZATION_MODE": "json", "ANYSTORE_DEFAULT_TTL": "9", "ANYSTORE_RAISE_ON_NONEXIST": "0"}
+    done = _library(DEFINITION, env, tmp_path)
+    assert done.returncode == 0, done.stderr
+    plain, library = json.loads(done.stdout)
+    assert plain == library
+    assert [d["uri"] for d in plain][:5] == ["memory://", "memory://x", "memory://x", "s3://b", "file:///"]
+    assert {(d["serialization_mode"], d["default_ttl"], d["raise_on_nonexist"]) for d in plain} == {("json", 9, False)}

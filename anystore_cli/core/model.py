@@ -17,7 +17,7 @@ from pydantic import ConfigDict, Field, WithJsonSchema, field_validator
 
 from anystore_cli.store.model import UriProperties
 from anystore_cli.util.serialize import Mode
-from anystore_cli.util.uri import ensure_uri, join_uri
+from anystore_cli.util.uri import join_uri
 
 _Function = Annotated[Callable | None, WithJsonSchema({"type": "null", "description": "a Python callable"})]
 _ModelClass = Annotated[
@@ -137,10 +137,10 @@ class StoreModel(_Model, UriProperties):
     @field_validator("uri", mode="before")
     @classmethod
     def ensure_uri(cls, value: Any) -> str:
-        """Turn a path into a uri; no trailing slash."""
-        uri = ensure_uri(value)
-        stripped = uri.rstrip("/")
-        return uri if not stripped or stripped.endswith(":") else stripped
+        """Turn a path into a uri; no trailing slash (as the command line's model keeps it)."""
+        from anystore_cli.store.model import normal_store_uri
+
+        return normal_store_uri(value)
 
     @field_validator("backend_config", mode="before")
     @classmethod

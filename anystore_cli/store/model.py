@@ -179,11 +179,15 @@ class Stats(BaseStats):
         return self.key
 
 
-def _store_uri(value: Any) -> str:
+def normal_store_uri(value: Any) -> str:
+    """A store's uri as both faces keep it: a path as `file://...`, no trailing slash (but a
+    root, `file:///` or `s3://`, stays whole), `memory://NAME` however the slashes were given.
+    """
     uri = ensure_uri(value)
     if get_scheme(uri) == SCHEME_MEMORY:
-        return "memory://" + uri[len("memory:") :].lstrip("/").rstrip("/")
-    return uri.rstrip("/") or uri
+        return "memory://" + uri[len("memory:") :].strip("/")
+    stripped = uri.rstrip("/")
+    return uri if not stripped or stripped.endswith(":") else stripped
 
 
 class UriProperties:
@@ -259,7 +263,7 @@ class StoreModel(Model, UriProperties):
     readonly: bool | None = False
     """Consider this store as a read-only store, writing will raise an exception"""
 
-    _coerce = {"uri": _store_uri}
+    _coerce = {"uri": normal_store_uri}
 
     def __repr__(self) -> str:
         fields = ", ".join(f"{k}={v!r}" for k, v in masked_fields(self).items())
