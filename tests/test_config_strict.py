@@ -202,54 +202,6 @@ def test_log_level_from_the_environment_changes_the_library_logging(tmp_path: Pa
     assert quiet.returncode == 0 and "a debug line" not in quiet.stderr and "an info line" not in quiet.stderr
 
 
-PARITY_CODE = """
-import json, sys
-from anystore_cli.core import get_store
-try:
-    store = get_store()
-except Exception as exc:
-    print(json.dumps({"error": str(exc)}))
-    sys.exit(0)
-print(json.dumps({"uri": store.uri, "backend_config": store.backend_config or {}, "repr": repr(store)}))
-"""
-
-
-@pytest.mark.parametrize("scenario", ["env", "config-and-env", "secret", "typo-env", "typo-config", "bad-value"])
-def test_cli_and_library_see_the_same_store(scenario: str, tmp_path: Path) -> None:
-    import json
-
-    db = tmp_path / "s.db"
-    path = tmp_path / "store.yml"
-    path.write_text(
-        f"uri: sqlite:///{db}\nbackend_config:\n  table: fromfile\n" + ("  tabel: x\n" * (scenario == "typo-config"))
-    )
-    env = {
-        "env": {"ANYSTORE_URI": f"sqlite:///{db}", "ANYSTORE_BACKEND_CONFIG__TABLE": "2024.10"},
-        "config-and-env": {"ANYSTORE_YAML_URI": str(path), "ANYSTORE_BACKEND_CONFIG__TIMEOUT": "7"},
-        "secret": {"ANYSTORE_URI": "anystore+http://127.0.0.1:1", "ANYSTORE_BACKEND_CONFIG__TOKEN": "tok-hunter2"},
-        "typo-env": {"ANYSTORE_URI": f"sqlite:///{db}", "ANYSTORE_BACKEND_CONFIG__TABEL": "x"},
-        "typo-config": {"ANYSTORE_YAML_URI": str(path)},
-        "bad-value": {"ANYSTORE_URI": f"sqlite:///{db}", "ANYSTORE_BACKEND_CONFIG__TIMEOUT": "soon"},
-    }[scenario]
-    cli_env = dict(env)
-    args = ["settings"]
-    if "ANYSTORE_YAML_URI" in env:  # the command line's name for the same file
-        args = ["--config", cli_env.pop("ANYSTORE_YAML_URI"), "settings"]
-    cli = run_cli(*args, env=cli_env)
-    library = json.loads(_library(PARITY_CODE, env, tmp_path).stdout)
-    if "error" in library:
-        assert cli.returncode == 2
-        message = cli.stderr.decode().removeprefix("anystore: error: ").strip()
-        assert message == library["error"]
-        return
-    assert cli.returncode == 0, cli.stderr.decode()
-    store = json.loads(cli.stdout)["store"]
-    assert store["uri"] == library["uri"]
-    shown = {k: "***" if "hunter2" in str(v) else v for k, v in library["backend_config"].items()}
-    assert store["backend_config"] == shown
-    assert "hunter2" not in library["repr"] and b"hunter2" not in cli.stdout
-
-
 def test_file_options_are_typed_too(tmp_path: Path) -> None:
     store, out = str(tmp_path / "s"), tmp_path / "out"
     assert run_cli("-s", store, "put", "a", "-", input=b"hi").returncode == 0

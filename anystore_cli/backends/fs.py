@@ -45,9 +45,9 @@ from anystore_cli.store.io import DEFAULT_MODE, copy_stream, get_filesystem
 from anystore_cli.store.model import BaseStats
 from anystore_cli.store.options import Option
 from anystore_cli.util.keys import is_canonical_key, listing_prefix, make_key_filter
-from anystore_cli.util.uri import clean_dict, mask_uri, quote_key, unquote_key
+from anystore_cli.util.uri import BUCKET_SCHEMES, clean_dict, mask_uri, quote_key, unquote_key
 
-OBJECT_STORES = frozenset({"s3", "s3a", "gs", "gcs", "az", "abfs", "abfss", "adl", "oss", "oci", "r2", "cos"})
+OBJECT_STORES = BUCKET_SCHEMES
 """Protocols whose first path segment is a bucket and whose writes are atomic per object"""
 S3 = frozenset({"s3", "s3a"})
 LOCK_FOLDER = ".~anystore-locks/"

@@ -1,15 +1,18 @@
-"""Settings read from the environment (prefix `ANYSTORE_`, nested delimiter `__`).
+"""The command line's settings, read from the environment (prefix `ANYSTORE_`, nested
+delimiter `__`), built from the table of `anystore_cli.config.fields`.
 
 Deliberately free of pydantic-settings (which costs a quarter of a second to import): the
-fields, names and environment variables are those of the original library's settings, e.g.
-`ANYSTORE_URI`, `ANYSTORE_SERIALIZATION_MODE`, `ANYSTORE_BACKEND_CONFIG__REDIS_PREFIX=foo`.
+fields, names and environment variables are those of the library's `Settings`, built from the
+same table: `ANYSTORE_URI`, `ANYSTORE_SERIALIZATION_MODE`, `ANYSTORE_BACKEND_CONFIG__REDIS_PREFIX=foo`.
 """
 
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from typing import Any
 
+from anystore_cli.config.fields import BY_NAME, FIELDS, NOT_SETTINGS, PREFIX, SettingField, known_variables
 from anystore_cli.errors import InvalidData
 
 _TRUE = {"1", "true", "yes", "on", "y", "t"}
@@ -64,11 +67,15 @@ def _parse_dict(value: Any) -> dict[str, Any]:
     return parsed
 
 
-NOT_SETTINGS = frozenset({"LOCK_TOKEN", "LOCK_NAME", "COMPLETE", "SERVE_TOKEN", "CACHE", "TESTING", "UNSAFE_URIS"})
-"""`ANYSTORE_*` variables that are no settings fields of this tool but are not typos either:
-set by `lock` for its COMMAND, read by shell completion and `serve`, the library's alias of
-`use_cache`, and settings of the anystore library's later line that this tool has no use for
-(a program may run both). `ANYSTORE_TEST_*` is left to test-suites."""
+PARSERS: dict[str, Callable[[Any], Any]] = {
+    "text": str,
+    "optional_text": _parse_optional_str,
+    "mode": _parse_mode,
+    "bool": parse_bool,
+    "int": _parse_int,
+    "dict": _parse_dict,
+}
+"""How the command line reads each kind of `config.fields` from text"""
 
 
 def check_environment(env: dict[str, str] | None = None) -> None:
@@ -83,11 +90,12 @@ def check_environment(env: dict[str, str] | None = None) -> None:
     import difflib
 
     if env is None:
-        env = {k.upper(): v for k, v in os.environ.items() if k.upper().startswith("ANYSTORE_")}
-    fields = [name.upper() for name in Settings._fields]
+        env = _anystore_environment()
+    known = known_variables()
+    fields = [field.name.upper() for field in FIELDS]
     for variable in sorted(env):
-        name = variable[len("ANYSTORE_") :]
-        if name in fields or name in NOT_SETTINGS or name.startswith("TEST_"):
+        name = variable[len(PREFIX) :]
+        if variable in known or name in NOT_SETTINGS or name.startswith("TEST_"):
             continue
         if name.startswith("BACKEND_CONFIG__"):
             continue
@@ -98,70 +106,54 @@ def check_environment(env: dict[str, str] | None = None) -> None:
         raise InvalidData(f"Unknown setting `{variable}` ({hint})")
 
 
+def _anystore_environment() -> dict[str, str]:
+    return {k.upper(): v for k, v in os.environ.items() if k.upper().startswith(PREFIX)}
+
+
+def backend_config_from_env(env: dict[str, str]) -> dict[str, str]:
+    """The `ANYSTORE_BACKEND_CONFIG__NAME` variables as options (`name`: text; the backend's
+    declared options type them)."""
+    nested = BY_NAME["backend_config"].env + "__"
+    return {
+        key[len(nested) :].lower(): raw for key, raw in env.items() if key.startswith(nested) and len(key) > len(nested)
+    }
+
+
 class Settings:
     """The effective configuration: defaults, overridden by `ANYSTORE_*` environment variables,
-    overridden by keyword arguments.
-
-    Attributes:
-        uri: Default store base uri (`.anystore`)
-        yaml_uri: Load the store definition from this YAML uri
-        json_uri: Load the store definition from this JSON uri
-        serialization_mode: Default serialization mode ("auto")
-        raise_on_nonexist: Raise `DoesNotExist` for missing keys (True)
-        default_ttl: Default key ttl in seconds, 0 for none
-        backend_config: Backend options (`ANYSTORE_BACKEND_CONFIG__KEY=VALUE`)
-        readonly: Refuse writes
-        allow_pickle: Let "auto" mode unpickle values (True, as the original library)
-        debug: Show tracebacks
+    overridden by keyword arguments. The fields are those of `anystore_cli.config.fields.FIELDS`
+    (`uri`, `yaml_uri`, `json_uri`, `serialization_mode`, `raise_on_nonexist`, `default_ttl`,
+    `backend_config`, `readonly`, `allow_pickle`, `debug`, `log_level`, ...), as the library's
+    `Settings` has them.
     """
 
-    _fields: dict[str, tuple[Any, Any]] = {
-        "uri": (".anystore", str),
-        "yaml_uri": (None, _parse_optional_str),
-        "json_uri": (None, _parse_optional_str),
-        "serialization_mode": ("auto", _parse_mode),
-        "raise_on_nonexist": (True, parse_bool),
-        "default_ttl": (0, _parse_int),
-        "backend_config": (None, _parse_dict),
-        "readonly": (False, parse_bool),
-        "allow_pickle": (True, parse_bool),
-        "debug": (False, parse_bool),
-        "redis_debug": (False, parse_bool),
-        "log_json": (False, parse_bool),
-        "log_level": ("info", str),
-        "use_cache": (True, parse_bool),
-        "worker_threads": (None, _parse_int),
-        "worker_heartbeat": (15, _parse_int),
-    }
+    _fields: dict[str, SettingField] = BY_NAME
 
     def __init__(self, **overrides: Any) -> None:
         unknown = [str(k) for k in overrides if k not in self._fields]
         if unknown:
             raise InvalidData(f"Unknown setting `{unknown[0]}` (known: {', '.join(self._fields)})")
-        env = {k.upper(): v for k, v in os.environ.items() if k.upper().startswith("ANYSTORE_")}
+        env = _anystore_environment()
         check_environment(env)
-        for name, (default, parse) in self._fields.items():
-            value: Any = default
-            env_name = f"ANYSTORE_{name.upper()}"
-            if env_name in env:
-                value = parse(env[env_name])
-            if overrides.get(name) is not None:
-                value = parse(overrides[name])
-            if name == "backend_config":
-                value = dict(value or {})
-                nested = f"{env_name}__"
-                for key, raw in env.items():
-                    if key.startswith(nested) and len(key) > len(nested):
-                        value[key[len(nested) :].lower()] = raw  # text: the backend's options type it
-                if overrides.get("backend_config"):
-                    value.update(overrides["backend_config"])
-            if name == "worker_threads" and value is None:
-                value = os.cpu_count() or 1
-            setattr(self, name, value)
+        for field in FIELDS:
+            parse = PARSERS[field.kind]
+            value: Any = field.default
+            for variable in reversed(field.env_names):  # the field's own name wins over an alias
+                if variable in env:
+                    value = parse(env[variable])
+            if overrides.get(field.name) is not None:
+                value = parse(overrides[field.name])
+            if field.name == "backend_config":
+                value = {**(value or {}), **backend_config_from_env(env), **(overrides.get("backend_config") or {})}
+            if value is None and field.factory is not None:
+                value = field.factory()
+            setattr(self, field.name, value)
 
     def model_dump(self) -> dict[str, Any]:
         """Return all settings as a dict."""
         return {name: getattr(self, name) for name in self._fields}
 
     def __repr__(self) -> str:
-        return f"Settings({self.model_dump()!r})"
+        from anystore_cli.util.secrets import mask_secrets
+
+        return f"Settings({mask_secrets(self.model_dump())!r})"

@@ -62,11 +62,9 @@ class YamlMixin:
     @classmethod
     def from_yaml_str(cls, data: str | bytes, **kwargs: Any) -> Self:
         """Build the model from a YAML mapping; `kwargs` (that are not empty) override its fields."""
-        import yaml
+        from anystore_cli.config.storedef import load_yaml
 
-        from anystore_cli.store.model import _no_alias_loader
-
-        loaded = yaml.load(data, Loader=_no_alias_loader()) or {}  # the one loader: no aliases
+        loaded = load_yaml(data)  # the one safe loader: no aliases
         return cls(**clean_dict({**loaded, **clean_dict(kwargs)}))
 
     @classmethod

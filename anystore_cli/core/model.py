@@ -17,7 +17,7 @@ from pydantic import ConfigDict, Field, WithJsonSchema, field_validator
 
 from anystore_cli.store.model import UriProperties
 from anystore_cli.util.serialize import Mode
-from anystore_cli.util.uri import ensure_uri, join_uri
+from anystore_cli.util.uri import join_uri
 
 _Function = Annotated[Callable | None, WithJsonSchema({"type": "null", "description": "a Python callable"})]
 _ModelClass = Annotated[
@@ -42,42 +42,38 @@ class _Model(_PydanticModel):
     @classmethod
     def from_json_str(cls, data: str | bytes, **kwargs: Any) -> Any:
         """Build an instance from a JSON string; `kwargs` that are not None override its fields."""
-        import orjson
-
-        return cls._from_data(orjson.loads(data), kwargs)
+        return cls._from_text(data, "json", kwargs, cls.__name__)
 
     @classmethod
     def from_yaml_str(cls, data: str | bytes, **kwargs: Any) -> Any:
         """Build an instance from a YAML string; `kwargs` that are not None override its fields."""
-        import yaml
-
-        from anystore_cli.store.model import _no_alias_loader
-
-        return cls._from_data(yaml.load(data, Loader=_no_alias_loader()) or {}, kwargs)
-
-    @classmethod
-    def _from_data(cls, data: Any, kwargs: dict[str, Any]) -> Any:
-        """Store definitions as the command line reads them (unknown fields refused,
-        `backend_config` merged); other models: `kwargs` that are not None override fields."""
-        if "backend_config" in cls.model_fields and isinstance(data, dict):
-            from anystore_cli.store.model import merge_config
-
-            return cls(**merge_config(data, kwargs, cls.model_fields, cls.__name__))
-        return cls(**{**data, **{k: v for k, v in kwargs.items() if v is not None}})
+        return cls._from_text(data, "yaml", kwargs, cls.__name__)
 
     @classmethod
     def from_json_uri(cls, uri: Any, **kwargs: Any) -> Any:
         """Build an instance from a (remote) JSON file."""
         from anystore_cli.store.io import smart_read
 
-        return cls.from_json_str(smart_read(uri, "rb"), **kwargs)
+        return cls._from_text(smart_read(uri, "rb"), "json", kwargs, uri)
 
     @classmethod
     def from_yaml_uri(cls, uri: Any, **kwargs: Any) -> Any:
         """Build an instance from a (remote) YAML file."""
         from anystore_cli.store.io import smart_read
 
-        return cls.from_yaml_str(smart_read(uri, "rb"), **kwargs)
+        return cls._from_text(smart_read(uri, "rb"), "yaml", kwargs, uri)
+
+    @classmethod
+    def _from_text(cls, text: str | bytes, fmt: str, kwargs: dict[str, Any], where: Any) -> Any:
+        """Store definitions through the command line's loader (`config.storedef`: unknown
+        fields refused, `backend_config` merged, the same limits and messages); other models:
+        `kwargs` that are not None override fields."""
+        from anystore_cli.config.storedef import parse_definition, store_definition
+
+        data = parse_definition(text, fmt, where)
+        if "backend_config" in cls.model_fields:
+            return cls(**store_definition(data, kwargs, cls.model_fields, where))
+        return cls(**{**data, **{k: v for k, v in kwargs.items() if v is not None}})
 
 
 class BaseStats(_Model):
@@ -133,13 +129,18 @@ class StoreModel(_Model, UriProperties):
     readonly: bool | None = False
     """Consider this store as a read-only store, writing will raise an exception"""
 
+    def __repr_args__(self) -> Any:
+        from anystore_cli.store.model import masked_fields
+
+        yield from masked_fields(self).items()
+
     @field_validator("uri", mode="before")
     @classmethod
     def ensure_uri(cls, value: Any) -> str:
-        """Turn a path into a uri; no trailing slash."""
-        uri = ensure_uri(value)
-        stripped = uri.rstrip("/")
-        return uri if not stripped or stripped.endswith(":") else stripped
+        """Turn a path into a uri; no trailing slash (as the command line's model keeps it)."""
+        from anystore_cli.store.model import normal_store_uri
+
+        return normal_store_uri(value)
 
     @field_validator("backend_config", mode="before")
     @classmethod

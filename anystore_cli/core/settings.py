@@ -1,33 +1,37 @@
 """Library settings: a pydantic-settings `BaseSettings`, as in the original library.
 
-All settings can be set via environment variables in uppercase, prefixed `ANYSTORE_`
-(`ANYSTORE_URI`, `ANYSTORE_SERIALIZATION_MODE`, ...); dictionaries use `__` as a separator:
-`ANYSTORE_BACKEND_CONFIG__REDIS_PREFIX=foo`. The command line reads the same variables through
-the plain `anystore_cli.config.settings.Settings`, which loads no pydantic.
+The fields are built from the one table of `anystore_cli.config.fields`, as the command line's
+plain settings are: the same names, defaults and `ANYSTORE_*` variables (`ANYSTORE_URI`,
+`ANYSTORE_SERIALIZATION_MODE`, ...); dictionaries use `__` as a separator:
+`ANYSTORE_BACKEND_CONFIG__REDIS_PREFIX=foo`. As the original, the library also reads the
+unprefixed `DEBUG`, `REDIS_DEBUG`, `LOG_JSON`, `LOG_LEVEL`, `WORKER_THREADS`,
+`WORKER_HEARTBEAT` and `CACHE`.
 """
 
 from __future__ import annotations
 
-import os
 from typing import Any
 
-from pydantic import AliasChoices, Field
+from pydantic import AliasChoices, Field, ValidationInfo, create_model, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from anystore_cli.config.fields import BY_NAME, FIELDS, SettingField
+from anystore_cli.config.settings import PARSERS
 from anystore_cli.util.serialize import Mode
 
+_ANNOTATIONS: dict[str, Any] = {
+    "text": str,
+    "optional_text": str | None,
+    "mode": Mode,
+    "bool": bool,
+    "int": int,
+    "dict": dict[str, Any],
+}
+"""The pydantic type of each kind of `config.fields` (the command line parses the same kinds)"""
 
-class Settings(BaseSettings):
-    """`anystore` settings management using pydantic-settings.
 
-    Note:
-        All settings can be set via environment variables in uppercase, prepending
-        `ANYSTORE_` (except for those with a given alias: `DEBUG`, `REDIS_DEBUG`, `LOG_JSON`,
-        `LOG_LEVEL`, `WORKER_THREADS`, `WORKER_HEARTBEAT`, `CACHE`, as in the original).
-
-        Backend config: Use `__` as a separator for dictionary content, e.g.:
-        `ANYSTORE_BACKEND_CONFIG__REDIS_PREFIX="foo"`
-    """
+class _SettingsBase(BaseSettings):
+    """The behaviour of the settings class; its fields come from `config.fields`."""
 
     model_config = SettingsConfigDict(
         env_prefix="anystore_",
@@ -43,55 +47,49 @@ class Settings(BaseSettings):
         check_environment()  # the command line's rule: a typo of a field is refused, not ignored
         super().__init__(**values)
 
-    uri: str = ".anystore"
-    """Default store base uri"""
+    @field_validator("*", mode="before")
+    @classmethod
+    def _parse_as_the_command_line(cls, value: Any, info: ValidationInfo) -> Any:
+        """Text (from the environment) is read by the command line's parsers: an empty
+        `ANYSTORE_YAML_URI` is no config file, an empty boolean is false, in both faces."""
+        field = BY_NAME.get(info.field_name or "")
+        if isinstance(value, str) and field is not None and field.kind in ("optional_text", "bool", "int"):
+            return PARSERS[field.kind](value)
+        return value
 
-    yaml_uri: str | None = None
-    """Load a (remote) store configuration (yaml) from this uri"""
+    def __repr_args__(self) -> Any:
+        from anystore_cli.util.secrets import mask_secrets
 
-    json_uri: str | None = None
-    """Load a (remote) store configuration (json) from this uri"""
+        for name, value in super().__repr_args__():
+            yield name, mask_secrets(value, str(name))
 
-    serialization_mode: Mode = "auto"
-    """Default serialization mode, one of ("auto", "pickle", "json", "raw")"""
 
-    raise_on_nonexist: bool = True
-    """Silence errors for non-existing keys"""
+def _field(field: SettingField) -> tuple[Any, Any]:
+    """The pydantic field of one row of the table."""
+    options: dict[str, Any] = {"description": field.help}
+    if field.aliases or field.compat_env:
+        # an alias replaces the prefix, so every variable is named in full; the `ANYSTORE_*`
+        # ones first, which win over the unprefixed as on the command line
+        names = (*field.env_names, *field.compat_env)
+        options["validation_alias"] = AliasChoices(*(name.lower() for name in names))
+    if field.factory is not None:
+        return _ANNOTATIONS[field.kind], Field(default_factory=field.factory, **options)
+    return _ANNOTATIONS[field.kind], Field(default=field.make_default(), **options)
 
-    default_ttl: int = 0
-    """Key ttl for backends that support it (e.g. redis, sql)"""
 
-    backend_config: dict[str, Any] = {}
-    """Arbitrary backend config to pass through"""
+Settings = create_model(  # type: ignore[call-overload]
+    "Settings",
+    __base__=_SettingsBase,
+    __module__=__name__,
+    __doc__="""`anystore` settings management using pydantic-settings.
 
-    readonly: bool = False
-    """Open every store read-only (`ANYSTORE_READONLY`)"""
+    Note:
+        All settings can be set via environment variables in uppercase, prepending
+        `ANYSTORE_` (the original's unprefixed `DEBUG`, `REDIS_DEBUG`, `LOG_JSON`, `LOG_LEVEL`,
+        `WORKER_THREADS`, `WORKER_HEARTBEAT`, `CACHE` are read too).
 
-    allow_pickle: bool = True
-    """Let "auto" mode unpickle values that start with a pickle header (`ANYSTORE_ALLOW_PICKLE`)"""
-
-    debug: bool = Field(default=False, validation_alias=AliasChoices("debug", "anystore_debug"))
-    """Enable debug mode"""
-
-    redis_debug: bool = Field(default=False, validation_alias=AliasChoices("redis_debug", "anystore_redis_debug"))
-    """Accepted for compatibility: the original used fakeredis with it; stores here always talk to the server"""
-
-    log_json: bool = Field(default=False, validation_alias=AliasChoices("log_json", "anystore_log_json"))
-    """Enable json log format"""
-
-    log_level: str = Field(default="info", validation_alias=AliasChoices("log_level", "anystore_log_level"))
-    """Log level (debug, info, warning, error)"""
-
-    worker_threads: int = Field(
-        default_factory=lambda: os.cpu_count() or 1,
-        validation_alias=AliasChoices("worker_threads", "anystore_worker_threads"),
-    )
-    """Default number of threads to use for workers"""
-
-    worker_heartbeat: int = Field(
-        default=15, validation_alias=AliasChoices("worker_heartbeat", "anystore_worker_heartbeat")
-    )
-    """Default heartbeat for worker logging"""
-
-    use_cache: bool = Field(default=True, validation_alias=AliasChoices("cache", "use_cache", "anystore_cache"))
-    """Globally enable or disable caching (used in @anycache decorator)"""
+        Backend config: Use `__` as a separator for dictionary content, e.g.:
+        `ANYSTORE_BACKEND_CONFIG__REDIS_PREFIX="foo"`
+    """,
+    **{field.name: _field(field) for field in FIELDS},
+)

@@ -63,11 +63,11 @@ def check_readonly(func: F) -> F:
     return _check  # type: ignore[return-value]
 
 
-def _secret_name(name: Any) -> bool:
-    """Tell whether a backend option holds a secret (its declaration, else its name)."""
-    from anystore_cli.store.options import is_secret_name
+def _mask_secrets(value: Any, name: str = "") -> Any:
+    """`value` masked as the command line shows settings (see `store.options.mask_secrets`)."""
+    from anystore_cli.store.options import mask_secrets
 
-    return is_secret_name(name)
+    return mask_secrets(value, name)
 
 
 class KeyEntry(NamedTuple):
@@ -160,7 +160,7 @@ class BaseStore(StoreModel):
             if name == "uri":
                 value = mask_uri(value)
             elif name == "backend_config" and isinstance(value, dict):
-                value = {k: "***" if value[k] not in (None, "") and _secret_name(k) else v for k, v in value.items()}
+                value = _mask_secrets(value)
             fields.append(f"{name}={value!r}")
         return f"{type(self).__name__}({', '.join(fields)})"
 

@@ -179,11 +179,15 @@ class Stats(BaseStats):
         return self.key
 
 
-def _store_uri(value: Any) -> str:
+def normal_store_uri(value: Any) -> str:
+    """A store's uri as both faces keep it: a path as `file://...`, no trailing slash (but a
+    root, `file:///` or `s3://`, stays whole), `memory://NAME` however the slashes were given.
+    """
     uri = ensure_uri(value)
     if get_scheme(uri) == SCHEME_MEMORY:
-        return "memory://" + uri[len("memory:") :].lstrip("/").rstrip("/")
-    return uri.rstrip("/") or uri
+        return "memory://" + uri[len("memory:") :].strip("/")
+    stripped = uri.rstrip("/")
+    return uri if not stripped or stripped.endswith(":") else stripped
 
 
 class UriProperties:
@@ -259,7 +263,11 @@ class StoreModel(Model, UriProperties):
     readonly: bool | None = False
     """Consider this store as a read-only store, writing will raise an exception"""
 
-    _coerce = {"uri": _store_uri}
+    _coerce = {"uri": normal_store_uri}
+
+    def __repr__(self) -> str:
+        fields = ", ".join(f"{k}={v!r}" for k, v in masked_fields(self).items())
+        return f"{type(self).__name__}({fields})"
 
     def __init__(self, **data: Any) -> None:
         super().__init__(**data)
@@ -281,99 +289,40 @@ class StoreModel(Model, UriProperties):
     @classmethod
     def from_yaml_uri(cls, uri: Any, **kwargs: Any) -> Any:
         """Load a store definition from a (remote) YAML file; `kwargs` override its fields."""
-        import yaml
-
-        from anystore_cli.store.io import smart_read
-
-        text = smart_read(uri, "rb")
-        if len(text) > MAX_CONFIG_BYTES:
-            raise InvalidData(f"Store config `{uri}` is larger than {MAX_CONFIG_BYTES} bytes")
-        data = yaml.load(text, Loader=_no_alias_loader()) or {}
-        return cls._from_config(data, uri, **kwargs)
+        return cls._from_config(uri, "yaml", kwargs)
 
     @classmethod
     def from_json_uri(cls, uri: Any, **kwargs: Any) -> Any:
         """Load a store definition from a (remote) JSON file; `kwargs` override its fields."""
-        import orjson
-
-        from anystore_cli.store.io import smart_read
-
-        try:
-            data = orjson.loads(smart_read(uri, "rb"))
-        except orjson.JSONDecodeError as exc:
-            raise InvalidData(f"Invalid JSON in store config `{uri}`: {exc}") from exc
-        return cls._from_config(data, uri, **kwargs)
+        return cls._from_config(uri, "json", kwargs)
 
     @classmethod
-    def _from_config(cls, data: Any, uri: Any, **kwargs: Any) -> Any:
-        if not isinstance(data, dict) or "uri" not in data:
-            raise InvalidData(f"Store config `{uri}` must be a mapping with a `uri`")
-        return cls(**merge_config(data, kwargs, cls.model_fields, uri))
+    def _from_config(cls, uri: Any, fmt: str, kwargs: dict[str, Any]) -> Any:
+        return cls(**read_definition(uri, fmt, kwargs, cls.model_fields))
 
 
-def merge_config(data: dict[str, Any], kwargs: dict[str, Any], fields: Any, where: Any) -> dict[str, Any]:
-    """A store definition read from a file, with `kwargs` (not None) over it; `backend_config`
-    entries merge (the file's, then the caller's). Both faces build stores through this.
+def masked_fields(model: Any) -> dict[str, Any]:
+    """A store definition's fields as `repr()` shows them in both faces: the uri's password
+    and the secrets of `backend_config` masked as `anystore settings` masks them."""
+    from anystore_cli.store.options import mask_secrets
+    from anystore_cli.util.uri import mask_uri
+
+    fields = {name: getattr(model, name) for name in model.model_fields}
+    fields["uri"] = mask_uri(fields["uri"])
+    if isinstance(fields.get("backend_config"), dict):
+        fields["backend_config"] = mask_secrets(fields["backend_config"])
+    return fields
+
+
+def read_definition(uri: Any, fmt: str, kwargs: dict[str, Any], fields: Any) -> dict[str, Any]:
+    """The fields of the store defined in the YAML or JSON file at `uri`, `kwargs` merged over
+    them: the one way both faces read a store config (see `anystore_cli.config.storedef`).
 
     Raises:
-        InvalidData: The file holds a field no store has (`readonyl`, `backend_confg`)
+        InvalidData: A file too large, bad YAML/JSON, aliases, unknown fields, wrong types
     """
-    unknown = [str(k) for k in data if k not in fields]
-    if unknown:
-        names = ", ".join(f"`{name}`" for name in unknown)
-        raise InvalidData(f"Store config `{where}`: unknown field {names} (known: {', '.join(fields)})")
-    config = {name: _config_value(name, value, where) for name, value in data.items()}
-    for key, value in kwargs.items():
-        if key == "backend_config" and value:
-            config["backend_config"] = {**(config.get("backend_config") or {}), **value}
-        elif value is not None and key != "backend_config":
-            config[key] = value
-    return config
+    from anystore_cli.config.storedef import parse_definition, store_definition
+    from anystore_cli.store.io import smart_read
 
-
-def _config_value(name: str, value: Any, where: Any) -> Any:
-    """Check the type of one field read from a store config file: a wrong type is bad input,
-    never taken for something else (`readonly: notbool` is no read-only store)."""
-    from anystore_cli.config.settings import parse_bool
-
-    if value is None:
-        return value
-    try:
-        if name in ("readonly", "raise_on_nonexist", "store_none_values"):
-            return parse_bool(value) if isinstance(value, bool | str) else parse_bool(_refuse(value))
-        if name == "default_ttl":
-            if isinstance(value, bool) or not isinstance(value, int | str):
-                _refuse(value)
-            return int(value)
-        if name in ("uri", "serialization_mode") and not isinstance(value, str):
-            _refuse(value)
-        if name == "backend_config" and not isinstance(value, dict):
-            _refuse(value)
-    except (InvalidData, ValueError):
-        raise InvalidData(f"Store config `{where}`: field `{name}` has a bad value `{value}`") from None
-    return value
-
-
-def _refuse(value: Any) -> Any:
-    raise InvalidData(f"bad value `{value}`")
-
-
-MAX_CONFIG_BYTES = 1024 * 1024
-"""A store config file larger than this is refused (a definition takes a few hundred bytes)"""
-
-
-def _no_alias_loader() -> Any:
-    """yaml's safe loader without anchors and aliases: a few hundred bytes of nested aliases
-    (a "billion laughs") would otherwise expand to gigabytes, and a store definition needs none."""
-    import yaml
-
-    class NoAliasLoader(yaml.SafeLoader):
-        def compose_node(self, parent: Any, index: Any) -> Any:
-            if self.check_event(yaml.AliasEvent):
-                event = self.peek_event()
-                raise yaml.composer.ComposerError(
-                    None, None, "aliases (`*name`) are not allowed in a store config", event.start_mark
-                )
-            return super().compose_node(parent, index)
-
-    return NoAliasLoader
+    data = parse_definition(smart_read(uri, "rb"), fmt, uri)
+    return store_definition(data, kwargs, fields, uri)

@@ -15,7 +15,10 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
+from anystore_cli.config.settings import parse_value as parse_json_or_text
 from anystore_cli.errors import InvalidData
+from anystore_cli.util import secrets
+from anystore_cli.util.secrets import SECRET_WORDS as SECRET_WORDS  # noqa: PLC0414 - imported from here
 
 TYPES = ("text", "int", "float", "bool", "json")
 """`json`: a JSON value (an object of client options, say); text given is parsed as JSON
@@ -31,26 +34,6 @@ class Option:
     default: Any = None
     secret: bool = False
     help: str = ""
-
-
-SECRET_WORDS = (
-    "password",
-    "passwd",
-    "pass",
-    "pw",
-    "secret",
-    "token",
-    "key",
-    "credential",
-    "auth",
-    "signature",
-    "sas",
-    "connection_string",
-    "conn_str",
-    "private",
-)
-"""Words that make an option not declared by any backend (fsspec's pass-through options,
-nested client options) a secret; declared options say it with their `secret` flag."""
 
 
 def _declared_secrets() -> dict[str, bool]:
@@ -75,17 +58,20 @@ def is_secret_name(name: Any) -> bool:
     declared = _declared_secrets()
     if lowered in declared:
         return declared[lowered]
-    return any(word in lowered for word in SECRET_WORDS)
+    return secrets.looks_secret(lowered)
 
 
-def parse_json_or_text(text: str) -> Any:
-    """`text` as JSON when it parses, else as text."""
-    import orjson
+def mask_secrets(value: Any, name: str = "") -> Any:
+    """`value` with its secrets masked (see `anystore_cli.util.secrets.mask_secrets`), secret
+    names told by the backends' declarations first: what the command line shows and what a
+    store's `repr()` prints in both faces."""
+    return secrets.mask_secrets(value, name, is_secret_name)
 
-    try:
-        return orjson.loads(text)
-    except orjson.JSONDecodeError:
-        return text
+
+def register_secrets(value: Any, name: str = "") -> None:
+    """Remember the secrets in a setting so every message masks them (see
+    `anystore_cli.util.secrets.register_secrets`), secret names told as `mask_secrets` does."""
+    secrets.register_secrets(value, name, is_secret_name)
 
 
 def parse_option(option: Option, value: Any, where: str) -> Any:

@@ -12,7 +12,7 @@ from typing import Any
 
 from anystore_cli.config.settings import Settings
 from anystore_cli.errors import InvalidUri, MissingDependency
-from anystore_cli.util.uri import ensure_uri, get_scheme, mask_uri
+from anystore_cli.util.uri import BUCKET_SCHEMES, ensure_uri, get_scheme, mask_uri
 
 _SQL = ("anystore_cli.backends.sql:SqlStore", "sql")
 _REDIS = ("anystore_cli.backends.redis:RedisStore", "redis")
@@ -81,10 +81,6 @@ def check_fsspec_scheme(uri: str) -> None:
 
     if scheme not in known_implementations and scheme not in registry:
         raise InvalidUri(f"Unknown store scheme `{scheme}://` in `{mask_uri(uri)}`")
-
-
-BUCKET_SCHEMES = frozenset({"s3", "s3a", "gs", "gcs", "az", "abfs", "abfss", "adl", "oss", "oci", "r2", "cos"})
-"""Object stores: the first segment after `scheme://` is a bucket (container), and must be there."""
 
 
 def check_bucket(uri: str) -> None:
@@ -157,20 +153,44 @@ get_store.cache_clear = _cache_clear  # type: ignore[attr-defined]
 
 
 def _make_store(uri: Any, settings: Settings, **kwargs: Any) -> Any:
+    uri, name, kwargs = resolve_store(uri, settings, **kwargs)
+    cls = load_backend(name)
+    kwargs = {k: v for k, v in kwargs.items() if v is not None or k == "backend_config"}
+    return cls(uri=uri, **kwargs)
+
+
+def resolve_store(uri: Any, settings: Any, **kwargs: Any) -> tuple[str, str, dict[str, Any]]:
+    """What store `uri` and `kwargs` name under `settings`: both faces' `get_store` build
+    their store from this, so the same environment, config file and options give the same store.
+
+    The settings' `backend_config` (`ANYSTORE_BACKEND_CONFIG__*`) is merged under the one
+    given; without a uri, the store comes from the settings' YAML or JSON config (its
+    `backend_config` under both) or their `uri`. The options are checked and typed by the
+    backend's declarations.
+
+    Args:
+        uri: The store uri, or None for the settings' store
+        settings: Either face's `Settings`
+        **kwargs: Store fields (`backend_config`, `readonly`, `serialization_mode`, ...)
+
+    Returns:
+        The store uri, the registry name of its backend and the store's fields
+
+    Raises:
+        InvalidUri: An empty uri, an unknown scheme, an object store uri without a bucket
+        InvalidData: A bad config file, unknown backend options, values of a wrong type
+    """
     backend_config = {**(settings.backend_config or {}), **(kwargs.pop("backend_config", None) or {})}
     kwargs["backend_config"] = backend_config or None
     if settings.readonly and kwargs.get("readonly") is None:
         kwargs["readonly"] = True
     if uri is None:
-        from anystore_cli.store.base import BaseStore
-
-        config = None
-        if settings.yaml_uri is not None:
-            config = BaseStore.from_yaml_uri(settings.yaml_uri, **kwargs)
-        elif settings.json_uri is not None:
-            config = BaseStore.from_json_uri(settings.json_uri, **kwargs)
+        config, fmt = (settings.yaml_uri, "yaml") if settings.yaml_uri is not None else (settings.json_uri, "json")
         if config is not None:
-            uri, kwargs = config.uri, _fields(config)
+            from anystore_cli.store.model import StoreModel, read_definition
+
+            kwargs = read_definition(config, fmt, kwargs, StoreModel.model_fields)
+            uri = kwargs.pop("uri")
         else:
             uri = settings.uri
     uri = store_uri(uri)
@@ -178,13 +198,11 @@ def _make_store(uri: Any, settings: Settings, **kwargs: Any) -> Any:
     if name == "fsspec":
         check_fsspec_scheme(uri)
         check_bucket(uri)
-    cls = load_backend(name)
     if kwargs.get("backend_config"):
         from anystore_cli.store.options import typed_config
 
         kwargs["backend_config"] = typed_config(uri, kwargs["backend_config"])
-    kwargs = {k: v for k, v in kwargs.items() if v is not None or k == "backend_config"}
-    return cls(uri=uri, **kwargs)
+    return uri, name, kwargs
 
 
 def store_uri(uri: Any) -> str:
@@ -199,12 +217,6 @@ def store_uri(uri: Any) -> str:
     if uri == "-":
         raise InvalidUri("`-` is not a store uri")
     return uri
-
-
-def _fields(config: Any) -> dict[str, Any]:
-    data = config.model_dump()
-    data.pop("uri", None)
-    return data
 
 
 def unknown_backend_options(uri: str, config: dict[str, Any]) -> tuple[list[str], list[str], str]:

@@ -9,24 +9,24 @@ from typing import Any
 from urllib.parse import quote, unquote, urlsplit, urlunsplit
 
 from anystore_cli.errors import InvalidUri
+from anystore_cli.util.secrets import looks_secret, text_name_pattern
 
 SCHEME_FILE = "file"
 SCHEME_MEMORY = "memory"
 SCHEME_REDIS = "redis"
 SCHEME_REDISS = "rediss"
 
+BUCKET_SCHEMES = frozenset({"s3", "s3a", "gs", "gcs", "az", "abfs", "abfss", "adl", "oss", "oci", "r2", "cos"})
+"""Object stores: the first segment after `scheme://` is a bucket (container) and must be there;
+writes are atomic per object."""
+
 _SCHEME_RE = re.compile(r"^([a-zA-Z][a-zA-Z0-9+.-]*):")
 _NETLOC_RE = re.compile(r"(?P<head>[a-zA-Z][a-zA-Z0-9+.-]*://)(?P<netloc>[^/?#\s]*@)")
 """A uri's `scheme://` and its user info up to the last `@` before the path, as clients parse
 it (`urlsplit` takes the netloc to the first `/`, `?` or `#`, then the user info up to its last
 `@`): `redis://:p@ss@host` holds the password `p@ss`."""
-_SECRET_NAMES = (
-    r"password|passwd|pwd|pass|pw|secret|client_secret|token|access_token|refresh_token|sslpassword|"
-    r"aws_secret_access_key|secret_access_key|accountkey|account_key|sharedaccesskey|"
-    r"sharedaccesssignature|sas_token|sig|signature|apikey|api_key|auth|authorization|credentials?"
-)
 _QUERY_SECRET_RE = re.compile(
-    rf"(?P<head>(?:^|(?<=[?&;\s\"',({{]))(?:{_SECRET_NAMES})\s*[=:]\s*)(?P<pw>\"[^\"]*\"|'[^']*'|[^&#;,\s\"'`)}}]+)",
+    rf"(?P<head>(?:^|(?<=[?&;\s\"',({{]))(?:{text_name_pattern()})\s*[=:]\s*)(?P<pw>\"[^\"]*\"|'[^']*'|[^&#;,\s\"'`)}}]+)",
     re.IGNORECASE,
 )
 """`name=value` (and `name: value`) pairs whose name says secret: query strings, connection
@@ -82,7 +82,7 @@ def register_uri_secrets(uri: Any) -> None:
         except ValueError:
             pairs = []
         for name, value in pairs:
-            if "`" in value and re.fullmatch(_SECRET_NAMES, name, re.IGNORECASE):
+            if "`" in value and looks_secret(name):
                 register_secret(value)
     for password in passwords:
         if _UNUSUAL.search(password) or _UNUSUAL.search(unquote(password)):

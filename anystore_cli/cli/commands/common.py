@@ -25,6 +25,7 @@ from anystore_cli.errors import (
     InvalidUri,
     ReadOnlyError,
 )
+from anystore_cli.store.options import is_secret_name, mask_secrets, register_secrets  # noqa: F401 - imported from here
 from anystore_cli.util.keys import ensure_relative_key
 from anystore_cli.util.uri import mask_uri
 
@@ -99,45 +100,6 @@ class LineMode(str, Enum):
 
     raw = "raw"
     json = "json"
-
-
-def is_secret_name(name: Any) -> bool:
-    """Tell whether a setting holds a secret: a backend option by its declared secret flag,
-    any other name by the words of `backend.options.SECRET_WORDS` (`password`, `pw`, ...)."""
-    from anystore_cli.store.options import is_secret_name as declared_secret
-
-    return declared_secret(name)
-
-
-def mask_secrets(value: Any, name: str = "") -> Any:
-    """Mask the values of secret-named settings and anything that looks like a credential in the
-    others (uri passwords, `AccountKey=...`, `Bearer ...`), recursively."""
-    if isinstance(value, dict):
-        return {k: mask_secrets(v, str(k)) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [mask_secrets(v, name) for v in value]
-    if value not in (None, "") and is_secret_name(name) and not isinstance(value, bool):
-        return "***"
-    if isinstance(value, str):
-        return mask_uri(value)
-    return value
-
-
-def register_secrets(value: Any, name: str = "") -> None:
-    """Remember the secrets in a setting (see `core.uri.register_secret`): the values of
-    secret-named options, passwords in uris, recursively; error lines then mask them anywhere."""
-    from anystore_cli.util.uri import register_secret, register_uri_secrets
-
-    if isinstance(value, dict):
-        for key, item in value.items():
-            register_secrets(item, str(key))
-    elif isinstance(value, (list, tuple)):
-        for item in value:
-            register_secrets(item, name)
-    elif isinstance(value, str):
-        if is_secret_name(name) and len(value) >= 4:
-            register_secret(value)
-        register_uri_secrets(value)
 
 
 class State:

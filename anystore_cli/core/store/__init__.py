@@ -88,26 +88,10 @@ def get_store(uri: Any = None, settings: Settings | None = None, **kwargs: Any) 
         InvalidUri: For an empty uri or an unknown scheme
         MissingDependency: When the backend's packages are not installed
     """
-    settings = settings or Settings()
-    kwargs = {"backend_config": settings.backend_config or None, **kwargs}
-    if settings.readonly and kwargs.get("readonly") is None:
-        kwargs["readonly"] = True
-    if uri is None:
-        if settings.yaml_uri is not None:
-            store = BaseStore.from_yaml_uri(settings.yaml_uri, **kwargs)
-            return get_store(**store.model_dump(), settings=settings)
-        if settings.json_uri is not None:
-            store = BaseStore.from_json_uri(settings.json_uri, **kwargs)
-            return get_store(**store.model_dump(), settings=settings)
-        uri = settings.uri
-    from anystore_cli.store.registry import store_uri
+    from anystore_cli.store.registry import resolve_store
 
-    uri = store_uri(uri)
+    uri, _name, kwargs = resolve_store(uri, settings or Settings(), **kwargs)  # as the command line
     cls = store_class(uri)
-    if kwargs.get("backend_config"):  # checked and typed as the command line does
-        from anystore_cli.store.options import typed_config
-
-        kwargs["backend_config"] = typed_config(uri, kwargs["backend_config"])
     kwargs = {k: v for k, v in kwargs.items() if v is not None}
     return cls(uri=uri, **kwargs)
 

@@ -13,20 +13,19 @@ the original library.
 from __future__ import annotations
 
 import contextlib
+import functools
 import importlib
-from collections.abc import Callable, Generator, Iterable
+from collections.abc import Callable
 from datetime import datetime
-from typing import IO, Any, ClassVar
+from typing import Any, ClassVar
 
 from pydantic import PrivateAttr
 
 from anystore_cli.core.model import BaseStats, Stats, StoreModel
 from anystore_cli.core.store.abstract import AbstractBackend
+from anystore_cli.store.base import BaseStore as PlainStore
 from anystore_cli.store.base import VirtualIOMixin as VirtualIOMixin  # noqa: PLC0414 - part of the API
 from anystore_cli.store.base import check_readonly as check_readonly  # noqa: PLC0414 - part of the API
-from anystore_cli.store.io import DEFAULT_MODE
-from anystore_cli.util.checksum import DEFAULT_HASH_ALGORITHM
-from anystore_cli.util.serialize import Mode
 
 _OPTION_FIELDS = (
     "readonly",
@@ -67,6 +66,56 @@ def load_target(target: str) -> type:
     """Import a backend class given as `module:Class`."""
     module_name, class_name = target.split(":")
     return getattr(importlib.import_module(module_name), class_name)
+
+
+def _forward(name: str, convert: Callable[[Any], Any] | None = None, generator: bool = False) -> Any:
+    """A method of the library's store that calls the backend's method `name` with the same
+    arguments, and shows the backend's signature and documentation (`functools.wraps`);
+    `convert` turns each result (each item, for a generator) into the library's type."""
+    target = getattr(PlainStore, name)
+
+    if generator:
+
+        @functools.wraps(target)
+        def forward_items(self: Any, *args: Any, **kwargs: Any) -> Any:
+            for item in getattr(self._get_backend(), name)(*args, **kwargs):
+                yield item if convert is None else convert(item)
+
+        return forward_items
+
+    @functools.wraps(target)
+    def forward(self: Any, *args: Any, **kwargs: Any) -> Any:
+        result = getattr(self._get_backend(), name)(*args, **kwargs)
+        return result if convert is None else convert(result)
+
+    return forward
+
+
+def _primitive(name: str, convert: Callable[[Any], Any] | None = None, generator: bool = False) -> Any:
+    """A primitive of the original library's `AbstractBackend`: a custom store (no
+    `backend_target`) that does not implement it gets the `AbstractBackend` one, a built-in
+    store the backend's."""
+    fallback = getattr(AbstractBackend, name)
+
+    def call(self: Any, args: Any, kwargs: Any) -> Any:
+        if self.backend_target is None:
+            return fallback(self, *args, **kwargs)
+        return getattr(self._get_backend(), name)(*args, **kwargs)
+
+    if generator:
+
+        @functools.wraps(fallback)
+        def primitive_items(self: Any, *args: Any, **kwargs: Any) -> Any:
+            yield from call(self, args, kwargs)
+
+        return primitive_items
+
+    @functools.wraps(fallback)
+    def primitive(self: Any, *args: Any, **kwargs: Any) -> Any:
+        result = call(self, args, kwargs)
+        return result if convert is None or self.backend_target is None else convert(result)
+
+    return primitive
 
 
 class BaseStore(StoreModel, AbstractBackend):
@@ -159,12 +208,16 @@ class BaseStore(StoreModel, AbstractBackend):
     def __str__(self) -> str:
         return repr(self)
 
-    # ---- the original library's primitives, for built-in stores ------------------------------
+    # ---- the original library's primitives: a custom store's own, else the backend's -------
 
-    def _read(self, key: str, raise_on_nonexist: bool | None = True, **kwargs: Any) -> Any:
-        if self.backend_target is None:
-            return super()._read(key, raise_on_nonexist, **kwargs)
-        return self._get_backend()._read(key, raise_on_nonexist=raise_on_nonexist, **kwargs)
+    _read = _primitive("_read")
+    _delete = _primitive("_delete")
+    _exists = _primitive("_exists")
+    _info = _primitive("_info", to_stats)
+    _iterate_keys = _primitive("_iterate_keys", generator=True)
+    _open = _primitive("_open")
+    _stream = _primitive("_stream", generator=True)
+    _get_key_prefix = _primitive("_get_key_prefix")
 
     def _write(self, key: str, value: bytes | str, **kwargs: Any) -> None:
         if self.backend_target is None:
@@ -172,348 +225,24 @@ class BaseStore(StoreModel, AbstractBackend):
         data = value.encode() if isinstance(value, str) else value
         self._get_backend()._write(key, data, **kwargs)
 
-    def _delete(self, key: str) -> None:
-        if self.backend_target is None:
-            return super()._delete(key)
-        self._get_backend()._delete(key)
+    # ---- public api: the backend's, with its signature and documentation -------------------
 
-    def _exists(self, key: str) -> bool:
-        if self.backend_target is None:
-            return super()._exists(key)
-        return self._get_backend()._exists(key)
-
-    def _info(self, key: str) -> Any:
-        if self.backend_target is None:
-            return super()._info(key)
-        return to_stats(self._get_backend()._info(key))
-
-    def _iterate_keys(
-        self, prefix: str | None = None, exclude_prefix: str | None = None, glob: str | None = None
-    ) -> Generator[str, None, None]:
-        if self.backend_target is None:
-            yield from super()._iterate_keys(prefix, exclude_prefix, glob)
-            return
-        yield from self._get_backend()._iterate_keys(prefix, exclude_prefix, glob)
-
-    def _open(self, key: str, **kwargs: Any) -> Any:
-        if self.backend_target is None:
-            return super()._open(key, **kwargs)
-        return self._get_backend()._open(key, **kwargs)
-
-    def _stream(self, key: str, **kwargs: Any) -> Generator[Any, None, None]:
-        if self.backend_target is None:
-            yield from super()._stream(key, **kwargs)
-            return
-        yield from self._get_backend()._stream(key, **kwargs)
-
-    def _get_key_prefix(self) -> str:
-        if self.backend_target is None:
-            return super()._get_key_prefix()
-        return self._get_backend()._get_key_prefix()
-
-    # ---- public api ------------------------------------------------------------------------
-
-    def get(
-        self,
-        key: Any,
-        raise_on_nonexist: bool | None = None,
-        serialization_mode: Mode | None = None,
-        deserialization_func: Callable | None = None,
-        model: Any | None = None,
-        **kwargs: Any,
-    ) -> Any:
-        """Get a value from the store for the given key.
-
-        Args:
-            key: Key relative to store base uri
-            raise_on_nonexist: Raise `DoesNotExist` if key doesn't exist or stay silent,
-                overrides store settings
-            serialization_mode: Serialize result ("auto", "raw", "pickle", "json"),
-                overrides store settings
-            deserialization_func: Specific function to use (ignores `serialization_mode`),
-                overrides store settings
-            model: Pydantic serialization model (ignores `serialization_mode` and
-                `deserialization_func`), overrides store settings
-            **kwargs: Passed to the backend (`mode="r"` reads text)
-
-        Returns:
-            The (optionally serialized) value for the key
-        """
-        return self._get_backend().get(
-            key,
-            raise_on_nonexist=raise_on_nonexist,
-            serialization_mode=serialization_mode,
-            deserialization_func=deserialization_func,
-            model=model,
-            **kwargs,
-        )
-
-    def pop(self, key: Any, *args: Any, **kwargs: Any) -> Any:
-        """Retrieve the value for the given key and remove it from the store (atomically where
-        the backend can).
-
-        Args:
-            key: Key relative to store base uri
-            *args: Any valid arguments for the store's `get` function
-            **kwargs: Any valid arguments for the store's `get` function
-
-        Returns:
-            The (optionally serialized) value for the key
-        """
-        return self._get_backend().pop(key, *args, **kwargs)
-
-    def delete(self, key: Any, ignore_errors: bool = False) -> bool:
-        """Delete the content at the given key.
-
-        Args:
-            key: Key relative to store base uri
-            ignore_errors: Ignore exceptions if deletion fails
-
-        Returns:
-            True if the key existed (the original returned None)
-        """
-        return self._get_backend().delete(key, ignore_errors=ignore_errors)
-
-    def stream(
-        self,
-        key: Any,
-        raise_on_nonexist: bool | None = None,
-        serialization_mode: Mode | None = None,
-        deserialization_func: Callable | None = None,
-        model: Any | None = None,
-        **kwargs: Any,
-    ) -> Generator[Any, None, None]:
-        """Stream a value line by line from the store for the given key.
-
-        Args:
-            key: Key relative to store base uri
-            raise_on_nonexist: Raise `DoesNotExist` if key doesn't exist or stay silent,
-                overrides store settings
-            serialization_mode: Serialize result ("auto", "raw", "pickle", "json"),
-                overrides store settings
-            deserialization_func: Specific function to use (ignores `serialization_mode`)
-            model: Pydantic serialization model (ignores the two above)
-            **kwargs: Passed to the backend (`mode="r"` yields text lines)
-
-        Yields:
-            The (optionally serialized) values line by line
-
-        Raises:
-            DoesNotExist: If key doesn't exist and raise_on_nonexist=True
-        """
-        yield from self._get_backend().stream(
-            key,
-            raise_on_nonexist=raise_on_nonexist,
-            serialization_mode=serialization_mode,
-            deserialization_func=deserialization_func,
-            model=model,
-            **kwargs,
-        )
-
-    def put(
-        self,
-        key: Any,
-        value: Any,
-        serialization_mode: Mode | None = None,
-        serialization_func: Callable | None = None,
-        model: Any | None = None,
-        ttl: int | None = None,
-        **kwargs: Any,
-    ) -> None:
-        """Store a value at the given key.
-
-        Args:
-            key: Key relative to store base uri
-            value: The content
-            serialization_mode: Serialize value prior to storing ("auto", "raw", "pickle",
-                "json"), overrides store settings
-            serialization_func: Specific function to use (ignores `serialization_mode`),
-                overrides store settings
-            model: Pydantic serialization model (ignores `serialization_mode` and
-                `deserialization_func`), overrides store settings
-            ttl: Time to live (in seconds) for that key if the backend supports it (e.g.
-                memory, redis, sql)
-            **kwargs: `no_clobber=True` raises `AlreadyExists` instead of overwriting
-        """
-        self._get_backend().put(
-            key,
-            value,
-            serialization_mode=serialization_mode,
-            serialization_func=serialization_func,
-            model=model,
-            ttl=ttl,
-            no_clobber=bool(kwargs.get("no_clobber")),
-        )
-
-    def put_stream(self, key: Any, source: IO[bytes], ttl: int | None = None, no_clobber: bool = False) -> int:
-        """Store the bytes of a binary stream at `key`, in chunks where the backend can.
-
-        A failed or interrupted write leaves the old value (or no key).
-
-        Returns:
-            The number of bytes stored
-        """
-        return self._get_backend().put_stream(key, source, ttl=ttl, no_clobber=no_clobber)
-
-    def put_many(
-        self,
-        items: Iterable[tuple[Any, Any]] | dict[Any, Any],
-        ttl: int | None = None,
-        serialization_mode: Mode | None = None,
-        serialization_func: Callable | None = None,
-        model: Any | None = None,
-        batch_size: int = 1000,
-    ) -> int:
-        """Store many values: the bulk path (one pipeline or transaction per batch where possible).
-
-        Returns:
-            The number of values stored
-        """
-        return self._get_backend().put_many(
-            items,
-            ttl=ttl,
-            serialization_mode=serialization_mode,
-            serialization_func=serialization_func,
-            model=model,
-            batch_size=batch_size,
-        )
-
-    def get_many(
-        self,
-        keys: Iterable[Any],
-        serialization_mode: Mode | None = None,
-        deserialization_func: Callable | None = None,
-        model: Any | None = None,
-        batch_size: int = 1000,
-    ) -> Generator[tuple[str, Any], None, None]:
-        """Read many keys: the bulk path. Yields `(key, value)`, value None for missing keys."""
-        yield from self._get_backend().get_many(keys, serialization_mode, deserialization_func, model, batch_size)
-
-    def exists(self, key: Any) -> bool:
-        """Check if the given `key` exists"""
-        return self._get_backend().exists(key)
-
-    def info(self, key: Any) -> Stats:
-        """Get metadata for the given `key` (never reads the value).
-
-        Returns:
-            Key metadata
-        """
-        return to_stats(self._get_backend().info(key))
-
-    def iterate_infos(
-        self, prefix: str | None = None, exclude_prefix: str | None = None, glob: str | None = None, **filters: Any
-    ) -> Generator[Stats, None, None]:
-        """The metadata of every matching key, from one listing where the backend can (SQL,
-        Redis, S3, local folders, zip), not a lookup per key; `filters` as `iterate_keys` takes them."""
-        backend = self._get_backend()
-        for stats in backend.iterate_infos(prefix=prefix, exclude_prefix=exclude_prefix, glob=glob, **filters):
-            yield to_stats(stats)
-
-    def info_many(self, keys: Iterable[Any], batch_size: int = 1000) -> Generator[tuple[str, Stats | None], None, None]:
-        """The metadata of many keys, a batch at a time: `(key, Stats)`, None for a missing key."""
-        for key, stats in self._get_backend().info_many(keys, batch_size=batch_size):
-            yield key, None if stats is None else to_stats(stats)
-
-    def get_key(self, key: Any, http_quoted: bool | None = False) -> str:
-        """Return the backend's full key for `key` (the full uri on file-like stores)."""
-        return self._get_backend().get_key(key, http_quoted=http_quoted)
-
-    def ensure_kwargs(self, **kwargs: Any) -> dict[str, Any]:
-        """Merge the store's `backend_config` with `kwargs` (which win), dropping empty values."""
-        return self._get_backend().ensure_kwargs(**kwargs)
-
-    def iterate_keys(
-        self,
-        prefix: str | None = None,
-        exclude_prefix: str | None = None,
-        glob: str | None = None,
-        **filters: Any,
-    ) -> Generator[str, None, None]:
-        """Iterate through all the keys in the store based on given criteria.
-
-        Criteria can be combined (e.g. include but exclude a subset). Given with a prefix, the
-        glob is relative to the prefix (taken as a folder).
-
-        Example:
-            ```python
-            for key in store.iterate_keys(prefix="dataset1", glob="*.pdf"):
-                data = store.get(key, serialization_mode="raw")
-                parse(data)
-            ```
-
-        Args:
-            prefix: Include only keys with the given prefix (e.g. "foo/bar")
-            exclude_prefix: Exclude keys with this prefix
-            glob: Path-style glob pattern for keys to filter (e.g. "foo/**/*.json")
-            **filters: Further filters the backend layer knows (include, exclude, shard)
-
-        Returns:
-            The matching keys as a generator of strings
-        """
-        yield from self._get_backend().iterate_keys(prefix, exclude_prefix, glob, **filters)
-
-    def iterate_values(
-        self,
-        prefix: str | None = None,
-        exclude_prefix: str | None = None,
-        glob: str | None = None,
-        serialization_mode: Mode | None = None,
-        deserialization_func: Callable | None = None,
-        model: Any | None = None,
-        **kwargs: Any,
-    ) -> Generator[Any, None, None]:
-        """Iterate through all the values in the store based on given criteria.
-
-        Example:
-            ```python
-            yield from store.iterate_values(prefix="dataset1", glob="*.pdf", model=MyModel)
-            ```
-
-        Returns:
-            The matching values as a generator of any (serialized) type
-        """
-        yield from self._get_backend().iterate_values(
-            prefix, exclude_prefix, glob, serialization_mode, deserialization_func, model, **kwargs
-        )
-
-    def checksum(self, key: Any, algorithm: str | None = DEFAULT_HASH_ALGORITHM, **kwargs: Any) -> str:
-        """Get the checksum for the value at the given key, streaming the value.
-
-        Args:
-            key: Key relative to store base uri
-            algorithm: Checksum algorithm from `hashlib` (default: "sha1")
-            **kwargs: Pass through arguments to content retrieval
-
-        Returns:
-            The computed checksum
-        """
-        return self._get_backend().checksum(key, algorithm, **kwargs)
-
-    def open(self, key: Any, mode: str | None = DEFAULT_MODE, **kwargs: Any) -> Any:
-        """Open the given key similar to built-in `open()`.
-
-        Example:
-            ```python
-            store = get_store()
-            with store.open("foo/bar.txt") as fh:
-                return fh.read()
-            ```
-
-        Args:
-            key: Key relative to store base uri
-            mode: Open mode ("rb", "wb", "r", "w")
-            **kwargs: Pass through arguments to backend
-
-        Returns:
-            The open handler
-        """
-        return self._get_backend().open(key, mode, **kwargs)
-
-    def touch(self, key: Any, **kwargs: Any) -> datetime:
-        """Store the current timestamp at the given key.
-
-        Returns:
-            The timestamp
-        """
-        return self._get_backend().touch(key, **kwargs)
+    get = _forward("get")
+    pop = _forward("pop")
+    delete = _forward("delete")
+    stream = _forward("stream", generator=True)
+    put = _forward("put")
+    put_stream = _forward("put_stream")
+    put_many = _forward("put_many")
+    get_many = _forward("get_many", generator=True)
+    exists = _forward("exists")
+    info = _forward("info", to_stats)
+    iterate_infos = _forward("iterate_infos", to_stats, generator=True)
+    info_many = _forward("info_many", lambda item: (item[0], None if item[1] is None else to_stats(item[1])), True)
+    get_key = _forward("get_key")
+    ensure_kwargs = _forward("ensure_kwargs")
+    iterate_keys = _forward("iterate_keys", generator=True)
+    iterate_values = _forward("iterate_values", generator=True)
+    checksum = _forward("checksum")
+    open = _forward("open")
+    touch = _forward("touch")
