@@ -40,9 +40,10 @@ from anystore_cli.errors import (
     StoreError,
     StoreNotFound,
 )
-from anystore_cli.store.base import BaseStore, KeyEntry
+from anystore_cli.store.base import KEY_BATCH, BaseStore, Capabilities, KeyEntry
+from anystore_cli.store.contract import batched
+from anystore_cli.store.entry import BaseStats, entry_from_stats
 from anystore_cli.store.io import DEFAULT_MODE, copy_stream, get_filesystem
-from anystore_cli.store.model import BaseStats
 from anystore_cli.store.options import Option
 from anystore_cli.util.keys import is_canonical_key, listing_prefix, make_key_filter
 from anystore_cli.util.uri import clean_dict, mask_uri, quote_key, unquote_key
@@ -80,7 +81,8 @@ class Store(BaseStore):
     )
 
     backend_errors: ClassVar[tuple[type[BaseException], ...]] = (OSError, ConnectionError, TimeoutError)
-    mtime_precision: ClassVar[float] = 1.0  # S3 and http times are whole seconds
+    # S3 and http times are whole seconds; server copies, leases and MD5s (ETags) are S3's
+    capabilities: ClassVar[Capabilities] = Capabilities(server_copy=True, leases=True, md5=True, mtime_precision=1.0)
 
     def __new__(cls, *args: Any, **data: Any) -> Any:
         if cls is Store:
@@ -432,23 +434,6 @@ class Store(BaseStore):
         with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="anystore-info") as pool:
             yield from zip(keys, pool.map(_ask, keys), strict=True)
 
-    def _iterate_infos(
-        self, prefix: str | None = None, exclude_prefix: str | None = None, glob: str | None = None
-    ) -> Iterator[tuple[str, BaseStats]]:
-        """The listing's own metadata: sizes and times come with the keys (ListObjectsV2 on S3,
-        `find(detail=True)` elsewhere)."""
-        if self.is_http:  # directory index pages carry no sizes: ask each key
-            yield from super()._iterate_infos(prefix, exclude_prefix, glob)
-            return
-        match = make_key_filter(prefix, exclude_prefix, glob)
-        start = listing_prefix(prefix, glob)
-        found = self._list_s3(start, detail=True) if self._is_s3 else self._list_fs(start, detail=True)
-        for key, info in found:
-            if key and match(key):
-                if "Size" not in info and info.get("size") is None:  # a listing without sizes
-                    info = self._head(key) or info
-                yield key, _info_stats(info)
-
     def _open(self, key: str, mode: str = DEFAULT_MODE, **kwargs: Any) -> Any:
         if "r" in mode and "+" not in mode:
             return self._reader(key, mode)
@@ -468,22 +453,54 @@ class Store(BaseStore):
         with handle:
             yield handle
 
-    def _iterate_keys(
-        self, prefix: str | None = None, exclude_prefix: str | None = None, glob: str | None = None
-    ) -> Iterator[str]:
+    def _list(
+        self,
+        prefix: str | None = None,
+        exclude_prefix: str | None = None,
+        glob: str | None = None,
+        detail: bool = False,
+        md5: bool = False,
+    ) -> Iterator[list[Any]]:
+        """The listing in batches: one paginated ListObjectsV2 on S3 (1000 keys a request, each
+        with its size, time and ETag), the filesystem's recursive listing elsewhere; on http,
+        whose index pages carry no sizes, the details are asked for a batch at a time."""
         match = make_key_filter(prefix, exclude_prefix, glob)
         start = listing_prefix(prefix, glob)
-        keys = self._list_s3(start) if self._is_s3 else self._list_fs(start)
-        for key in keys:
+        if self._is_s3:
+            found: Iterator[tuple[str, Any]] = self._list_s3_items(start)
+        else:
+            found = self._list_fs(start, detail=detail and not self.is_http)
+        for batch in batched(found, KEY_BATCH):
             # never list what `get` cannot read (`../x`, `a//b`), nor the lock leases
-            if key and match(key) and is_canonical_key(key) and not key.startswith(LOCK_FOLDER):
-                yield key
+            kept = [
+                (key, info)
+                for key, info in batch
+                if key and match(key) and is_canonical_key(key) and not key.startswith(LOCK_FOLDER)
+            ]
+            if not detail:
+                if kept:
+                    yield [key for key, _ in kept]
+                continue
+            entries = self._entries(kept)
+            if entries:
+                yield entries
 
-    def _list_s3(self, start: str, detail: bool = False) -> Iterator[Any]:
-        """One paginated ListObjectsV2 under the literal prefix (1000 keys a request); with
-        `detail`, `(key, entry)` pairs, the entry holding `Size` and `LastModified`."""
-        for key, item in self._list_s3_items(start):
-            yield (key, item) if detail else key
+    def _entries(self, listed: list[tuple[str, Any]]) -> list[KeyEntry]:
+        """The entries of listed `(key, info)` pairs; keys whose info has no size (or none at
+        all) are asked about in one `_info_many` (a key gone meanwhile is left out)."""
+        entries: dict[str, KeyEntry | None] = {}
+        unsized = []
+        for key, info in listed:
+            if info is None or ("Size" not in info and info.get("size") is None):
+                entries[key] = None
+                unsized.append(key)
+            else:
+                entry = entry_from_stats(key, _info_stats(info))
+                etag = plain_md5(info.get("ETag"))
+                entries[key] = entry._replace(md5=etag) if etag else entry
+        for key, stats in self._info_many(unsized) if unsized else ():
+            entries[key] = None if stats is None else entry_from_stats(key, stats)
+        return [entry for entry in entries.values() if entry is not None]
 
     def _list_s3_items(self, start: str) -> Iterator[tuple[str, dict[str, Any]]]:
         """`(key, item)` of every object under the literal prefix, item as ListObjectsV2 gives it."""
@@ -501,43 +518,6 @@ class Store(BaseStore):
             if not page.get("IsTruncated") or not token:
                 return
             request["ContinuationToken"] = token
-
-    def _iterate_entries(
-        self, prefix: str | None = None, exclude_prefix: str | None = None, glob: str | None = None, md5: bool = False
-    ) -> Iterator[KeyEntry]:
-        if not self._is_s3:
-            yield from self._iterate_fs_entries(prefix, exclude_prefix, glob)
-            return
-        match = make_key_filter(prefix, exclude_prefix, glob)
-        for key, item in self._list_s3_items(listing_prefix(prefix, glob)):
-            if key and match(key):
-                modified = _timestamp(item.get("LastModified"))
-                yield KeyEntry(
-                    key,
-                    item.get("Size"),
-                    modified.timestamp() if modified is not None else None,
-                    plain_md5(item.get("ETag")),
-                )
-
-    def _iterate_fs_entries(
-        self, prefix: str | None = None, exclude_prefix: str | None = None, glob: str | None = None
-    ) -> Iterator[KeyEntry]:
-        """Entries from the filesystem's detailed listing (`find(detail=True)`), where it gives one."""
-        match = make_key_filter(prefix, exclude_prefix, glob)
-        found = self._find(listing_prefix(prefix, glob), detail=True)
-        for path, info in found.items():
-            key = self._relative(path)
-            if not key or not match(key):
-                continue
-            if info.get("size") is None:
-                entry = self._entry(key)
-                if entry is not None:
-                    yield entry
-                continue
-            modified = _timestamp(
-                info.get("LastModified") or info.get("mtime") or info.get("last_modified") or info.get("updated")
-            )
-            yield KeyEntry(key, info.get("size"), modified.timestamp() if modified is not None else None)
 
     def _endpoint(self) -> str:
         """The S3 endpoint this store talks to ("" for AWS's own)."""
@@ -646,14 +626,15 @@ class Store(BaseStore):
                     found[name] = info
         return found
 
-    def _list_fs(self, start: str, detail: bool = False) -> Iterator[Any]:
+    def _list_fs(self, start: str, detail: bool = False) -> Iterator[tuple[str, Any]]:
+        """`(key, info)` of the files of `_find`, info None without `detail`."""
         found = self._find(start, detail)
         if detail:
             for path, info in found.items():
                 yield self._relative(path), info
             return
         for path in found:
-            yield self._relative(path)
+            yield self._relative(path), None
 
 
 class S3BodyReader(io.RawIOBase):

@@ -24,9 +24,9 @@ from typing import IO, Any, ClassVar, TypeVar
 
 from anystore_cli.backends.fs import Store
 from anystore_cli.errors import DoesNotExist, InvalidKey, StoreError, StoreNotFound
-from anystore_cli.store.base import KeyEntry
+from anystore_cli.store.base import Capabilities, KeyEntry
+from anystore_cli.store.entry import BaseStats
 from anystore_cli.store.io import DEFAULT_MODE, copy_stream
-from anystore_cli.store.model import BaseStats
 from anystore_cli.store.options import Option
 from anystore_cli.util.files import (  # noqa: F401 - re-exported: the local backend's file helpers
     _CLOEXEC,
@@ -88,7 +88,7 @@ class LocalStore(Store):
 
     # the kernel stamps files from a coarse clock, up to a tick (4-10 ms) behind `time.time()`:
     # a file written just after a value elsewhere may look older than it
-    mtime_precision: ClassVar[float] = 0.05
+    capabilities: ClassVar[Capabilities] = Capabilities(leases=True, mtime_precision=0.05)
 
     def __init__(self, **data: Any) -> None:
         super().__init__(**data)
@@ -469,26 +469,21 @@ class LocalStore(Store):
         with self._reader(key, mode) as handle:
             yield from handle
 
-    def _iterate_keys(
-        self, prefix: str | None = None, exclude_prefix: str | None = None, glob: str | None = None
-    ) -> Iterator[str]:
-        for batch in self._listing(prefix, exclude_prefix, glob, False):
-            yield from batch
-
-    def _iterate_key_batches(
-        self, prefix: str | None = None, exclude_prefix: str | None = None, glob: str | None = None
-    ) -> Iterator[list[str]]:
-        """The keys of one folder at a time."""
-        return self._listing(prefix, exclude_prefix, glob, False)
-
-    def _iterate_infos(
-        self, prefix: str | None = None, exclude_prefix: str | None = None, glob: str | None = None
-    ) -> Iterator[tuple[str, BaseStats]]:
-        """The listing with each file's `stat`, taken in its open folder (no path lookup per key)."""
-        make = _stats
+    def _list(
+        self,
+        prefix: str | None = None,
+        exclude_prefix: str | None = None,
+        glob: str | None = None,
+        detail: bool = False,
+        md5: bool = False,
+    ) -> Iterator[list[Any]]:
+        """The keys of one folder at a time; with `detail` each file's `stat`, taken in its open
+        folder (no path lookup per key)."""
+        if not detail:
+            yield from self._listing(prefix, exclude_prefix, glob, False)
+            return
         for batch in self._listing(prefix, exclude_prefix, glob, True):
-            for key, info in batch:
-                yield key, make(info)
+            yield [KeyEntry(key, info.st_size, info.st_mtime, None, stat_created(info)) for key, info in batch]
 
     def iterate_stat_batches(
         self,
@@ -527,13 +522,6 @@ class LocalStore(Store):
                     batch = [item for item in batch if extra(item[0])]
                 if batch:
                     yield batch
-
-    def _iterate_entries(
-        self, prefix: str | None = None, exclude_prefix: str | None = None, glob: str | None = None, md5: bool = False
-    ) -> Iterator[KeyEntry]:
-        for batch in self._listing(prefix, exclude_prefix, glob, True):
-            for key, info in batch:
-                yield KeyEntry(key, info.st_size, info.st_mtime)
 
     def _listing(
         self, prefix: str | None, exclude_prefix: str | None, glob: str | None, stats: bool
