@@ -22,7 +22,7 @@ from collections.abc import Callable, Generator, Iterable, Iterator, Sequence
 from datetime import datetime, timezone
 from typing import IO, Any, ClassVar, TypeVar
 
-from anystore_cli.backends.fs import Store
+from anystore_cli.backends.filelike import FileLikeStore
 from anystore_cli.errors import DoesNotExist, InvalidKey, StoreError, StoreNotFound
 from anystore_cli.store.base import Capabilities, KeyEntry
 from anystore_cli.store.entry import BaseStats
@@ -81,7 +81,7 @@ def _stats(stat: os.stat_result) -> BaseStats:
     )
 
 
-class LocalStore(Store):
+class LocalStore(FileLikeStore):
     """A store in a local folder (`file://` uris and plain paths)."""
 
     options: ClassVar[tuple[Option, ...]] = (Option("fsync", "bool", False, help="fsync each value before it shows"),)
@@ -104,9 +104,6 @@ class LocalStore(Store):
         if len(key) > NAME_MAX // 4 and max(len(os.fsencode(part)) for part in key.split("/")) > NAME_MAX:
             raise InvalidKey(f"Invalid key `{key[:40]}...`: a part is longer than {NAME_MAX} bytes (a file name)")
         return key
-
-    def _get_key_prefix(self) -> str:
-        return self.uri
 
     def _path(self, key: str) -> str:
         """The key's path (for messages and tools; the store's own calls walk from the root)."""
