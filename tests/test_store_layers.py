@@ -110,12 +110,7 @@ class ListBackend(DictBackend):
     _iterate_keys = BaseStore._iterate_keys  # the contract's adapter over `_list`
 
     def _list(
-        self,
-        prefix: str | None = None,
-        exclude_prefix: str | None = None,
-        glob: str | None = None,
-        detail: bool = False,
-        md5: bool = False,
+        self, prefix: str | None, exclude_prefix: str | None, glob: str | None, detail: bool = False, md5: bool = False
     ) -> Iterator[list[Any]]:
         self.__dict__.setdefault("calls", []).append(detail)
         keys = [key for key in sorted(self.data) if not prefix or key.startswith(prefix)]

@@ -344,12 +344,7 @@ class Store(ObjectStoreMixin, FileLikeStore):
             yield handle
 
     def _list(
-        self,
-        prefix: str | None = None,
-        exclude_prefix: str | None = None,
-        glob: str | None = None,
-        detail: bool = False,
-        md5: bool = False,
+        self, prefix: str | None, exclude_prefix: str | None, glob: str | None, detail: bool = False, md5: bool = False
     ) -> Iterator[list[Any]]:
         """The listing in batches: one paginated ListObjectsV2 on S3 (1000 keys a request, each
         with its size, time and ETag), the filesystem's recursive listing elsewhere; on http,

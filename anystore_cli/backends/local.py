@@ -467,12 +467,7 @@ class LocalStore(FileLikeStore):
             yield from handle
 
     def _list(
-        self,
-        prefix: str | None = None,
-        exclude_prefix: str | None = None,
-        glob: str | None = None,
-        detail: bool = False,
-        md5: bool = False,
+        self, prefix: str | None, exclude_prefix: str | None, glob: str | None, detail: bool = False, md5: bool = False
     ) -> Iterator[list[Any]]:
         """The keys of one folder at a time; with `detail` each file's `stat`, taken in its open
         folder (no path lookup per key)."""

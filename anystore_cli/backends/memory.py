@@ -115,12 +115,7 @@ class MemoryStore(VirtualIOMixin, TTLMixin, BaseStore):
             yield key, None if entry is None else _entry_stats(entry)
 
     def _list(
-        self,
-        prefix: str | None = None,
-        exclude_prefix: str | None = None,
-        glob: str | None = None,
-        detail: bool = False,
-        md5: bool = False,
+        self, prefix: str | None, exclude_prefix: str | None, glob: str | None, detail: bool = False, md5: bool = False
     ) -> Iterator[list[Any]]:
         """The live keys of a snapshot of the dict, in batches."""
         match = make_key_filter(prefix, exclude_prefix, glob)

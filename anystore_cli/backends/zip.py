@@ -275,12 +275,7 @@ class ZipStore(BaseStore):
             self._write_stream(key, spool)
 
     def _list(
-        self,
-        prefix: str | None = None,
-        exclude_prefix: str | None = None,
-        glob: str | None = None,
-        detail: bool = False,
-        md5: bool = False,
+        self, prefix: str | None, exclude_prefix: str | None, glob: str | None, detail: bool = False, md5: bool = False
     ) -> Iterator[list[Any]]:
         """The listing from the archive's directory (`infolist`), with sizes and times."""
         for batch in batched(self._listing(prefix, exclude_prefix, glob), KEY_BATCH):

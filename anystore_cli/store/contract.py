@@ -200,12 +200,7 @@ class BackendContract:
     # ---- the listing ------------------------------------------------------------------------
 
     def _list(
-        self,
-        prefix: str | None = None,
-        exclude_prefix: str | None = None,
-        glob: str | None = None,
-        detail: bool = False,
-        md5: bool = False,
+        self, prefix: str | None, exclude_prefix: str | None, glob: str | None, detail: bool = False, md5: bool = False
     ) -> Iterator[list[Any]]:
         """The matching keys in batches (a folder or a page each where the backend reads them so,
         never empty): key strings, or with `detail` a `KeyEntry` each (size, times, and the MD5
