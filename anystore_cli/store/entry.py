@@ -40,6 +40,10 @@ def to_datetime(value: Any) -> datetime | None:
     raise InvalidData(f"Not a timestamp: `{value!r}`")
 
 
+_fromtimestamp = datetime.fromtimestamp
+_UTC = timezone.utc
+
+
 class BaseStats(Model):
     """Shared base metadata object"""
 
@@ -80,6 +84,21 @@ class Stats(BaseStats):
         fields["created_at"] = stats.created_at
         fields["updated_at"] = stats.updated_at
         fields["size"] = stats.size
+        fields["name"] = key.rsplit("/", 1)[-1]
+        fields["store"] = store
+        fields["key"] = key
+        new._extra = {}
+        return new
+
+    @classmethod
+    def from_entry(cls, entry: KeyEntry, store: str) -> Stats:
+        """The metadata of a listed entry in `store` (times in UTC), built as `build` builds it."""
+        new = cls.__new__(cls)
+        fields = new.__dict__
+        key, size, updated, _, created, _ = entry
+        fields["created_at"] = None if created is None else _fromtimestamp(created, _UTC)
+        fields["updated_at"] = None if updated is None else _fromtimestamp(updated, _UTC)
+        fields["size"] = size
         fields["name"] = key.rsplit("/", 1)[-1]
         fields["store"] = store
         fields["key"] = key

@@ -8,6 +8,7 @@ apart. `keys -l`, `dump`, `mirror` and `check` are built on these.
 from __future__ import annotations
 
 import itertools
+import operator
 from collections import Counter
 from collections.abc import Callable, Generator, Iterable, Iterator
 from typing import Any
@@ -15,6 +16,9 @@ from typing import Any
 from anystore_cli.store.contract import INFO_BATCH, BackendContract
 from anystore_cli.store.entry import BaseStats, KeyEntry, Stats, stats_from_entry
 from anystore_cli.util.keys import has_extra_filters, make_key_filter, normalize_prefix
+
+_kind = operator.itemgetter(5)
+"""`KeyEntry.kind`, in C"""
 
 
 class ListingMixin(BackendContract):
@@ -155,11 +159,11 @@ class ListingMixin(BackendContract):
         skipped.clear()
         extra = self._extra_filter(include, exclude, shard, filters)
         for batch in self._listed(prefix, exclude_prefix, glob, extra, detail=True, md5=md5):
-            values = [entry for entry in batch if entry.kind is None]
-            if len(values) < len(batch):
+            if any(map(_kind, batch)):
                 skipped.update(entry.kind for entry in batch if entry.kind is not None)
-            if values:
-                yield values
+                batch = [entry for entry in batch if entry.kind is None]
+            if batch:
+                yield batch
 
     def iterate_entries(
         self,
@@ -221,10 +225,17 @@ class ListingMixin(BackendContract):
             The metadata (`Stats`) of each matching key, in listing order
         """
         extra = self._extra_filter(include, exclude, shard, filters)
-        stats = self._stats
-        for batch in self._listed(prefix, exclude_prefix, glob, extra, detail=True):
+        batches = self._listed(prefix, exclude_prefix, glob, extra, detail=True)
+        if type(self)._stats is not ListingMixin._stats:  # the backend adds to the metadata
+            stats = self._stats
+            for batch in batches:
+                for entry in batch:
+                    yield stats(entry.key, stats_from_entry(entry))
+            return
+        make, store = Stats.from_entry, str(self.uri)
+        for batch in batches:
             for entry in batch:
-                yield stats(entry.key, stats_from_entry(entry))
+                yield make(entry, store)
 
     def entry(self, key: Any) -> KeyEntry | None:
         """The `KeyEntry` of one key (size and modification time), or None if it does not exist."""
