@@ -11,12 +11,12 @@ or of `KeyEntry` records). The filters beyond prefix, exclude_prefix and glob (`
 from __future__ import annotations
 
 import dataclasses
-import functools
-from collections.abc import Callable, Generator, Iterable
+from collections.abc import Callable, Generator
 from datetime import datetime
-from typing import IO, Any, TypeVar
+from typing import IO, Any
 
 from anystore_cli.errors import DoesNotExist, InvalidData, ReadOnlyError
+from anystore_cli.store.batches import BatchMixin
 from anystore_cli.store.contract import (  # noqa: F401 - re-exported: where the backends import them
     INFO_BATCH,
     KEY_BATCH,
@@ -24,18 +24,16 @@ from anystore_cli.store.contract import (  # noqa: F401 - re-exported: where the
     Capabilities,
     TTLMixin,
     VirtualIOMixin,
+    check_readonly,
 )
 from anystore_cli.store.entry import KeyEntry
 from anystore_cli.store.io import DEFAULT_MODE, copy_stream
 from anystore_cli.store.listing import ListingMixin
 from anystore_cli.store.model import StoreModel
 from anystore_cli.util.checksum import DEFAULT_HASH_ALGORITHM
-from anystore_cli.util.keys import all_canonical, normalize_key
+from anystore_cli.util.keys import normalize_key
 from anystore_cli.util.serialize import from_store, to_store
 from anystore_cli.util.uri import clean_dict, mask_uri
-
-F = TypeVar("F", bound=Callable[..., Any])
-
 
 LEGACY_CAPABILITIES = {
     "supports_ttl": "ttl",
@@ -47,18 +45,6 @@ LEGACY_CAPABILITIES = {
 """Class attributes that declared a capability before `Capabilities`: old name -> field"""
 
 
-def check_readonly(func: F) -> F:
-    """Guard for read-only stores: decorate write methods with it."""
-
-    @functools.wraps(func)
-    def _check(store: BaseStore, *args: Any, **kwargs: Any) -> Any:
-        if store.readonly:
-            raise ReadOnlyError(f"Store `{mask_uri(store.uri)}` is configured readonly")
-        return func(store, *args, **kwargs)
-
-    return _check  # type: ignore[return-value]
-
-
 def _secret_name(name: Any) -> bool:
     """Tell whether a backend option holds a secret (its declaration, else its name)."""
     from anystore_cli.store.options import is_secret_name
@@ -66,7 +52,7 @@ def _secret_name(name: Any) -> bool:
     return is_secret_name(name)
 
 
-class BaseStore(ListingMixin, BackendContract, StoreModel):
+class BaseStore(ListingMixin, BatchMixin, BackendContract, StoreModel):
     """The store interface, whatever the backend."""
 
     # the capabilities under the names callers used before `capabilities`: read-only
@@ -352,116 +338,6 @@ class BaseStore(ListingMixin, BackendContract, StoreModel):
         self._check_append(key, no_clobber)
         with self._errors(key):
             return self._write_stream(key, source, ttl=ttl or self.default_ttl or None, no_clobber=no_clobber)
-
-    @check_readonly
-    def put_many(
-        self,
-        items: Iterable[tuple[Any, Any]] | dict[Any, Any],
-        ttl: int | None = None,
-        serialization_mode: str | None = None,
-        serialization_func: Callable | None = None,
-        model: Any | None = None,
-        batch_size: int = 1000,
-    ) -> int:
-        """Store many values: the bulk path (one pipeline or transaction per batch where possible).
-
-        Args:
-            items: (key, value) pairs or a dict
-            ttl: Time to live (in seconds) if the backend supports it
-            serialization_mode: Serialize values prior to storing
-            serialization_func: Specific function to use (ignores `serialization_mode`)
-            model: Pydantic serialization model
-            batch_size: Number of values written per batch
-
-        Returns:
-            The number of values stored
-        """
-        pairs = items.items() if isinstance(items, dict) else items
-        mode = serialization_mode or self.serialization_mode
-        func = serialization_func or self.serialization_func
-        model = model or self.model
-        ttl = ttl or self.default_ttl or None
-        raw = mode == "raw" and func is None and model is None
-        if raw and type(pairs) is list and type(self)._key is BaseStore._key:
-            # the bulk loader's case, a list of (canonical key, bytes): each batch is checked in
-            # a few C-level scans and handed on as it is; a batch that needs converting or
-            # normalising takes the per-key path
-            count, step = 0, max(batch_size, 1)
-            for start in range(0, len(pairs), step):
-                chunk = pairs[start : start + step]
-                try:
-                    keys = [key for key, _ in chunk]
-                    values = [value for _, value in chunk]
-                except (TypeError, ValueError):  # not pairs: the per-key path says what is wrong
-                    keys = values = []
-                if keys and set(map(type, values)) == {bytes} and all_canonical(keys):
-                    count += self._flush_batch(chunk, ttl)
-                else:
-                    count += self._put_pairs(chunk, ttl, raw, mode, func, model, batch_size)
-            return count
-        return self._put_pairs(pairs, ttl, raw, mode, func, model, batch_size)
-
-    def _put_pairs(
-        self,
-        pairs: Iterable[tuple[Any, Any]],
-        ttl: int | None,
-        raw: bool,
-        mode: str | None,
-        func: Callable | None,
-        model: Any | None,
-        batch_size: int,
-    ) -> int:
-        """`put_many`'s per-key path: normalise each key and convert each value, in batches."""
-        count = 0
-        batch: list[tuple[str, bytes]] = []
-        for key, value in pairs:
-            if value is None and not self.store_none_values:
-                continue
-            if raw and type(value) is bytes:  # nothing to convert
-                batch.append((self._key(key), value))
-            else:
-                batch.append((self._key(key), to_store(value, mode, serialization_func=func, model=model)))
-            if len(batch) >= batch_size:
-                count += self._flush_batch(batch, ttl)
-                batch = []
-        if batch:
-            count += self._flush_batch(batch, ttl)
-        return count
-
-    def _flush_batch(self, batch: list[tuple[str, bytes]], ttl: int | None) -> int:
-        if self.capabilities.append_only:
-            self._check_appends([key for key, _ in batch])
-        with self._errors(batch[0][0] if len(batch) == 1 else None):
-            self._put_many(batch, ttl=ttl)
-        return len(batch)
-
-    def get_many(
-        self,
-        keys: Iterable[Any],
-        serialization_mode: str | None = None,
-        deserialization_func: Callable | None = None,
-        model: Any | None = None,
-        batch_size: int = 1000,
-    ) -> Generator[tuple[str, Any], None, None]:
-        """Read many keys: the bulk path. Yields `(key, value)`, value None for missing keys."""
-        mode = serialization_mode or self.serialization_mode
-        func = deserialization_func or self.deserialization_func
-        model = model or self.model
-        batch: list[str] = []
-
-        def _flush() -> Generator[tuple[str, Any], None, None]:
-            with self._errors(None):
-                results = list(self._get_many(batch))
-            for key, value in results:
-                yield key, None if value is None else from_store(value, mode, deserialization_func=func, model=model)
-
-        for key in keys:
-            batch.append(self._key(key))
-            if len(batch) >= batch_size:
-                yield from _flush()
-                batch = []
-        if batch:
-            yield from _flush()
 
     def exists(self, key: Any) -> bool:
         """Check if the given `key` exists"""

@@ -21,15 +21,16 @@ implement one of the two.
 from __future__ import annotations
 
 import contextlib
+import functools
 import itertools
 import threading
 import time
-from collections.abc import Generator, Iterable, Iterator
+from collections.abc import Callable, Generator, Iterable, Iterator
 from dataclasses import dataclass
 from io import BytesIO, StringIO
-from typing import IO, Any, ClassVar
+from typing import IO, Any, ClassVar, TypeVar
 
-from anystore_cli.errors import AlreadyExists, AnystoreError, DoesNotExist, StoreError
+from anystore_cli.errors import AlreadyExists, AnystoreError, DoesNotExist, ReadOnlyError, StoreError
 from anystore_cli.store.entry import BaseStats, KeyEntry, entry_from_stats
 from anystore_cli.store.io import DEFAULT_MODE
 from anystore_cli.util.checksum import make_checksum
@@ -39,6 +40,21 @@ INFO_BATCH = 1000
 """Keys whose metadata the generic bulk paths ask for at once"""
 KEY_BATCH = 4096
 """Keys a listing hands over at once where the backend does not read them in pages itself"""
+
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def check_readonly(func: F) -> F:
+    """Guard for read-only stores: decorate write methods with it."""
+
+    @functools.wraps(func)
+    def _check(store: Any, *args: Any, **kwargs: Any) -> Any:
+        if store.readonly:
+            raise ReadOnlyError(f"Store `{mask_uri(store.uri)}` is configured readonly")
+        return func(store, *args, **kwargs)
+
+    return _check  # type: ignore[return-value]
 
 
 @dataclass(frozen=True)
@@ -294,4 +310,5 @@ __all__ = [
     "TTLMixin",
     "VirtualIOMixin",
     "batched",
+    "check_readonly",
 ]
