@@ -492,16 +492,8 @@ class LocalStore(FileLikeStore):
 
         For callers that format many keys' metadata themselves (`anystore keys -l/--json`):
         no model object is built per key. `stat_created` and `st_mtime` give the `created_at`
-        and `updated_at` of `iterate_infos`, `st_size` its `size`.
-
-        Args:
-            prefix: Include only keys with the given prefix (e.g. "foo/bar")
-            exclude_prefix: Exclude keys with this prefix
-            glob: Path-style glob pattern for keys to filter (e.g. "foo/**/*.json")
-            include: Globs of keys to keep, as `iterate_keys` takes them
-            exclude: Globs of keys to leave out
-            shard: Only the keys of shard `"I/N"`
-            filters: Ordered rules `"+ GLOB"` / `"- GLOB"`
+        and `updated_at` of `iterate_infos`, `st_size` its `size`. The criteria are those of
+        `iterate_keys`.
 
         Yields:
             Lists of `(key, stat_result)`

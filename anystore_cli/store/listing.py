@@ -139,16 +139,9 @@ class ListingMixin(BackendContract):
         """The entries of `iterate_entries` as lists (a folder or a page each, never empty).
 
         Names that hold no value (Redis hashes, lists, ...) are left out and counted by kind in
-        `skipped_non_values`.
+        `skipped_non_values`. The criteria are those of `iterate_keys`.
 
         Args:
-            prefix: Include only keys with the given prefix (e.g. "foo/bar")
-            exclude_prefix: Exclude keys with this prefix
-            glob: Path-style glob pattern for keys to filter (e.g. "foo/**/*.json")
-            include: Globs of keys to keep, as `iterate_keys` takes them
-            exclude: Globs of keys to leave out
-            shard: Only the keys of shard `"I/N"`
-            filters: Ordered rules `"+ GLOB"` / `"- GLOB"`
             md5: Also give the MD5 where the store has it without reading the value through
                 this process (`capabilities.md5`); None elsewhere
 
