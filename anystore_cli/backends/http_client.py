@@ -23,8 +23,8 @@ import urllib3
 
 from anystore_cli.errors import AlreadyExists, DoesNotExist, InvalidKey, InvalidUri, ReadOnlyError, StoreError
 from anystore_cli.store.base import BaseStore
+from anystore_cli.store.entry import BaseStats
 from anystore_cli.store.io import DEFAULT_MODE
-from anystore_cli.store.model import BaseStats
 from anystore_cli.store.options import Option
 from anystore_cli.util.keys import listing_prefix
 from anystore_cli.util.uri import mask_uri

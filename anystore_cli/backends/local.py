@@ -18,15 +18,20 @@ import contextlib
 import errno
 import os
 import stat
-from collections.abc import Callable, Generator, Iterable, Iterator, Sequence
+from collections.abc import Callable, Generator, Iterator, Sequence
 from datetime import datetime, timezone
 from typing import IO, Any, ClassVar, TypeVar
 
-from anystore_cli.backends.fs import Store
-from anystore_cli.errors import DoesNotExist, InvalidKey, StoreError, StoreNotFound
-from anystore_cli.store.base import KeyEntry
+from anystore_cli.backends.filelike import FileLikeStore
+from anystore_cli.backends.local_listing import (  # noqa: F401 - re-exported: `keys -l` formats stats
+    LocalListingMixin,
+    _stats,
+    stat_created,
+)
+from anystore_cli.errors import DoesNotExist, InvalidKey, StoreError
+from anystore_cli.store.base import Capabilities
+from anystore_cli.store.entry import BaseStats
 from anystore_cli.store.io import DEFAULT_MODE, copy_stream
-from anystore_cli.store.model import BaseStats
 from anystore_cli.store.options import Option
 from anystore_cli.util.files import (  # noqa: F401 - re-exported: the local backend's file helpers
     _CLOEXEC,
@@ -50,7 +55,7 @@ from anystore_cli.util.files import (  # noqa: F401 - re-exported: the local bac
     local_read_open,
     output_open,
 )
-from anystore_cli.util.keys import listing_prefix, make_key_filter, normalize_key, normalize_prefix
+from anystore_cli.util.keys import normalize_key
 
 T = TypeVar("T")
 
@@ -58,37 +63,14 @@ NAME_MAX = 255
 """Bytes a file name (one part of a key) may have on the usual file systems"""
 
 
-def stat_created(info: os.stat_result) -> float:
-    """A file's creation time (epoch seconds) as its metadata gives it: the birth time where the
-    system has one, else the inode change time, and never after the modification (`st_mtime`).
-
-    Args:
-        info: The file's `stat`
-
-    Returns:
-        Epoch seconds
-    """
-    created = getattr(info, "st_birthtime", None) or info.st_ctime
-    return min(created, info.st_mtime)
-
-
-def _stats(stat: os.stat_result) -> BaseStats:
-    """A file's metadata from its `stat` (created as `stat_created` gives it)."""
-    return BaseStats.make(
-        stat.st_size,
-        datetime.fromtimestamp(stat_created(stat), tz=timezone.utc),
-        datetime.fromtimestamp(stat.st_mtime, tz=timezone.utc),
-    )
-
-
-class LocalStore(Store):
+class LocalStore(LocalListingMixin, FileLikeStore):
     """A store in a local folder (`file://` uris and plain paths)."""
 
     options: ClassVar[tuple[Option, ...]] = (Option("fsync", "bool", False, help="fsync each value before it shows"),)
 
     # the kernel stamps files from a coarse clock, up to a tick (4-10 ms) behind `time.time()`:
     # a file written just after a value elsewhere may look older than it
-    mtime_precision: ClassVar[float] = 0.05
+    capabilities: ClassVar[Capabilities] = Capabilities(leases=True, mtime_precision=0.05)
 
     def __init__(self, **data: Any) -> None:
         super().__init__(**data)
@@ -104,9 +86,6 @@ class LocalStore(Store):
         if len(key) > NAME_MAX // 4 and max(len(os.fsencode(part)) for part in key.split("/")) > NAME_MAX:
             raise InvalidKey(f"Invalid key `{key[:40]}...`: a part is longer than {NAME_MAX} bytes (a file name)")
         return key
-
-    def _get_key_prefix(self) -> str:
-        return self.uri
 
     def _path(self, key: str) -> str:
         """The key's path (for messages and tools; the store's own calls walk from the root)."""
@@ -468,260 +447,6 @@ class LocalStore(Store):
     def _stream(self, key: str, mode: str = DEFAULT_MODE, **kwargs: Any) -> Iterator[Any]:
         with self._reader(key, mode) as handle:
             yield from handle
-
-    def _iterate_keys(
-        self, prefix: str | None = None, exclude_prefix: str | None = None, glob: str | None = None
-    ) -> Iterator[str]:
-        for batch in self._listing(prefix, exclude_prefix, glob, False):
-            yield from batch
-
-    def _iterate_key_batches(
-        self, prefix: str | None = None, exclude_prefix: str | None = None, glob: str | None = None
-    ) -> Iterator[list[str]]:
-        """The keys of one folder at a time."""
-        return self._listing(prefix, exclude_prefix, glob, False)
-
-    def _iterate_infos(
-        self, prefix: str | None = None, exclude_prefix: str | None = None, glob: str | None = None
-    ) -> Iterator[tuple[str, BaseStats]]:
-        """The listing with each file's `stat`, taken in its open folder (no path lookup per key)."""
-        make = _stats
-        for batch in self._listing(prefix, exclude_prefix, glob, True):
-            for key, info in batch:
-                yield key, make(info)
-
-    def iterate_stat_batches(
-        self,
-        prefix: str | None = None,
-        exclude_prefix: str | None = None,
-        glob: str | None = None,
-        include: Iterable[str] | str | None = None,
-        exclude: Iterable[str] | str | None = None,
-        shard: str | tuple[int, int] | None = None,
-        filters: Iterable[str] | None = None,
-    ) -> Iterator[list[tuple[str, os.stat_result]]]:
-        """The listing under `iterate_infos`, raw: the matching keys with each file's
-        `os.stat_result`, a folder at a time (lists never empty), in `iterate_infos` order.
-
-        For callers that format many keys' metadata themselves (`anystore keys -l/--json`):
-        no model object is built per key. `stat_created` and `st_mtime` give the `created_at`
-        and `updated_at` of `iterate_infos`, `st_size` its `size`.
-
-        Args:
-            prefix: Include only keys with the given prefix (e.g. "foo/bar")
-            exclude_prefix: Exclude keys with this prefix
-            glob: Path-style glob pattern for keys to filter (e.g. "foo/**/*.json")
-            include: Globs of keys to keep, as `iterate_keys` takes them
-            exclude: Globs of keys to leave out
-            shard: Only the keys of shard `"I/N"`
-            filters: Ordered rules `"+ GLOB"` / `"- GLOB"`
-
-        Yields:
-            Lists of `(key, stat_result)`
-        """
-        extra = self._extra_filter(include, exclude, shard, filters)
-        prefix, exclude_prefix = normalize_prefix(prefix), normalize_prefix(exclude_prefix)
-        with self._errors(None):
-            for batch in self._listing(prefix or None, exclude_prefix or None, glob or None, True):
-                if extra is not None:
-                    batch = [item for item in batch if extra(item[0])]
-                if batch:
-                    yield batch
-
-    def _iterate_entries(
-        self, prefix: str | None = None, exclude_prefix: str | None = None, glob: str | None = None, md5: bool = False
-    ) -> Iterator[KeyEntry]:
-        for batch in self._listing(prefix, exclude_prefix, glob, True):
-            for key, info in batch:
-                yield KeyEntry(key, info.st_size, info.st_mtime)
-
-    def _listing(
-        self, prefix: str | None, exclude_prefix: str | None, glob: str | None, stats: bool
-    ) -> Iterator[list[Any]]:
-        """The matching keys a folder at a time, or `(key, stat_result)` pairs with `stats`."""
-        start = listing_prefix(prefix, glob)
-        if ".." in start.split("/")[:-1]:  # the last part may be the start of a name like `..x`
-            return  # no key holds a `..` segment: never list the folders around the store
-        folder = start.rsplit("/", 1)[0] if "/" in start else ""
-        exclude = (exclude_prefix or "").lstrip("/")
-        batches = self._walk(folder, start, exclude, stats)
-        if not (prefix or exclude_prefix or glob):
-            yield from batches  # every key matches: no filter call per key
-            return
-        match = make_key_filter(prefix, exclude_prefix, glob)
-        for batch in batches:
-            batch = [item for item in batch if match(item[0])] if stats else [key for key in batch if match(key)]
-            if batch:
-                yield batch
-
-    def _walk(self, folder: str, start: str, exclude: str, stats: bool = False) -> Iterator[list[Any]]:
-        """The keys (or `(key, stat_result)` pairs) under `folder` (relative), a folder at a
-        time, pruned by prefix.
-
-        Folders are opened relative to their open parent, never following a symlink
-        (`O_NOFOLLOW`), so a folder swapped for a symlink during the walk cannot lead it out of
-        the store; the start folder is reached as a key's folder is (symlinks followed only
-        within the store). A symlink to a file is listed when it resolves, within the store, to
-        a regular file; symlinks to folders are not descended into.
-
-        Nothing is empty by accident: a store folder that is not there raises `StoreNotFound`
-        before any key, and a folder that cannot be read is never skipped in silence - the
-        walk lists the rest, then raises `StoreError` naming every folder it could not read.
-
-        Raises:
-            StoreNotFound: The store's folder does not exist
-            StoreError: It is not a folder, or a folder in it could not be read
-        """
-        try:
-            fds, _ = self._descend(folder.split("/") if folder else (), folder or ".")
-        except (FileNotFoundError, NotADirectoryError):
-            self._check_root()
-            return  # the prefix's folder is not there: no key starts with it
-        except StoreError:  # a folder linked out of the store holds none of its keys
-            self._check_root()
-            return
-        try:
-            top = os.open(".", _SCAN_FLAGS, dir_fd=fds[-1])
-        except OSError as exc:
-            what = f"cannot read the folder `{folder or '.'}` ({_reason(exc)})"
-            raise StoreError(self._describe(None, what)) from exc
-        finally:
-            _close(fds)
-        unreadable: list[str] = []
-        stack: list[tuple[int, str, Iterator[str]]] = []
-        try:
-            base = f"{folder}/" if folder else ""
-            found, subdirs = self._scan(top, base, start, exclude, stats, unreadable)
-            stack.append((top, base, iter(subdirs)))
-            if found:
-                yield found
-            while stack:
-                fd, base, pending = stack[-1]
-                name = next(pending, None)
-                if name is None:
-                    stack.pop()
-                    os.close(fd)
-                    continue
-                try:
-                    child = os.open(name, _SCAN_FLAGS | os.O_NOFOLLOW, dir_fd=fd)
-                except OSError as exc:
-                    # swapped for a symlink (ELOOP) or a file (ENOTDIR), or removed, since the
-                    # folder was read: not a folder of the store any more
-                    if exc.errno not in (errno.ELOOP, errno.ENOTDIR, errno.ENOENT):
-                        unreadable.append(f"`{base}{name}` ({_reason(exc)})")
-                    continue
-                base += name + "/"
-                try:
-                    found, subdirs = self._scan(child, base, start, exclude, stats, unreadable)
-                except BaseException:
-                    os.close(child)
-                    raise
-                stack.append((child, base, iter(subdirs)))
-                if found:
-                    yield found
-        finally:
-            _close([fd for fd, _, _ in stack])
-        if unreadable:
-            shown = ", ".join(unreadable[:5]) + (f" and {len(unreadable) - 5} more" if len(unreadable) > 5 else "")
-            raise StoreError(
-                self._describe(None, f"the listing is incomplete: could not read {_folders(len(unreadable))} {shown}")
-            )
-
-    def _check_root(self) -> None:
-        """Raise unless the store's own folder is there and is a folder.
-
-        Raises:
-            StoreNotFound: Nothing at the store's path (a write creates it)
-            StoreError: Something else is there, or it cannot be looked at
-        """
-        try:
-            info = os.stat(self.root)
-        except FileNotFoundError:
-            if self.missing_is_empty:
-                return
-            raise StoreNotFound(self._describe(None, "does not exist (nothing has been written to it)")) from None
-        except NotADirectoryError:
-            raise StoreNotFound(self._describe(None, "does not exist (nothing has been written to it)")) from None
-        except OSError as exc:
-            raise StoreError(self._describe(None, f"cannot be read ({_reason(exc)})")) from exc
-        if not stat.S_ISDIR(info.st_mode):
-            raise StoreError(self._describe(None, "is not a folder"))
-
-    def _scan(
-        self, fd: int, base: str, start: str, exclude: str, stats: bool, unreadable: list[str]
-    ) -> tuple[list[Any], list[str]]:
-        """The keys (or `(key, stat_result)` pairs) of the files in the open folder `fd`, whose
-        keys start with `base`, and the names of its subfolders worth walking; a folder that
-        cannot be read is added to `unreadable` (and lists nothing)."""
-        found: list[Any] = []
-        subdirs: list[str] = []
-        links: list[str] = []
-        try:
-            entries = os.scandir(fd)
-        except OSError as exc:
-            unreadable.append(f"`{base.rstrip('/') or '.'}` ({_reason(exc)})")
-            return found, subdirs
-        with entries:
-            if stats:
-                for entry in entries:
-                    name = entry.name
-                    try:
-                        if entry.is_file(follow_symlinks=False):
-                            if name[0] != "." or not name.startswith(TMP_PREFIX):
-                                found.append((base + name, entry.stat(follow_symlinks=False)))
-                        elif entry.is_dir(follow_symlinks=False):
-                            subdirs.append(name)
-                        elif entry.is_symlink():
-                            links.append(name)
-                    except OSError:  # gone since the folder was read
-                        continue
-            else:
-                for entry in entries:
-                    name = entry.name
-                    try:
-                        if entry.is_file(follow_symlinks=False):
-                            if name[0] != "." or not name.startswith(TMP_PREFIX):
-                                found.append(base + name)
-                        elif entry.is_dir(follow_symlinks=False):
-                            subdirs.append(name)
-                        elif entry.is_symlink():
-                            links.append(name)
-                    except OSError:
-                        continue
-        if start and not base.startswith(start):
-            found = [item for item in found if (item[0] if stats else item).startswith(start)]
-        for name in links:  # a symlink to a file inside the store is listed as that file
-            key = base + name
-            if name.startswith(TMP_PREFIX) or (start and not key.startswith(start)):
-                continue
-            try:
-                info = self._stat_value(key)
-            except (OSError, StoreError):  # dangling, or leading out of the store
-                continue
-            if stat.S_ISREG(info.st_mode):
-                found.append((key, info) if stats else key)
-        if subdirs:
-            kept = []
-            for name in subdirs:
-                child = f"{base}{name}/"
-                if name.startswith(TMP_PREFIX):
-                    continue
-                if (child.startswith(start) or start.startswith(child)) and not (exclude and child.startswith(exclude)):
-                    kept.append(name)
-            subdirs = kept
-        return found, subdirs
-
-
-_SCAN_FLAGS = os.O_RDONLY | os.O_DIRECTORY | _CLOEXEC
-"""A folder opened for reading its entries"""
-
-
-def _reason(exc: OSError) -> str:
-    return exc.strerror or str(exc)
-
-
-def _folders(count: int) -> str:
-    return f"{count} folder{'' if count == 1 else 's'}"
 
 
 def _open_child(name: str, dir_fd: int, create: bool) -> int | str:

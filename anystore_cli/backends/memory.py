@@ -13,8 +13,9 @@ from datetime import datetime, timezone
 from typing import Any, ClassVar
 
 from anystore_cli.errors import AlreadyExists
-from anystore_cli.store.base import BaseStore, KeyEntry, TTLMixin, VirtualIOMixin
-from anystore_cli.store.model import BaseStats
+from anystore_cli.store.base import KEY_BATCH, BaseStore, Capabilities, KeyEntry, TTLMixin, VirtualIOMixin
+from anystore_cli.store.contract import batched
+from anystore_cli.store.entry import BaseStats
 from anystore_cli.store.options import Option
 from anystore_cli.util.keys import make_key_filter
 
@@ -24,9 +25,8 @@ class MemoryStore(VirtualIOMixin, TTLMixin, BaseStore):
 
     options: ClassVar[tuple[Option, ...]] = ()
 
-    supports_ttl: ClassVar[bool] = True
+    capabilities: ClassVar[Capabilities] = Capabilities(ttl=True, leases=True, writes_wait=False)
     portable: ClassVar[bool] = True
-    writes_wait: ClassVar[bool] = False
     """The store's data lives in the object: pickles and copies carry it"""
     backend_errors: ClassVar[tuple[type[BaseException], ...]] = ()
 
@@ -114,27 +114,20 @@ class MemoryStore(VirtualIOMixin, TTLMixin, BaseStore):
         for key, entry in zip(keys, entries, strict=True):
             yield key, None if entry is None else _entry_stats(entry)
 
-    def _iterate_keys(
-        self, prefix: str | None = None, exclude_prefix: str | None = None, glob: str | None = None
-    ) -> Iterator[str]:
-        match = make_key_filter(prefix, exclude_prefix, glob)
-        size = len(self._prefix)
-        with self._lock:
-            candidates = [k[size:] for k in self._data if k.startswith(self._prefix)]
-        for key in candidates:
-            if match(key) and self._exists(key):
-                yield key
-
-    def _iterate_entries(
-        self, prefix: str | None = None, exclude_prefix: str | None = None, glob: str | None = None, md5: bool = False
-    ) -> Iterator[KeyEntry]:
+    def _list(
+        self, prefix: str | None, exclude_prefix: str | None, glob: str | None, detail: bool = False, md5: bool = False
+    ) -> Iterator[list[Any]]:
+        """The live keys of a snapshot of the dict, in batches."""
         match = make_key_filter(prefix, exclude_prefix, glob)
         size = len(self._prefix)
         with self._lock:
             candidates = [(k[size:], e) for k, e in self._data.items() if k.startswith(self._prefix)]
-        for key, entry in candidates:
-            if match(key) and not self.is_expired(entry[3]):
-                yield KeyEntry(key, len(entry[0]), entry[2])
+        for batch in batched(candidates, KEY_BATCH):
+            live = [(key, e) for key, e in batch if match(key) and not self.is_expired(e[3])]
+            if live and detail:
+                yield [KeyEntry(key, len(e[0]), e[2], None, e[1]) for key, e in live]
+            elif live:
+                yield [key for key, _ in live]
 
 
 def _entry_stats(entry: tuple[bytes, float, float, float | None]) -> BaseStats:

@@ -50,7 +50,7 @@ except ImportError:  # pragma: no cover - hiredis is a dependency of the redis e
 
 from anystore_cli.config.settings import parse_bool
 from anystore_cli.errors import AlreadyExists, InvalidData, InvalidUri, StoreError
-from anystore_cli.store.base import BaseStore, KeyEntry, VirtualIOMixin
+from anystore_cli.store.base import BaseStore, Capabilities, KeyEntry, VirtualIOMixin
 from anystore_cli.store.io import CHUNK_SIZE
 from anystore_cli.store.model import BaseStats
 from anystore_cli.store.options import Option
@@ -224,7 +224,7 @@ class RedisStore(VirtualIOMixin, BaseStore):
         Option("socket_timeout", "float", 3.0, help="Seconds a command may take"),
     )
 
-    supports_ttl: ClassVar[bool] = True
+    capabilities: ClassVar[Capabilities] = Capabilities(ttl=True, server_copy=True, leases=True)
     backend_errors: ClassVar[tuple[type[BaseException], ...]] = (redis.RedisError, OSError)
 
     def __init__(self, **data: Any) -> None:

@@ -85,7 +85,7 @@ from anystore_cli.errors import (
     StoreError,
     StoreNotFound,
 )
-from anystore_cli.store.base import BaseStore, KeyEntry, VirtualIOMixin
+from anystore_cli.store.base import BaseStore, Capabilities, KeyEntry, VirtualIOMixin
 from anystore_cli.store.model import BaseStats
 from anystore_cli.store.options import Option
 from anystore_cli.util.keys import listing_prefix, make_key_filter
@@ -583,15 +583,16 @@ class SqlStore(VirtualIOMixin, BaseStore):
         Option("connect_timeout", "float", help="Seconds to connect to the server (0: no limit)"),
     )
 
-    supports_ttl: ClassVar[bool] = True
+    # a load commits every 5,000 keys: a commit waits on the server's disk (PostgreSQL and
+    # MariaDB spent a third of a load of small keys in 100 commits of 1,000)
+    capabilities: ClassVar[Capabilities] = Capabilities(
+        ttl=True, server_copy=True, leases=True, md5=True, bulk_batch_keys=5000
+    )
     backend_errors: ClassVar[tuple[type[BaseException], ...]] = (DBAPIError, PoolTimeoutError, OSError)
     create_missing: bool = False
     """Whether a read creates a missing table (and SQLite file) as a write does: off, so a store
     that is not there is an error; the library face turns it on, as the anystore library
     creates its table when a store is made"""
-    bulk_batch_keys: ClassVar[int] = 5000
-    """A load commits every 5,000 keys: a commit waits on the server's disk (PostgreSQL and
-    MariaDB spent a third of a load of small keys in 100 commits of 1,000)"""
 
     def __init__(self, **data: Any) -> None:
         super().__init__(**data)

@@ -24,9 +24,10 @@ from datetime import datetime, timezone
 from typing import IO, Any, ClassVar
 
 from anystore_cli.errors import AlreadyExists, ReadOnlyError, StoreError, StoreNotFound
-from anystore_cli.store.base import BaseStore, KeyEntry
+from anystore_cli.store.base import KEY_BATCH, BaseStore, Capabilities, KeyEntry
+from anystore_cli.store.contract import batched
+from anystore_cli.store.entry import BaseStats
 from anystore_cli.store.io import DEFAULT_MODE, copy_stream
-from anystore_cli.store.model import BaseStats
 from anystore_cli.store.options import Option
 from anystore_cli.util.keys import is_canonical_key, make_key_filter
 
@@ -103,11 +104,9 @@ class ZipStore(BaseStore):
 
     options: ClassVar[tuple[Option, ...]] = ()
 
-    append_only: ClassVar[bool] = True
-    mtime_precision: ClassVar[float] = 2.0  # zip times are in even seconds
-    bulk_batch_keys: ClassVar[int] = 100_000
-    """A batch copies the archive and reads its directory: few and large (a load's batches
-    are still bounded in bytes)"""
+    # zip times are in even seconds; a batch of the bulk loader copies the archive and reads
+    # its directory: few and large (a load's batches are still bounded in bytes)
+    capabilities: ClassVar[Capabilities] = Capabilities(append_only=True, mtime_precision=2.0, bulk_batch_keys=100_000)
     backend_errors: ClassVar[tuple[type[BaseException], ...]] = (OSError, zipfile.BadZipFile)
 
     def __init__(self, **data: Any) -> None:
@@ -137,7 +136,7 @@ class ZipStore(BaseStore):
         with smart_open(self.archive_uri, "rb", **self.ensure_kwargs()) as handle, zipfile.ZipFile(handle) as archive:
             yield archive
 
-    def _entry(self, archive: zipfile.ZipFile | None, key: str) -> zipfile.ZipInfo | None:
+    def _archive_entry(self, archive: zipfile.ZipFile | None, key: str) -> zipfile.ZipInfo | None:
         if archive is None:
             return None
         try:
@@ -147,7 +146,7 @@ class ZipStore(BaseStore):
 
     def _read(self, key: str, raise_on_nonexist: bool | None = True, **kwargs: Any) -> Any:
         with self._archive() as archive:
-            entry = self._entry(archive, key)
+            entry = self._archive_entry(archive, key)
             if entry is None or archive is None:
                 if raise_on_nonexist:
                     raise self._missing(key)
@@ -216,7 +215,7 @@ class ZipStore(BaseStore):
         with self._archive() as archive:
             found = []
             for key in keys:
-                entry = self._entry(archive, key)
+                entry = self._archive_entry(archive, key)
                 found.append((key, None if entry is None or archive is None else archive.read(entry)))
         return iter(found)
 
@@ -225,11 +224,11 @@ class ZipStore(BaseStore):
 
     def _exists(self, key: str) -> bool:
         with self._archive() as archive:
-            return self._entry(archive, key) is not None
+            return self._archive_entry(archive, key) is not None
 
     def _info(self, key: str) -> BaseStats:
         with self._archive() as archive:
-            entry = self._entry(archive, key)
+            entry = self._archive_entry(archive, key)
         if entry is None:
             raise self._missing(key)
         return _entry_stats(entry)
@@ -237,16 +236,9 @@ class ZipStore(BaseStore):
     def _info_many(self, keys: list[str]) -> Iterator[tuple[str, BaseStats | None]]:
         """The batch from one reading of the archive's directory."""
         with self._archive() as archive:
-            entries = [self._entry(archive, key) for key in keys]
+            entries = [self._archive_entry(archive, key) for key in keys]
         for key, entry in zip(keys, entries, strict=True):
             yield key, None if entry is None else _entry_stats(entry)
-
-    def _iterate_infos(
-        self, prefix: str | None = None, exclude_prefix: str | None = None, glob: str | None = None
-    ) -> Iterator[tuple[str, BaseStats]]:
-        """The listing with sizes and times from the archive's directory (`infolist`)."""
-        for key, entry in self._listing(prefix, exclude_prefix, glob):
-            yield key, _entry_stats(entry)
 
     def _open(self, key: str, mode: str = DEFAULT_MODE, **kwargs: Any) -> Any:
         if "r" in mode:
@@ -256,7 +248,7 @@ class ZipStore(BaseStore):
     @contextlib.contextmanager
     def _reader(self, key: str, mode: str) -> Generator[IO[Any], None, None]:
         with self._archive() as archive:
-            entry = self._entry(archive, key)
+            entry = self._archive_entry(archive, key)
             if entry is None or archive is None:
                 raise self._missing(key)
             with archive.open(entry) as handle:
@@ -282,11 +274,19 @@ class ZipStore(BaseStore):
             spool.seek(0)
             self._write_stream(key, spool)
 
-    def _iterate_keys(
-        self, prefix: str | None = None, exclude_prefix: str | None = None, glob: str | None = None
-    ) -> Iterator[str]:
-        for key, _ in self._listing(prefix, exclude_prefix, glob):
-            yield key
+    def _list(
+        self, prefix: str | None, exclude_prefix: str | None, glob: str | None, detail: bool = False, md5: bool = False
+    ) -> Iterator[list[Any]]:
+        """The listing from the archive's directory (`infolist`), with sizes and times."""
+        for batch in batched(self._listing(prefix, exclude_prefix, glob), KEY_BATCH):
+            if not detail:
+                yield [key for key, _ in batch]
+                continue
+            entries = []
+            for key, entry in batch:
+                stamp = _entry_time(entry).timestamp()
+                entries.append(KeyEntry(key, entry.file_size, stamp, None, stamp))
+            yield entries
 
     def _listing(
         self, prefix: str | None, exclude_prefix: str | None, glob: str | None
@@ -328,12 +328,6 @@ class ZipStore(BaseStore):
             raise StoreError(self._describe(None, "is a folder, not a zip archive")) from None
         except zipfile.BadZipFile as exc:
             raise StoreError(self._describe(None, f"is not a zip archive ({exc})")) from None
-
-    def _iterate_entries(
-        self, prefix: str | None = None, exclude_prefix: str | None = None, glob: str | None = None, md5: bool = False
-    ) -> Iterator[KeyEntry]:
-        for key, entry in self._listing(prefix, exclude_prefix, glob):
-            yield KeyEntry(key, entry.file_size, _entry_time(entry).timestamp())
 
 
 def _entry_stats(entry: zipfile.ZipInfo) -> BaseStats:

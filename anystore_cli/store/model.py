@@ -1,4 +1,4 @@
-"""Models: store definitions and key metadata.
+"""Models: store definitions (the key metadata, `BaseStats` and `Stats`, live in `store.entry`).
 
 These classes offer the pydantic-style surface of the original library (`model_dump`,
 `model_dump_json`, `model_copy`, `model_validate`, `model_fields`) without importing
@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Callable
-from datetime import datetime, timezone
+from datetime import datetime
 from functools import cached_property
 from typing import Any, ClassVar
 
@@ -21,21 +21,9 @@ from anystore_cli.util.uri import (
     SCHEME_REDISS,
     ensure_uri,
     get_scheme,
-    join_uri,
 )
 
 _MISSING = object()
-
-
-def to_datetime(value: Any) -> datetime | None:
-    """Coerce a timestamp (datetime, ISO string, epoch seconds) to a datetime."""
-    if value is None or isinstance(value, datetime):
-        return value
-    if isinstance(value, (int, float)):
-        return datetime.fromtimestamp(value, tz=timezone.utc)
-    if isinstance(value, str):
-        return datetime.fromisoformat(value.replace("Z", "+00:00"))
-    raise InvalidData(f"Not a timestamp: `{value!r}`")
 
 
 def _jsonable(value: Any) -> Any:
@@ -123,60 +111,6 @@ class Model:
     def __repr__(self) -> str:
         fields = ", ".join(f"{k}={getattr(self, k)!r}" for k in self.model_fields)
         return f"{type(self).__name__}({fields})"
-
-
-class BaseStats(Model):
-    """Shared base metadata object"""
-
-    created_at: datetime | None = None
-    """Created at timestamp"""
-    updated_at: datetime | None = None
-    """Last updated timestamp"""
-    size: int
-    """Size (content length) in bytes"""
-
-    _coerce = {"created_at": to_datetime, "updated_at": to_datetime, "size": int}
-
-    @classmethod
-    def make(cls, size: int, created_at: datetime | None, updated_at: datetime | None) -> Any:
-        """A `BaseStats` from values of the right types, without coercing them again: for the
-        backends' listings, which build one a key."""
-        new = cls.__new__(cls)
-        new.__dict__.update(created_at=created_at, updated_at=updated_at, size=size, _extra={})
-        return new
-
-
-class Stats(BaseStats):
-    """Meta information for a store key"""
-
-    name: str
-    """Key name: last part of the key (aka file name without path)"""
-    store: str
-    """Store base uri"""
-    key: str
-    """Full path of key"""
-
-    @classmethod
-    def build(cls, key: str, store: str, stats: BaseStats) -> Stats:
-        """The metadata of `key` in `store` from a backend's `BaseStats` (already coerced: no
-        validation again, which matters when a listing builds one for every key)."""
-        new = cls.__new__(cls)
-        fields = new.__dict__
-        fields["created_at"] = stats.created_at
-        fields["updated_at"] = stats.updated_at
-        fields["size"] = stats.size
-        fields["name"] = key.rsplit("/", 1)[-1]
-        fields["store"] = store
-        fields["key"] = key
-        new._extra = {}
-        return new
-
-    @property
-    def uri(self) -> str:
-        """The key's uri: absolute for file-like stores, the key itself for others."""
-        if StoreModel(uri=self.store).is_fslike:
-            return join_uri(self.store, self.key)
-        return self.key
 
 
 def normal_store_uri(value: Any) -> str:
@@ -326,3 +260,12 @@ def read_definition(uri: Any, fmt: str, kwargs: dict[str, Any], fields: Any) -> 
 
     data = parse_definition(smart_read(uri, "rb"), fmt, uri)
     return store_definition(data, kwargs, fields, uri)
+
+
+def __getattr__(name: str) -> Any:
+    """`BaseStats`, `Stats` and `to_datetime` where they were imported from before `store.entry`."""
+    if name in ("BaseStats", "Stats", "to_datetime"):
+        from anystore_cli.store import entry
+
+        return getattr(entry, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
