@@ -372,3 +372,19 @@ def test_status_says_when_the_holder_is_dead_on_this_host(tmp_path: Path) -> Non
     dead = run_cli("-s", store, "lock", "job", "--status")
     assert dead.returncode == 0 and b'"state":"held"' in dead.stdout and b'"pid_alive":false' in dead.stdout
     assert f"pid {holder.pid}, is not running on this host" in dead.stderr.decode()
+
+
+def test_the_lease_primitive_is_the_one_the_backend_names() -> None:
+    """`lease_backend` loads the class a backend names in `lease_primitive`; a backend that names
+    none refuses, naming the store by its uri scheme."""
+    from anystore_cli.backends.leases.memory import MemoryLeases
+    from anystore_cli.backends.memory import MemoryStore
+    from anystore_cli.services.lock import LockUnsupported, lease_backend
+
+    assert isinstance(lease_backend(MemoryStore(uri="memory://primitive")), MemoryLeases)
+
+    class NoLeases(MemoryStore):
+        lease_primitive = None
+
+    with pytest.raises(LockUnsupported, match=r"`memory` stores cannot hold a lock atomically"):
+        lease_backend(NoLeases(uri="memory://primitive"))

@@ -70,6 +70,7 @@ _CREDENTIAL_CODES = frozenset(
 class Store(BaseStore):
     """A store on any fsspec filesystem (a `LocalStore` for local paths)."""
 
+    lease_primitive: ClassVar[str | None] = "anystore_cli.backends.leases.s3:S3Leases"  # s3:// only
     # anystore's own and fsspec's generic options; the filesystem class's parameters add to them
     options: ClassVar[tuple[Option, ...]] = (
         Option("max_workers", "int", 16, help="Threads of batched reads and writes"),

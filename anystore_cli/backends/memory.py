@@ -22,6 +22,7 @@ from anystore_cli.util.keys import make_key_filter
 class MemoryStore(VirtualIOMixin, TTLMixin, BaseStore):
     """A store in this process's memory, with ttl support."""
 
+    lease_primitive: ClassVar[str | None] = "anystore_cli.backends.leases.memory:MemoryLeases"
     options: ClassVar[tuple[Option, ...]] = ()
 
     supports_ttl: ClassVar[bool] = True
