@@ -755,7 +755,7 @@ def check(
 ) -> None:
     """Compare two stores: the keys only in SRC, only in DST, and those that differ (by size, or digest)."""
     from anystore_cli.cli.console import LineWriter, encode_text, json_line
-    from anystore_cli.services.mirror import check as run_check
+    from anystore_cli.services.check import check as run_check
     from anystore_cli.util.uri import mask_uri
 
     state = get_state(ctx)
