@@ -20,18 +20,11 @@ from anystore_cli.cli.commands.filters import (
     key_filters,
 )
 from anystore_cli.cli.completion import complete_key
+from anystore_cli.cli.options import ExcludePrefixOption, PrefixOption
 from anystore_cli.errors import DoesNotExist
 
 app = typer.Typer(rich_markup_mode=None, pretty_exceptions_enable=False)
 
-PrefixOption = Annotated[
-    str | None,
-    typer.Option("--prefix", metavar="P", help="Only keys starting with P (literally).", autocompletion=complete_key),
-]
-ExcludePrefixOption = Annotated[
-    str | None,
-    typer.Option("--exclude-prefix", metavar="P", help="Leave out keys starting with P.", autocompletion=complete_key),
-]
 
 INFO_FIELDS = ("key", "name", "store", "uri", "size", "created_at", "updated_at")
 
