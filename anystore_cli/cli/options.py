@@ -20,6 +20,9 @@ ExcludePrefixOption = Annotated[
     str | None,
     typer.Option("--exclude-prefix", metavar="P", help="Leave out keys starting with P.", autocompletion=complete_key),
 ]
+OutputOption = Annotated[
+    str, typer.Option("-o", "--output", metavar="OUT", help="Write to this path or uri instead of stdout.")
+]
 JobsOption = Annotated[int, typer.Option("-j", "--jobs", metavar="N", min=1, help="Work on N batches/keys at once.")]
 SourceOption = Annotated[
     str | None,

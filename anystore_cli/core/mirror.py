@@ -1,4 +1,5 @@
-"""Mirror one store to another (the library's `mirror`), on the backend layer's copy engine."""
+"""Mirror one store to another, and compare two (the library's `mirror` and `check`): a thin
+face over `anystore_cli.services.mirror` and `anystore_cli.services.check`."""
 
 from __future__ import annotations
 

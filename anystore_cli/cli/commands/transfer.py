@@ -30,7 +30,7 @@ from anystore_cli.cli.commands.filters import (
     ShardOption,
     key_filters,
 )
-from anystore_cli.cli.options import ExcludePrefixOption, JobsOption, PrefixOption
+from anystore_cli.cli.options import ExcludePrefixOption, JobsOption, OutputOption, PrefixOption
 from anystore_cli.errors import AlreadyExists, AnystoreError, InvalidKey, StoreError
 from anystore_cli.util.keys import ensure_relative_key
 
@@ -76,9 +76,7 @@ def dump(
         str | None,
         typer.Option("--keys-from", metavar="FILE", help="Dump the keys listed in FILE, one a line (`-` is stdin)."),
     ] = None,
-    output: Annotated[
-        str, typer.Option("-o", "--output", metavar="OUT", help="Write to this path or uri instead of stdout.")
-    ] = "-",
+    output: OutputOption = "-",
 ) -> None:
     """Export keys and values as JSON lines."""
     from anystore_cli.cli.console import LineWriter, Progress, json_line
