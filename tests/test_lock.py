@@ -388,3 +388,26 @@ def test_the_lease_primitive_is_the_one_the_backend_names() -> None:
 
     with pytest.raises(LockUnsupported, match=r"`memory` stores cannot hold a lock atomically"):
         lease_backend(NoLeases(uri="memory://primitive"))
+
+
+def test_the_lock_service_asks_the_backend_and_reaches_into_none() -> None:
+    """services/lock.py chooses a primitive by what the backend declares: it names no backend
+    class and reads no private attribute of anything but itself."""
+    import ast
+    import inspect
+
+    from anystore_cli.services import lock
+
+    tree = ast.parse(inspect.getsource(lock))
+    private = [
+        node.attr
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Attribute)
+        and node.attr.startswith("_")
+        and not node.attr.startswith("__")
+        and not (isinstance(node.value, ast.Name) and node.value.id == "self")
+    ]
+    assert private == []
+    assert "__name__" not in inspect.getsource(lock)
+    for backend in ("LocalStore", "SqlStore", "RedisStore", "MemoryStore", "ZipStore"):
+        assert backend not in inspect.getsource(lock)
