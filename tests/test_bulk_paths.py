@@ -12,9 +12,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from anystore_cli.cli.commands.transfer import parse_dump_block, parse_dump_line
 from anystore_cli.core import get_store
 from anystore_cli.errors import InvalidData, InvalidKey
+from anystore_cli.services.jsonl import parse_dump_block, parse_dump_line
 from anystore_cli.store.base import as_backend
 from anystore_cli.util.keys import all_canonical, normalize_key
 from tests.conftest import run_cli
@@ -198,7 +198,7 @@ def test_load_no_clobber_keeps_existing_keys_asking_a_batch_at_a_time(backend, s
     """`load --no-clobber` over 3,000 lines of which 1,000 keys exist: those keep their values,
     the rest are loaded, the summary counts both (exit 1); the existence check is one `info_many`
     a batch (the single-key check made to fail shows no key is asked about alone)."""
-    from anystore_cli.cli.commands.transfer import _Loader
+    from anystore_cli.services.load import Loader
 
     uri, config = store_factory.uri_and_config(backend)
     flags = [arg for name, value in config.items() for arg in ("-b", f"{name}={value}")]
@@ -222,7 +222,7 @@ def test_load_no_clobber_keeps_existing_keys_asking_a_batch_at_a_time(backend, s
         raise AssertionError(f"`exists` of {key!r} alone")
 
     monkeypatch.setattr(type(backend_store), "_exists", no_single_check)
-    loader = _Loader(store, no_clobber=True, jobs=1, progress=Progress())
+    loader = Loader(store, no_clobber=True, jobs=1, progress=Progress())
     loader.submit([(f"k/{i:05d}", b"newer") for i in range(2990, 3010)], None)
     loader.close()
     assert (loader.loaded, loader.skipped) == (10, 10)

@@ -224,15 +224,17 @@ def test_long_lines_round_trip_whatever_the_chunk_boundaries(monkeypatch, values
     import io
 
     from anystore_cli.backends.memory import MemoryStore
-    from anystore_cli.cli.commands import jsonl
-    from anystore_cli.cli.commands.transfer import dump_record, parse_dump_line
+    from anystore_cli.services import jsonl
+    from anystore_cli.services.dump import dump_record, write_value_line
+    from anystore_cli.services.jsonl import parse_dump_line
+    from anystore_cli.services.load import load_long_line
 
     monkeypatch.setattr(jsonl, "CHUNK", chunk)
     out = io.BytesIO()
     for index, value in enumerate(values):
         record = dump_record(f"k{index}", b"")
         record.pop("value")
-        jsonl.write_value_line(out, record, lambda value=value: contextlib.closing(io.BytesIO(value)))
+        write_value_line(out, record, lambda value=value: contextlib.closing(io.BytesIO(value)))
         written = json.loads(out.getvalue().splitlines()[-1])
         if key_last or ascii_only:  # as another JSON writer would put it
             field = "value" if "value" in written else "value_b64"
@@ -244,7 +246,7 @@ def test_long_lines_round_trip_whatever_the_chunk_boundaries(monkeypatch, values
     store = MemoryStore(uri=f"memory://codec-{os.getpid()}-{time.monotonic_ns()}")
     for number, line in jsonl.iter_dump_lines(io.BytesIO(out.getvalue()), "test", limit=0):
         if isinstance(line, jsonl.LongLine):
-            assert jsonl.load_long_line(line, store, None, False)
+            assert load_long_line(line, store, None, False)
         elif parsed := parse_dump_line(line, number, "test"):  # a line within one chunk
             store.put(parsed[0], parsed[1], serialization_mode="raw")
     for index, value in enumerate(values):
@@ -256,15 +258,15 @@ def test_dump_writes_large_values_exactly_as_one_piece_would(monkeypatch) -> Non
 
     import orjson
 
-    from anystore_cli.cli.commands import jsonl
-    from anystore_cli.cli.commands.transfer import dump_record
+    from anystore_cli.services import jsonl
+    from anystore_cli.services.dump import dump_record, write_value_line
 
     monkeypatch.setattr(jsonl, "CHUNK", 5)
     for value in ('a "quoted" \\ line\nwith é ✓ 😀 \x00\x1f'.encode(), b"\xff\xfe binary \x00", b""):
         record = dump_record("some/key", b"")
         record.pop("value")
         out = io.BytesIO()
-        jsonl.write_value_line(out, record, lambda value=value: contextlib.closing(io.BytesIO(value)))
+        write_value_line(out, record, lambda value=value: contextlib.closing(io.BytesIO(value)))
         assert out.getvalue() == orjson.dumps(dump_record("some/key", value)) + b"\n"
 
 
@@ -376,8 +378,8 @@ _FAULTS = [
 
 def _whole(raw: bytes) -> Any:
     """What `load` makes of `raw` read as a line held whole: `(key, bytes, ttl)` or the error."""
-    from anystore_cli.cli.commands.transfer import parse_dump_line
     from anystore_cli.errors import InvalidData
+    from anystore_cli.services.jsonl import parse_dump_line
 
     try:
         return parse_dump_line(raw, 1, "t")
@@ -390,15 +392,16 @@ def _streamed(raw: bytes, monkeypatch: pytest.MonkeyPatch) -> Any:
     import io
 
     from anystore_cli.backends.memory import MemoryStore
-    from anystore_cli.cli.commands import jsonl
     from anystore_cli.errors import InvalidData
+    from anystore_cli.services import jsonl
+    from anystore_cli.services.load import load_long_line
 
     monkeypatch.setattr(jsonl, "CHUNK", 1)  # every line long, every boundary somewhere
     store = MemoryStore(uri=f"memory://faults-{os.getpid()}-{time.monotonic_ns()}")
     try:
         for _, line in jsonl.iter_dump_lines(io.BytesIO(raw + b"\n"), "t", limit=0):
             assert isinstance(line, jsonl.LongLine)
-            assert jsonl.load_long_line(line, store, None, False)
+            assert load_long_line(line, store, None, False)
     except InvalidData as exc:
         return str(exc)
     finally:

@@ -372,3 +372,42 @@ def test_status_says_when_the_holder_is_dead_on_this_host(tmp_path: Path) -> Non
     dead = run_cli("-s", store, "lock", "job", "--status")
     assert dead.returncode == 0 and b'"state":"held"' in dead.stdout and b'"pid_alive":false' in dead.stdout
     assert f"pid {holder.pid}, is not running on this host" in dead.stderr.decode()
+
+
+def test_the_lease_primitive_is_the_one_the_backend_names() -> None:
+    """`lease_backend` loads the class a backend names in `lease_primitive`; a backend that names
+    none refuses, naming the store by its uri scheme."""
+    from anystore_cli.backends.leases.memory import MemoryLeases
+    from anystore_cli.backends.memory import MemoryStore
+    from anystore_cli.services.lock import LockUnsupported, lease_backend
+
+    assert isinstance(lease_backend(MemoryStore(uri="memory://primitive")), MemoryLeases)
+
+    class NoLeases(MemoryStore):
+        lease_primitive = None
+
+    with pytest.raises(LockUnsupported, match=r"`memory` stores cannot hold a lock atomically"):
+        lease_backend(NoLeases(uri="memory://primitive"))
+
+
+def test_the_lock_service_asks_the_backend_and_reaches_into_none() -> None:
+    """services/lock.py chooses a primitive by what the backend declares: it names no backend
+    class and reads no private attribute of anything but itself."""
+    import ast
+    import inspect
+
+    from anystore_cli.services import lock
+
+    tree = ast.parse(inspect.getsource(lock))
+    private = [
+        node.attr
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Attribute)
+        and node.attr.startswith("_")
+        and not node.attr.startswith("__")
+        and not (isinstance(node.value, ast.Name) and node.value.id == "self")
+    ]
+    assert private == []
+    assert "__name__" not in inspect.getsource(lock)
+    for backend in ("LocalStore", "SqlStore", "RedisStore", "MemoryStore", "ZipStore"):
+        assert backend not in inspect.getsource(lock)

@@ -130,7 +130,7 @@ class FlakyStore(MemoryStore):
 
 
 def test_transient_failure_is_retried_and_a_broken_key_does_not_stop_the_rest(monkeypatch):
-    monkeypatch.setattr(sys.modules["anystore_cli.services.mirror"], "RETRY_DELAY", 0.01)
+    monkeypatch.setattr(sys.modules["anystore_cli.services.retry"], "RETRY_DELAY", 0.01)
     source = get_store("memory://" + unique())
     source.put_many({f"k{i:02d}": f"v{i}" for i in range(30)})
     FlakyStore.flaky = {"k03", "k07", "k20"}

@@ -11,7 +11,8 @@ from typing import IO, Any, ClassVar
 import pytest
 
 from anystore_cli.backends.memory import MemoryStore
-from anystore_cli.services.mirror import check, mirror
+from anystore_cli.services.check import check
+from anystore_cli.services.mirror import mirror
 from tests.conftest import unique
 
 
@@ -84,7 +85,7 @@ def test_mirror_reads_and_writes_small_values_in_batches(workers):
 
 
 def test_mirror_streams_values_over_the_threshold_one_by_one(monkeypatch):
-    monkeypatch.setattr(sys.modules["anystore_cli.services.mirror"], "STREAM_OVER", 100)
+    monkeypatch.setattr(sys.modules["anystore_cli.services.batches"], "STREAM_OVER", 100)
     values = {f"small/{i:03d}": b"s" * 50 for i in range(300)}
     values.update({f"large/{i}": bytes([i]) * 5000 for i in range(3)})
     source, target = _store(), _store()
@@ -129,7 +130,7 @@ def test_check_checksum_reads_digests_in_batches():
 
 
 def test_check_checksum_compares_large_values_by_streaming(monkeypatch):
-    monkeypatch.setattr(sys.modules["anystore_cli.services.mirror"], "STREAM_OVER", 100)
+    monkeypatch.setattr(sys.modules["anystore_cli.services.batches"], "STREAM_OVER", 100)
     big = hashlib.sha256(b"x").digest() * 100
     source, target = _store(), _store()
     _fill(source, {"big": big, "small": b"tiny"})

@@ -14,7 +14,8 @@ from typing import Any
 import pytest
 
 from anystore_cli.errors import InvalidData
-from anystore_cli.services.mirror import check, mirror
+from anystore_cli.services.check import check
+from anystore_cli.services.mirror import mirror
 from anystore_cli.util.keys import make_key_filter, parse_shard, shard_of
 from tests.conftest import _redis_cleanup, anystore_bin, drop_sql_table, make_bucket, run_cli, s3_options, unique
 from tests.test_cli_support import stderr_text

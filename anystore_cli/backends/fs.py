@@ -73,6 +73,7 @@ _EXTRAS = {"s3": "s3", "s3a": "s3", "http": "remote", "https": "remote"}
 class Store(ObjectStoreMixin, FileLikeStore):
     """A store on any fsspec filesystem (a `LocalStore` for local paths)."""
 
+    lease_primitive: ClassVar[str | None] = "anystore_cli.backends.leases.s3:S3Leases"  # s3:// only
     # anystore's own and fsspec's generic options; the filesystem class's parameters add to them
     options: ClassVar[tuple[Option, ...]] = (
         Option("max_workers", "int", 16, help="Threads of batched reads and writes"),

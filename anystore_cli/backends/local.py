@@ -66,6 +66,7 @@ NAME_MAX = 255
 class LocalStore(LocalListingMixin, FileLikeStore):
     """A store in a local folder (`file://` uris and plain paths)."""
 
+    lease_primitive: ClassVar[str | None] = "anystore_cli.backends.leases.local:LocalLeases"
     options: ClassVar[tuple[Option, ...]] = (Option("fsync", "bool", False, help="fsync each value before it shows"),)
 
     # the kernel stamps files from a coarse clock, up to a tick (4-10 ms) behind `time.time()`:

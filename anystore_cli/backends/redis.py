@@ -217,6 +217,7 @@ listing (it asks each name's string length), and the NUL byte keeps it out of th
 class RedisStore(VirtualIOMixin, BaseStore):
     """A store in a Redis database, with ttl support."""
 
+    lease_primitive: ClassVar[str | None] = "anystore_cli.backends.leases.redis:RedisLeases"
     options: ClassVar[tuple[Option, ...]] = (
         Option("redis_prefix", "text", "anystore", help="Prefix of the store's keys ('': the whole database)"),
         Option("redis_timestamps", "bool", True, help="Keep created/updated times beside each value"),

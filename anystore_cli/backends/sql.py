@@ -577,6 +577,7 @@ _TABLES: dict[tuple[str, str], sa.Table] = {}
 class SqlStore(VirtualIOMixin, BaseStore):
     """A store in one table of a SQL database, with ttl support."""
 
+    lease_primitive: ClassVar[str | None] = "anystore_cli.backends.leases.sql:SqlLeases"
     options: ClassVar[tuple[Option, ...]] = (
         Option("table", "text", "anystore", help="The table of the store"),
         Option("timeout", "float", help="Seconds a statement may take (0: no limit)"),

@@ -1,10 +1,11 @@
-"""Mirror one store to another (the library's `mirror`), on the backend layer's copy engine."""
+"""Mirror one store to another, and compare two (the library's `mirror` and `check`): a thin
+face over `anystore_cli.services.mirror` and `anystore_cli.services.check`."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from anystore_cli.services.mirror import CheckStatus as CheckStatus  # noqa: PLC0414 - part of the API
+from anystore_cli.services.check import CheckStatus as CheckStatus  # noqa: PLC0414 - part of the API
 from anystore_cli.services.mirror import MirrorStatus as MirrorStatus  # noqa: PLC0414 - part of the API
 
 
@@ -64,6 +65,6 @@ def check(source: Any, target: Any, *args: Any, **kwargs: Any) -> CheckStatus:
     Returns:
         The keys found missing, extra and differing
     """
-    from anystore_cli.services.mirror import check as run_check
+    from anystore_cli.services.check import check as run_check
 
     return run_check(source, target, *args, **kwargs)

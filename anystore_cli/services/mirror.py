@@ -1,6 +1,6 @@
-"""Make one store hold another's keys (`mirror`), and tell two stores apart (`check`).
+"""Make one store hold another's keys (`mirror`).
 
-Both list each side once, with sizes and modification times (`iterate_entries`: one paginated
+It lists each side once, with sizes and modification times (`iterate_entries`: one paginated
 listing on S3, one query on SQL), never asking about each key.
 
 Which keys `mirror` copies (`decide`):
@@ -37,37 +37,16 @@ inside the other, or the same store) are refused: the copy would read its own wr
 
 from __future__ import annotations
 
-import hashlib
 import threading
-import time
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from anystore_cli.errors import (
-    AnystoreError,
-    DoesNotExist,
-    InvalidData,
-    MissingDependency,
-    StoreError,
-    StoreNotFound,
-)
+from anystore_cli.errors import DoesNotExist, InvalidData, StoreNotFound
+from anystore_cli.services.batches import chunked, fits_batch, is_plain, read_many, run_each
+from anystore_cli.services.check import Digests, key_criteria, open_stores, sizes_differ
+from anystore_cli.services.retry import KEY_ERRORS, RETRIES, error_message, with_retries
 from anystore_cli.store.model import Model
-
-RETRIES = 3
-"""Attempts per key"""
-RETRY_DELAY = 0.2
-"""Seconds before the second attempt; doubles after each"""
-TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (StoreError, OSError, ConnectionError, TimeoutError)
-"""Failures worth another attempt (a missing key, a read-only target or bad data are not)"""
-BATCH_KEYS = 1000
-"""Keys read and written together (one `get_many` and one `put_many`)"""
-BATCH_BYTES = 8 * 1024 * 1024
-"""Bytes of values a batch holds at most (a worker holds one batch)"""
-STREAM_OVER = 1024 * 1024
-"""A value larger than this, or of unknown size, is streamed on its own instead of batched"""
-KEY_ERRORS: tuple[type[BaseException], ...] = (AnystoreError, OSError, ConnectionError, TimeoutError, ValueError)
-"""Failures of one key that are counted while the others go on"""
 
 
 class MirrorStatus(Model):
@@ -101,147 +80,9 @@ class MirrorStatus(Model):
         return self.mirrored + self.skipped + self.failed
 
 
-class CheckStatus(Model):
-    """What `check` found."""
-
-    equal: int = 0
-    """Keys in both stores, the same"""
-    differ: int = 0
-    """Keys in both stores that differ"""
-    only_source: int = 0
-    """Keys only the source has"""
-    only_target: int = 0
-    """Keys only the target has"""
-    failed: int = 0
-    """Keys that could not be compared"""
-    errors: list = []
-    """`(key, message)` of the keys that could not be compared"""
-
-    @property
-    def same(self) -> bool:
-        """The stores hold the same keys and values (as far as compared)"""
-        return not (self.differ or self.only_source or self.only_target or self.failed)
-
-
-def is_transient(exc: BaseException) -> bool:
-    """Tell whether a failed operation is worth another attempt."""
-    return isinstance(exc, TRANSIENT_ERRORS) and not isinstance(exc, (MissingDependency, StoreNotFound))
-
-
-def with_retries(func: Callable[[], Any], retries: int = RETRIES, delay: float = RETRY_DELAY) -> Any:
-    """Call `func`, again after a transient failure (up to `retries` attempts in all, backing off).
-
-    Raises:
-        The last error, or the first one that is not transient
-    """
-    for attempt in range(retries):
-        try:
-            return func()
-        except BaseException as exc:
-            if attempt == retries - 1 or not is_transient(exc):
-                raise
-            time.sleep(delay * 2**attempt)
-    return None
-
-
-def _message(exc: BaseException) -> str:
-    return str(exc) if isinstance(exc, AnystoreError) else f"{type(exc).__name__}: {exc}"
-
-
-def sizes_differ(source: Any, target: Any) -> bool:
-    """Both sizes are known and differ."""
-    return source.size is not None and target.size is not None and source.size != target.size
-
-
 def source_is_newer(source: Any, target: Any, window: float = 0.0) -> bool:
     """Both times are known and the source's is later than the target's by more than `window`."""
     return source.mtime is not None and target.mtime is not None and source.mtime > target.mtime + window
-
-
-def _plain(store: Any) -> bool:
-    """The store moves values as they are stored: no serialization function or model of its
-    own that `get_many` / `put_many` would apply (then values go one by one, as bytes)."""
-    return (
-        getattr(store, "serialization_func", None) is None
-        and getattr(store, "deserialization_func", None) is None
-        and getattr(store, "model", None) is None
-    )
-
-
-def _batched(store: Any, size: int | None) -> bool:
-    """A value of `size` bytes is read in a batch from `store`."""
-    return size is not None and size <= STREAM_OVER and _plain(store)
-
-
-def read_many(store: Any, keys: list[str], retries: int) -> dict[str, bytes]:
-    """The values of `keys` in one batched read (missing keys left out); {} when the batch
-    failed (each key is then read on its own, which tells its own error)."""
-    if not keys:
-        return {}
-    try:
-        found = with_retries(lambda: list(store.get_many(keys, serialization_mode="raw")), retries)
-    except KEY_ERRORS:
-        return {}
-    return {key: value for key, value in found if isinstance(value, bytes)}
-
-
-def chunked(items: Iterable[Any], size_of: Callable[[Any], int | None] = lambda item: None) -> Iterator[list[Any]]:
-    """`items` in lists of at most `BATCH_KEYS` items and about `BATCH_BYTES` of known sizes; an
-    item over `STREAM_OVER` bytes or of unknown size alone (it is streamed: on a worker of its own,
-    as many at once as there are workers)."""
-    batch: list[Any] = []
-    held = 0
-    for item in items:
-        size = size_of(item)
-        if size is None or size > STREAM_OVER:
-            yield [item]
-            continue
-        batch.append(item)
-        held += size
-        if len(batch) >= BATCH_KEYS or held >= BATCH_BYTES:
-            yield batch
-            batch, held = [], 0
-    if batch:
-        yield batch
-
-
-class _Digests:
-    """MD5 digests of values: from the listing where the store gave one, else computed (small
-    values read in batches, large ones streamed one by one)."""
-
-    def __init__(self, source: Any, target: Any, retries: int) -> None:
-        self.source, self.target, self.retries = source, target, retries
-
-    def _md5s(self, store: Any, entries: list[Any]) -> list[Any]:
-        """The digest of each entry's value, or the error that kept it from being read."""
-        digests: list[Any] = [entry.md5 for entry in entries]
-        wanted = [
-            entry.key
-            for entry, md5 in zip(entries, digests, strict=True)
-            if md5 is None and _batched(store, entry.size)
-        ]
-        values = read_many(store, wanted, self.retries)
-        for index, entry in enumerate(entries):
-            if digests[index] is not None:
-                continue
-            value = values.get(entry.key)
-            if value is not None:
-                digests[index] = hashlib.md5(value, usedforsecurity=False).hexdigest()
-                continue
-            try:
-                digests[index] = with_retries(lambda key=entry.key: store.checksum(key, "md5"), self.retries)
-            except KEY_ERRORS as exc:
-                digests[index] = exc
-        return digests
-
-    def differ_many(self, pairs: list[tuple[Any, Any]]) -> list[Any]:
-        """For each `(source_entry, target_entry)`: whether the digests differ, or the error."""
-        ours = self._md5s(self.source, [pair[0] for pair in pairs])
-        theirs = self._md5s(self.target, [pair[1] for pair in pairs])
-        return [
-            one if isinstance(one, BaseException) else other if isinstance(other, BaseException) else one != other
-            for one, other in zip(ours, theirs, strict=True)
-        ]
 
 
 def compare_mode(overwrite: bool = False, checksum: bool = False, ignore_existing: bool = False) -> str:
@@ -258,30 +99,6 @@ def compare_mode(overwrite: bool = False, checksum: bool = False, ignore_existin
     if len(chosen) > 1:
         raise InvalidData(f"Choose one of --overwrite, --checksum and --ignore-existing (got {', '.join(chosen)})")
     return chosen[0] if chosen else "size-time"
-
-
-def _criteria(
-    prefix: str | None,
-    exclude_prefix: str | None,
-    glob: str | None,
-    include: Any,
-    exclude: Any,
-    shard: Any,
-    filters: Any,
-) -> dict[str, Any]:
-    """The key filters of a `mirror` or `check`, as `iterate_keys` takes them (the shard parsed:
-    a malformed one fails before any store is asked)."""
-    from anystore_cli.util.keys import parse_shard
-
-    return {
-        "prefix": prefix,
-        "exclude_prefix": exclude_prefix,
-        "glob": glob,
-        "include": include,
-        "exclude": exclude,
-        "shard": parse_shard(shard),
-        "filters": filters,
-    }
 
 
 def store_location(store: Any) -> tuple[str, str]:
@@ -345,18 +162,6 @@ def check_overlap(source: Any, target: Any) -> None:
         f"Stores `{mask_uri(source.uri)}` and `{mask_uri(target.uri)}` {how}; "
         "a mirror would copy its own writes (and with --delete remove the source's own keys)"
     )
-
-
-def _open_stores(source: Any, target: Any) -> tuple[Any, Any]:
-    from anystore_cli.store.base import as_backend
-    from anystore_cli.store.registry import get_store
-
-    source, target = as_backend(source), as_backend(target)
-    if not hasattr(source, "iterate_keys"):
-        source = get_store(source)
-    if not hasattr(target, "iterate_keys"):
-        target = get_store(target)
-    return source, target
 
 
 def mirror(
@@ -433,15 +238,15 @@ def mirror(
     mode = compare_mode(overwrite, checksum, ignore_existing)
     if delete and keys is not None:
         raise InvalidData("`delete` needs the source's listing: it cannot be used with a list of keys")
-    criteria = _criteria(prefix, exclude_prefix, glob, include, exclude, shard, filters)
-    source, target = _open_stores(source, target)
+    criteria = key_criteria(prefix, exclude_prefix, glob, include, exclude, shard, filters)
+    source, target = open_stores(source, target)
     check_overlap(source, target)
     status = MirrorStatus()
     lock = threading.Lock()
     # stores under-report times (truncated, or a coarse clock): only the target's can make an
     # unchanged key look changed
     window = target.mtime_precision
-    digests = _Digests(source, target, retries)
+    digests = Digests(source, target, retries)
 
     # by size and time or digest, both sides are listed with their metadata; else names do
     detailed = mode in ("size-time", "checksum")
@@ -509,7 +314,7 @@ def mirror(
     # whether the backends copy on the server (learnt from the first copy): then every key goes
     # that way; else small values move in batches
     on_server: list[bool] = []
-    batched = _plain(source) and _plain(target)
+    batched = is_plain(source) and is_plain(target)
     helpers = ThreadPoolExecutor(workers, thread_name_prefix="anystore-copy") if workers > 1 else None
 
     def _copy_one(key: str, size: int | None) -> Any:
@@ -530,7 +335,7 @@ def mirror(
         for key, size in todo:
             if not on_server:  # not known yet: this key's copy tells
                 done[key] = _copy_one(key, size)
-            elif batched and not on_server[0] and size is not None and size <= STREAM_OVER:
+            elif batched and not on_server[0] and fits_batch(size):
                 small.append(key)
             else:
                 each.append((key, size))
@@ -582,11 +387,11 @@ def mirror(
             if how == "skip":
                 _count(key, "skipped")
             elif how == "failed":
-                _count(key, "failed", error=_message(found))
+                _count(key, "failed", error=error_message(found))
             elif dry_run:
                 _count(key, "mirrored")
             elif isinstance(copied[key], BaseException):
-                _count(key, "failed", error=_message(copied[key]))
+                _count(key, "failed", error=error_message(copied[key]))
             else:
                 size, server = copied[key]
                 _count(key, "mirrored", size, server=server)
@@ -607,7 +412,7 @@ def mirror(
                 raise
             # the keys listed so far are copied; nothing is deleted after an incomplete listing
             with lock:
-                status.listing_errors.append(_message(exc))
+                status.listing_errors.append(error_message(exc))
 
     if keys is not None:
         match = make_key_filter(**criteria)
@@ -615,7 +420,7 @@ def mirror(
     else:
         todo = _listed()
     try:
-        _run(_handle, chunked(todo, lambda item: None if isinstance(item, str) else item.size), workers)
+        run_each(_handle, chunked(todo, lambda item: None if isinstance(item, str) else item.size), workers)
     finally:
         if helpers is not None:
             helpers.shutdown(wait=False, cancel_futures=True)
@@ -633,138 +438,7 @@ def mirror(
                     with_retries(lambda: target.delete(key), retries)
                     _count(key, "deleted")
                 except KEY_ERRORS as exc:
-                    _count(key, "failed", error=_message(exc))
+                    _count(key, "failed", error=error_message(exc))
 
-            _run(_remove, sorted(key for key in existing if key not in seen), workers)
+            run_each(_remove, sorted(key for key in existing if key not in seen), workers)
     return status
-
-
-def check(
-    source: Any,
-    target: Any,
-    glob: str | None = None,
-    prefix: str | None = None,
-    exclude_prefix: str | None = None,
-    include: Iterable[str] | str | None = None,
-    exclude: Iterable[str] | str | None = None,
-    shard: str | tuple[int, int] | None = None,
-    filters: Iterable[str] | None = None,
-    checksum: bool = False,
-    workers: int = 1,
-    on_result: Callable[[str, Any, Any, str | None], None] | None = None,
-    retries: int = RETRIES,
-) -> CheckStatus:
-    """Compare the matching keys of two stores: which only one has, and which differ.
-
-    Keys in both are compared by size, and with `checksum` also by MD5 digest (see `mirror`).
-    Modification times are not compared: a copy made later is still the same.
-
-    Example:
-        ```python
-        status = check("./site", "s3://bucket/site", checksum=True)
-        if not status.same:
-            print(status.only_source, status.only_target, status.differ)
-        ```
-
-    Args:
-        source: Store (or uri) one
-        target: Store (or uri) two
-        glob, prefix, exclude_prefix, include, exclude, shard, filters: The keys to compare, as
-            `mirror` takes them
-        checksum: Compare digests of keys whose sizes are equal
-        workers: Keys compared at once (digests computed in parallel)
-        on_result: Called one at a time with `(status, source_entry, target_entry, error)` for
-            every key that is not the same, status one of "only_source", "only_target",
-            "differ", "failed" (entries None on the side that lacks the key)
-        retries: Attempts per listing and digest
-
-    Returns:
-        The counts of equal, differing and one-sided keys
-    """
-    criteria = _criteria(prefix, exclude_prefix, glob, include, exclude, shard, filters)
-    source, target = _open_stores(source, target)
-    status = CheckStatus()
-    lock = threading.Lock()
-    digests = _Digests(source, target, retries)
-    theirs = {
-        entry.key: entry
-        for entry in with_retries(lambda: list(target.iterate_entries(**criteria, md5=checksum)), retries)
-    }
-
-    def _report(outcome: str, ours: Any, other: Any, error: str | None = None) -> None:
-        with lock:
-            setattr(status, outcome, getattr(status, outcome) + 1)
-            if error is not None:
-                status.errors.append(((ours or other).key, error))
-            if outcome != "equal" and on_result is not None:
-                on_result(outcome, ours, other, error)
-
-    def _compare(pairs: list[tuple[Any, Any]]) -> None:
-        """Compare a batch of keys both stores hold: sizes, then digests read in batches."""
-        verdicts: list[Any] = [sizes_differ(ours, other) for ours, other in pairs]
-        if checksum:
-            wanted = [index for index, differ in enumerate(verdicts) if not differ]
-            for index, verdict in zip(wanted, digests.differ_many([pairs[i] for i in wanted]), strict=True):
-                verdicts[index] = verdict
-        for (ours, other), verdict in zip(pairs, verdicts, strict=True):
-            if isinstance(verdict, BaseException):
-                _report("failed", ours, other, _message(verdict))
-            else:
-                _report("differ" if verdict else "equal", ours, other)
-
-    def _pairs() -> Iterator[tuple[Any, Any]]:
-        for ours in source.iterate_entries(**criteria, md5=checksum):
-            other = theirs.pop(ours.key, None)
-            if other is None:
-                _report("only_source", ours, None)
-            else:
-                yield ours, other
-
-    _run(_compare, chunked(_pairs(), lambda pair: pair[0].size), workers)
-    for key in sorted(theirs):
-        _report("only_target", None, theirs[key])
-    return status
-
-
-def _run(func: Callable[[Any], Any], items: Iterable[Any], workers: int) -> None:
-    if workers <= 1:
-        for item in items:
-            func(item)
-    else:
-        run_bounded(func, items, workers)
-
-
-def run_bounded(func: Callable[[Any], Any], items: Iterable[Any], workers: int) -> None:
-    """Run `func` over `items` on `workers` threads, keeping at most 4 x workers queued.
-
-    Items are taken from `items` only as slots free up, so a long listing streams through.
-
-    Raises:
-        The first exception `func` raised (no new items are started after it)
-    """
-    slots = threading.BoundedSemaphore(workers * 4)
-    errors: list[BaseException] = []
-
-    def _run(item: Any) -> None:
-        try:
-            func(item)
-        except BaseException as exc:  # noqa: BLE001 - re-raised in the caller
-            errors.append(exc)
-        finally:
-            slots.release()
-
-    pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="anystore-mirror")
-    try:
-        for item in items:
-            if errors:
-                break
-            slots.acquire()
-            pool.submit(_run, item)
-        pool.shutdown(wait=True)
-    except BaseException:
-        # interrupted (Ctrl-C) or the listing failed: the queued items are never started, and
-        # the caller hears of it at once (the items under way finish on their threads)
-        pool.shutdown(wait=False, cancel_futures=True)
-        raise
-    if errors:
-        raise errors[0]

@@ -29,6 +29,7 @@ from typing import Any
 from anystore_cli.errors import InvalidData, InvalidKey
 
 GLOB_CHARS = "*?["
+_SURROGATES = re.compile("[\udc80-\udcff]")
 
 
 def normalize_key(key: object) -> str:
@@ -469,3 +470,33 @@ def listing_prefix(prefix: str | None = None, glob: str | None = None) -> str:
             return prefix
         return prefix if len(prefix) > len(literal) else literal
     return prefix
+
+
+def is_text_key(key: str) -> bool:
+    """Tell whether a key's name is UTF-8 (names that are not hold surrogate escapes, as
+    Python decodes file names: `os.fsdecode`)."""
+    return _SURROGATES.search(key) is None
+
+
+def key_b64(key: str) -> str:
+    """The exact bytes of a key's name, base64-encoded."""
+    import base64
+
+    return base64.b64encode(key.encode("utf-8", "surrogateescape")).decode("ascii")
+
+
+def decode_key_b64(encoded: Any) -> str:
+    """The key named by base64 bytes (`key_b64`), undecodable bytes as surrogate escapes.
+
+    Raises:
+        ValueError: If `encoded` is not a base64 string
+    """
+    import base64
+    import binascii
+
+    if not isinstance(encoded, str):
+        raise ValueError("`key_b64` must be a string")
+    try:
+        return base64.b64decode(encoded, validate=True).decode("utf-8", "surrogateescape")
+    except (binascii.Error, ValueError) as exc:
+        raise ValueError(f"bad base64 in `key_b64` ({exc})") from None

@@ -20,18 +20,11 @@ from anystore_cli.cli.commands.filters import (
     key_filters,
 )
 from anystore_cli.cli.completion import complete_key
+from anystore_cli.cli.options import ExcludePrefixOption, OutputOption, PrefixOption
 from anystore_cli.errors import DoesNotExist
 
 app = typer.Typer(rich_markup_mode=None, pretty_exceptions_enable=False)
 
-PrefixOption = Annotated[
-    str | None,
-    typer.Option("--prefix", metavar="P", help="Only keys starting with P (literally).", autocompletion=complete_key),
-]
-ExcludePrefixOption = Annotated[
-    str | None,
-    typer.Option("--exclude-prefix", metavar="P", help="Leave out keys starting with P.", autocompletion=complete_key),
-]
 
 INFO_FIELDS = ("key", "name", "store", "uri", "size", "created_at", "updated_at")
 
@@ -181,9 +174,7 @@ def keys(
     limit: Annotated[int | None, typer.Option("--limit", metavar="N", min=0, help="At most N keys.")] = None,
     sort: Annotated[bool, typer.Option("--sort", help="Sort the keys (reads them all first).")] = False,
     count: Annotated[bool, typer.Option("--count", help="Print only the number of matching keys.")] = False,
-    output: Annotated[
-        str, typer.Option("-o", "--output", metavar="OUT", help="Write to this path or uri instead of stdout.")
-    ] = "-",
+    output: OutputOption = "-",
 ) -> None:
     """List keys, one a line."""
     from anystore_cli.cli.console import encode_text, stdout_is_terminal
