@@ -48,12 +48,13 @@ from starlette.routing import Route
 
 from anystore_cli.errors import (
     AlreadyExists,
+    AnystoreError,
     DoesNotExist,
-    InvalidData,
     InvalidKey,
     MissingDependency,
     ReadOnlyError,
     StoreError,
+    http_status,
 )
 from anystore_cli.util.keys import normalize_key
 from anystore_cli.util.uri import mask_uri
@@ -80,6 +81,14 @@ _OVERLONG = re.compile(rb"[\xc0\xc1]|\xe0[\x80-\x9f]|\xf0[\x80-\x8f]")
 
 JSON_TYPES = ("application/json",)
 JSONL_TYPES = ("application/x-ndjson", "application/jsonl", "application/jsonlines", "application/x-jsonlines")
+
+
+_KEY_ANSWERS: dict[type[AnystoreError], str] = {
+    DoesNotExist: "Key `{key}` does not exist",
+    AlreadyExists: "Key `{key}` already exists",
+    ReadOnlyError: "Key `{key}`: the store is read-only",
+}
+"""Errors answered in words of their own: the store's message would name the store."""
 
 
 class HttpProblem(Exception):
@@ -279,27 +288,23 @@ class ServedStore:
         return " ".join(text.split())
 
     def problem(self, exc: BaseException, key: str) -> HttpProblem:
-        """The answer for an exception from the store."""
+        """The answer for an exception from the store: its status from `HTTP_STATUS`."""
         if isinstance(exc, HttpProblem):
             return exc
-        if isinstance(exc, DoesNotExist):
-            return HttpProblem(404, f"Key `{key}` does not exist")
-        if isinstance(exc, (InvalidKey, InvalidData)):
-            return HttpProblem(400, self.clean(str(exc)))
-        if isinstance(exc, AlreadyExists):
-            return HttpProblem(412, f"Key `{key}` already exists")
-        if isinstance(exc, ReadOnlyError):
-            return HttpProblem(403, f"Key `{key}`: the store is read-only")
         if isinstance(exc, ClientDisconnect):
             return HttpProblem(400, "The client went away before the whole body arrived; nothing was changed")
-        if isinstance(exc, MissingDependency):
-            return HttpProblem(503, self.clean(str(exc)))
+        status = http_status(exc)
+        for cls, text in _KEY_ANSWERS.items():
+            if isinstance(exc, cls):
+                return HttpProblem(status, text.format(key=key))
+        if status < 500 or isinstance(exc, MissingDependency):
+            return HttpProblem(status, self.clean(str(exc)))
         if _unreachable(exc):
             return HttpProblem(503, "The store is unreachable: " + self.clean(str(exc)))
-        if isinstance(exc, (StoreError, OSError)):
-            return HttpProblem(502, "The store failed: " + self.clean(str(exc)))
+        if isinstance(exc, (AnystoreError, OSError)):
+            return HttpProblem(status, "The store failed: " + self.clean(str(exc)))
         self.log(f"unexpected {type(exc).__name__}: {self.clean(str(exc))}")
-        return HttpProblem(502, f"The store failed ({type(exc).__name__})")
+        return HttpProblem(status, f"The store failed ({type(exc).__name__})")
 
     def authorize(self, request: Request) -> None:
         """Refuse a write unless the server is writable and the bearer token matches."""

@@ -32,6 +32,7 @@ from anystore_cli.errors import (
     AlreadyExists,
     AnystoreError,
     DoesNotExist,
+    ErrorText,
     InvalidData,
     ReadOnlyError,
     StoreError,
@@ -197,9 +198,11 @@ class BaseStore(StoreModel):
             raise StoreError(self._describe(key, f"store failed: {mask_uri(exc)}")) from exc
 
     def _describe(self, key: str | None, what: str) -> str:
+        # an ErrorText: the error raised with it carries key and store as attributes
+        store = mask_uri(self.uri)
         if key is None:
-            return f"Store `{mask_uri(self.uri)}`: {what}"
-        return f"Key `{key}` in store `{mask_uri(self.uri)}`: {what}"
+            return ErrorText(f"Store `{store}`: {what}", None, store)
+        return ErrorText(f"Key `{key}` in store `{store}`: {what}", key, store)
 
     def _missing(self, key: str) -> DoesNotExist:
         return DoesNotExist(self._describe(key, "does not exist"))

@@ -24,6 +24,7 @@ from anystore_cli.errors import (
     InvalidKey,
     InvalidUri,
     ReadOnlyError,
+    UsageProblem,
 )
 from anystore_cli.util.keys import ensure_relative_key
 from anystore_cli.util.uri import mask_uri
@@ -31,10 +32,6 @@ from anystore_cli.util.uri import mask_uri
 DEFAULT_STORE = ".anystore"
 MAX_TTL = 100 * 366 * 24 * 3600
 """The longest `--ttl` (about 100 years, in seconds): what every backend can store as an expiry"""
-
-
-class UsageProblem(Exception):
-    """The command line is wrong in a way the option parser cannot see (exit status 2)."""
 
 
 class ClosedStream:
