@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import re
 import sys
 from collections.abc import Generator
 from enum import Enum
@@ -17,6 +16,14 @@ from typing import IO, Annotated, Any
 
 import typer
 
+from anystore_cli.cli.output.text import (  # noqa: F401  (command modules import them from here)
+    decode_key_b64,
+    is_text_key,
+    key_b64,
+    readable_text,
+    uri_text,
+)
+from anystore_cli.cli.output.values import dump_json, load_json, render_value  # noqa: F401
 from anystore_cli.errors import (
     AlreadyExists,
     DoesNotExist,
@@ -291,20 +298,25 @@ class State:
         """Report a missing `key` by its name and the store's, whatever the backend said."""
         try:
             yield
-        except DoesNotExist:
-            raise DoesNotExist(f"Key `{key}` in store `{self.label}`: does not exist") from None
+        except DoesNotExist as exc:
+            raise DoesNotExist(
+                f"Key `{key}` in store `{self.label}`: does not exist", key=key, store=exc.store
+            ) from None
 
     @contextlib.contextmanager
     def writing(self, key: str) -> Generator[None, None, None]:
         """Name `key` and the store when a write is refused (exists already, read-only store)."""
         try:
             yield
-        except AlreadyExists:
-            raise AlreadyExists(f"Key `{key}` in store `{self.label}`: already exists") from None
+        except AlreadyExists as exc:
+            raise AlreadyExists(
+                f"Key `{key}` in store `{self.label}`: already exists", key=key, store=exc.store
+            ) from None
         except ReadOnlyError as exc:
             if f"`{key}`" in str(exc):
                 raise
-            raise ReadOnlyError(f"Key `{key}` in store `{self.label}`: refused, the store is readonly") from None
+            text = f"Key `{key}` in store `{self.label}`: refused, the store is readonly"
+            raise ReadOnlyError(text, key=key, store=exc.store) from None
 
     def note(self, text: str) -> None:
         """A summary line on stderr, unless `--quiet`."""
@@ -484,84 +496,6 @@ def _named_io(uri: str, mode: str, config: dict[str, Any] | None, option: str) -
         raise named from exc
 
 
-def _reject_constant(name: str) -> Any:
-    raise ValueError(f"`{name}` is not JSON")
-
-
-_LONG_NUMBER = re.compile(rb"\d{19}")
-
-
-def load_json(data: bytes, what: str) -> Any:
-    """Parse JSON, or raise `InvalidData` naming `what`.
-
-    orjson is used unless the text holds a number of 19 or more digits: orjson reads integers
-    beyond 64 bits as floats, the standard library keeps them exact.
-    """
-    import orjson
-
-    if _LONG_NUMBER.search(data) is None:
-        try:
-            return orjson.loads(data)
-        except orjson.JSONDecodeError as exc:
-            raise InvalidData(f"Invalid JSON in {what}: {exc}") from None
-    import json
-
-    try:
-        return json.loads(data, parse_constant=_reject_constant)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise InvalidData(f"Invalid JSON in {what}: {exc}") from None
-
-
-def dump_json(value: Any) -> bytes:
-    """Compact JSON bytes (without a newline)."""
-    import orjson
-
-    try:
-        return orjson.dumps(value, default=_json_default)
-    except (TypeError, orjson.JSONEncodeError):
-        import json
-
-        return json.dumps(value, ensure_ascii=False, separators=(",", ":"), default=str).encode()
-
-
-def _json_default(value: Any) -> Any:
-    if isinstance(value, (bytes, bytearray)):
-        return bytes(value).decode("utf-8", "replace")
-    if isinstance(value, (set, frozenset, tuple)):
-        return list(value)
-    return str(value)
-
-
-def render_value(data: bytes, mode: Mode, what: str) -> bytes:
-    """The output bytes of a stored value under `mode`.
-
-    raw: unchanged. json: compact JSON and a newline (bad JSON is `InvalidData`). auto: JSON
-    like json where it parses, else the bytes unchanged (never unpickled). pickle: unpickled
-    (runs code from the store, only when asked for by name), printed as text or JSON.
-    """
-    if mode is Mode.raw:
-        return data
-    if mode is Mode.json:
-        return dump_json(load_json(data, what)) + b"\n"
-    if mode is Mode.auto:
-        try:
-            value = load_json(data, what)
-        except InvalidData:
-            return data
-        return dump_json(value) + b"\n"
-    import pickle
-
-    try:
-        value = pickle.loads(data)
-    except Exception as exc:  # noqa: BLE001 - any unpickling failure is bad data
-        raise InvalidData(f"Not a pickle: {what} ({exc})") from None
-    if isinstance(value, (bytes, bytearray)):
-        return bytes(value)
-    if isinstance(value, str):
-        return value.encode("utf-8", "surrogateescape")
-    return dump_json(value) + b"\n"
-
-
 def encode_argument(value: str) -> bytes:
     """The bytes of a command-line argument as the shell passed them (undecodable bytes kept)."""
     return os.fsencode(value)
@@ -579,49 +513,6 @@ def split_backend_config(items: list[str] | None, option: str = "'-b' / '--backe
             raise typer.BadParameter(f"`{item}` is not KEY=VALUE", param_hint=option)
         config[name.strip()] = value
     return config
-
-
-_SURROGATES = re.compile("[\udc80-\udcff]")
-
-
-def is_text_key(key: str) -> bool:
-    """Tell whether a key's name is UTF-8 (names that are not hold surrogate escapes, as
-    Python decodes file names: `os.fsdecode`)."""
-    return _SURROGATES.search(key) is None
-
-
-def readable_text(text: str) -> str:
-    """`text` with each undecodable byte (a surrogate escape) shown as U+FFFD."""
-    return text.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
-
-
-def uri_text(uri: str) -> str:
-    """A uri with each undecodable byte percent-encoded (`caf%E9`)."""
-    return _SURROGATES.sub(lambda m: f"%{ord(m.group()) - 0xDC00:02X}", uri)
-
-
-def key_b64(key: str) -> str:
-    """The exact bytes of a key's name, base64-encoded."""
-    import base64
-
-    return base64.b64encode(key.encode("utf-8", "surrogateescape")).decode("ascii")
-
-
-def decode_key_b64(encoded: Any) -> str:
-    """The key named by base64 bytes (`key_b64`), undecodable bytes as surrogate escapes.
-
-    Raises:
-        ValueError: If `encoded` is not a base64 string
-    """
-    import base64
-    import binascii
-
-    if not isinstance(encoded, str):
-        raise ValueError("`key_b64` must be a string")
-    try:
-        return base64.b64decode(encoded, validate=True).decode("utf-8", "surrogateescape")
-    except (binascii.Error, ValueError) as exc:
-        raise ValueError(f"bad base64 in `key_b64` ({exc})") from None
 
 
 def check_backend_options(uri: str, config: dict[str, Any], option: str) -> None:
