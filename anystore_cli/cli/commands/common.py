@@ -313,7 +313,7 @@ class State:
                 f"Key `{key}` in store `{self.label}`: already exists", key=key, store=exc.store
             ) from None
         except ReadOnlyError as exc:
-            if f"`{key}`" in str(exc):
+            if exc.key == key:  # the store's own words name the key already
                 raise
             text = f"Key `{key}` in store `{self.label}`: refused, the store is readonly"
             raise ReadOnlyError(text, key=key, store=exc.store) from None
