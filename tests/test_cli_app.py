@@ -401,3 +401,41 @@ def test_global_option_after_the_command_without_its_value_is_a_usage_error(tmp_
     proc = run_cli(*argv, cwd=tmp_path)
     assert_one_line_error(proc, 2, f"'{argv[-1]}' requires an argument")
     assert not (tmp_path / ".anystore").exists()
+
+
+def _error_types() -> list[type[BaseException]]:
+    import anystore_cli.errors as errors
+
+    return [
+        value
+        for value in vars(errors).values()
+        if isinstance(value, type) and issubclass(value, Exception) and value.__module__ == errors.__name__
+    ]
+
+
+@pytest.mark.parametrize("table", ["EXIT_STATUS", "HTTP_STATUS"])
+def test_each_status_table_names_every_error_type(table: str) -> None:
+    import anystore_cli.errors as errors
+
+    types = [t for t in _error_types() if t is not errors.ErrorText]
+    assert len(types) >= 12
+    missing = [t.__name__ for t in types if t not in getattr(errors, table)]
+    assert not missing, f"{table} lacks {missing}"
+
+
+def test_errors_carry_key_and_store_and_keep_them_across_pickling(tmp_path) -> None:
+    import pickle
+
+    from anystore_cli.core import get_store
+    from anystore_cli.errors import DoesNotExist, error_for_status, exit_status, http_status
+
+    store = get_store(str(tmp_path / "s"))
+    with pytest.raises(DoesNotExist) as caught:
+        store.get("a/missing")
+    exc = caught.value
+    assert exc.key == "a/missing"
+    assert exc.store and exc.store.endswith("/s")
+    assert str(exc).startswith("Key `a/missing` in store ")
+    again = pickle.loads(pickle.dumps(exc))
+    assert (again.key, again.store, str(again)) == (exc.key, exc.store, str(exc))
+    assert (exit_status(exc), http_status(exc), error_for_status(http_status(exc))) == (1, 404, DoesNotExist)

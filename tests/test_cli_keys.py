@@ -93,6 +93,13 @@ def test_keys_json_has_info_fields(cli_store: CliStore):
     assert record["name"] == "x.bin"
     assert record["size"] == 5
     assert record["updated_at"]
+    # `info` prints the record `keys --json` prints (one builder makes both); the times may
+    # come from another call to the backend (a listing, a HEAD)
+    info = json.loads(cli_store.ok("info", "dir/x.bin", "--json"))
+    assert list(info) == list(record)
+    assert {k: v for k, v in info.items() if not k.endswith("_at")} == {
+        k: v for k, v in record.items() if not k.endswith("_at")
+    }
 
 
 def test_keys_info_of_the_0_3_0_cli_is_json(local_store: CliStore):

@@ -12,8 +12,8 @@ import pytest
 
 pytest.importorskip("starlette", reason="the serve extra is not installed")
 
+from anystore_cli.testing import BackendContract, MakeStore  # noqa: E402
 from tests.conftest import StoreFactory, anystore_bin, unique  # noqa: E402
-from tests.test_contract import *  # noqa: E402, F403 - the contract tests, collected here again
 
 TOKEN = "contract-token"
 
@@ -36,12 +36,6 @@ def served_root(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     proc.wait(10)
 
 
-@pytest.fixture(params=["served"])
-def backend(request: pytest.FixtureRequest) -> str:
-    """Only the served store here."""
-    return request.param
-
-
 class ServedFactory(StoreFactory):
     """Stores in fresh folders of the served store."""
 
@@ -62,7 +56,12 @@ def store_factory(request: pytest.FixtureRequest, tmp_path: Path, served_root: s
     factory.close()
 
 
-@pytest.fixture
-def store(store_factory: StoreFactory) -> Any:
-    """A fresh folder of the served store."""
-    return store_factory("served")
+class TestServed(BackendContract):
+    """The contract on a fresh folder of the served store for each test."""
+
+    child_stores_by_uri = True
+
+    @pytest.fixture
+    def make_store(self, store_factory: StoreFactory) -> MakeStore:
+        """Fresh folders of the served store."""
+        return lambda **options: store_factory("served", **options)

@@ -21,7 +21,14 @@ from urllib.parse import quote, urlencode, urlsplit
 
 import urllib3
 
-from anystore_cli.errors import AlreadyExists, DoesNotExist, InvalidKey, InvalidUri, ReadOnlyError, StoreError
+from anystore_cli.errors import (
+    AlreadyExists,
+    DoesNotExist,
+    InvalidUri,
+    ReadOnlyError,
+    StoreError,
+    error_for_status,
+)
 from anystore_cli.store.base import BaseStore
 from anystore_cli.store.entry import BaseStats
 from anystore_cli.store.io import DEFAULT_MODE
@@ -143,18 +150,14 @@ class ServedStore(BaseStore):
                 self._describe(key, f"server answered {status} (redirect to `{mask_uri(location)}`, not followed)")
             )
         message = self._message(response)
-        if status == 404:
-            raise DoesNotExist(self._describe(key, "does not exist"))
-        if status == 400:
-            raise InvalidKey(self._describe(key, message))
-        if status in (409, 412):
-            raise AlreadyExists(self._describe(key, "already exists"))
-        if status in (403, 405):
-            raise ReadOnlyError(self._describe(key, f"refused: {message}"))
         if status == 401:
             hint = " (give the token with -b token=... or -b token_file=...)" if not self._token else ""
             raise StoreError(self._describe(key, f"unauthorized: {message}{hint}"))
-        raise StoreError(self._describe(key, f"server answered {status}: {message}"))
+        error = error_for_status(status) or StoreError
+        if error is StoreError:
+            raise StoreError(self._describe(key, f"server answered {status}: {message}"))
+        what = {DoesNotExist: "does not exist", AlreadyExists: "already exists", ReadOnlyError: f"refused: {message}"}
+        raise error(self._describe(key, what.get(error, message)))
 
     @staticmethod
     def _message(response: Any) -> str:

@@ -2,7 +2,8 @@
 
 Command modules (`anystore_cli.cli.commands.*`) are imported only when their command runs, so a
 `get` never pays for `load` or `mirror`. Every error leaves through `EXIT_STATUS`, the one
-table mapping exception types to exit statuses (docs/exit-status.md lists them).
+table mapping exception types to exit statuses (in `anystore_cli.errors`; docs/exit-status.md
+lists them).
 """
 
 from __future__ import annotations
@@ -18,50 +19,18 @@ import typer
 from typer.core import TyperGroup
 
 from anystore_cli import __version__
-from anystore_cli.cli.commands.common import UsageProblem
-from anystore_cli.errors import (
-    AlreadyExists,
-    ChecksumMismatch,
-    DoesNotExist,
-    InvalidData,
-    InvalidKey,
-    InvalidUri,
-    MissingDependency,
-    ReadOnlyError,
-    StoreError,
+from anystore_cli.errors import (  # noqa: F401  (names of this module since the start)
+    DEFAULT_EXIT_STATUS,
+    EXIT_INTERRUPTED,
+    EXIT_NO,
+    EXIT_OK,
+    EXIT_STATUS,
+    EXIT_STORE,
+    EXIT_USAGE,
+    exit_status,
 )
 
 PROG = "anystore"
-
-EXIT_OK = 0
-EXIT_NO = 1
-EXIT_USAGE = 2
-EXIT_STORE = 3
-EXIT_INTERRUPTED = 130
-
-EXIT_STATUS: dict[type[BaseException], int] = {
-    # 1: the answer is no
-    DoesNotExist: EXIT_NO,
-    AlreadyExists: EXIT_NO,
-    ChecksumMismatch: EXIT_NO,
-    # 2: usage (bad option, uri, scheme or key) and bad input data; the option parser's own
-    # usage errors (click exceptions) also leave with 2, see `_usage_error`
-    UsageProblem: EXIT_USAGE,
-    InvalidKey: EXIT_USAGE,
-    InvalidUri: EXIT_USAGE,
-    InvalidData: EXIT_USAGE,
-    # 3: the store failed
-    ReadOnlyError: EXIT_STORE,
-    MissingDependency: EXIT_STORE,
-    StoreError: EXIT_STORE,
-    OSError: EXIT_STORE,
-    # 130: interrupted
-    KeyboardInterrupt: EXIT_INTERRUPTED,
-}
-"""Exception type -> exit status; the most specific type of an exception's MRO wins."""
-
-DEFAULT_EXIT_STATUS = EXIT_STORE
-"""For exceptions of no type above (an unexpected failure: reported in one line, status 3)."""
 
 COMMANDS: dict[str, str] = {
     "get": "values",
@@ -86,15 +55,6 @@ COMMANDS: dict[str, str] = {
 """Command name -> module of `anystore_cli.cli.commands` that defines it (imported on use)."""
 
 _debug = False
-
-
-def exit_status(exc: BaseException) -> int:
-    """The exit status for an exception, from `EXIT_STATUS`."""
-    for cls in type(exc).__mro__:
-        status = EXIT_STATUS.get(cls)
-        if status is not None:
-            return status
-    return DEFAULT_EXIT_STATUS
 
 
 def debug_enabled() -> bool:

@@ -1,4 +1,5 @@
-"""Terminal output: plain bytes, JSON lines, rich tables and progress bars.
+"""Terminal output: plain bytes, terminal-safe text, progress bars (records and tables are in
+`anystore_cli.cli.output`).
 
 Data goes to stdout, everything else (summaries, progress, errors) to stderr. Tables and
 colours are for humans only: they appear when the stream is a terminal, colours are dropped
@@ -12,9 +13,11 @@ import io
 import os
 import sys
 import threading
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable
 from types import TracebackType
 from typing import IO, Any
+
+from anystore_cli.cli.output.records import json_line  # noqa: F401  (command modules import it from here)
 
 PROG = "anystore"
 
@@ -155,14 +158,8 @@ def error(text: str) -> None:
     message(f"{PROG}: error: {text}")
 
 
-def json_line(record: Any) -> bytes:
-    """One compact JSON document and a newline."""
-    import orjson
-
-    return orjson.dumps(record) + b"\n"
-
-
-def _rich_console(stderr: bool = False) -> Any:
+def rich_console(stderr: bool = False) -> Any:
+    """A rich console on stdout (or stderr), colored only where color is wanted."""
     from rich.console import Console
 
     stream = sys.stderr if stderr else sys.stdout
@@ -176,37 +173,6 @@ def _rich_console(stderr: bool = False) -> Any:
         soft_wrap=False,
         emoji=False,
     )
-
-
-def print_table(
-    columns: Sequence[str],
-    rows: Iterable[Sequence[Any]],
-    title: str | None = None,
-    widths: dict[str, int] | None = None,
-    header: bool = True,
-) -> None:
-    """Print a rich table on stdout (for a terminal).
-
-    A long listing prints several tables, one a batch of rows: the first with the header, the
-    others without, all with the same `widths` for the columns named there, so they line up.
-    """
-    from rich.markup import escape
-    from rich.table import Table
-
-    table = Table(title=title, header_style="bold", show_edge=False, pad_edge=False, show_header=header)
-    for name in columns:
-        # keys and values wrap on a narrow terminal rather than lose their end to an ellipsis
-        width = (widths or {}).get(name)
-        justify = "right" if name in ("size", "count") else "left"
-        table.add_column(name, justify=justify, overflow="fold", width=width, min_width=width)
-    for row in rows:
-        table.add_row(*(escape(terminal_safe("" if cell is None else str(cell))) for cell in row))
-    _rich_console().print(table)
-
-
-def print_record(record: dict[str, Any], title: str | None = None) -> None:
-    """Print one record as a two-column (field, value) table on stdout."""
-    print_table(("field", "value"), record.items(), title=title)
 
 
 class Progress:
@@ -245,7 +211,7 @@ class Progress:
             else:
                 columns = [TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn()]
             columns.append(TimeElapsedColumn())
-            self._progress = RichProgress(*columns, console=_rich_console(stderr=True), transient=True)
+            self._progress = RichProgress(*columns, console=rich_console(stderr=True), transient=True)
             self._progress.__enter__()
             self._task = self._progress.add_task(self.description, total=self.total)
         return self

@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from io import BytesIO, StringIO
 from typing import IO, Any, ClassVar, TypeVar
 
-from anystore_cli.errors import AlreadyExists, AnystoreError, DoesNotExist, ReadOnlyError, StoreError
+from anystore_cli.errors import AlreadyExists, AnystoreError, DoesNotExist, ErrorText, ReadOnlyError, StoreError
 from anystore_cli.store.entry import BaseStats, KeyEntry, entry_from_stats
 from anystore_cli.store.io import DEFAULT_MODE
 from anystore_cli.util.checksum import make_checksum
@@ -124,9 +124,11 @@ class BackendContract:
             raise StoreError(self._describe(key, f"store failed: {mask_uri(exc)}")) from exc
 
     def _describe(self, key: str | None, what: str) -> str:
+        # an ErrorText: the error raised with it carries key and store as attributes
+        store = mask_uri(self.uri)
         if key is None:
-            return f"Store `{mask_uri(self.uri)}`: {what}"
-        return f"Key `{key}` in store `{mask_uri(self.uri)}`: {what}"
+            return ErrorText(f"Store `{store}`: {what}", None, store)
+        return ErrorText(f"Key `{key}` in store `{store}`: {what}", key, store)
 
     def _missing(self, key: str) -> DoesNotExist:
         return DoesNotExist(self._describe(key, "does not exist"))

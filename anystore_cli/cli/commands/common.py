@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import re
 import sys
 from collections.abc import Generator
 from enum import Enum
@@ -17,6 +16,14 @@ from typing import IO, Annotated, Any
 
 import typer
 
+from anystore_cli.cli.output.text import (  # noqa: F401  (command modules import them from here)
+    decode_key_b64,
+    is_text_key,
+    key_b64,
+    readable_text,
+    uri_text,
+)
+from anystore_cli.cli.output.values import dump_json, load_json, render_value  # noqa: F401
 from anystore_cli.errors import (
     AlreadyExists,
     DoesNotExist,
@@ -24,21 +31,15 @@ from anystore_cli.errors import (
     InvalidKey,
     InvalidUri,
     ReadOnlyError,
+    UsageProblem,
 )
 from anystore_cli.store.options import is_secret_name, mask_secrets, register_secrets  # noqa: F401 - imported from here
-from anystore_cli.util.keys import decode_key_b64 as decode_key_b64  # noqa: PLC0414 - re-exported
 from anystore_cli.util.keys import ensure_relative_key
-from anystore_cli.util.keys import is_text_key as is_text_key  # noqa: PLC0414 - re-exported
-from anystore_cli.util.keys import key_b64 as key_b64  # noqa: PLC0414 - re-exported
 from anystore_cli.util.uri import mask_uri
 
 DEFAULT_STORE = ".anystore"
 MAX_TTL = 100 * 366 * 24 * 3600
 """The longest `--ttl` (about 100 years, in seconds): what every backend can store as an expiry"""
-
-
-class UsageProblem(Exception):
-    """The command line is wrong in a way the option parser cannot see (exit status 2)."""
 
 
 class ClosedStream:
@@ -259,20 +260,25 @@ class State:
         """Report a missing `key` by its name and the store's, whatever the backend said."""
         try:
             yield
-        except DoesNotExist:
-            raise DoesNotExist(f"Key `{key}` in store `{self.label}`: does not exist") from None
+        except DoesNotExist as exc:
+            raise DoesNotExist(
+                f"Key `{key}` in store `{self.label}`: does not exist", key=key, store=exc.store
+            ) from None
 
     @contextlib.contextmanager
     def writing(self, key: str) -> Generator[None, None, None]:
         """Name `key` and the store when a write is refused (exists already, read-only store)."""
         try:
             yield
-        except AlreadyExists:
-            raise AlreadyExists(f"Key `{key}` in store `{self.label}`: already exists") from None
+        except AlreadyExists as exc:
+            raise AlreadyExists(
+                f"Key `{key}` in store `{self.label}`: already exists", key=key, store=exc.store
+            ) from None
         except ReadOnlyError as exc:
-            if f"`{key}`" in str(exc):
+            if exc.key == key:  # the store's own words name the key already
                 raise
-            raise ReadOnlyError(f"Key `{key}` in store `{self.label}`: refused, the store is readonly") from None
+            text = f"Key `{key}` in store `{self.label}`: refused, the store is readonly"
+            raise ReadOnlyError(text, key=key, store=exc.store) from None
 
     def note(self, text: str) -> None:
         """A summary line on stderr, unless `--quiet`."""
@@ -452,84 +458,6 @@ def _named_io(uri: str, mode: str, config: dict[str, Any] | None, option: str) -
         raise named from exc
 
 
-def _reject_constant(name: str) -> Any:
-    raise ValueError(f"`{name}` is not JSON")
-
-
-_LONG_NUMBER = re.compile(rb"\d{19}")
-
-
-def load_json(data: bytes, what: str) -> Any:
-    """Parse JSON, or raise `InvalidData` naming `what`.
-
-    orjson is used unless the text holds a number of 19 or more digits: orjson reads integers
-    beyond 64 bits as floats, the standard library keeps them exact.
-    """
-    import orjson
-
-    if _LONG_NUMBER.search(data) is None:
-        try:
-            return orjson.loads(data)
-        except orjson.JSONDecodeError as exc:
-            raise InvalidData(f"Invalid JSON in {what}: {exc}") from None
-    import json
-
-    try:
-        return json.loads(data, parse_constant=_reject_constant)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise InvalidData(f"Invalid JSON in {what}: {exc}") from None
-
-
-def dump_json(value: Any) -> bytes:
-    """Compact JSON bytes (without a newline)."""
-    import orjson
-
-    try:
-        return orjson.dumps(value, default=_json_default)
-    except (TypeError, orjson.JSONEncodeError):
-        import json
-
-        return json.dumps(value, ensure_ascii=False, separators=(",", ":"), default=str).encode()
-
-
-def _json_default(value: Any) -> Any:
-    if isinstance(value, (bytes, bytearray)):
-        return bytes(value).decode("utf-8", "replace")
-    if isinstance(value, (set, frozenset, tuple)):
-        return list(value)
-    return str(value)
-
-
-def render_value(data: bytes, mode: Mode, what: str) -> bytes:
-    """The output bytes of a stored value under `mode`.
-
-    raw: unchanged. json: compact JSON and a newline (bad JSON is `InvalidData`). auto: JSON
-    like json where it parses, else the bytes unchanged (never unpickled). pickle: unpickled
-    (runs code from the store, only when asked for by name), printed as text or JSON.
-    """
-    if mode is Mode.raw:
-        return data
-    if mode is Mode.json:
-        return dump_json(load_json(data, what)) + b"\n"
-    if mode is Mode.auto:
-        try:
-            value = load_json(data, what)
-        except InvalidData:
-            return data
-        return dump_json(value) + b"\n"
-    import pickle
-
-    try:
-        value = pickle.loads(data)
-    except Exception as exc:  # noqa: BLE001 - any unpickling failure is bad data
-        raise InvalidData(f"Not a pickle: {what} ({exc})") from None
-    if isinstance(value, (bytes, bytearray)):
-        return bytes(value)
-    if isinstance(value, str):
-        return value.encode("utf-8", "surrogateescape")
-    return dump_json(value) + b"\n"
-
-
 def encode_argument(value: str) -> bytes:
     """The bytes of a command-line argument as the shell passed them (undecodable bytes kept)."""
     return os.fsencode(value)
@@ -547,19 +475,6 @@ def split_backend_config(items: list[str] | None, option: str = "'-b' / '--backe
             raise typer.BadParameter(f"`{item}` is not KEY=VALUE", param_hint=option)
         config[name.strip()] = value
     return config
-
-
-_SURROGATES = re.compile("[\udc80-\udcff]")
-
-
-def readable_text(text: str) -> str:
-    """`text` with each undecodable byte (a surrogate escape) shown as U+FFFD."""
-    return text.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
-
-
-def uri_text(uri: str) -> str:
-    """A uri with each undecodable byte percent-encoded (`caf%E9`)."""
-    return _SURROGATES.sub(lambda m: f"%{ord(m.group()) - 0xDC00:02X}", uri)
 
 
 def check_backend_options(uri: str, config: dict[str, Any], option: str) -> None:

@@ -10,6 +10,7 @@ import typer
 from anystore_cli.cli.commands.common import UsageProblem, get_state, mask_secrets
 from anystore_cli.cli.completion import complete_key
 from anystore_cli.errors import ChecksumMismatch, DoesNotExist, InvalidKey
+from anystore_cli.util.uri import mask_uri
 
 app = typer.Typer(rich_markup_mode=None, pretty_exceptions_enable=False)
 
@@ -21,17 +22,18 @@ def info(
     json: Annotated[bool, typer.Option("--json", help="JSON even on a terminal.")] = False,
 ) -> None:
     """Show a key's metadata: JSON when piped (or --json), a table on a terminal."""
-    from anystore_cli.cli.commands.keys import info_record
-    from anystore_cli.cli.console import json_line, stdout_is_terminal
+    from anystore_cli.cli.console import stdout_is_terminal
+    from anystore_cli.cli.output.records import info_record, json_line
 
     state = get_state(ctx)
     key = state.key(key)
     with state.reading(key):
-        record = info_record(state.store().info(key))
+        store = state.store()
+        record = info_record(store, store.info(key))
     if json or not stdout_is_terminal():
         sys.stdout.buffer.write(json_line(record))
         return
-    from anystore_cli.cli.console import print_record
+    from anystore_cli.cli.output.tables import print_record
     from anystore_cli.util.text import human_size
 
     print_record({**record, "size": human_size(record["size"])})  # as `keys -l` shows sizes
@@ -114,7 +116,9 @@ def checksum(
         if expected is not None:
             if digest != expected:
                 raise ChecksumMismatch(
-                    f"Key `{key}` in store `{state.label}`: {algorithm} is {digest}, expected {expected}"
+                    f"Key `{key}` in store `{state.label}`: {algorithm} is {digest}, expected {expected}",
+                    key=key,
+                    store=mask_uri(store.uri),
                 )
             state.detail(f"{key}: OK")
         else:
@@ -260,7 +264,8 @@ raw bytes and decode only as `--mode` says (their auto never unpickles)."""
 def settings(ctx: typer.Context) -> None:
     """Print the effective configuration as JSON (indented on a terminal), secrets masked."""
     from anystore_cli import __version__
-    from anystore_cli.cli.console import json_line, stdout_is_terminal
+    from anystore_cli.cli.console import stdout_is_terminal
+    from anystore_cli.cli.output.records import json_line
     from anystore_cli.config.settings import Settings
 
     state = get_state(ctx)
