@@ -60,9 +60,13 @@ def test_redis_get_does_not_pay_for_fsspec_or_sqlalchemy(tmp_path, redis_url):
         )
 
 
-@pytest.mark.parametrize("args", [("get", "k"), ("exists", "k"), ("info", "k")], ids=["get", "exists", "info"])
-def test_sqlite_reads_of_a_database_file_do_not_pay_for_sqlalchemy(tmp_path, args):
-    """A read of a SQLite file runs its one SELECT through the standard library's `sqlite3`."""
+@pytest.mark.parametrize(
+    "args",
+    [("get", "k"), ("exists", "k"), ("info", "k"), ("put", "k", "w"), ("put", "new", "w"), ("rm", "k")],
+    ids=["get", "exists", "info", "put", "put-new", "rm"],
+)
+def test_sqlite_file_commands_do_not_pay_for_sqlalchemy(tmp_path, args):
+    """Reads and writes of a SQLite file whose table exists go through the standard library's `sqlite3`."""
     env = {"ANYSTORE_URI": f"sqlite:///{tmp_path}/startup.db"}
     subprocess.run(
         [sys.executable, "-m", "anystore_cli", "put", "k", "v"], cwd=tmp_path, check=True, env={**os.environ, **env}

@@ -35,16 +35,16 @@ Writes are upserts (ON CONFLICT / ON DUPLICATE KEY UPDATE); `no_clobber` is an i
 ignores a conflict and checks the row count. A batch of `put_many` is one transaction: on
 PostgreSQL (psycopg2) one binary COPY straight into the table, or, once a batch met an existing
 key (its COPY fails whole and is rolled back), a COPY into a temporary staging table and one
-INSERT ... SELECT upsert from it; on SQLite multi-row upserts of 400 rows; on MySQL/MariaDB
-(pymysql) multi-row upserts of hex literals, at most 512 KiB of SQL each. Expired
-rows are invisible to every read, and are deleted when keys are listed and, now and then
-(about one write in a hundred), when writing. `pop` is one `DELETE ... RETURNING` where the
-database has it, else a locking SELECT and a DELETE in one transaction. Listing narrows with
-an escaped `LIKE` on the literal start of the prefix or glob, then matches exactly in Python;
-it streams through a server-side cursor (PostgreSQL, SQLite), or on MySQL pages through the
-primary key 1000 keys at a time (an unfinished MySQL result would have to be drained). SQLite
-databases run in WAL mode with a 30 second busy timeout, so parallel processes can write one
-file.
+INSERT ... SELECT upsert from it; on SQLite multi-row upserts of 400 rows, under a bigger page
+cache and rarer WAL checkpoints for the batch; on MySQL/MariaDB (pymysql) multi-row upserts of
+hex literals, at most 512 KiB of SQL each. Expired rows are invisible to every read, and are
+deleted when keys are listed and, now and then (about one write in a hundred), when writing.
+`pop` is one `DELETE ... RETURNING` where the database has it, else a locking SELECT and a
+DELETE in one transaction. Listing narrows with an escaped `LIKE` on the literal start of the
+prefix or glob, then matches exactly in Python; it streams through a server-side cursor
+(PostgreSQL, SQLite), or on MySQL pages through the primary key 1000 keys at a time (an
+unfinished MySQL result would have to be drained). SQLite databases run in WAL mode with a 30
+second busy timeout, so parallel processes can write one file.
 
 Timeouts (`backend_config`, seconds; `0` turns one off): connecting to a server gives up after
 `connect_timeout` (default 3), and a server that leaves a statement, a fetch or a commit
@@ -57,9 +57,12 @@ writes.
 
 The package: `store` (the store's primitives), `engine` (SQLAlchemy engines, drivers and
 timeouts), `bulk` (batched writes), `schema` (the table's definition and the migration),
-`layout` (the facts all of them share), `sqlite` (SQLite's connection set-up and its reads
-through the standard library) and `watchdog`. Importing the package loads no SQLAlchemy: only the
-paths that run a statement through it do.
+`layout` (the facts all of them share), `sqlite` (SQLite's connection set-up, and the reads and
+writes of a database file through the standard library) and `watchdog`. Importing the package
+loads no SQLAlchemy: only the paths that run a statement through it do. A plain `sqlite:///path`
+file is read and written through `sqlite3` (the table, where missing, is created from
+SQLAlchemy's definition); its listings, in-memory databases and urls with options go through
+SQLAlchemy.
 """
 
 from __future__ import annotations

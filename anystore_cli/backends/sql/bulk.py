@@ -5,7 +5,6 @@ MySQL's multi-row upserts of hex literals."""
 from __future__ import annotations
 
 import contextlib
-import functools
 import io
 import struct
 from collections.abc import Generator
@@ -14,13 +13,12 @@ from typing import Any
 
 from anystore_cli.backends.sql._lazy import LazyModule
 from anystore_cli.backends.sql.layout import utcnow
+from anystore_cli.backends.sql.sqlite import upsert_many
 from anystore_cli.backends.sql.watchdog import WATCHDOG
 
 sa = LazyModule("sqlalchemy")
 sa_exc = LazyModule("sqlalchemy.exc")
 
-SQLITE_ROWS_PER_STATEMENT = 400
-"""Rows of one SQLite multi-row upsert (2 parameters each, 3 shared: under the old limit of 999)"""
 MYSQL_STATEMENT_BYTES = 512 * 1024
 """Characters of one pre-escaped MySQL multi-row upsert (max_allowed_packet is 1 MiB at least)"""
 MYSQL_HEX_VALUE_LIMIT = 64 * 1024
@@ -81,19 +79,6 @@ def copy_rows(
     return b"".join(parts)
 
 
-@functools.lru_cache(maxsize=8)
-def _sqlite_rows(count: int) -> str:
-    """`count` rows of a SQLite VALUES list (key, value, timestamp, ttl, created_at): key and
-    value numbered after the timestamp (1) and the ttl (2), bound once for all rows."""
-    return ",".join(f"(?{3 + 2 * i},?{4 + 2 * i},?1,?2,?1)" for i in range(count))
-
-
-@functools.lru_cache(maxsize=8)
-def _sqlite_rows_without_created(count: int) -> str:
-    """As `_sqlite_rows`, for a table of the library's four columns only."""
-    return ",".join(f"(?{3 + 2 * i},?{4 + 2 * i},?1,?2)" for i in range(count))
-
-
 class BulkWrites:
     """The `put_many` of `SqlStore`, by database."""
 
@@ -101,8 +86,13 @@ class BulkWrites:
         now = utcnow()
         self._writing.size = max((len(value) for _, value in items), default=0)
         values = dict(items)  # last one wins
-        self.ensure_table()
         ttl = int(ttl) if ttl else None
+        light = self._light_for_write()
+        if light is not None:
+            light.put_many(values, now, ttl, self.has_created_at)
+            self._maybe_purge()
+            return
+        self.ensure_table()
         engine = self.engine
         if self._copy_batches():
             self._copy_many(values, now, ttl)
@@ -116,35 +106,11 @@ class BulkWrites:
         self._maybe_purge()
 
     def _sqlite_many(self, values: dict[str, bytes], now: datetime, ttl: int | None) -> None:
-        """SQLite: the batch as a few multi-row upserts of up to `SQLITE_ROWS_PER_STATEMENT` rows,
-        straight through the driver, the timestamp and ttl bound once per statement.
-
-        One statement of many rows runs about twice as fast as `executemany` of one row each
-        (one statement to step, not one per row), and nothing is converted per row in Python.
-        """
-        head, tail = self._sqlite_upsert_parts()
-        stamp = self.table.c.timestamp.type.dialect_impl(self.engine.dialect).bind_processor(self.engine.dialect)
-        fixed = [stamp(now) if stamp else now, ttl]
-        rows = _sqlite_rows if self.has_created_at else _sqlite_rows_without_created
-        keys = sorted(values)
+        """SQLite through SQLAlchemy's connection (an in-memory database, a url with options):
+        the multi-row upserts of the `sqlite3` path, in the engine's transaction."""
         with self.engine.begin() as conn:
-            for start in range(0, len(keys), SQLITE_ROWS_PER_STATEMENT):
-                chunk = keys[start : start + SQLITE_ROWS_PER_STATEMENT]
-                params = list(fixed)
-                for key in chunk:
-                    params.append(key)
-                    params.append(values[key])
-                conn.exec_driver_sql(f"{head}{rows(len(chunk))}{tail}", tuple(params))
-
-    def _sqlite_upsert_parts(self) -> tuple[str, str]:
-        """The SQLite upsert around its VALUES: `INSERT INTO t (columns) VALUES ` and
-        ` ON CONFLICT ... DO UPDATE ...`, compiled from `_upsert` (one definition of an overwrite)."""
-        if self._sqlite_parts_ is None:
-            compiled = str(self._upsert().compile(dialect=self.engine.dialect))
-            marker = " VALUES (" + ", ".join("?" * len(self._columns())) + ")"
-            at = compiled.index(marker)  # ValueError: a compiler this code does not know
-            self._sqlite_parts_ = (compiled[:at] + " VALUES ", compiled[at + len(marker) :])
-        return self._sqlite_parts_
+            dbapi_connection = conn.connection.dbapi_connection
+            upsert_many(dbapi_connection, self._quoted_table(), values, now, ttl, self.has_created_at)
 
     def _mysql_upsert_parts(self) -> tuple[str, str]:
         """The MySQL upsert around its VALUES, compiled from `_upsert` as on SQLite (its update

@@ -6,6 +6,7 @@ The SQLite read path imports only this and `sqlite`, so a `get` does not pay for
 
 from __future__ import annotations
 
+import hashlib
 from datetime import datetime, timezone
 from typing import Any
 
@@ -37,6 +38,14 @@ def escape_like(text: str, escape: str = LIKE_ESCAPE) -> str:
     for char in (escape, "%", "_"):
         text = text.replace(char, escape + char)
     return text
+
+
+def index_name(table: str) -> str:
+    """The name of the table's index on `ttl` (cut, with a hash, to fit every database)."""
+    name = f"ix_{table}_ttl"
+    if len(name) <= 60:
+        return name
+    return f"ix_{table[:40]}_{hashlib.sha1(table.encode()).hexdigest()[:8]}_ttl"
 
 
 def utcnow() -> datetime:

@@ -3,7 +3,6 @@ layout read from an existing table, and the migration from this tool's earlier l
 
 from __future__ import annotations
 
-import hashlib
 import math
 from datetime import datetime, timezone
 from typing import Any
@@ -18,6 +17,7 @@ from anystore_cli.backends.sql.layout import (
     EARLIER_COLUMNS,
     LIBRARY_COLUMNS,
     MYSQL_KEY_LENGTH,
+    index_name,
     utcnow,
 )
 from anystore_cli.errors import StoreError
@@ -27,13 +27,6 @@ MIGRATE_BATCH = 1000
 """Rows a migration reads and writes at a time"""
 TABLES: dict[tuple[str, str], sa.Table] = {}
 """Tables known to exist, by store uri and table name (one inspection per process)"""
-
-
-def _index_name(table: str) -> str:
-    name = f"ix_{table}_ttl"
-    if len(name) <= 60:
-        return name
-    return f"ix_{table[:40]}_{hashlib.sha1(table.encode()).hexdigest()[:8]}_ttl"
 
 
 def build_table(name: str, engine: Engine) -> sa.Table:
@@ -66,7 +59,7 @@ def build_table(name: str, engine: Engine) -> sa.Table:
         sa.Column("timestamp", timestamp, nullable=True, server_default=now),
         sa.Column("ttl", sa.BigInteger(), nullable=True),
         sa.Column("created_at", timestamp, nullable=True),
-        sa.Index(_index_name(name), "ttl"),
+        sa.Index(index_name(name), "ttl"),
         **options,
     )
 

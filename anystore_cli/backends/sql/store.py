@@ -27,7 +27,7 @@ from anystore_cli.backends.sql.layout import (
     utcnow,
 )
 from anystore_cli.backends.sql.listing import Listing, row_stats
-from anystore_cli.backends.sql.sqlite import SqliteReader, plain_file
+from anystore_cli.backends.sql.sqlite import SqliteFile, SqliteFileAccess, plain_file
 from anystore_cli.backends.sql.watchdog import WATCHDOG
 from anystore_cli.errors import AlreadyExists, InvalidKey, InvalidUri, StoreError, StoreNotFound
 from anystore_cli.store.base import BaseStore, VirtualIOMixin
@@ -57,7 +57,7 @@ _DEADLOCK_CODES = {1205, 1213, "40P01"}  # MySQL: lock wait timeout, deadlock; P
 T = TypeVar("T")
 
 
-class SqlStore(Listing, BulkWrites, VirtualIOMixin, BaseStore):
+class SqlStore(SqliteFileAccess, Listing, BulkWrites, VirtualIOMixin, BaseStore):
     """A store in one table of a SQL database, with ttl support."""
 
     options: ClassVar[tuple[Option, ...]] = (
@@ -94,10 +94,9 @@ class SqlStore(Listing, BulkWrites, VirtualIOMixin, BaseStore):
         self._table_: sqlalchemy.Table | None = None
         self._copy_conflicts = False  # PostgreSQL: a COPY met an existing key, batches now upsert
         self._staged_upsert_: Any = None
-        self._sqlite_parts_: tuple[str, str] | None = None
         self._mysql_parts_: tuple[str, str] | None = None
         path = plain_file(self.uri)
-        self._sqlite_reader = SqliteReader(path, self.table_name) if path is not None else None
+        self._sqlite_reader = SqliteFile(path, self.table_name) if path is not None else None
         self._sqlite_columns: set[str] | None = None
 
     @property
@@ -165,37 +164,6 @@ class SqlStore(Listing, BulkWrites, VirtualIOMixin, BaseStore):
         if self._sqlite_columns is not None:
             return "created_at" in self._sqlite_columns
         return "created_at" in self.table.c
-
-    def _light(self) -> SqliteReader | None:
-        """The `sqlite3` reader of a SQLite database file whose table exists and has the
-        library's layout, or None where the read goes through SQLAlchemy (not a plain file, or
-        a read that creates a missing table).
-
-        Raises:
-            StoreNotFound: If the file or the table does not exist and a read may not create them
-            StoreError: If the table is not of the library's layout
-        """
-        reader = self._sqlite_reader
-        if reader is None:
-            return None
-        if self._sqlite_columns is None:
-            create = self.create_missing and not self.readonly
-            import os
-
-            if not os.path.exists(reader.path):
-                if create:
-                    return None
-                raise StoreNotFound(self._describe(None, f"the SQLite database file `{reader.path}` does not exist"))
-            columns = reader.columns()
-            if columns is None:
-                if create:
-                    return None
-                raise StoreNotFound(self._describe(None, f"table `{self.table_name}` does not exist"))
-            problem = layout_problem(columns, self.table_name, self.uri)
-            if problem is not None:
-                raise StoreError(self._describe(None, problem))
-            self._sqlite_columns = columns
-        return reader
 
     def _resolve_table(self, create: bool) -> sqlalchemy.Table:
         from anystore_cli.backends.sql.schema import TABLES, build_table
@@ -407,6 +375,14 @@ class SqlStore(Listing, BulkWrites, VirtualIOMixin, BaseStore):
 
     def purge_expired(self) -> int:
         """Delete the expired rows of the table now (best effort); return how many went."""
+        light = self._light_for_write()
+        if light is not None:
+            import sqlite3
+
+            try:
+                return light.purge(utcnow())
+            except sqlite3.Error:  # locked by another writer past the busy timeout: next time
+                return 0
         try:
             with self.engine.begin() as conn:
                 table = self.table
@@ -440,8 +416,18 @@ class SqlStore(Listing, BulkWrites, VirtualIOMixin, BaseStore):
 
     def _write(self, key: str, value: bytes, ttl: int | None = None, no_clobber: bool = False, **kwargs: Any) -> None:
         self._writing.size = len(value)
-        self.ensure_table()
         now = utcnow()
+        light = self._light_for_write()
+        if light is not None:
+            ttl = int(ttl) if ttl else None
+            if no_clobber:
+                if not light.insert_new(key, bytes(value), now, ttl, self.has_created_at):
+                    raise AlreadyExists(self._describe(key, "already exists"))
+            else:
+                light.put_many({key: bytes(value)}, now, ttl, self.has_created_at)
+            self._maybe_purge()
+            return
+        self.ensure_table()
         row = self._row(key, bytes(value), ttl, now)
         if no_clobber:
             self._retry(lambda: self._insert_new({**row, "now": now}))
@@ -482,6 +468,9 @@ class SqlStore(Listing, BulkWrites, VirtualIOMixin, BaseStore):
             yield key, found.get(key)
 
     def _delete(self, key: str) -> bool:
+        light = None if self.readonly else self._light()  # a delete creates no missing store
+        if light is not None:
+            return light.delete(key, utcnow())
         table = self.table
         stmt = sa.delete(table).where(table.c.key == key, self._live(utcnow()))
         with self.engine.begin() as conn:
@@ -508,13 +497,6 @@ class SqlStore(Listing, BulkWrites, VirtualIOMixin, BaseStore):
             return self.table
         except StoreNotFound:
             return None
-
-    def _light_if_there(self) -> SqliteReader | bool:
-        """`_light()`, or False where the store is not there (as `_table_if_there`)."""
-        try:
-            return self._light() or False
-        except StoreNotFound:
-            return False
 
     def _exists(self, key: str) -> bool:
         light = self._light_if_there()
