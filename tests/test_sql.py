@@ -468,6 +468,22 @@ def test_sqlite_file_table_is_the_table_sqlalchemy_defines(tmp_path):
     assert layout("light.db") == layout("alchemy.db")
 
 
+def test_sqlite_file_batches_from_parallel_threads_each_commit(tmp_path):
+    """`load -j N` writes batches of one store from N threads: each its own transaction."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    store = get_store(f"sqlite:///{tmp_path}/threads.db")
+    store.put("first", 1)
+
+    def batch(n: int) -> int:
+        items = [(f"t{n}/{i}", b"v") for i in range(2000)]
+        return store.put_many(items, serialization_mode="raw")
+
+    with ThreadPoolExecutor(4) as pool:
+        assert sum(pool.map(batch, range(8))) == 16000
+    assert len(list(store.iterate_keys(prefix="t"))) == 16000
+
+
 def test_readonly_store_does_not_create_its_table(tmp_path):
     store = get_store(f"sqlite:///{tmp_path}/ro.db", readonly=True)
     with pytest.raises(StoreError, match="does not exist"):

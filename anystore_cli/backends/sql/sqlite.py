@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import sqlite3
+import threading
 from collections.abc import Generator, Iterator
 from datetime import datetime
 from typing import Any
@@ -135,7 +136,9 @@ class SqliteFile:
         self.path = path
         self.table = table
         self._quoted = '"' + table.replace('"', '""') + '"'
-        self._connection: sqlite3.Connection | None = None
+        self._local = threading.local()  # one connection a thread: each holds its own transaction
+        self._opened: list[sqlite3.Connection] = []
+        self._opened_lock = threading.Lock()
 
     @property
     def connection(self) -> sqlite3.Connection:
@@ -143,7 +146,8 @@ class SqliteFile:
         return self._connect("rw")
 
     def _connect(self, mode: str) -> sqlite3.Connection:
-        if self._connection is None:
+        connection = getattr(self._local, "connection", None)
+        if connection is None:
             connection = sqlite3.connect(
                 f"file:{quote(self.path)}?mode={mode}",
                 uri=True,
@@ -152,8 +156,10 @@ class SqliteFile:
                 check_same_thread=False,
             )
             sqlite_on_connect(connection)
-            self._connection = connection
-        return self._connection
+            self._local.connection = connection
+            with self._opened_lock:
+                self._opened.append(connection)
+        return connection
 
     def create_table(self) -> None:
         """Create the file and the table (with `created_at` and the index on `ttl`) where missing,
@@ -267,10 +273,12 @@ class SqliteFile:
             return connection.execute(sql, (now.strftime(TIME_FORMAT),)).rowcount or 0
 
     def close(self) -> None:
-        """Close the connection, if one is open."""
-        if self._connection is not None:
-            self._connection.close()
-            self._connection = None
+        """Close the connections of every thread."""
+        with self._opened_lock:
+            opened, self._opened = self._opened, []
+        for connection in opened:
+            connection.close()
+        self._local = threading.local()
 
 
 class SqliteFileAccess:
