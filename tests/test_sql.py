@@ -406,6 +406,84 @@ def test_sqlite_runs_in_wal_mode(store_factory):
         assert conn.execute(sa.text("PRAGMA busy_timeout")).scalar_one() >= 30000
 
 
+def test_sqlite_batch_runs_under_bulk_pragmas_and_restores_them(tmp_path):
+    from anystore_cli.backends.sql.sqlite import BULK_PRAGMAS
+    from anystore_cli.store.base import as_backend
+
+    store = get_store(f"sqlite:///{tmp_path}/bulk.db")
+    store.put("first", 1)
+    backend = as_backend(store)
+    connection = backend._light_for_write().connection
+    before = {name: connection.execute(f"PRAGMA {name}").fetchone()[0] for name in BULK_PRAGMAS}
+    seen: dict[str, int] = {}
+
+    def trace(statement: str) -> None:
+        if statement.startswith("INSERT"):
+            seen.update({name: connection.execute(f"PRAGMA {name}").fetchone()[0] for name in BULK_PRAGMAS})
+
+    connection.set_trace_callback(trace)
+    try:
+        store.put_many([(f"k{i}", b"v") for i in range(1000)], serialization_mode="raw")
+    finally:
+        connection.set_trace_callback(None)
+    assert seen == BULK_PRAGMAS
+    assert {name: connection.execute(f"PRAGMA {name}").fetchone()[0] for name in BULK_PRAGMAS} == before
+    assert connection.execute("PRAGMA synchronous").fetchone()[0] == 1  # NORMAL: never off
+    assert len(list(store.iterate_keys())) == 1001
+
+
+def test_sqlite_file_and_in_memory_paths_keep_creation_times_alike(tmp_path):
+    """The `sqlite3` path of a file and SQLAlchemy's of an in-memory database overwrite alike."""
+    for uri in (f"sqlite:///{tmp_path}/alike.db", "sqlite://"):
+        store = get_store(uri)
+        store.put("k", 1)
+        created = store.info("k").created_at
+        time.sleep(0.01)
+        store.put("k", 2)
+        store.put_many([("k", b"3"), ("j", b"4")], serialization_mode="raw")
+        info = store.info("k")
+        assert store.get("k", serialization_mode="raw") == b"3", uri
+        assert info.created_at == created, uri
+        assert info.updated_at > created, uri
+
+
+def test_sqlite_file_table_is_the_table_sqlalchemy_defines(tmp_path):
+    """A file's table created through `sqlite3` is the one `schema.build_table` defines."""
+    import sqlite3
+
+    from anystore_cli.backends.sql import SqlStore
+
+    SqlStore(uri=f"sqlite:///{tmp_path}/light.db", backend_config={"table": "t"}).put("k", b"v")
+    alchemy = SqlStore(uri=f"sqlite:///{tmp_path}/alchemy.db?check_same_thread=false", backend_config={"table": "t"})
+    alchemy.ensure_table()
+
+    def layout(name: str) -> tuple:
+        with sqlite3.connect(tmp_path / name) as connection:
+            columns = connection.execute("PRAGMA table_info(t)").fetchall()
+            indexes = [row[1:] for row in connection.execute("PRAGMA index_list(t)").fetchall()]
+            index_columns = connection.execute("PRAGMA index_info(ix_t_ttl)").fetchall()
+            sql = connection.execute("SELECT sql FROM sqlite_master WHERE name = 't'").fetchone()[0]
+            return columns, sorted(indexes), index_columns, sql.rstrip().endswith("WITHOUT ROWID")
+
+    assert layout("light.db") == layout("alchemy.db")
+
+
+def test_sqlite_file_batches_from_parallel_threads_each_commit(tmp_path):
+    """`load -j N` writes batches of one store from N threads: each its own transaction."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    store = get_store(f"sqlite:///{tmp_path}/threads.db")
+    store.put("first", 1)
+
+    def batch(n: int) -> int:
+        items = [(f"t{n}/{i}", b"v") for i in range(2000)]
+        return store.put_many(items, serialization_mode="raw")
+
+    with ThreadPoolExecutor(4) as pool:
+        assert sum(pool.map(batch, range(8))) == 16000
+    assert len(list(store.iterate_keys(prefix="t"))) == 16000
+
+
 def test_readonly_store_does_not_create_its_table(tmp_path):
     store = get_store(f"sqlite:///{tmp_path}/ro.db", readonly=True)
     with pytest.raises(StoreError, match="does not exist"):

@@ -58,3 +58,19 @@ def test_redis_get_does_not_pay_for_fsspec_or_sqlalchemy(tmp_path, redis_url):
         subprocess.run(
             [sys.executable, "-m", "anystore_cli", "rm", "k"], cwd=tmp_path, env={**os.environ, **env}, check=False
         )
+
+
+@pytest.mark.parametrize(
+    "args",
+    [("get", "k"), ("exists", "k"), ("info", "k"), ("put", "k", "w"), ("put", "new", "w"), ("rm", "k")],
+    ids=["get", "exists", "info", "put", "put-new", "rm"],
+)
+def test_sqlite_file_commands_do_not_pay_for_sqlalchemy(tmp_path, args):
+    """Reads and writes of a SQLite file whose table exists go through the standard library's `sqlite3`."""
+    env = {"ANYSTORE_URI": f"sqlite:///{tmp_path}/startup.db"}
+    subprocess.run(
+        [sys.executable, "-m", "anystore_cli", "put", "k", "v"], cwd=tmp_path, check=True, env={**os.environ, **env}
+    )
+    names = imported_modules(*args, cwd=str(tmp_path), env=env)
+    assert "sqlite3" in names
+    assert not names & {"sqlalchemy", "fsspec", "redis", "pydantic", "botocore"}

@@ -1,0 +1,117 @@
+"""Listing of the SQL store: one SELECT narrowed by an escaped LIKE on the literal start of the
+prefix or glob, matched exactly in Python, streamed through a server-side cursor (or, on MySQL,
+paged through the primary key)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+from anystore_cli.backends.sql._lazy import LazyModule
+from anystore_cli.backends.sql.layout import LIKE_ESCAPE, escape_like, to_utc, utcnow
+from anystore_cli.backends.sql.watchdog import WATCHDOG
+from anystore_cli.store.base import KeyEntry
+from anystore_cli.store.entry import BaseStats
+from anystore_cli.util.keys import listing_prefix, make_key_filter
+
+sa = LazyModule("sqlalchemy")
+
+STREAM_BATCH = 1000
+"""Rows fetched at a time from a cursor, or of one page on MySQL"""
+
+
+def row_stats(row: Any) -> BaseStats:
+    """The metadata of a `(key, size, created, updated)` row."""
+    return BaseStats.make(int(row[1]), to_utc(row[2]), to_utc(row[3]))
+
+
+class Listing:
+    """The listing primitives of `SqlStore`."""
+
+    def _iterate_infos(
+        self, prefix: str | None = None, exclude_prefix: str | None = None, glob: str | None = None
+    ) -> Iterator[tuple[str, BaseStats]]:
+        """The listing's one SELECT, with sizes and timestamps."""
+        for row in self._listing(self._info_columns(), prefix, exclude_prefix, glob):
+            yield row[0], row_stats(row)
+
+    def _iterate_keys(
+        self, prefix: str | None = None, exclude_prefix: str | None = None, glob: str | None = None
+    ) -> Iterator[str]:
+        for row in self._listing([self.table.c.key], prefix, exclude_prefix, glob):
+            yield row[0]
+
+    def _listing(
+        self, columns: list[Any], prefix: str | None, exclude_prefix: str | None, glob: str | None
+    ) -> Iterator[Any]:
+        """The rows of `columns` (the key first) of the live keys that match, streamed."""
+        table = self.table
+        now = utcnow()
+        if not self.readonly:
+            self.purge_expired()
+        match = make_key_filter(prefix, exclude_prefix, glob)
+        stmt = sa.select(*columns).where(self._live(now))
+        literal = listing_prefix(prefix, glob)
+        if literal:
+            stmt = stmt.where(table.c.key.like(escape_like(literal) + "%", escape=LIKE_ESCAPE))
+        if exclude_prefix and exclude_prefix.lstrip("/"):
+            pattern = escape_like(exclude_prefix.lstrip("/")) + "%"
+            stmt = stmt.where(sa.not_(table.c.key.like(pattern, escape=LIKE_ESCAPE)))
+        paged = self._is_mysql()
+        for row in self._iterate_pages(stmt) if paged else self._iterate_cursor(stmt):
+            if match(row[0]):
+                yield row
+
+    def _iterate_entries(
+        self, prefix: str | None = None, exclude_prefix: str | None = None, glob: str | None = None, md5: bool = False
+    ) -> Iterator[KeyEntry]:
+        """Key, size and update time from one query; with `md5` the database computes each
+        value's MD5 where it can (PostgreSQL, MySQL), so no value leaves the server."""
+        table = self.table
+        columns = [table.c.key, self._size(), table.c.timestamp]
+        server_md5 = md5 and self.engine.dialect.name != "sqlite"
+        if server_md5:
+            columns.append(sa.func.md5(table.c.value))
+        for row in self._listing(columns, prefix, exclude_prefix, glob):
+            updated = to_utc(row[2])
+            yield KeyEntry(
+                row[0],
+                row[1],
+                updated.timestamp() if updated is not None else None,
+                str(row[3]).lower() if server_md5 and row[3] is not None else None,
+            )
+
+    def _iterate_cursor(self, stmt: Any) -> Iterator[Any]:
+        """Stream the rows of `stmt` through a server-side cursor (each fetch watched for an answer)."""
+        with self.engine.connect() as conn:
+            result = conn.execution_options(stream_results=True, yield_per=STREAM_BATCH).execute(stmt)
+            if not (self.timeout and self.engine.dialect.name == "postgresql"):
+                yield from result
+                return
+            dbapi_connection = conn.connection.dbapi_connection
+            pages = result.partitions()
+            while True:
+                with WATCHDOG.watching(dbapi_connection, self.timeout):
+                    rows = next(pages, None)
+                if rows is None:
+                    return
+                yield from rows
+
+    def _iterate_pages(self, stmt: Any) -> Iterator[Any]:
+        """Page through the rows of `stmt` in key order, one short query per page.
+
+        Used on MySQL, where an unfinished server-side result must be read to its end before its
+        connection can be used again: stopping early would drain the whole table.
+        """
+        column = self.table.c.key
+        last: str | None = None
+        while True:
+            page = stmt.order_by(column).limit(STREAM_BATCH)
+            if last is not None:
+                page = page.where(column > last)
+            with self.engine.connect() as conn:
+                rows = conn.execute(page).all()
+            yield from rows
+            if len(rows) < STREAM_BATCH:
+                return
+            last = rows[-1][0]
