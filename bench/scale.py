@@ -12,7 +12,6 @@ comparison starts at the next size.
 
 from __future__ import annotations
 
-import json
 import subprocess
 from pathlib import Path
 
@@ -24,6 +23,7 @@ from bench.runner import (
     bulk_key,
     bulk_value,
     count_files,
+    dump_line,
     fmt_rss,
     fmt_s,
     measure,
@@ -53,7 +53,7 @@ REPEAT_UNDER = 2.0
 def _write_lines(path: Path, count: int) -> None:
     with open(path, "w") as lines:
         for i in range(count):
-            lines.write(json.dumps({"key": bulk_key(i), "value": bulk_value(i)}) + "\n")
+            lines.write(dump_line(bulk_key(i), bulk_value(i)))
 
 
 def _count_lines(path: Path) -> int:
