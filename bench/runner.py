@@ -523,7 +523,11 @@ def machine_info(new: list[str], original: list[str]) -> dict[str, str]:
         servers.append(f"moto {moto} (S3, loopback)")
     info["servers"] = ", ".join(servers)
     rclone = shutil.which("rclone")
-    info["rclone"] = rclone or "not installed: its rows are skipped"
+    if rclone:
+        version = sh([rclone, "version"]).splitlines()[0].strip()
+        info["rclone"] = f"{version} ({rclone}, from the distribution's packages)"
+    else:
+        info["rclone"] = "not installed: its rows are skipped"
     return info
 
 
