@@ -7,9 +7,9 @@ writes it; an empty `redis_prefix` is bare keys):
 - the value of `key` is a plain string at `{prefix}/{key}`, so `redis-cli GET anystore/foo`
   shows it and the original anystore's layout is kept;
 - its timestamps live in a short string at `{prefix}\\x00{key}`, `"CREATED UPDATED"` in epoch
-  seconds, written in the same command as the value (MSET: one command a batch, so a bulk load
-  costs two plain SETs a key on the server, the floor `redis-cli --pipe` shows) or the same
-  MULTI, and given the same ttl. A key never holds a NUL
+  seconds, written in the same command or MULTI as the value (a batch of new keys is one MULTI
+  of MSET and MSETNX, one round trip: a bulk load costs two plain SETs a key on the server, the
+  floor `redis-cli --pipe` shows), and given the same ttl. A key never holds a NUL
   byte, so no value key of any store can be a timestamp string, and `SCAN MATCH {prefix}/*`
   never sees them; the internal names of a store nested under this one (`{prefix}/sub\\x00{key}`)
   do match, and are skipped by their NUL byte. With no prefix the timestamps are fields of one
