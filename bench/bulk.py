@@ -295,7 +295,7 @@ def section_bulk(ctx: Context) -> None:
     limit_note += f"; it also stops after {max_seconds} s, and the table shows how many keys it wrote"
     report.notes.append(
         f"Bulk: `anystore --store URI load -i FILE` of {n:,} JSON lines as `dump` writes them "
-        f'(`{{"key": "bench/NNN/NNNNNN.txt", "value": "...{len(bulk_value(0))} characters..."}}`), median of '
+        f'(compact, `{{"key":"bench/NNN/NNNNNN.txt","value":"...{len(bulk_value(0))} characters..."}}`), median of '
         f"up to {cfg.bulk_runs} runs (fewer when they take over {BULK_BUDGET_SECONDS} s) into a fresh table / "
         "prefix / folder each, start-up included; the number of "
         "keys stored is checked with native tools. The reference is bench/original_put_loop.py in the "
