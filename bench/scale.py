@@ -29,6 +29,7 @@ from bench.runner import (
     measure,
     median,
     redis_delete,
+    sh,
     to_trash,
 )
 
@@ -103,7 +104,10 @@ def section_scale(ctx: Context) -> None:
 
     for name, (options, cleanup) in stores.items():
         try:
-            # start-up of each command on an empty store
+            # start-up of each command on an empty store: one that exists (a key put and removed),
+            # as `keys` and `dump` refuse a SQLite file that is not there
+            sh([*ctx.new, *options(0), "put", "scale-probe", "v"], env=env)
+            sh([*ctx.new, *options(0), "rm", "scale-probe"], env=env)
             for op, args in (("load", ["load", "-i", str(empty)]), ("keys", ["keys"]), ("dump", ["dump"])):
                 command = [*ctx.new, *options(0), *args]
                 startup[(name, op)] = median([measure(command, stdout=out, env=env).seconds for _ in range(3)])
