@@ -6,7 +6,7 @@ import contextlib
 import json
 import subprocess
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from bench.runner import (
@@ -210,7 +210,7 @@ def section_bulk(ctx: Context) -> None:
             lambda i: redis_delete(f"{new_prefix(i)}*"),
             lambda: redis_delete(f"{orig_prefix}*"),
             new_prefix,
-            # against `redis-cli --pipe` of the same values and timestamps: `_redis_equal_work`
+            native=natives["Redis, default"],
         ),
         BulkTarget(
             "Redis, values only",
@@ -295,7 +295,7 @@ def section_bulk(ctx: Context) -> None:
     limit_note += f"; it also stops after {max_seconds} s, and the table shows how many keys it wrote"
     report.notes.append(
         f"Bulk: `anystore --store URI load -i FILE` of {n:,} JSON lines as `dump` writes them "
-        f'(`{{"key": "bench/NNN/NNNNNN.txt", "value": "...{len(bulk_value(0))} characters..."}}`), median of '
+        f'(compact, `{{"key":"bench/NNN/NNNNNN.txt","value":"...{len(bulk_value(0))} characters..."}}`), median of '
         f"up to {cfg.bulk_runs} runs (fewer when they take over {BULK_BUDGET_SECONDS} s) into a fresh table / "
         "prefix / folder each, start-up included; the number of "
         "keys stored is checked with native tools. The reference is bench/original_put_loop.py in the "
@@ -450,9 +450,10 @@ def _native_tools(ctx: Context, n: int, resp: Path, pipe_prefix: str) -> dict[st
     with open(tsv, "w") as plain, open(sqlite_tsv, "w") as five, open(pgcopy, "w") as copy:
         for i in range(n):
             key, value = bulk_key(i), bulk_value(i)  # neither holds a tab, newline or backslash
+            # the library's layout: key, value, timestamp, ttl (none), created_at
             plain.write(f"{key}\t{value}\t{now}\t{now}\n")
-            five.write(f"{key}\t{value}\t{now}\t{now}\t\n")  # .import fills every column: expires_at ''
-            copy.write(f"{key}\t\\\\x{value.encode().hex()}\t{now}\t{now}\t\\N\n")
+            five.write(f"{key}\t{value}\t{now}\t\t{now}\n")  # .import fills every column: ttl ''
+            copy.write(f"{key}\t\\\\x{value.encode().hex()}\t{now}\t\\N\t{now}\n")
 
     def sqlite_run() -> Run:
         import sqlite3
@@ -460,10 +461,10 @@ def _native_tools(ctx: Context, n: int, resp: Path, pipe_prefix: str) -> dict[st
         sqlite_db.unlink(missing_ok=True)
         with contextlib.closing(sqlite3.connect(sqlite_db)) as con:  # the store's table, index included
             con.execute(
-                "CREATE TABLE bench (key VARCHAR NOT NULL PRIMARY KEY, value BLOB NOT NULL, created_at DATETIME "
-                "NOT NULL, updated_at DATETIME NOT NULL, expires_at DATETIME) WITHOUT ROWID"
+                "CREATE TABLE bench (key VARCHAR NOT NULL PRIMARY KEY, value BLOB NOT NULL, timestamp DATETIME "
+                "DEFAULT (CURRENT_TIMESTAMP), ttl BIGINT, created_at DATETIME) WITHOUT ROWID"
             )
-            con.execute("CREATE INDEX ix_bench_expires_at ON bench (expires_at)")
+            con.execute("CREATE INDEX ix_bench_ttl ON bench (ttl)")
             con.commit()
         run = measure(["sqlite3", str(sqlite_db), ".mode tabs", f".import {sqlite_tsv} bench"], env=env)
         stored = sqlite_count(sqlite_db, "bench")
@@ -477,9 +478,10 @@ def _native_tools(ctx: Context, n: int, resp: Path, pipe_prefix: str) -> dict[st
         psql(f'DROP TABLE IF EXISTS "{pg_table}"')
         psql(
             f'CREATE TABLE "{pg_table}" (key VARCHAR COLLATE "C" PRIMARY KEY, value BYTEA NOT NULL, '
-            "created_at TIMESTAMP NOT NULL, updated_at TIMESTAMP NOT NULL, expires_at TIMESTAMP)"
+            "timestamp TIMESTAMPTZ DEFAULT now(), ttl BIGINT, created_at TIMESTAMPTZ)"
         )
-        copy = f"\\copy \"{pg_table}\" (key, value, created_at, updated_at, expires_at) FROM '{pgcopy}'"
+        psql(f'CREATE INDEX ON "{pg_table}" (ttl)')
+        copy = f"\\copy \"{pg_table}\" (key, value, timestamp, ttl, created_at) FROM '{pgcopy}'"
         command = ["psql", "-h", PG_HOST, "-p", str(PG_PORT), "-U", PG_USER, "-d", PG_DB, "-q", "-c", copy]
         run = measure(command, env=env)
         stored = int(psql(f'SELECT count(*) FROM "{pg_table}"').strip())
@@ -493,12 +495,12 @@ def _native_tools(ctx: Context, n: int, resp: Path, pipe_prefix: str) -> dict[st
         mariadb(f"DROP TABLE IF EXISTS `{my_table}`")
         mariadb(  # the store's table, index included
             f"CREATE TABLE `{my_table}` (`key` VARCHAR(768) CHARACTER SET utf8mb4 COLLATE utf8mb4_nopad_bin "
-            "NOT NULL PRIMARY KEY, value LONGBLOB NOT NULL, created_at DATETIME(6) NOT NULL, updated_at DATETIME(6) "
-            "NOT NULL, expires_at DATETIME(6), INDEX (expires_at)) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4"
+            "NOT NULL PRIMARY KEY, value LONGBLOB NOT NULL, timestamp DATETIME(6) DEFAULT (UTC_TIMESTAMP(6)), "
+            "ttl BIGINT, created_at DATETIME(6), INDEX (ttl)) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4"
         )
         load = (
             f"LOAD DATA LOCAL INFILE '{tsv}' INTO TABLE `{my_table}` CHARACTER SET utf8mb4 "
-            "(`key`, value, created_at, updated_at)"
+            "(`key`, value, timestamp, created_at)"
         )
         run = measure(mariadb_command(load, "--local-infile=1"), env=env)
         stored = int(mariadb(f"SELECT count(*) FROM `{my_table}`").strip())
@@ -514,15 +516,32 @@ def _native_tools(ctx: Context, n: int, resp: Path, pipe_prefix: str) -> dict[st
             raise BenchError(f"`redis-cli --pipe` stored {stored:,} keys, expected {n:,}")
         return run
 
+    plain_sets = NativeTool(
+        "`redis-cli --pipe`",
+        "`redis-cli --pipe`",
+        0.3,
+        pipe_run,
+        lambda: redis_delete(f"{pipe_prefix}*"),
+        "plain SETs, against `load` with `-b redis_timestamps=false` (values alone; by default `load` "
+        "also writes a timestamp string per key: see the row of both)",
+    )
     return {
+        "Redis": plain_sets,
+        # issue 26: the default layout (a timestamp string per key, in the same round trips)
+        # against the same plain SETs of the values
+        "Redis, default": replace(
+            plain_sets,
+            note="plain SETs of the values alone, against the default `load` (each value and its timestamp "
+            "string, in the same round trips; `redis-cli --pipe` of both is a row below, no target)",
+        ),
         "sqlite": NativeTool(
             "`sqlite3 DB .import FILE TABLE`",
             "`sqlite3` `.import`",
             0.25,
             sqlite_run,
             lambda: sqlite_db.unlink(missing_ok=True),
-            "the same keys and values (tab-separated, with timestamps; expires_at empty) into a table like "
-            "the store's, primary key and expires_at index included",
+            "the same keys and values (tab-separated, with timestamps; ttl empty) into a table like "
+            "the store's (`key, value, timestamp, ttl, created_at`), primary key and ttl index included",
         ),
         "PostgreSQL": NativeTool(
             '`psql -c "\\copy TABLE FROM FILE"`',
@@ -530,7 +549,8 @@ def _native_tools(ctx: Context, n: int, resp: Path, pipe_prefix: str) -> dict[st
             0.3,
             pg_run,
             lambda: psql(f'DROP TABLE IF EXISTS "{pg_table}"'),
-            "the same rows (text format, hex bytea) into a table like the store's, primary key included",
+            "the same rows (text format, hex bytea) into a table like the store's (`key, value, timestamp, ttl, "
+            "created_at`), primary key and ttl index included",
         ),
         "MariaDB": NativeTool(
             '`mariadb --local-infile=1 -e "LOAD DATA LOCAL INFILE ..."`',
@@ -538,16 +558,7 @@ def _native_tools(ctx: Context, n: int, resp: Path, pipe_prefix: str) -> dict[st
             0.3,
             mariadb_run,
             lambda: mariadb(f"DROP TABLE IF EXISTS `{my_table}`"),
-            "the same rows (tab-separated, with timestamps) into a table like the store's, primary key and "
-            "expires_at index included",
-        ),
-        "Redis": NativeTool(
-            "`redis-cli --pipe`",
-            "`redis-cli --pipe`",
-            0.3,
-            pipe_run,
-            lambda: redis_delete(f"{pipe_prefix}*"),
-            "plain SETs, against `load` with `-b redis_timestamps=false` (values alone; by default `load` "
-            "also writes a timestamp string per key: see the row of both)",
+            "the same rows (tab-separated, with timestamps) into a table like the store's (`key, value, timestamp, "
+            "ttl, created_at`), primary key and ttl index included",
         ),
     }

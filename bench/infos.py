@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import json
 import zipfile
 from collections.abc import Callable, Iterator
 
@@ -18,6 +17,7 @@ from bench.runner import (
     _show,
     bulk_key,
     bulk_value,
+    dump_line,
     fmt_rss,
     fmt_s,
     interleaved,
@@ -46,7 +46,7 @@ def section_infos(ctx: Context) -> None:
     lines = work / "infos.jsonl"
     with open(lines, "w") as handle:
         for i in range(n):
-            handle.write(json.dumps({"key": bulk_key(i), "value": bulk_value(i)}) + "\n")
+            handle.write(dump_line(bulk_key(i), bulk_value(i)))
     # local folder and zip are built natively (a zip's `load` rewrites its index per batch)
     folder = work / "infos-local"
     for i in range(n):

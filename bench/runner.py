@@ -523,7 +523,11 @@ def machine_info(new: list[str], original: list[str]) -> dict[str, str]:
         servers.append(f"moto {moto} (S3, loopback)")
     info["servers"] = ", ".join(servers)
     rclone = shutil.which("rclone")
-    info["rclone"] = rclone or "not installed: its rows are skipped"
+    if rclone:
+        version = sh([rclone, "version"]).splitlines()[0].strip()
+        info["rclone"] = f"{version} ({rclone}, from the distribution's packages)"
+    else:
+        info["rclone"] = "not installed: its rows are skipped"
     return info
 
 
@@ -621,12 +625,18 @@ def bulk_value(i: int) -> str:
     return f"value {i}: the quick brown fox jumps over the lazy dog, key number {i:06d}"
 
 
+def dump_line(key: str, value: str) -> str:
+    """One line as `anystore dump` writes it: compact JSON (no spaces after `:` and `,`), which
+    `load` reads on its fast path; a line spelt otherwise takes the field by field checks."""
+    return json.dumps({"key": key, "value": value}, separators=(",", ":"), ensure_ascii=False) + "\n"
+
+
 def make_bulk_files(jsonl: Path, resp: Path, count: int, pipe_prefix: str) -> None:
     """The JSON lines `anystore dump` writes, and the same SETs in the Redis protocol."""
     with open(jsonl, "w") as lines, open(resp, "wb") as protocol:
         for i in range(count):
             key, value = bulk_key(i), bulk_value(i)
-            lines.write(json.dumps({"key": key, "value": value}) + "\n")
+            lines.write(dump_line(key, value))
             parts = [b"SET", f"{pipe_prefix}/{key}".encode(), value.encode()]
             protocol.write(f"*{len(parts)}\r\n".encode())
             for part in parts:

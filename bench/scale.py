@@ -12,7 +12,6 @@ comparison starts at the next size.
 
 from __future__ import annotations
 
-import json
 import subprocess
 from pathlib import Path
 
@@ -24,11 +23,13 @@ from bench.runner import (
     bulk_key,
     bulk_value,
     count_files,
+    dump_line,
     fmt_rss,
     fmt_s,
     measure,
     median,
     redis_delete,
+    sh,
     to_trash,
 )
 
@@ -53,7 +54,7 @@ REPEAT_UNDER = 2.0
 def _write_lines(path: Path, count: int) -> None:
     with open(path, "w") as lines:
         for i in range(count):
-            lines.write(json.dumps({"key": bulk_key(i), "value": bulk_value(i)}) + "\n")
+            lines.write(dump_line(bulk_key(i), bulk_value(i)))
 
 
 def _count_lines(path: Path) -> int:
@@ -103,7 +104,10 @@ def section_scale(ctx: Context) -> None:
 
     for name, (options, cleanup) in stores.items():
         try:
-            # start-up of each command on an empty store
+            # start-up of each command on an empty store: one that exists (a key put and removed),
+            # as `keys` and `dump` refuse a SQLite file that is not there
+            sh([*ctx.new, *options(0), "put", "scale-probe", "v"], env=env)
+            sh([*ctx.new, *options(0), "rm", "scale-probe"], env=env)
             for op, args in (("load", ["load", "-i", str(empty)]), ("keys", ["keys"]), ("dump", ["dump"])):
                 command = [*ctx.new, *options(0), *args]
                 startup[(name, op)] = median([measure(command, stdout=out, env=env).seconds for _ in range(3)])

@@ -175,6 +175,29 @@ def test_put_many_keeps_created_at_and_moves_updated_at(store, raw):
     assert raw.type(f"{store.redis_prefix}\x00a".encode()) == b"string"
 
 
+def test_put_many_of_new_keys_is_one_round_trip(store, monkeypatch):
+    """A load into new keys sends one MULTI (values and fresh timestamps) a batch, no MGET of
+    creation times first; a batch with existing keys still keeps theirs."""
+    backend = store._get_backend() if hasattr(store, "_get_backend") else store
+    sent: list[list[tuple]] = []
+    send = backend._raw_commands
+    monkeypatch.setattr(backend, "_raw_commands", lambda commands: sent.append(commands) or send(commands))
+    store.put_many({"n1": b"1", "n2": b"2"}, serialization_mode="raw")
+    assert len(sent) == 1 and [c[0] for c in sent[0]] == ["MULTI", "MSETNX", "MSET", "EXEC"]
+    first = store.info("n1")
+    assert first.created_at is not None and first.created_at == first.updated_at
+    time.sleep(0.02)
+    sent.clear()
+    store.put_many({"n1": b"one", "n3": b"3"}, serialization_mode="raw")
+    assert len(sent) == 3  # the MULTI wrote no timestamps: read the creation times, write them
+    again = store.info("n1")
+    assert (again.size, again.created_at) == (3, first.created_at)
+    assert again.updated_at > first.updated_at
+    new = store.info("n3")
+    assert new.created_at is not None and new.created_at > first.created_at
+    assert store.get("n3", serialization_mode="raw") == b"3"
+
+
 def test_put_many_with_ttl_expires_values_and_timestamps(store, raw):
     store.put("k", b"old", serialization_mode="raw")
     store.put_many({"k": b"new", "j": b"j"}, ttl=1, serialization_mode="raw")

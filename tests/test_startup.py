@@ -33,6 +33,23 @@ def imported_modules(*args: str, cwd: str, env: dict[str, str] | None = None) ->
     return names
 
 
+SERVER_CLIENTS = {
+    "fsspec",
+    "s3fs",
+    "aiobotocore",
+    "botocore",
+    "aiohttp",
+    "httpx",
+    "redis",
+    "hiredis",
+    "sqlalchemy",
+    "psycopg",
+    "psycopg2",
+    "pymysql",
+}
+"""Packages of the backends that talk to a server: a local command needs none of them"""
+
+
 @pytest.mark.parametrize(
     "args",
     [("get", "k"), ("put", "k2", "v"), ("exists", "k"), ("keys",), ("--version",)],
@@ -41,7 +58,7 @@ def imported_modules(*args: str, cwd: str, env: dict[str, str] | None = None) ->
 def test_local_commands_import_no_backend_packages(tmp_path, args):
     subprocess.run([sys.executable, "-m", "anystore_cli", "put", "k", "v"], cwd=tmp_path, check=True)
     names = imported_modules(*args, cwd=str(tmp_path))
-    assert not names & {"fsspec", "s3fs", "redis", "sqlalchemy", "pydantic", "pydantic_settings", "botocore"}
+    assert not names & (SERVER_CLIENTS | {"pydantic", "pydantic_settings", "orjson"})
 
 
 def test_redis_get_does_not_pay_for_fsspec_or_sqlalchemy(tmp_path, redis_url):
@@ -53,7 +70,7 @@ def test_redis_get_does_not_pay_for_fsspec_or_sqlalchemy(tmp_path, redis_url):
     try:
         names = imported_modules("get", "k", cwd=str(tmp_path), env=env)
         assert "redis" in names
-        assert not names & {"fsspec", "s3fs", "sqlalchemy", "botocore"}
+        assert not names & (SERVER_CLIENTS - {"redis", "hiredis"})
     finally:
         subprocess.run(
             [sys.executable, "-m", "anystore_cli", "rm", "k"], cwd=tmp_path, env={**os.environ, **env}, check=False
@@ -74,3 +91,17 @@ def test_sqlite_file_commands_do_not_pay_for_sqlalchemy(tmp_path, args):
     names = imported_modules(*args, cwd=str(tmp_path), env=env)
     assert "sqlite3" in names
     assert not names & {"sqlalchemy", "fsspec", "redis", "pydantic", "botocore"}
+
+
+def test_s3_get_does_not_pay_for_redis_or_sqlalchemy(tmp_path, s3_server):
+    from tests.conftest import make_bucket, unique
+
+    bucket = unique("startup")
+    make_bucket(s3_server, bucket)
+    options = ["--store", f"s3://{bucket}/p", "-b", f"endpoint_url={s3_server}", "-b", "key=testing"]
+    options += ["-b", "secret=testing"]
+    put = [sys.executable, "-m", "anystore_cli", *options, "put", "k", "v"]
+    subprocess.run(put, cwd=tmp_path, check=True, capture_output=True)
+    names = imported_modules(*options, "get", "k", cwd=str(tmp_path))
+    assert "s3fs" in names
+    assert not names & {"redis", "hiredis", "sqlalchemy", "psycopg", "psycopg2", "pymysql"}

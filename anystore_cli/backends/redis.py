@@ -7,9 +7,9 @@ writes it; an empty `redis_prefix` is bare keys):
 - the value of `key` is a plain string at `{prefix}/{key}`, so `redis-cli GET anystore/foo`
   shows it and the original anystore's layout is kept;
 - its timestamps live in a short string at `{prefix}\\x00{key}`, `"CREATED UPDATED"` in epoch
-  seconds, written in the same command as the value (MSET: one command a batch, so a bulk load
-  costs two plain SETs a key on the server, the floor `redis-cli --pipe` shows) or the same
-  MULTI, and given the same ttl. A key never holds a NUL
+  seconds, written in the same command or MULTI as the value (a batch of new keys is one MULTI
+  of MSET and MSETNX, one round trip: a bulk load costs two plain SETs a key on the server, the
+  floor `redis-cli --pipe` shows), and given the same ttl. A key never holds a NUL
   byte, so no value key of any store can be a timestamp string, and `SCAN MATCH {prefix}/*`
   never sees them; the internal names of a store nested under this one (`{prefix}/sub\\x00{key}`)
   do match, and are skipped by their NUL byte. With no prefix the timestamps are fields of one
@@ -309,6 +309,10 @@ class RedisStore(VirtualIOMixin, BaseStore):
             return
         now = repr(time.time()).encode()
         fresh = now + b" " + now
+        if not created and values is not None and not ttl and not self._stamp_hash:
+            if self._write_if_new(names, values, metas, fresh):
+                return
+            values = None  # written: what is left is the timestamps, keeping creation times
         olds = None if created else self._raw_command(self._stamps_get(metas))
         if not olds or not any(olds):  # all new: the common case of a load, one string for all
             stamps = [fresh] * len(names)
@@ -333,6 +337,21 @@ class RedisStore(VirtualIOMixin, BaseStore):
                 pipe.set(name, value, ex=ttl)
             pipe.set(meta, stamp, ex=ttl)
         pipe.execute()
+
+    def _write_if_new(self, names: list[bytes], values: list[bytes], metas: list[bytes], fresh: bytes) -> bool:
+        """Write the values, and `fresh` timestamps if none of the keys has any yet, in one
+        MULTI and one round trip; return whether the timestamps were written.
+
+        A load into new keys then costs one round trip a batch, not an MGET of creation times
+        to keep before the MSET (a third of a bulk write's time here). When some keys have
+        timestamps, MSETNX writes none and the caller writes them next round trip, keeping the
+        creation times: in between, a reader sees the new values with their previous times."""
+        stamps: list[Any] = [fresh] * (2 * len(metas))
+        stamps[0::2] = metas
+        pairs: list[Any] = [None] * (2 * len(names))
+        pairs[0::2], pairs[1::2] = names, values
+        replies = self._raw_commands([("MULTI",), ("MSETNX", *stamps), ("MSET", *pairs), ("EXEC",)])
+        return bool(replies[-1][0])
 
     def _write_hashed(
         self, names: list[bytes], values: list[bytes] | None, fields: list[bytes], stamps: list[bytes], ttl: int | None
@@ -501,9 +520,10 @@ class RedisStore(VirtualIOMixin, BaseStore):
         return size
 
     def _put_many(self, items: list[tuple[str, bytes]], ttl: int | None = None) -> None:
-        """A batch in two round trips: one MGET of the creation times to keep, then one MSET of
-        values and timestamps (a MULTI with a ttl), so the client packs two commands a batch and
-        the server does what `redis-cli --pipe` would, plus the timestamps."""
+        """A batch of new keys in one round trip (values and fresh timestamps, `_write_if_new`);
+        where some keys have timestamps, a second for the creation times to keep (a MULTI of
+        SETs with a ttl). The client packs a few commands a batch and the server does what
+        `redis-cli --pipe` would, plus the timestamps."""
         if not items:
             return
         # every key in one encode: a key holds no NUL, so the joined text splits back into them
