@@ -51,8 +51,8 @@ except ImportError:  # pragma: no cover - hiredis is a dependency of the redis e
 from anystore_cli.config.settings import parse_bool
 from anystore_cli.errors import AlreadyExists, InvalidData, InvalidUri, StoreError
 from anystore_cli.store.base import BaseStore, Capabilities, KeyEntry, VirtualIOMixin
+from anystore_cli.store.entry import BaseStats
 from anystore_cli.store.io import CHUNK_SIZE
-from anystore_cli.store.model import BaseStats
 from anystore_cli.store.options import Option
 from anystore_cli.util.keys import listing_prefix, make_key_filter
 from anystore_cli.util.uri import mask_uri

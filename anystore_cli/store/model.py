@@ -260,12 +260,3 @@ def read_definition(uri: Any, fmt: str, kwargs: dict[str, Any], fields: Any) -> 
 
     data = parse_definition(smart_read(uri, "rb"), fmt, uri)
     return store_definition(data, kwargs, fields, uri)
-
-
-def __getattr__(name: str) -> Any:
-    """`BaseStats`, `Stats` and `to_datetime` where they were imported from before `store.entry`."""
-    if name in ("BaseStats", "Stats", "to_datetime"):
-        from anystore_cli.store import entry
-
-        return getattr(entry, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

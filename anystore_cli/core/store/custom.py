@@ -7,7 +7,7 @@ from collections.abc import Generator, Iterator
 from typing import Any
 
 from anystore_cli.store.base import BaseStore as BackendStore
-from anystore_cli.store.model import BaseStats
+from anystore_cli.store.entry import BaseStats
 
 
 class CustomBackend(BackendStore):
