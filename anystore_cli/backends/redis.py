@@ -30,35 +30,40 @@ socket timeouts default to 3 seconds (`backend_config` `socket_connect_timeout` 
 from __future__ import annotations
 
 import contextlib
-import itertools
 import time
 import uuid
 from collections import Counter
 from collections.abc import Iterator
-from datetime import datetime, timezone
 from typing import IO, Any, ClassVar
-from urllib.parse import urlsplit, urlunsplit
 
 import redis
-from redis.backoff import NoBackoff
-from redis.retry import Retry
 
 try:  # redis-py uses hiredis too when it is installed (the `redis` extra installs it)
     from hiredis import pack_command as _pack_command
 except ImportError:  # pragma: no cover - hiredis is a dependency of the redis extra
     _pack_command = None
 
+from anystore_cli.backends.redis_wire import (  # noqa: F401 - escape_match, split_redis_uri, STAMP_HASH are used from here
+    DEFAULT_TIMEOUT,
+    INFO_LUA,
+    STAMP_HASH,
+    encode_name,
+    escape_match,
+    get_client,
+    parse_stamps,
+    split_redis_uri,
+)
 from anystore_cli.config.settings import parse_bool
 from anystore_cli.errors import AlreadyExists, InvalidData, InvalidUri, StoreError
-from anystore_cli.store.base import BaseStore, Capabilities, KeyEntry, VirtualIOMixin
-from anystore_cli.store.entry import BaseStats
+from anystore_cli.store.base import KEY_BATCH, BaseStore, Capabilities, VirtualIOMixin
+from anystore_cli.store.contract import batched
+from anystore_cli.store.entry import BaseStats, entry_from_stats
 from anystore_cli.store.io import CHUNK_SIZE
 from anystore_cli.store.options import Option
 from anystore_cli.util.keys import listing_prefix, make_key_filter
 from anystore_cli.util.uri import mask_uri
 
 DEFAULT_PREFIX = "anystore"
-DEFAULT_TIMEOUT = 3.0
 SCAN_COUNT = 5000
 """Keys Redis examines per SCAN call: fewer round trips, each still about a millisecond"""
 ENTRY_BATCH = 1000
@@ -66,152 +71,6 @@ ENTRY_BATCH = 1000
 UPLOAD_TTL = 24 * 3600
 """Seconds an interrupted `put_stream` upload may linger before Redis drops it (renewed with
 each chunk, read at each write)"""
-_GLOB_SPECIAL = "\\*?[]"
-
-
-def escape_match(text: str) -> str:
-    """Escape Redis MATCH glob characters (`*`, `?`, `[`, `]`, `\\`) so `text` matches literally."""
-    return "".join(f"\\{char}" if char in _GLOB_SPECIAL else char for char in text)
-
-
-def _encode(text: str) -> bytes:
-    return text.encode("utf-8", "surrogateescape")
-
-
-def _timestamp(value: bytes | None) -> datetime | None:
-    if value is None:
-        return None
-    return datetime.fromtimestamp(float(value), tz=timezone.utc)
-
-
-def _stamps(meta: bytes | None | bool) -> tuple[datetime | None, datetime | None]:
-    """`(created, updated)` from a timestamp string `b"CREATED UPDATED"` (None or false: none)."""
-    if not meta:
-        return None, None
-    created, _, updated = meta.partition(b" ")
-    try:
-        return _timestamp(created), _timestamp(updated or created)
-    except ValueError:  # not written by this store
-        return None, None
-
-
-def _updated(meta: bytes | None) -> float | None:
-    """The update time (epoch seconds) of a timestamp string, None when there is none."""
-    if not meta:
-        return None
-    try:
-        return float(meta.rpartition(b" ")[2])
-    except ValueError:
-        return None
-
-
-def split_redis_uri(uri: str) -> tuple[str, str | None]:
-    """Split a store uri into the server's uri (with its database) and the key prefix it names.
-
-    `redis://host/DB` is the database alone (prefix None: `redis_prefix` or the default
-    `anystore`); `redis://host/DB/PREFIX` names the prefix as the anystore 1.2 line writes it
-    (keys at `PREFIX/key`). A first segment that is not a number is refused: it could be a
-    mistyped database as well as a prefix.
-
-    Args:
-        uri: A `redis://` or `rediss://` store uri
-
-    Returns:
-        `(client_uri, prefix)`: the uri to connect to and the prefix (None when not named)
-    """
-    parts = urlsplit(uri)
-    path = parts.path.strip("/")
-    if not path:
-        return uri, None
-    database, _, prefix = path.partition("/")
-    if not (database.isascii() and database.isdigit()):
-        raise InvalidUri(
-            f"Invalid redis uri `{mask_uri(uri)}`: the path is a database number, then an optional"
-            f" key prefix (`redis://host/0/{path}`), not `{database}`"
-        )
-    client = urlunsplit((parts.scheme, parts.netloc, "/" + database, parts.query, ""))
-    return client, (prefix.strip("/") or None)
-
-
-_CLIENTS: dict[tuple[str, float, float], redis.Redis] = {}
-
-
-def get_client(uri: str, connect_timeout: float = DEFAULT_TIMEOUT, timeout: float = DEFAULT_TIMEOUT) -> redis.Redis:
-    """Return a (per process cached) Redis client for `uri` that fails fast when unreachable.
-
-    Args:
-        uri: A `redis://` or `rediss://` url
-        connect_timeout: Seconds to wait for the TCP (and TLS) connection
-        timeout: Seconds to wait for any one reply
-
-    Returns:
-        A client with its own connection pool; commands retry no further
-    """
-    cache_key = (uri, connect_timeout, timeout)
-    client = _CLIENTS.get(cache_key)
-    if client is None:
-        client = redis.Redis.from_url(
-            uri,
-            socket_connect_timeout=connect_timeout,
-            socket_timeout=timeout,
-            retry=Retry(NoBackoff(), 0),
-        )
-        _refuse_unknown_query_options(uri, client)
-        _CLIENTS[cache_key] = client
-    return client
-
-
-def _refuse_unknown_query_options(uri: str, client: redis.Redis) -> None:
-    """redis-py hands a query option it does not know (`?x=1`) to the connection, which fails
-    on first use with a TypeError: refuse it up front as a bad uri.
-
-    Raises:
-        InvalidUri: Naming the options the connection does not take
-    """
-    from urllib.parse import parse_qs
-
-    names = set(parse_qs(urlsplit(uri).query))
-    if not names:
-        return
-    import inspect
-
-    accepted: set[str] = set()
-    for klass in client.connection_pool.connection_class.__mro__:
-        init = klass.__dict__.get("__init__")
-        if init is not None:
-            accepted.update(inspect.signature(init).parameters)
-    unknown = sorted(names - accepted)
-    if unknown:
-        shown = ", ".join(f"`{name}`" for name in unknown)
-        raise InvalidUri(f"unknown query option {shown}")
-
-
-_INFO_LUA = """
-local out = {}
-local n = tonumber(ARGV[1])
-local hashed = ARGV[2] == 'hash'
-for i = 1, n do
-  local size = redis.pcall('STRLEN', KEYS[i])
-  if type(size) == 'table' then
-    out[#out + 1] = {-1, redis.call('TYPE', KEYS[i])['ok']}
-  elseif size == 0 and redis.call('EXISTS', KEYS[i]) == 0 then
-    out[#out + 1] = false
-  elseif hashed then
-    out[#out + 1] = {size, redis.call('HGET', KEYS[n + 1], ARGV[i + 2])}
-  else
-    out[#out + 1] = {size, redis.call('MGET', KEYS[n + i])[1]}
-  end
-end
-return out
-"""
-"""The metadata of a batch of N keys: KEYS are the N value names, then their N timestamp names
-(ARGV `N`, `strings`) or the timestamp hash (ARGV `N`, `hash`, then the N fields); a nil reply
-for a missing key, `{-1, TYPE}` for a name that holds another type than a string, else
-`{size, stamps}` (stamps false when the key has none)."""
-STAMP_HASH = b"\x00anystore-cli:timestamps"
-"""Where a store without prefix keeps its timestamps: one hash, field the key. Any string name
-would be a key to a program listing the whole database; a hash is skipped by anystore 1.2's
-listing (it asks each name's string length), and the NUL byte keeps it out of this tool's."""
 
 
 class RedisStore(VirtualIOMixin, BaseStore):
@@ -253,12 +112,12 @@ class RedisStore(VirtualIOMixin, BaseStore):
         except InvalidData:
             message = f"Store `{mask_uri(self.uri)}`: `redis_timestamps` is true or false, not `{stamped}`"
             raise InvalidData(message) from None
-        self._value_base = _encode(prefix + "/") if prefix else b""
+        self._value_base = encode_name(prefix + "/") if prefix else b""
         # timestamps: a string `{prefix}\x00{key}` beside each value, or with no prefix a field
         # `key` of STAMP_HASH (then a key's "meta name" is the field)
         self._stamp_hash = None if prefix else STAMP_HASH
-        self._meta_base = _encode(prefix + "\x00") if prefix else b""
-        self._upload_base = _encode(prefix + "\x00\x00")
+        self._meta_base = encode_name(prefix + "\x00") if prefix else b""
+        self._upload_base = encode_name(prefix + "\x00\x00")
         self._copy_refused = False
         self.skipped_non_values: Counter[str] = Counter()
         """Names of other Redis types (hash, list, ...) the last `iterate_entries` left out, by type:
@@ -279,10 +138,10 @@ class RedisStore(VirtualIOMixin, BaseStore):
         return self.redis_prefix
 
     def _vkey(self, key: str) -> bytes:
-        return self._value_base + _encode(key)
+        return self._value_base + encode_name(key)
 
     def _mkey(self, key: str) -> bytes:
-        return self._meta_base + _encode(key)
+        return self._meta_base + encode_name(key)
 
     def _stamps_get(self, metas: list[bytes]) -> tuple[Any, ...]:
         """The command that reads the timestamps at `metas` (nil where there are none)."""
@@ -470,9 +329,9 @@ class RedisStore(VirtualIOMixin, BaseStore):
         if no_clobber:
             if not self._client.set(self._vkey(key), value, ex=ttl or None, nx=True):
                 raise AlreadyExists(self._describe(key, "already exists"))
-            self._write_batch([_encode(key)], None, ttl, created=True)
+            self._write_batch([encode_name(key)], None, ttl, created=True)
             return
-        self._write_batch([_encode(key)], [value], ttl)
+        self._write_batch([encode_name(key)], [value], ttl)
 
     def _write_stream(self, key: str, source: IO[bytes], ttl: int | None = None, no_clobber: bool = False) -> int:
         first = source.read(CHUNK_SIZE)
@@ -516,7 +375,7 @@ class RedisStore(VirtualIOMixin, BaseStore):
             self._client.delete(upload)
         if not renamed:
             raise AlreadyExists(self._describe(key, "already exists"))
-        self._write_batch([_encode(key)], None, ttl, created=no_clobber)
+        self._write_batch([encode_name(key)], None, ttl, created=no_clobber)
         return size
 
     def _put_many(self, items: list[tuple[str, bytes]], ttl: int | None = None) -> None:
@@ -562,7 +421,7 @@ class RedisStore(VirtualIOMixin, BaseStore):
             exists, size, (meta,) = pipe.execute()
         if not exists:
             raise self._missing(key)
-        created, updated = _stamps(meta if self.redis_timestamps else None)
+        created, updated = parse_stamps(meta if self.redis_timestamps else None)
         return BaseStats(size=size, created_at=created, updated_at=updated)
 
     def _info_many(self, keys: list[str]) -> Iterator[tuple[str, BaseStats | None]]:
@@ -575,26 +434,38 @@ class RedisStore(VirtualIOMixin, BaseStore):
                 stats._extra = {"value_type": reply[1].decode()}
                 yield key, stats
             else:
-                yield key, BaseStats.make(int(reply[0]), *_stamps(reply[1] if self.redis_timestamps else None))
+                yield key, BaseStats.make(int(reply[0]), *parse_stamps(reply[1] if self.redis_timestamps else None))
 
     def _info_replies(self, keys: list[str]) -> list[Any]:
         """`[size, stamps]` for each key (None if it does not exist), one script call."""
         if not keys:
             return []
         if self._info_script is None:
-            self._info_script = self._client.register_script(_INFO_LUA)
+            self._info_script = self._client.register_script(INFO_LUA)
         names = [self._vkey(key) for key in keys]
         metas = [self._mkey(key) for key in keys]
         if self._stamp_hash:
             return self._info_script(keys=[*names, self._stamp_hash], args=[len(keys), "hash", *metas])
         return self._info_script(keys=[*names, *metas], args=[len(keys), "strings"])
 
-    def _iterate_keys(
-        self, prefix: str | None = None, exclude_prefix: str | None = None, glob: str | None = None
-    ) -> Iterator[str]:
+    def _list(
+        self, prefix: str | None, exclude_prefix: str | None, glob: str | None, detail: bool = False, md5: bool = False
+    ) -> Iterator[list[Any]]:
+        """SCAN in batches; with `detail`, the size and times of each batch in one script call
+        (a key gone since the SCAN is left out, a hash or list comes with its `kind`)."""
+        keys = self._scan(prefix, exclude_prefix, glob)
+        if not detail:
+            yield from batched(keys, KEY_BATCH)
+            return
+        for batch in batched(keys, ENTRY_BATCH):
+            found = [entry_from_stats(key, stats) for key, stats in self._info_many(batch) if stats is not None]
+            if found:
+                yield found
+
+    def _scan(self, prefix: str | None, exclude_prefix: str | None, glob: str | None) -> Iterator[str]:
         match = make_key_filter(prefix, exclude_prefix, glob)
         base = self.redis_prefix + "/" if self.redis_prefix else ""
-        pattern = _encode(escape_match(base + listing_prefix(prefix, glob))) + b"*"
+        pattern = encode_name(escape_match(base + listing_prefix(prefix, glob))) + b"*"
         start = len(self._value_base)
         # no set of the names seen (it would grow by ~100 bytes a key, 100 MiB for a million):
         # as with `redis-cli --scan`, a key may come twice only if the database shrinks while
@@ -609,20 +480,6 @@ class RedisStore(VirtualIOMixin, BaseStore):
             key = full[start:].decode("utf-8", "surrogateescape")
             if match(key):
                 yield key
-
-    def _iterate_entries(
-        self, prefix: str | None = None, exclude_prefix: str | None = None, glob: str | None = None, md5: bool = False
-    ) -> Iterator[KeyEntry]:
-        """SCAN, then the size and update time of a batch in one script call (a key gone since
-        the SCAN is left out)."""
-        self.skipped_non_values.clear()
-        keys = self._iterate_keys(prefix, exclude_prefix, glob)
-        while batch := list(itertools.islice(keys, ENTRY_BATCH)):
-            for key, reply in zip(batch, self._info_replies(batch), strict=True):
-                if reply is not None and int(reply[0]) < 0:
-                    self.skipped_non_values[reply[1].decode()] += 1
-                elif reply is not None:
-                    yield KeyEntry(key, int(reply[0]), _updated(reply[1]) if self.redis_timestamps else None)
 
     def _server(self) -> tuple[Any, ...]:
         """Where the client connects (host, port or socket path, user), without the database."""
@@ -652,5 +509,5 @@ class RedisStore(VirtualIOMixin, BaseStore):
             pipe.persist(target)  # COPY keeps the source's expiry; a copy gets the target's
         pipe.strlen(target)
         size = int(pipe.execute()[1])
-        self._write_batch([_encode(key)], None, ttl)
+        self._write_batch([encode_name(key)], None, ttl)
         return size
