@@ -12,15 +12,9 @@ from typing import Annotated, Any
 
 import typer
 
+from anystore_cli.cli.commands import filters
 from anystore_cli.cli.commands.common import InputConfigOption, OutputConfigOption, get_state
-from anystore_cli.cli.commands.filters import (
-    ExcludeOption,
-    FilterCommand,
-    GlobOption,
-    IncludeOption,
-    ShardOption,
-    key_filters,
-)
+from anystore_cli.cli.commands.filters import FilterCommand, key_filters
 from anystore_cli.cli.commands.transfer import note_skipped, plural
 from anystore_cli.cli.options import ChecksumOption, ExcludePrefixOption, JobsOption, PrefixOption, SourceOption
 from anystore_cli.errors import StoreError
@@ -137,10 +131,10 @@ def mirror(
     input: SourceOption = None,
     prefix: PrefixOption = None,
     exclude_prefix: ExcludePrefixOption = None,
-    glob: GlobOption = None,
-    include: IncludeOption = None,
-    exclude: ExcludeOption = None,
-    shard: ShardOption = None,
+    glob: filters.GlobOption = None,
+    include: filters.IncludeOption = None,
+    exclude: filters.ExcludeOption = None,
+    shard: filters.ShardOption = None,
     checksum: ChecksumOption = False,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Copy every key, changed or not.")] = False,
     ignore_existing: Annotated[
@@ -265,10 +259,10 @@ def check(
     input: SourceOption = None,
     prefix: PrefixOption = None,
     exclude_prefix: ExcludePrefixOption = None,
-    glob: GlobOption = None,
-    include: IncludeOption = None,
-    exclude: ExcludeOption = None,
-    shard: ShardOption = None,
+    glob: filters.GlobOption = None,
+    include: filters.IncludeOption = None,
+    exclude: filters.ExcludeOption = None,
+    shard: filters.ShardOption = None,
     checksum: ChecksumOption = False,
     json: Annotated[
         bool, typer.Option("--json", help='One JSON object a line: {"key", "status", "source_size", "target_size"}.')

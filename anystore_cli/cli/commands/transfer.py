@@ -12,6 +12,7 @@ from typing import Annotated, Any
 
 import typer
 
+from anystore_cli.cli.commands import filters
 from anystore_cli.cli.commands.common import (
     MAX_TTL,
     InputConfigOption,
@@ -22,14 +23,7 @@ from anystore_cli.cli.commands.common import (
     open_output,
     split_backend_config,
 )
-from anystore_cli.cli.commands.filters import (
-    ExcludeOption,
-    FilterCommand,
-    GlobOption,
-    IncludeOption,
-    ShardOption,
-    key_filters,
-)
+from anystore_cli.cli.commands.filters import FilterCommand, key_filters
 from anystore_cli.cli.options import ExcludePrefixOption, JobsOption, OutputOption, PrefixOption
 from anystore_cli.errors import AlreadyExists, AnystoreError, InvalidKey, StoreError
 from anystore_cli.util.keys import ensure_relative_key
@@ -68,10 +62,10 @@ def dump(
     ctx: typer.Context,
     prefix: PrefixOption = None,
     exclude_prefix: ExcludePrefixOption = None,
-    glob: GlobOption = None,
-    include: IncludeOption = None,
-    exclude: ExcludeOption = None,
-    shard: ShardOption = None,
+    glob: filters.GlobOption = None,
+    include: filters.IncludeOption = None,
+    exclude: filters.ExcludeOption = None,
+    shard: filters.ShardOption = None,
     keys_from: Annotated[
         str | None,
         typer.Option("--keys-from", metavar="FILE", help="Dump the keys listed in FILE, one a line (`-` is stdin)."),
