@@ -255,15 +255,17 @@ class State:
         except InvalidKey as exc:
             raise InvalidKey(f"{exc} (store `{self.label}`)") from None
 
+    def _keyed(self, kind: type[Any], key: str, text: str, exc: Any) -> Any:
+        """`kind` worded `Key KEY in store LABEL: TEXT`, keeping the store the backend named."""
+        return kind(f"Key `{key}` in store `{self.label}`: {text}", key=key, store=exc.store)
+
     @contextlib.contextmanager
     def reading(self, key: str) -> Generator[None, None, None]:
         """Report a missing `key` by its name and the store's, whatever the backend said."""
         try:
             yield
         except DoesNotExist as exc:
-            raise DoesNotExist(
-                f"Key `{key}` in store `{self.label}`: does not exist", key=key, store=exc.store
-            ) from None
+            raise self._keyed(DoesNotExist, key, "does not exist", exc) from None
 
     @contextlib.contextmanager
     def writing(self, key: str) -> Generator[None, None, None]:
@@ -271,14 +273,11 @@ class State:
         try:
             yield
         except AlreadyExists as exc:
-            raise AlreadyExists(
-                f"Key `{key}` in store `{self.label}`: already exists", key=key, store=exc.store
-            ) from None
+            raise self._keyed(AlreadyExists, key, "already exists", exc) from None
         except ReadOnlyError as exc:
             if exc.key == key:  # the store's own words name the key already
                 raise
-            text = f"Key `{key}` in store `{self.label}`: refused, the store is readonly"
-            raise ReadOnlyError(text, key=key, store=exc.store) from None
+            raise self._keyed(ReadOnlyError, key, "refused, the store is readonly", exc) from None
 
     def note(self, text: str) -> None:
         """A summary line on stderr, unless `--quiet`."""
@@ -293,6 +292,11 @@ class State:
             from anystore_cli.cli.console import message
 
             message(text)
+
+
+def ttl_option(help: str) -> Any:
+    """The `--ttl SECONDS` option (whole seconds, at most MAX_TTL) with its `help` text."""
+    return typer.Option("--ttl", metavar="SECONDS", min=0, max=MAX_TTL, help=help)
 
 
 InputConfigOption = Annotated[

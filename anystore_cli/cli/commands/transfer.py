@@ -14,7 +14,6 @@ import typer
 
 from anystore_cli.cli.commands import filters
 from anystore_cli.cli.commands.common import (
-    MAX_TTL,
     InputConfigOption,
     OutputConfigOption,
     UsageProblem,
@@ -22,6 +21,7 @@ from anystore_cli.cli.commands.common import (
     open_input,
     open_output,
     split_backend_config,
+    ttl_option,
 )
 from anystore_cli.cli.commands.filters import FilterCommand, key_filters
 from anystore_cli.cli.options import ExcludePrefixOption, JobsOption, OutputOption, PrefixOption
@@ -162,13 +162,7 @@ def load(
     ] = "-",
     ttl: Annotated[
         int | None,
-        typer.Option(
-            "--ttl",
-            metavar="SECONDS",
-            min=0,
-            max=MAX_TTL,
-            help="Expire keys after SECONDS (a line's `ttl` wins; refused on stores that cannot expire keys).",
-        ),
+        ttl_option("Expire keys after SECONDS (a line's `ttl` wins; refused on stores that cannot expire keys)."),
     ] = None,
     no_clobber: Annotated[
         bool, typer.Option("--no-clobber", help="Keep keys that exist (exit 1 if any was kept).")
