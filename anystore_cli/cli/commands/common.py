@@ -26,6 +26,7 @@ from anystore_cli.cli.output.text import (  # noqa: F401  (command modules impor
 from anystore_cli.cli.output.values import dump_json, load_json, render_value  # noqa: F401
 from anystore_cli.errors import (
     AlreadyExists,
+    AnystoreError,
     DoesNotExist,
     InvalidData,
     InvalidKey,
@@ -104,6 +105,14 @@ class LineMode(str, Enum):
 
     raw = "raw"
     json = "json"
+
+
+_REFUSALS: dict[type, str] = {
+    DoesNotExist: "does not exist",
+    AlreadyExists: "already exists",
+    ReadOnlyError: "refused, the store is readonly",
+}
+"""How `State.reading` and `.writing` word a backend's error about one key"""
 
 
 class State:
@@ -255,29 +264,26 @@ class State:
         except InvalidKey as exc:
             raise InvalidKey(f"{exc} (store `{self.label}`)") from None
 
-    def _keyed(self, kind: type[Any], key: str, text: str, exc: Any) -> Any:
-        """`kind` worded `Key KEY in store LABEL: TEXT`, keeping the store the backend named."""
-        return kind(f"Key `{key}` in store `{self.label}`: {text}", key=key, store=exc.store)
-
-    @contextlib.contextmanager
-    def reading(self, key: str) -> Generator[None, None, None]:
+    def reading(self, key: str) -> contextlib.AbstractContextManager[None]:
         """Report a missing `key` by its name and the store's, whatever the backend said."""
-        try:
-            yield
-        except DoesNotExist as exc:
-            raise self._keyed(DoesNotExist, key, "does not exist", exc) from None
+        return self._naming(key, DoesNotExist)
+
+    def writing(self, key: str) -> contextlib.AbstractContextManager[None]:
+        """Name `key` and the store when a write is refused (exists already, read-only store)."""
+        return self._naming(key, AlreadyExists, ReadOnlyError)
 
     @contextlib.contextmanager
-    def writing(self, key: str) -> Generator[None, None, None]:
-        """Name `key` and the store when a write is refused (exists already, read-only store)."""
+    def _naming(self, key: str, *kinds: type[AnystoreError]) -> Generator[None, None, None]:
+        """Raise an error of one of `kinds` again as `Key KEY in store LABEL: ...`, keeping the
+        store the backend named; a read-only refusal that names the key already passes as it is."""
         try:
             yield
-        except AlreadyExists as exc:
-            raise self._keyed(AlreadyExists, key, "already exists", exc) from None
-        except ReadOnlyError as exc:
-            if exc.key == key:  # the store's own words name the key already
+        except kinds as exc:
+            if isinstance(exc, ReadOnlyError) and exc.key == key:
                 raise
-            raise self._keyed(ReadOnlyError, key, "refused, the store is readonly", exc) from None
+            kind = next(kind for kind in kinds if isinstance(exc, kind))
+            text = f"Key `{key}` in store `{self.label}`: {_REFUSALS[kind]}"
+            raise kind(text, key=key, store=exc.store) from None
 
     def note(self, text: str) -> None:
         """A summary line on stderr, unless `--quiet`."""
