@@ -28,7 +28,7 @@ from __future__ import annotations
 import contextlib
 import io
 import threading
-from collections.abc import Generator, Iterator
+from collections.abc import Callable, Generator, Iterator
 from typing import IO, Any, ClassVar
 
 from anystore_cli.backends.filelike import FileLikeStore
@@ -263,16 +263,21 @@ class Store(ObjectStoreMixin, FileLikeStore):
 
     def _get_many(self, keys: list[str]) -> Iterator[tuple[str, bytes | None]]:
         """Download in parallel threads, in the order of `keys`."""
+        yield from self._threaded(keys, lambda key: self._read(key, raise_on_nonexist=False), super()._get_many, "get")
+
+    def _threaded(
+        self, keys: list[str], ask: Callable[[str], Any], serial: Callable[[list[str]], Iterator], name: str
+    ) -> Iterator[tuple[str, Any]]:
+        """`(key, ask(key))` in the order of `keys`, asked in parallel threads (`serial` for one)."""
         self._fs  # noqa: B018 - create the filesystem before the threads share it
         workers = min(self._workers, len(keys))
         if workers <= 1:
-            yield from super()._get_many(keys)
+            yield from serial(keys)
             return
         from concurrent.futures import ThreadPoolExecutor
 
-        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="anystore-get") as pool:
-            values = pool.map(lambda key: self._read(key, raise_on_nonexist=False), keys)
-            yield from zip(keys, values, strict=True)
+        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix=f"anystore-{name}") as pool:
+            yield from zip(keys, pool.map(ask, keys), strict=True)
 
     def _delete(self, key: str) -> bool:
         if not self._exists(key):
@@ -311,19 +316,12 @@ class Store(ObjectStoreMixin, FileLikeStore):
 
     def _info_many(self, keys: list[str]) -> Iterator[tuple[str, BaseStats | None]]:
         """Ask about the keys in parallel threads, in the order of `keys`."""
-        self._fs  # noqa: B018 - create the filesystem before the threads share it
-        workers = min(self._workers, len(keys))
-        if workers <= 1:
-            yield from super()._info_many(keys)
-            return
-        from concurrent.futures import ThreadPoolExecutor
 
         def _ask(key: str) -> BaseStats | None:
             info = self._head(key)
             return None if info is None else _info_stats(info)
 
-        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="anystore-info") as pool:
-            yield from zip(keys, pool.map(_ask, keys), strict=True)
+        yield from self._threaded(keys, _ask, super()._info_many, "info")
 
     def _open(self, key: str, mode: str = DEFAULT_MODE, **kwargs: Any) -> Any:
         if "r" in mode and "+" not in mode:

@@ -6,7 +6,7 @@ The key filters (`--glob`, `--include`, `--exclude`, `--shard`) live beside thei
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -31,3 +31,8 @@ SourceOption = Annotated[
 ChecksumOption = Annotated[
     bool, typer.Option("--checksum", help="Compare MD5 digests (a stored one where the store has it) of equal sizes.")
 ]
+
+
+def flag(name: str, help: str) -> Any:
+    """An on/off option `name` (off unless given) with its `help` text."""
+    return typer.Option(name, help=help)

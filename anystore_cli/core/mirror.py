@@ -9,15 +9,7 @@ from anystore_cli.services.check import CheckStatus as CheckStatus  # noqa: PLC0
 from anystore_cli.services.mirror import MirrorStatus as MirrorStatus  # noqa: PLC0414 - part of the API
 
 
-def mirror(
-    source: Any,
-    target: Any,
-    glob: str | None = None,
-    prefix: str | None = None,
-    exclude_prefix: str | None = None,
-    overwrite: bool = False,
-    **kwargs: Any,
-) -> MirrorStatus:
+def mirror(source: Any, target: Any, *args: Any, **kwargs: Any) -> MirrorStatus:
     """Copy every matching key from `source` to `target`: small values in batches, large ones streamed.
 
     As in the original library, a key the target already has is skipped unless `overwrite`.
@@ -34,10 +26,8 @@ def mirror(
     Args:
         source: Store (or uri) to read from
         target: Store (or uri) to write to
-        glob: Only keys matching this glob (relative to `prefix`)
-        prefix: Only keys with this prefix
-        exclude_prefix: Leave out keys with this prefix
-        overwrite: Copy keys the target already has
+        *args: glob (relative to `prefix`), prefix, exclude_prefix, overwrite (copy keys the
+            target already has), in this order or as keywords
         **kwargs: Further options of `anystore_cli.services.mirror.mirror`: workers, dry_run,
             include, exclude, shard, checksum, delete, create (a missing bucket), compare, ...
 
@@ -46,11 +36,14 @@ def mirror(
     """
     from anystore_cli.services.mirror import mirror as run_mirror
 
+    if len(args) > 4:  # the engine's later parameters are keyword-only here, as they always were
+        raise TypeError(f"mirror() takes at most 6 positional arguments ({len(args) + 2} given)")
     compare = kwargs.pop("compare", False) or kwargs.get("checksum") or kwargs.get("delete")
+    overwrite = args[3] if len(args) > 3 else kwargs.get("overwrite", False)
     if not overwrite and not compare:
         kwargs.setdefault("ignore_existing", True)
     # library stores pass as they are: the copy engine works on the backends behind them
-    return run_mirror(source, target, glob, prefix, exclude_prefix, overwrite, **kwargs)
+    return run_mirror(source, target, *args, **kwargs)
 
 
 def check(source: Any, target: Any, *args: Any, **kwargs: Any) -> CheckStatus:

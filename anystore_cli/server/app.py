@@ -25,6 +25,7 @@ Errors are one JSON line `{"error": "..."}`: 400 bad key or parameter, 401 no or
 from __future__ import annotations
 
 import bisect
+import dataclasses
 import hmac
 import itertools
 import sys
@@ -99,23 +100,21 @@ _KEY_ANSWERS: dict[type[AnystoreError], str] = {
 """Errors answered in words of their own: the store's message would name the store."""
 
 
+@dataclasses.dataclass(eq=False)
 class ServedStore:
     """The state of one server: the store, whether it takes writes, its token, its log."""
 
-    def __init__(
-        self,
-        store: Any,
-        writable: bool = False,
-        token: str | None = None,
-        quiet: bool = False,
-        allowed_hosts: Any = None,
-    ) -> None:
-        self.store = store
-        self.writable = writable
-        self.token = token
-        self.quiet = quiet
-        self.label = store_label(store.uri)
-        self.allowed_hosts = None if allowed_hosts is None else {host_of(h) for h in allowed_hosts}
+    store: Any
+    writable: bool = False
+    token: str | None = None
+    quiet: bool = False
+    allowed_hosts: Any = None
+    """The hosts the server answers for (None: any), kept as `host_of` gives them"""
+
+    def __post_init__(self) -> None:
+        self.label = store_label(self.store.uri)
+        if self.allowed_hosts is not None:
+            self.allowed_hosts = {host_of(host) for host in self.allowed_hosts}
         self.write_limiter = anyio.CapacityLimiter(WRITE_THREADS)
 
     # ---- helpers -------------------------------------------------------------------------

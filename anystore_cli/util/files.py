@@ -268,7 +268,13 @@ def atomic_open(
 
     With `fsync` the data reaches the disk before the rename (survives a power loss, slower).
     """
-    handle = _atomic_file(path, mode, no_clobber, fsync)
+    with _committing(_atomic_file(path, mode, no_clobber, fsync)) as handle:
+        yield handle
+
+
+@contextlib.contextmanager
+def _committing(handle: Any) -> Generator[Any, None, None]:
+    """Yield an atomic file's `handle`; commit it when the block ends, discard it when it raised."""
     try:
         yield handle
     except BaseException:
@@ -315,13 +321,8 @@ def output_open(path: str, mode: str = "wb") -> Generator[IO[Any], None, None]:
     if info is None or stat.S_ISREG(info.st_mode):
         target = os.path.realpath(path) if info is not None and os.path.islink(path) else path
         keep = stat.S_IMODE(info.st_mode) if info is not None else None
-        handle = _atomic_file(target, mode, False, False, keep_mode=keep)
-        try:
+        with _committing(_atomic_file(target, mode, False, False, keep_mode=keep)) as handle:
             yield handle
-        except BaseException:
-            handle.discard()
-            raise
-        handle.commit()
         return
     if stat.S_ISDIR(info.st_mode):
         raise IsADirectoryError(errno.EISDIR, "Is a directory", path)

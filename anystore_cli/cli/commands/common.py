@@ -26,6 +26,7 @@ from anystore_cli.cli.output.text import (  # noqa: F401  (command modules impor
 from anystore_cli.cli.output.values import dump_json, load_json, render_value  # noqa: F401
 from anystore_cli.errors import (
     AlreadyExists,
+    AnystoreError,
     DoesNotExist,
     InvalidData,
     InvalidKey,
@@ -104,6 +105,14 @@ class LineMode(str, Enum):
 
     raw = "raw"
     json = "json"
+
+
+_REFUSALS: dict[type, str] = {
+    DoesNotExist: "does not exist",
+    AlreadyExists: "already exists",
+    ReadOnlyError: "refused, the store is readonly",
+}
+"""How `State.reading` and `.writing` word a backend's error about one key"""
 
 
 class State:
@@ -255,30 +264,26 @@ class State:
         except InvalidKey as exc:
             raise InvalidKey(f"{exc} (store `{self.label}`)") from None
 
-    @contextlib.contextmanager
-    def reading(self, key: str) -> Generator[None, None, None]:
+    def reading(self, key: str) -> contextlib.AbstractContextManager[None]:
         """Report a missing `key` by its name and the store's, whatever the backend said."""
-        try:
-            yield
-        except DoesNotExist as exc:
-            raise DoesNotExist(
-                f"Key `{key}` in store `{self.label}`: does not exist", key=key, store=exc.store
-            ) from None
+        return self._naming(key, DoesNotExist)
+
+    def writing(self, key: str) -> contextlib.AbstractContextManager[None]:
+        """Name `key` and the store when a write is refused (exists already, read-only store)."""
+        return self._naming(key, AlreadyExists, ReadOnlyError)
 
     @contextlib.contextmanager
-    def writing(self, key: str) -> Generator[None, None, None]:
-        """Name `key` and the store when a write is refused (exists already, read-only store)."""
+    def _naming(self, key: str, *kinds: type[AnystoreError]) -> Generator[None, None, None]:
+        """Raise an error of one of `kinds` again as `Key KEY in store LABEL: ...`, keeping the
+        store the backend named; a read-only refusal that names the key already passes as it is."""
         try:
             yield
-        except AlreadyExists as exc:
-            raise AlreadyExists(
-                f"Key `{key}` in store `{self.label}`: already exists", key=key, store=exc.store
-            ) from None
-        except ReadOnlyError as exc:
-            if exc.key == key:  # the store's own words name the key already
+        except kinds as exc:
+            if isinstance(exc, ReadOnlyError) and exc.key == key:
                 raise
-            text = f"Key `{key}` in store `{self.label}`: refused, the store is readonly"
-            raise ReadOnlyError(text, key=key, store=exc.store) from None
+            kind = next(kind for kind in kinds if isinstance(exc, kind))
+            text = f"Key `{key}` in store `{self.label}`: {_REFUSALS[kind]}"
+            raise kind(text, key=key, store=exc.store) from None
 
     def note(self, text: str) -> None:
         """A summary line on stderr, unless `--quiet`."""
@@ -293,6 +298,11 @@ class State:
             from anystore_cli.cli.console import message
 
             message(text)
+
+
+def ttl_option(help: str) -> Any:
+    """The `--ttl SECONDS` option (whole seconds, at most MAX_TTL) with its `help` text."""
+    return typer.Option("--ttl", metavar="SECONDS", min=0, max=MAX_TTL, help=help)
 
 
 InputConfigOption = Annotated[

@@ -9,7 +9,10 @@ so `FilterCommand` records the order of the options as it parses them.
 from __future__ import annotations
 
 import contextlib
+import functools
+import inspect
 import re
+from collections.abc import Callable
 from typing import Annotated, Any
 
 import click
@@ -17,6 +20,7 @@ import typer
 from typer.core import TyperCommand
 
 from anystore_cli.cli.commands.common import UsageProblem
+from anystore_cli.cli.options import ExcludePrefixOption, PrefixOption
 
 _ORDER = "anystore.filter_order"
 _SHARD = re.compile(r"[0-9]+/[0-9]+")
@@ -109,3 +113,44 @@ def key_filters(
     for name in order:
         rules.append(f"+ {includes.pop(0)}" if name == "include" else f"- {excludes.pop(0)}")
     return {"filters": rules or None, "shard": parsed}
+
+
+def with_key_filters(after: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """Give a command the key filter options, in their place in `--help`: right after its
+    parameter `after`, as `--prefix`, `--exclude-prefix`, `--glob`, `--include`, `--exclude`,
+    `--shard`. Use it with `cls=FilterCommand`.
+
+    The command takes them parsed, as one keyword argument `selection`: the `glob`, `prefix`,
+    `exclude_prefix`, `filters` and `shard` keyword arguments of the listing and mirror functions.
+    """
+    options = {
+        "prefix": PrefixOption,
+        "exclude_prefix": ExcludePrefixOption,
+        "glob": GlobOption,
+        "include": IncludeOption,
+        "exclude": ExcludeOption,
+        "shard": ShardOption,
+    }
+
+    def decorate(func: Callable[..., Any]) -> Callable[..., Any]:
+        signature = inspect.signature(func, eval_str=True)
+        params = [param for param in signature.parameters.values() if param.name != "selection"]
+        at = [param.name for param in params].index(after) + 1
+        kind = inspect.Parameter.POSITIONAL_OR_KEYWORD
+        added = [inspect.Parameter(name, kind, default=None, annotation=hint) for name, hint in options.items()]
+
+        @functools.wraps(func)
+        def command(**kwargs: Any) -> Any:
+            given = {name: kwargs.pop(name) for name in options}
+            rules = key_filters(kwargs["ctx"], given["include"], given["exclude"], given["shard"])
+            chosen = {name: given[name] for name in ("glob", "prefix", "exclude_prefix")}
+            return func(selection={**chosen, **rules}, **kwargs)
+
+        # typer reads the options from the signature and its (evaluated) annotations
+        shown = signature.replace(parameters=params[:at] + added + params[at:])
+        command.__signature__ = shown  # type: ignore[attr-defined]
+        command.__annotations__ = {param.name: param.annotation for param in shown.parameters.values()}
+        command.__annotations__["return"] = signature.return_annotation
+        return command
+
+    return decorate

@@ -9,15 +9,9 @@ from typing import Annotated, Any
 
 import typer
 
+from anystore_cli.cli.commands import filters
 from anystore_cli.cli.commands.common import UsageProblem, get_state, open_output
-from anystore_cli.cli.commands.filters import (
-    ExcludeOption,
-    FilterCommand,
-    GlobOption,
-    IncludeOption,
-    ShardOption,
-    key_filters,
-)
+from anystore_cli.cli.commands.filters import FilterCommand, key_filters
 from anystore_cli.cli.completion import complete_key
 from anystore_cli.cli.options import ExcludePrefixOption, OutputOption, PrefixOption
 from anystore_cli.cli.output.records import RecordMaker  # noqa: F401  (the record of `keys --json`)
@@ -34,10 +28,10 @@ def keys(
     ctx: typer.Context,
     prefix: PrefixOption = None,
     exclude_prefix: ExcludePrefixOption = None,
-    glob: GlobOption = None,
-    include: IncludeOption = None,
-    exclude: ExcludeOption = None,
-    shard: ShardOption = None,
+    glob: filters.GlobOption = None,
+    include: filters.IncludeOption = None,
+    exclude: filters.ExcludeOption = None,
+    shard: filters.ShardOption = None,
     null: Annotated[bool, typer.Option("-0", "--null", help="End each key with NUL instead of a newline.")] = False,
     json: Annotated[bool, typer.Option("--json", help="One JSON object (the `info` fields) per key.")] = False,
     # anystore 0.3.0's spelling of --json, kept so its scripts run unchanged
@@ -204,10 +198,10 @@ def rm(
     ] = None,
     prefix: PrefixOption = None,
     exclude_prefix: ExcludePrefixOption = None,
-    glob: GlobOption = None,
-    include: IncludeOption = None,
-    exclude: ExcludeOption = None,
-    shard: ShardOption = None,
+    glob: filters.GlobOption = None,
+    include: filters.IncludeOption = None,
+    exclude: filters.ExcludeOption = None,
+    shard: filters.ShardOption = None,
     force: Annotated[bool, typer.Option("-f", "--force", help="A missing key is not an error.")] = False,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Only list what would be deleted.")] = False,
 ) -> None:

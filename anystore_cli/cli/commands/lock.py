@@ -12,6 +12,7 @@ from typing import Annotated, Any
 import typer
 
 from anystore_cli.cli.commands.common import UsageProblem, get_state
+from anystore_cli.cli.options import flag
 
 app = typer.Typer(rich_markup_mode=None, pretty_exceptions_enable=False)
 
@@ -34,9 +35,7 @@ def lock(
     wait: Annotated[
         float, typer.Option("--wait", metavar="S", min=0, help="Seconds to wait for a held lock (0: fail at once).")
     ] = 0.0,
-    status: Annotated[
-        bool, typer.Option("--status", help="Print the lease as JSON (exit 1 when nobody holds it).")
-    ] = False,
+    status: Annotated[bool, flag("--status", "Print the lease as JSON (exit 1 when nobody holds it).")] = False,
     release: Annotated[
         bool, typer.Option("--release", help="Release the lease by force, whoever holds it (for operators).")
     ] = False,

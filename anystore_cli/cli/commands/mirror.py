@@ -13,34 +13,13 @@ from typing import Annotated, Any
 import typer
 
 from anystore_cli.cli.commands.common import InputConfigOption, OutputConfigOption, get_state
-from anystore_cli.cli.commands.filters import (
-    ExcludeOption,
-    FilterCommand,
-    GlobOption,
-    IncludeOption,
-    ShardOption,
-    key_filters,
-)
+from anystore_cli.cli.commands.filters import FilterCommand, with_key_filters
 from anystore_cli.cli.commands.transfer import note_skipped, plural
-from anystore_cli.cli.options import ChecksumOption, ExcludePrefixOption, JobsOption, PrefixOption, SourceOption
+from anystore_cli.cli.options import ChecksumOption, JobsOption, SourceOption
 from anystore_cli.errors import StoreError
 from anystore_cli.store.base import as_backend
 
 app = typer.Typer(rich_markup_mode=None, pretty_exceptions_enable=False)
-
-
-def selection(
-    ctx: typer.Context,
-    prefix: str | None,
-    exclude_prefix: str | None,
-    glob: str | None,
-    include: list[str] | None,
-    exclude: list[str] | None,
-    shard: str | None,
-) -> dict[str, Any]:
-    """The key filters `mirror` and `check` forward to their engine, as keyword arguments."""
-    filters = key_filters(ctx, include, exclude, shard)
-    return {"glob": glob, "prefix": prefix, "exclude_prefix": exclude_prefix, **filters}
 
 
 MIRROR_JOBS = 4
@@ -131,16 +110,11 @@ class _MirrorCounts:
     "failed or SRC could not be listed in full. Summary on stderr (Ctrl-C prints it too); exit 3 when a "
     "key failed or SRC's listing was incomplete.",
 )
+@with_key_filters(after="input")
 def mirror(
     ctx: typer.Context,
     output: Annotated[str, typer.Option("-o", "--output", metavar="DST", help="Target store uri.")],
     input: SourceOption = None,
-    prefix: PrefixOption = None,
-    exclude_prefix: ExcludePrefixOption = None,
-    glob: GlobOption = None,
-    include: IncludeOption = None,
-    exclude: ExcludeOption = None,
-    shard: ShardOption = None,
     checksum: ChecksumOption = False,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Copy every key, changed or not.")] = False,
     ignore_existing: Annotated[
@@ -164,6 +138,7 @@ def mirror(
     ] = False,
     input_config: InputConfigOption = None,
     output_config: OutputConfigOption = None,
+    selection: dict[str, Any] | None = None,
 ) -> None:
     """Make DST hold SRC's matching keys: copy what DST lacks or holds changed."""
     from anystore_cli.cli.commands.common import UsageProblem
@@ -174,7 +149,6 @@ def mirror(
     from anystore_cli.util.uri import mask_uri
 
     state = get_state(ctx)
-    chosen = selection(ctx, prefix, exclude_prefix, glob, include, exclude, shard)
     source, target = state.open_sides(input, output, input_config, output_config, writing=True)
     try:
         compare_mode(overwrite, checksum, ignore_existing)
@@ -208,7 +182,7 @@ def mirror(
                 on_progress=on_progress,
                 on_plan=counts.plan,
                 create=not no_create,
-                **chosen,
+                **(selection or {}),
             )
         except KeyboardInterrupt:
             done = counts.counts
@@ -253,22 +227,20 @@ def mirror(
         raise StoreError(f"the listing of `{mask_uri(source.uri)}` is incomplete: not every key was mirrored")
 
 
-@app.command(
-    cls=FilterCommand,
-    epilog="\b\nExample: anystore check -i ./site -o s3://bucket/site --checksum\n\n"
+CHECK_EPILOG = (
+    "\b\nExample: anystore check -i ./site -o s3://bucket/site --checksum\n\n"
     "Lines: `+ KEY` only in SRC, `- KEY` only in DST, `* KEY` differs, `! KEY` could not be compared "
-    "(rclone check --combined's markers). Exit status: 0 the same, 1 they differ, 3 a store failed.",
+    "(rclone check --combined's markers). Exit status: 0 the same, 1 they differ, 3 a store failed."
 )
+CompareWithOption = Annotated[str, typer.Option("-o", "--output", metavar="DST", help="Store uri to compare with.")]
+
+
+@app.command(cls=FilterCommand, epilog=CHECK_EPILOG)
+@with_key_filters(after="input")
 def check(
     ctx: typer.Context,
-    output: Annotated[str, typer.Option("-o", "--output", metavar="DST", help="Store uri to compare with.")],
+    output: CompareWithOption,
     input: SourceOption = None,
-    prefix: PrefixOption = None,
-    exclude_prefix: ExcludePrefixOption = None,
-    glob: GlobOption = None,
-    include: IncludeOption = None,
-    exclude: ExcludeOption = None,
-    shard: ShardOption = None,
     checksum: ChecksumOption = False,
     json: Annotated[
         bool, typer.Option("--json", help='One JSON object a line: {"key", "status", "source_size", "target_size"}.')
@@ -276,6 +248,7 @@ def check(
     jobs: JobsOption = 1,
     input_config: InputConfigOption = None,
     output_config: OutputConfigOption = None,
+    selection: dict[str, Any] | None = None,
 ) -> None:
     """Compare two stores: the keys only in SRC, only in DST, and those that differ (by size, or digest)."""
     from anystore_cli.cli.console import LineWriter, encode_text, json_line
@@ -283,7 +256,6 @@ def check(
     from anystore_cli.util.uri import mask_uri
 
     state = get_state(ctx)
-    chosen = selection(ctx, prefix, exclude_prefix, glob, include, exclude, shard)
     source, target = state.open_sides(input, output, input_config, output_config)
     markers = {"only_source": "+", "only_target": "-", "differ": "*", "failed": "!"}
     out = LineWriter(sys.stdout.buffer)
@@ -312,7 +284,7 @@ def check(
             checksum=checksum,
             workers=jobs,
             on_result=on_result,
-            **chosen,
+            **(selection or {}),
         )
     finally:
         out.flush()

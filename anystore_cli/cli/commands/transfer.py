@@ -13,7 +13,6 @@ from typing import Annotated, Any
 import typer
 
 from anystore_cli.cli.commands.common import (
-    MAX_TTL,
     InputConfigOption,
     OutputConfigOption,
     UsageProblem,
@@ -21,16 +20,10 @@ from anystore_cli.cli.commands.common import (
     open_input,
     open_output,
     split_backend_config,
+    ttl_option,
 )
-from anystore_cli.cli.commands.filters import (
-    ExcludeOption,
-    FilterCommand,
-    GlobOption,
-    IncludeOption,
-    ShardOption,
-    key_filters,
-)
-from anystore_cli.cli.options import ExcludePrefixOption, JobsOption, OutputOption, PrefixOption
+from anystore_cli.cli.commands.filters import FilterCommand, with_key_filters
+from anystore_cli.cli.options import JobsOption, OutputOption
 from anystore_cli.errors import AlreadyExists, AnystoreError, InvalidKey, StoreError
 from anystore_cli.util.keys import ensure_relative_key
 
@@ -64,19 +57,15 @@ def _read_key_list(source: str) -> Iterator[str]:
 
 
 @app.command(cls=FilterCommand, epilog="\b\nExample: anystore dump --prefix users/ -o users.jsonl")
+@with_key_filters(after="ctx")
 def dump(
     ctx: typer.Context,
-    prefix: PrefixOption = None,
-    exclude_prefix: ExcludePrefixOption = None,
-    glob: GlobOption = None,
-    include: IncludeOption = None,
-    exclude: ExcludeOption = None,
-    shard: ShardOption = None,
     keys_from: Annotated[
         str | None,
         typer.Option("--keys-from", metavar="FILE", help="Dump the keys listed in FILE, one a line (`-` is stdin)."),
     ] = None,
     output: OutputOption = "-",
+    selection: dict[str, Any] | None = None,
 ) -> None:
     """Export keys and values as JSON lines."""
     from anystore_cli.cli.console import LineWriter, Progress, json_line
@@ -84,18 +73,18 @@ def dump(
     from anystore_cli.services.load import LOAD_BATCH_BYTES
 
     state = get_state(ctx)
-    filters = key_filters(ctx, include, exclude, shard)
+    selection = selection or {}
     store = state.store()
     sized: Any  # (key, size or None when missing) in order: small values are batched, large ones streamed
     if keys_from is not None:
         from anystore_cli.util.keys import make_key_filter
 
-        match = make_key_filter(prefix, exclude_prefix, glob, **filters)
+        match = make_key_filter(**selection)
         keys = (key for key in _read_key_list(keys_from) if match(key))
         sized = ((key, None if stats is None else stats.size) for key, stats in store.info_many(keys))
     else:
         # sizes only (no timestamps, no Stats objects): the lightest bulk listing of each store
-        entries = store.iterate_entries(prefix=prefix, exclude_prefix=exclude_prefix, glob=glob, **filters)
+        entries = store.iterate_entries(**selection)
         sized = ((entry.key, entry.size) for entry in entries)
     # batches are bounded in bytes too (the sizes come with the listing): object stores read a
     # batch on parallel threads, databases in one query
@@ -168,13 +157,7 @@ def load(
     ] = "-",
     ttl: Annotated[
         int | None,
-        typer.Option(
-            "--ttl",
-            metavar="SECONDS",
-            min=0,
-            max=MAX_TTL,
-            help="Expire keys after SECONDS (a line's `ttl` wins; refused on stores that cannot expire keys).",
-        ),
+        ttl_option("Expire keys after SECONDS (a line's `ttl` wins; refused on stores that cannot expire keys)."),
     ] = None,
     no_clobber: Annotated[
         bool, typer.Option("--no-clobber", help="Keep keys that exist (exit 1 if any was kept).")

@@ -13,7 +13,6 @@ from typing import Annotated, Any
 import typer
 
 from anystore_cli.cli.commands.common import (
-    MAX_TTL,
     InputConfigOption,
     LineMode,
     Mode,
@@ -27,6 +26,7 @@ from anystore_cli.cli.commands.common import (
     open_output,
     render_value,
     split_backend_config,
+    ttl_option,
 )
 from anystore_cli.cli.completion import complete_key
 from anystore_cli.errors import DoesNotExist
@@ -51,14 +51,7 @@ ModeOption = Annotated[
     ),
 ]
 TtlOption = Annotated[
-    int | None,
-    typer.Option(
-        "--ttl",
-        metavar="SECONDS",
-        min=0,
-        max=MAX_TTL,
-        help="Expire the key after SECONDS (refused on stores that cannot expire keys).",
-    ),
+    int | None, ttl_option("Expire the key after SECONDS (refused on stores that cannot expire keys).")
 ]
 
 
