@@ -19,6 +19,10 @@ _TRUE = {"1", "true", "yes", "on", "y", "t"}
 _FALSE = {"0", "false", "no", "off", "n", "f", ""}
 
 
+MAX_TTL = 100 * 366 * 24 * 3600
+"""The longest ttl any command, load line or request takes: a hundred years, in seconds"""
+
+
 def parse_bool(value: Any) -> bool:
     """Parse a boolean the way environment variables spell it."""
     if isinstance(value, bool):

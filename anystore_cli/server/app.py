@@ -43,6 +43,7 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
 
+from anystore_cli.config.settings import MAX_TTL
 from anystore_cli.errors import (
     AlreadyExists,
     AnystoreError,
@@ -54,7 +55,6 @@ from anystore_cli.errors import (
 from anystore_cli.server.http import (
     CONNECTION_LIMIT,
     KEEP_ALIVE_TIMEOUT,
-    MAX_TTL,
     BodyReader,
     HttpProblem,
     allowed_hosts_for,

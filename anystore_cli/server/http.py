@@ -28,8 +28,6 @@ from anystore_cli.util.uri import mask_uri
 CHUNK_SIZE = 256 * 1024
 """Bytes read from the store per chunk of a response"""
 
-MAX_TTL = 100 * 366 * 24 * 3600
-"""Longest `?ttl=` taken (the command line's limit)"""
 
 HEADER_TIMEOUT = 10.0
 """Seconds a connection may take to send a request's headers (slow-header attacks)"""

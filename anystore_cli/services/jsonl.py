@@ -24,6 +24,7 @@ from typing import IO, Any
 
 import orjson
 
+from anystore_cli.config.settings import MAX_TTL
 from anystore_cli.errors import InvalidData, InvalidKey
 from anystore_cli.util.keys import all_canonical, normalize_key
 
@@ -31,8 +32,6 @@ CHUNK = 1024 * 1024
 """Bytes read (and written) at a time"""
 STREAM_LINE_BYTES = 4 * 1024 * 1024
 """`load`: a line longer than this is stored as a stream (shorter ones go through `put_many`)"""
-MAX_TTL = 100 * 366 * 24 * 3600
-"""The longest `ttl` a line may give, in seconds (a hundred years)"""
 VALUE_FIELDS = ("value", "value_b64")
 KEY_FIELDS = ("key", "key_b64")
 KNOWN_FIELDS = (*KEY_FIELDS, *VALUE_FIELDS, "ttl")

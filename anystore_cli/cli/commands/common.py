@@ -24,6 +24,7 @@ from anystore_cli.cli.output.text import (  # noqa: F401  (command modules impor
     uri_text,
 )
 from anystore_cli.cli.output.values import dump_json, load_json, render_value  # noqa: F401
+from anystore_cli.config.settings import MAX_TTL
 from anystore_cli.errors import (
     AlreadyExists,
     AnystoreError,
@@ -39,8 +40,6 @@ from anystore_cli.util.keys import ensure_relative_key
 from anystore_cli.util.uri import mask_uri
 
 DEFAULT_STORE = ".anystore"
-MAX_TTL = 100 * 366 * 24 * 3600
-"""The longest `--ttl` (about 100 years, in seconds): what every backend can store as an expiry"""
 
 
 class ClosedStream:
