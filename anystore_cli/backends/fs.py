@@ -53,6 +53,7 @@ from anystore_cli.store.base import KEY_BATCH, Capabilities, KeyEntry
 from anystore_cli.store.contract import batched
 from anystore_cli.store.entry import BaseStats, entry_from_stats
 from anystore_cli.store.io import DEFAULT_MODE, copy_stream, get_filesystem
+from anystore_cli.store.lease import LOCK_FOLDER
 from anystore_cli.store.options import Option
 from anystore_cli.util.keys import is_canonical_key, listing_prefix, make_key_filter
 from anystore_cli.util.uri import BUCKET_SCHEMES, clean_dict, mask_uri, quote_key, unquote_key
@@ -60,8 +61,6 @@ from anystore_cli.util.uri import BUCKET_SCHEMES, clean_dict, mask_uri, quote_ke
 OBJECT_STORES = BUCKET_SCHEMES
 """Protocols whose first path segment is a bucket and whose writes are atomic per object"""
 S3 = frozenset({"s3", "s3a"})
-LOCK_FOLDER = ".~anystore-locks/"
-"""Where `anystore lock` keeps its leases (see backend/lock.py): no keys"""
 DEFAULT_WORKERS = 16
 """Threads of `put_many`/`get_many` on remote filesystems (backend_config `max_workers`)"""
 _STORE_OPTIONS = ("max_workers",)
@@ -359,7 +358,7 @@ class Store(ObjectStoreMixin, FileLikeStore):
             kept = [
                 (key, info)
                 for key, info in batch
-                if key and match(key) and is_canonical_key(key) and not key.startswith(LOCK_FOLDER)
+                if key and match(key) and is_canonical_key(key) and not key.startswith(LOCK_FOLDER + "/")
             ]
             if not detail:
                 if kept:
