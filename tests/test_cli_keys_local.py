@@ -190,13 +190,16 @@ def test_orjson_writes_times_as_isoformat_does():
     assert [orjson.dumps(when).decode()[1:-1] for when in times] == [when.isoformat() for when in times]
 
 
-def test_stat_batches_are_the_listing_of_iterate_infos(folder: Path):
+def test_entry_batches_are_the_listing_of_iterate_infos(folder: Path):
+    # `keys -l/--json` on a local folder formats these entries as `iterate_infos` would
     store = LocalStore(uri=str(folder))
-    rows = [row for batch in store.iterate_stat_batches(prefix="d", shard="0/2") for row in batch]
+    entries = [entry for batch in store.iterate_entry_batches(prefix="d", shard="0/2") for entry in batch]
     infos = list(store.iterate_infos(prefix="d", shard="0/2"))
-    assert [key for key, _ in rows] == [stats.key for stats in infos]
-    for (_, info), stats in zip(rows, infos, strict=True):
-        assert stats.size == info.st_size
-        assert stats.updated_at == datetime.fromtimestamp(info.st_mtime, tz=timezone.utc)
-        assert stats.created_at == datetime.fromtimestamp(stat_created(info), tz=timezone.utc)
-    assert all(batch for batch in store.iterate_stat_batches())
+    assert [entry.key for entry in entries] == [stats.key for stats in infos]
+    for entry, stats in zip(entries, infos, strict=True):
+        info = os.stat(folder / entry.key)
+        assert stats.size == entry.size == info.st_size
+        assert stats.updated_at == datetime.fromtimestamp(entry.mtime, tz=timezone.utc)
+        assert entry.created == stat_created(info) <= entry.mtime
+        assert stats.created_at == datetime.fromtimestamp(entry.created, tz=timezone.utc)
+    assert all(batch for batch in store.iterate_entry_batches())

@@ -197,3 +197,47 @@ def test_the_local_store_is_no_fsspec_store(tmp_path: Path) -> None:
     assert type(made) is LocalStore and made.root == str(tmp_path)
     made.put("k", b"v", serialization_mode="raw")
     assert made.get("k", serialization_mode="raw") == b"v"
+
+
+LISTINGS = ["iterate_key_batches", "iterate_keys", "iterate_entry_batches", "iterate_entries", "iterate_infos"]
+CRITERIA_TEXT = (
+    "prefix: 'str | None' = None, exclude_prefix: 'str | None' = None, glob: 'str | None' = None, "
+    "include: 'Iterable[str] | str | None' = None, exclude: 'Iterable[str] | str | None' = None, "
+    "shard: 'str | tuple[int, int] | None' = None, filters: 'Iterable[str] | None' = None"
+)
+
+
+@pytest.mark.parametrize("name", LISTINGS)
+def test_the_listings_show_their_criteria_as_written_out_parameters(name: str) -> None:
+    # one list of criteria serves every listing; signature, help() and docstring are unchanged
+    import inspect
+    import pydoc
+
+    from anystore_cli.backends.memory import MemoryStore
+
+    method = getattr(MemoryStore(uri="memory://"), name)
+    md5 = ", md5: 'bool' = False" if "entr" in name else ""
+    assert str(inspect.signature(method)).startswith(f"({CRITERIA_TEXT}{md5}) -> 'Generator[")
+    shown = pydoc.render_doc(method, renderer=pydoc.plaintext)
+    assert f"{name}({CRITERIA_TEXT}{md5})" in shown
+    doc = inspect.getdoc(method)
+    assert doc and doc.splitlines()[0] in shown and doc.splitlines()[-1] in shown
+
+
+def test_the_listings_take_their_criteria_by_position_or_name() -> None:
+    from anystore_cli.backends.memory import MemoryStore
+
+    store = MemoryStore(uri="memory://")
+    for key in ("a/1", "a/2", "a/x/3", "b/4"):
+        store.put(key, b"v")
+    assert list(store.iterate_keys("a/", "a/x")) == ["a/1", "a/2"]
+    assert list(store.iterate_keys(prefix="a/", exclude_prefix="a/x")) == ["a/1", "a/2"]
+    assert [entry.key for entry in store.iterate_entries("a", None, None, None, None, None, ["- **/2"], True)] == [
+        "a/1",
+        "a/x/3",
+    ]
+    assert [stats.key for stats in store.iterate_infos(glob="**/3")] == ["a/x/3"]
+    with pytest.raises(TypeError):
+        store.iterate_keys(nonsense=1)
+    with pytest.raises(TypeError):
+        store.iterate_keys("a", prefix="b")

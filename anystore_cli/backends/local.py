@@ -19,11 +19,10 @@ import errno
 import os
 import stat
 from collections.abc import Callable, Generator, Iterator, Sequence
-from datetime import datetime, timezone
 from typing import IO, Any, ClassVar, TypeVar
 
 from anystore_cli.backends.filelike import FileLikeStore
-from anystore_cli.backends.local_listing import (  # noqa: F401 - re-exported: `keys -l` formats stats
+from anystore_cli.backends.local_listing import (  # noqa: F401 - stat_created re-exported for callers
     LocalListingMixin,
     _stats,
     stat_created,
@@ -414,11 +413,7 @@ class LocalStore(LocalListingMixin, FileLikeStore):
             raise self._missing(key) from None
         if not stat.S_ISREG(info.st_mode):
             raise self._missing(key)
-        return BaseStats(
-            size=info.st_size,
-            created_at=datetime.fromtimestamp(stat_created(info), tz=timezone.utc),
-            updated_at=datetime.fromtimestamp(info.st_mtime, tz=timezone.utc),
-        )
+        return _stats(info)
 
     def _get_many(self, keys: list[str]) -> Iterator[tuple[str, bytes | None]]:
         for key in keys:  # local reads: a thread pool a batch costs more than it saves

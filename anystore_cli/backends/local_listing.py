@@ -6,7 +6,7 @@ from __future__ import annotations
 import errno
 import os
 import stat
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from datetime import datetime, timezone
 from typing import Any
 
@@ -14,7 +14,7 @@ from anystore_cli.errors import StoreError, StoreNotFound
 from anystore_cli.store.base import BaseStore, KeyEntry
 from anystore_cli.store.entry import BaseStats
 from anystore_cli.util.files import _CLOEXEC, TMP_PREFIX, _close
-from anystore_cli.util.keys import listing_prefix, make_key_filter, normalize_prefix
+from anystore_cli.util.keys import listing_prefix, make_key_filter
 
 
 def stat_created(info: os.stat_result) -> float:
@@ -52,38 +52,18 @@ class LocalListingMixin(BaseStore):
         if not detail:
             yield from self._listing(prefix, exclude_prefix, glob, False)
             return
-        for batch in self._listing(prefix, exclude_prefix, glob, True):
-            yield [KeyEntry(key, info.st_size, info.st_mtime, None, stat_created(info)) for key, info in batch]
-
-    def iterate_stat_batches(
-        self,
-        prefix: str | None = None,
-        exclude_prefix: str | None = None,
-        glob: str | None = None,
-        include: Iterable[str] | str | None = None,
-        exclude: Iterable[str] | str | None = None,
-        shard: str | tuple[int, int] | None = None,
-        filters: Iterable[str] | None = None,
-    ) -> Iterator[list[tuple[str, os.stat_result]]]:
-        """The listing under `iterate_infos`, raw: the matching keys with each file's
-        `os.stat_result`, a folder at a time (lists never empty), in `iterate_infos` order.
-
-        For callers that format many keys' metadata themselves (`anystore keys -l/--json`):
-        no model object is built per key. `stat_created` and `st_mtime` give the `created_at`
-        and `updated_at` of `iterate_infos`, `st_size` its `size`. The criteria are those of
-        `iterate_keys`.
-
-        Yields:
-            Lists of `(key, stat_result)`
-        """
-        extra = self._extra_filter(include, exclude, shard, filters)
-        prefix, exclude_prefix = normalize_prefix(prefix), normalize_prefix(exclude_prefix)
-        with self._errors(None):
-            for batch in self._listing(prefix or None, exclude_prefix or None, glob or None, True):
-                if extra is not None:
-                    batch = [item for item in batch if extra(item[0])]
-                if batch:
-                    yield batch
+        batches = self._listing(prefix, exclude_prefix, glob, True)
+        if _BIRTH:
+            for batch in batches:
+                yield [KeyEntry(key, info.st_size, info.st_mtime, None, stat_created(info)) for key, info in batch]
+            return
+        # `stat_created` without birth times, inlined: this runs once a file of `keys -l`
+        new = tuple.__new__
+        for batch in batches:
+            yield [
+                new(KeyEntry, (key, info.st_size, m := info.st_mtime, None, c if (c := info.st_ctime) < m else m, None))
+                for key, info in batch
+            ]
 
     def _listing(
         self, prefix: str | None, exclude_prefix: str | None, glob: str | None, stats: bool
@@ -261,6 +241,9 @@ class LocalListingMixin(BaseStore):
             subdirs = kept
         return found, subdirs
 
+
+_BIRTH = hasattr(os.stat_result, "st_birthtime")
+"""The system keeps a file's creation time"""
 
 _SCAN_FLAGS = os.O_RDONLY | os.O_DIRECTORY | _CLOEXEC
 """A folder opened for reading its entries"""

@@ -32,7 +32,7 @@ from anystore_cli.store.listing import ListingMixin
 from anystore_cli.store.model import StoreModel
 from anystore_cli.util.checksum import DEFAULT_HASH_ALGORITHM
 from anystore_cli.util.keys import normalize_key
-from anystore_cli.util.serialize import from_store, to_store
+from anystore_cli.util.serialize import to_store
 from anystore_cli.util.uri import clean_dict, mask_uri
 
 LEGACY_CAPABILITIES = {
@@ -157,12 +157,7 @@ class BaseStore(ListingMixin, BatchMixin, BackendContract, StoreModel):
             value = self._read(key, raise_on_nonexist=raise_on_nonexist, **kwargs)
         if value is None:
             return None
-        return from_store(
-            value,
-            serialization_mode or self.serialization_mode,
-            deserialization_func=deserialization_func or self.deserialization_func,
-            model=model or self.model,
-        )
+        return self._decoder(serialization_mode, deserialization_func, model)(value)
 
     @check_readonly
     def pop(self, key: Any, *args: Any, **kwargs: Any) -> Any:
@@ -188,12 +183,9 @@ class BaseStore(ListingMixin, BatchMixin, BackendContract, StoreModel):
             if raise_on_nonexist:
                 raise
             return None
-        return from_store(
-            value,
-            options.get("serialization_mode") or self.serialization_mode,
-            deserialization_func=options.get("deserialization_func") or self.deserialization_func,
-            model=options.get("model") or self.model,
-        )
+        return self._decoder(
+            options.get("serialization_mode"), options.get("deserialization_func"), options.get("model")
+        )(value)
 
     @check_readonly
     def pop_bytes(self, key: Any) -> bytes:
@@ -259,13 +251,11 @@ class BaseStore(ListingMixin, BatchMixin, BackendContract, StoreModel):
         if raise_on_nonexist is None:
             raise_on_nonexist = self.raise_on_nonexist
         key = self._key(key)
-        mode = serialization_mode or self.serialization_mode
-        deserialize = deserialization_func or self.deserialization_func
-        model = model or self.model
+        read = self._decoder(serialization_mode, deserialization_func, model)
         try:
             with self._errors(key):
                 for line in self._stream(key, mode=kwargs.get("mode", DEFAULT_MODE)):
-                    yield from_store(line, mode, deserialization_func=deserialize, model=model)
+                    yield read(line)
         except DoesNotExist:
             if raise_on_nonexist:
                 raise

@@ -4,6 +4,7 @@ transaction, pipeline or request per batch where the backend can)."""
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Generator, Iterable
 from typing import Any
 
@@ -107,6 +108,16 @@ class BatchMixin(BackendContract):
             self._put_many(batch, ttl=ttl)
         return len(batch)
 
+    def _decoder(self, serialization_mode: str | None, deserialization_func: Callable | None, model: Any) -> Any:
+        """What turns a stored value into the one `get` returns: the call's options, else the
+        store's."""
+        return functools.partial(
+            from_store,
+            serialization_mode=serialization_mode or self.serialization_mode,
+            deserialization_func=deserialization_func or self.deserialization_func,
+            model=model or self.model,
+        )
+
     def get_many(
         self,
         keys: Iterable[Any],
@@ -116,16 +127,14 @@ class BatchMixin(BackendContract):
         batch_size: int = 1000,
     ) -> Generator[tuple[str, Any], None, None]:
         """Read many keys: the bulk path. Yields `(key, value)`, value None for missing keys."""
-        mode = serialization_mode or self.serialization_mode
-        func = deserialization_func or self.deserialization_func
-        model = model or self.model
+        read = self._decoder(serialization_mode, deserialization_func, model)
         batch: list[str] = []
 
         def _flush() -> Generator[tuple[str, Any], None, None]:
             with self._errors(None):
                 results = list(self._get_many(batch))
             for key, value in results:
-                yield key, None if value is None else from_store(value, mode, deserialization_func=func, model=model)
+                yield key, None if value is None else read(value)
 
         for key in keys:
             batch.append(self._key(key))

@@ -79,29 +79,27 @@ class Stats(BaseStats):
     def build(cls, key: str, store: str, stats: BaseStats) -> Stats:
         """The metadata of `key` in `store` from a backend's `BaseStats` (already coerced: no
         validation again, which matters when a listing builds one for every key)."""
-        new = cls.__new__(cls)
-        fields = new.__dict__
-        fields["created_at"] = stats.created_at
-        fields["updated_at"] = stats.updated_at
-        fields["size"] = stats.size
-        fields["name"] = key.rsplit("/", 1)[-1]
-        fields["store"] = store
-        fields["key"] = key
-        new._extra = {}
-        return new
+        return cls._of(key, store, stats.size, stats.created_at, stats.updated_at)
 
     @classmethod
     def from_entry(cls, entry: KeyEntry, store: str) -> Stats:
         """The metadata of a listed entry in `store` (times in UTC), built as `build` builds it."""
-        new = cls.__new__(cls)
-        fields = new.__dict__
         key, size, updated, _, created, _ = entry
-        fields["created_at"] = None if created is None else _fromtimestamp(created, _UTC)
-        fields["updated_at"] = None if updated is None else _fromtimestamp(updated, _UTC)
-        fields["size"] = size
-        fields["name"] = key.rsplit("/", 1)[-1]
-        fields["store"] = store
-        fields["key"] = key
+        return cls._of(
+            key,
+            store,
+            size,
+            None if created is None else _fromtimestamp(created, _UTC),
+            None if updated is None else _fromtimestamp(updated, _UTC),
+        )
+
+    @classmethod
+    def _of(cls, key: str, store: str, size: int | None, created: datetime | None, updated: datetime | None) -> Stats:
+        """Fields already of the right types, set without validating them again."""
+        new = cls.__new__(cls)
+        new.__dict__.update(
+            created_at=created, updated_at=updated, size=size, name=key.rsplit("/", 1)[-1], store=store, key=key
+        )
         new._extra = {}
         return new
 

@@ -7,11 +7,13 @@ apart. `keys -l`, `dump`, `mirror` and `check` are built on these.
 
 from __future__ import annotations
 
+import functools
+import inspect
 import itertools
 import operator
 from collections import Counter
 from collections.abc import Callable, Generator, Iterable, Iterator
-from typing import Any
+from typing import Any, NamedTuple, TypeVar
 
 from anystore_cli.store.contract import INFO_BATCH, BackendContract
 from anystore_cli.store.entry import BaseStats, KeyEntry, Stats, stats_from_entry
@@ -21,28 +23,68 @@ _kind = operator.itemgetter(5)
 """`KeyEntry.kind`, in C"""
 
 
+class Criteria(NamedTuple):
+    """What a listing keeps: the criteria of `iterate_keys`, in its parameters' order."""
+
+    prefix: str | None = None
+    exclude_prefix: str | None = None
+    glob: str | None = None
+    include: Iterable[str] | str | None = None
+    exclude: Iterable[str] | str | None = None
+    shard: str | tuple[int, int] | None = None
+    filters: Iterable[str] | None = None
+
+
+_CRITERIA = [
+    inspect.Parameter(
+        name,
+        inspect.Parameter.POSITIONAL_OR_KEYWORD,
+        default=None,
+        annotation=getattr(annotation, "__forward_arg__", annotation),  # NamedTuple wraps the text
+    )
+    for name, annotation in Criteria.__annotations__.items()
+]
+"""The criteria as parameters, annotated as the source spells them"""
+
+_Result = TypeVar("_Result")
+
+
+def _takes_criteria(method: Callable[..., _Result]) -> Callable[..., _Result]:
+    """A listing `method(self, criteria, *rest)` offered with the criteria as parameters of its
+    own, before `rest`: one list of them for every listing, and `inspect.signature` and `help()`
+    show them (and the method's docstring) as if written out."""
+    own = inspect.signature(method)
+    self_param, _, *rest = own.parameters.values()
+    signature = own.replace(parameters=[self_param, *_CRITERIA, *rest])
+
+    @functools.wraps(method)
+    def listing(self: Any, *args: Any, **kwargs: Any) -> _Result:
+        arguments = signature.bind(self, *args, **kwargs).arguments
+        values = [arguments.pop(name, None) for name in Criteria._fields]
+        arguments.pop("self", None)
+        return method(self, Criteria._make(values), **arguments)
+
+    del listing.__wrapped__  # the signature below is the one to show, not the method's
+    listing.__signature__ = signature  # type: ignore[attr-defined]
+    listing.__annotations__ = {
+        **{param.name: param.annotation for param in signature.parameters.values() if param.name != "self"},
+        "return": own.return_annotation,
+    }
+    return listing
+
+
 class ListingMixin(BackendContract):
     """The public listings and metadata calls of a store (the host class supplies `_key`)."""
 
     _key: Callable[[Any], str]
 
-    def _extra_filter(
-        self, include: Any = None, exclude: Any = None, shard: Any = None, filters: Any = None
-    ) -> Callable[[str], bool] | None:
-        if not has_extra_filters(include, exclude, shard, filters):
-            return None
-        return make_key_filter(include=include, exclude=exclude, shard=shard, filters=filters)
-
-    def _listed(
-        self,
-        prefix: str | None,
-        exclude_prefix: str | None,
-        glob: str | None,
-        extra: Callable[[str], bool] | None,
-        detail: bool = False,
-        md5: bool = False,
-    ) -> Iterator[list[Any]]:
-        """`_list`'s batches with the criteria normalised and the extra filters applied."""
+    def _matching(self, criteria: Criteria, detail: bool = False, md5: bool = False) -> Iterator[list[Any]]:
+        """`_list`'s batches for `criteria`, normalised, with the filters no backend applies
+        itself (`include`, `exclude`, `shard`, `filters`) applied here; never an empty one."""
+        prefix, exclude_prefix, glob, include, exclude, shard, filters = criteria
+        extra = None
+        if has_extra_filters(include, exclude, shard, filters):
+            extra = make_key_filter(include=include, exclude=exclude, shard=shard, filters=filters)
         prefix, exclude_prefix = normalize_prefix(prefix), normalize_prefix(exclude_prefix)
         with self._errors(None):
             for batch in self._list(prefix or None, exclude_prefix or None, glob or None, detail=detail, md5=md5):
@@ -51,16 +93,8 @@ class ListingMixin(BackendContract):
                 if batch:
                     yield batch
 
-    def iterate_key_batches(
-        self,
-        prefix: str | None = None,
-        exclude_prefix: str | None = None,
-        glob: str | None = None,
-        include: Iterable[str] | str | None = None,
-        exclude: Iterable[str] | str | None = None,
-        shard: str | tuple[int, int] | None = None,
-        filters: Iterable[str] | None = None,
-    ) -> Generator[list[str], None, None]:
+    @_takes_criteria
+    def iterate_key_batches(self, criteria: Criteria) -> Generator[list[str], None, None]:
         """The keys of `iterate_keys`, in the same order, as lists (one folder or one page of the
         listing each, never empty): the fast way to move many keys along.
 
@@ -82,19 +116,10 @@ class ListingMixin(BackendContract):
         Yields:
             Lists of matching keys
         """
-        extra = self._extra_filter(include, exclude, shard, filters)
-        yield from self._listed(prefix, exclude_prefix, glob, extra)
+        yield from self._matching(criteria)
 
-    def iterate_keys(
-        self,
-        prefix: str | None = None,
-        exclude_prefix: str | None = None,
-        glob: str | None = None,
-        include: Iterable[str] | str | None = None,
-        exclude: Iterable[str] | str | None = None,
-        shard: str | tuple[int, int] | None = None,
-        filters: Iterable[str] | None = None,
-    ) -> Generator[str, None, None]:
+    @_takes_criteria
+    def iterate_keys(self, criteria: Criteria) -> Generator[str, None, None]:
         """Iterate through all the keys in the store based on given criteria.
 
         Criteria can be combined (e.g. include but exclude a subset). `prefix` is a literal
@@ -121,21 +146,11 @@ class ListingMixin(BackendContract):
         Returns:
             The matching keys as a generator of strings
         """
-        extra = self._extra_filter(include, exclude, shard, filters)
-        for batch in self._listed(prefix, exclude_prefix, glob, extra):
+        for batch in self._matching(criteria):
             yield from batch
 
-    def iterate_entry_batches(
-        self,
-        prefix: str | None = None,
-        exclude_prefix: str | None = None,
-        glob: str | None = None,
-        include: Iterable[str] | str | None = None,
-        exclude: Iterable[str] | str | None = None,
-        shard: str | tuple[int, int] | None = None,
-        filters: Iterable[str] | None = None,
-        md5: bool = False,
-    ) -> Generator[list[KeyEntry], None, None]:
+    @_takes_criteria
+    def iterate_entry_batches(self, criteria: Criteria, md5: bool = False) -> Generator[list[KeyEntry], None, None]:
         """The entries of `iterate_entries` as lists (a folder or a page each, never empty).
 
         Names that hold no value (Redis hashes, lists, ...) are left out and counted by kind in
@@ -150,25 +165,15 @@ class ListingMixin(BackendContract):
         """
         skipped: Counter[str] = self.__dict__.setdefault("skipped_non_values", Counter())
         skipped.clear()
-        extra = self._extra_filter(include, exclude, shard, filters)
-        for batch in self._listed(prefix, exclude_prefix, glob, extra, detail=True, md5=md5):
+        for batch in self._matching(criteria, detail=True, md5=md5):
             if any(map(_kind, batch)):
                 skipped.update(entry.kind for entry in batch if entry.kind is not None)
                 batch = [entry for entry in batch if entry.kind is None]
             if batch:
                 yield batch
 
-    def iterate_entries(
-        self,
-        prefix: str | None = None,
-        exclude_prefix: str | None = None,
-        glob: str | None = None,
-        include: Iterable[str] | str | None = None,
-        exclude: Iterable[str] | str | None = None,
-        shard: str | tuple[int, int] | None = None,
-        filters: Iterable[str] | None = None,
-        md5: bool = False,
-    ) -> Generator[KeyEntry, None, None]:
+    @_takes_criteria
+    def iterate_entries(self, criteria: Criteria, md5: bool = False) -> Generator[KeyEntry, None, None]:
         """Iterate through the matching keys with their size and modification time.
 
         One listing where the backend gives both (local folders, S3, SQL, zip, memory; Redis
@@ -182,20 +187,12 @@ class ListingMixin(BackendContract):
         Returns:
             `KeyEntry(key, size, mtime, md5, created)` tuples; None where the store does not know
         """
-        batches = self.iterate_entry_batches(prefix, exclude_prefix, glob, include, exclude, shard, filters, md5)
-        yield from itertools.chain.from_iterable(batches)
+        yield from itertools.chain.from_iterable(self.iterate_entry_batches(*criteria, md5=md5))
 
-    def iterate_infos(
-        self,
-        prefix: str | None = None,
-        exclude_prefix: str | None = None,
-        glob: str | None = None,
-        include: Iterable[str] | str | None = None,
-        exclude: Iterable[str] | str | None = None,
-        shard: str | tuple[int, int] | None = None,
-        filters: Iterable[str] | None = None,
-    ) -> Generator[Stats, None, None]:
-        """Iterate through the metadata of the keys matching the criteria of `iterate_keys`.
+    @_takes_criteria
+    def iterate_infos(self, criteria: Criteria) -> Generator[Stats, None, None]:
+        """Iterate through the metadata of the keys matching the criteria of `iterate_keys`
+        (its parameters, which it describes).
 
         The listing's own metadata where the backend has it (S3, SQL, zip, local folders),
         else the keys' metadata asked for in batches: far fewer round trips than `info` per key.
@@ -205,20 +202,10 @@ class ListingMixin(BackendContract):
             total = sum(stats.size for stats in store.iterate_infos(prefix="logs/"))
             ```
 
-        Args:
-            prefix: Include only keys with the given prefix (e.g. "foo/bar")
-            exclude_prefix: Exclude keys with this prefix
-            glob: Path-style glob pattern for keys to filter (e.g. "foo/**/*.json")
-            include: Globs of keys to keep, as `iterate_keys` takes them
-            exclude: Globs of keys to leave out
-            shard: Only the keys of shard `"I/N"`
-            filters: Ordered rules `"+ GLOB"` / `"- GLOB"`
-
         Yields:
             The metadata (`Stats`) of each matching key, in listing order
         """
-        extra = self._extra_filter(include, exclude, shard, filters)
-        batches = self._listed(prefix, exclude_prefix, glob, extra, detail=True)
+        batches = self._matching(criteria, detail=True)
         if type(self)._stats is not ListingMixin._stats:  # the backend adds to the metadata
             stats = self._stats
             for batch in batches:
@@ -275,4 +262,4 @@ class ListingMixin(BackendContract):
                 yield key, None if stats is None else self._stats(key, stats)
 
 
-__all__ = ["ListingMixin"]
+__all__ = ["Criteria", "ListingMixin"]

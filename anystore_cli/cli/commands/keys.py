@@ -160,31 +160,24 @@ STREAMED_BATCH = 256
 def _local_records(
     store: Any, maker: Any, options: dict[str, Any], limit: int | None, sort: bool
 ) -> Iterator[list[dict[str, Any]]]:
-    """The records of a local folder's keys straight from each file's `stat`, a folder at a
+    """The records of a local folder's keys straight from its listing's entries, a folder at a
     time (no model object a key): what `iterate_infos` gives, through the same `maker`."""
-    import os
     from datetime import datetime, timezone
 
-    from anystore_cli.backends.local import stat_created
-
-    batches: Iterable[list[Any]] = store.iterate_stat_batches(**options)
+    batches: Iterable[list[Any]] = store.iterate_entry_batches(**options)
     if sort:
-        everything = sorted(itertools.chain.from_iterable(batches), key=lambda row: row[0])
+        everything = sorted(itertools.chain.from_iterable(batches), key=lambda entry: entry[0])
         batches = [everything[start : start + RECORD_BATCH] for start in range(0, len(everything), RECORD_BATCH)]
     if limit is not None:
         batches = _first(batches, limit)
     fromtimestamp, utc = datetime.fromtimestamp, timezone.utc
-    # without birth times (Linux) a file's created time is its inode change, when earlier: most
-    # often it is not, and the modification time serves for both
-    birth = hasattr(os.stat_result, "st_birthtime")
 
     def rows(batch: list[Any]) -> Iterator[tuple[str, int, datetime, datetime]]:
-        for key, info in batch:
-            updated = fromtimestamp(info.st_mtime, utc)
-            if (stat_created(info) if birth else info.st_ctime) < info.st_mtime:
-                yield key, info.st_size, fromtimestamp(stat_created(info), utc), updated
-            else:
-                yield key, info.st_size, updated, updated
+        # a local entry's created time is never after its update, and most often the same:
+        # one datetime then serves for both
+        for key, size, mtime, _, created, _ in batch:
+            updated = fromtimestamp(mtime, utc)
+            yield key, size, fromtimestamp(created, utc) if created < mtime else updated, updated
 
     for batch in batches:
         yield maker.records(list(rows(batch)))
