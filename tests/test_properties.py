@@ -34,7 +34,7 @@ def _escape_glob(text: str) -> str:
 @PROPERTY_SETTINGS
 @given(data=st.dictionaries(keys, values, min_size=1, max_size=8))
 def test_random_keys_and_values_roundtrip(store, data):
-    if store.append_only:
+    if store.capabilities.append_only:
         data = {k: v for k, v in data.items() if not store.exists(k)}
     # a key may not be both a value and a "folder" of another key on file-like stores
     names = sorted(data)

@@ -31,18 +31,12 @@ def _load(target: str) -> Any:
 
 
 @pytest.mark.parametrize("target", BACKEND_CLASSES)
-def test_every_backend_declares_frozen_capabilities_and_the_old_names_read_them(target: str) -> None:
+def test_every_backend_declares_frozen_capabilities(target: str) -> None:
     cls = _load(target)
     caps = cls.capabilities
     assert isinstance(caps, Capabilities)
     with pytest.raises(dataclasses.FrozenInstanceError):
         caps.ttl = not caps.ttl  # type: ignore[misc]
-    store = cls.__new__(cls)  # the old names are properties over the class's capabilities
-    assert store.supports_ttl is caps.ttl
-    assert store.append_only is caps.append_only
-    assert store.mtime_precision == caps.mtime_precision
-    assert store.bulk_batch_keys == caps.bulk_batch_keys
-    assert store.writes_wait is caps.writes_wait
 
 
 def test_capabilities_say_what_each_backend_can_do() -> None:
@@ -53,16 +47,6 @@ def test_capabilities_say_what_each_backend_can_do() -> None:
     assert {name for name, c in caps.items() if c.md5} == {"Store", "SqlStore"}
     assert not caps["ZipStore"].leases and not caps["ServedStore"].leases
     assert caps["ZipStore"].mtime_precision == 2.0 and caps["Store"].mtime_precision == 1.0
-
-
-def test_a_capability_declared_under_its_old_name_is_folded_into_capabilities() -> None:
-    from anystore_cli.backends.memory import MemoryStore
-
-    class Forgetful(MemoryStore):
-        supports_ttl = False
-
-    assert Forgetful.capabilities.ttl is False
-    assert MemoryStore.capabilities.ttl is True  # the parent's declaration is untouched
 
 
 class DictBackend(BaseStore):

@@ -27,7 +27,7 @@ def _raw(store_factory: Any, backend: str, **config: Any) -> Any:
 
 def _settle(*stores: Any) -> None:
     """Wait out the coarser store's time precision, so a later write is seen as later."""
-    time.sleep(max(store.mtime_precision for store in stores) + 0.05)
+    time.sleep(max(store.capabilities.mtime_precision for store in stores) + 0.05)
 
 
 def _contents(store: Any) -> dict[str, bytes]:

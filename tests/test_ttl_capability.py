@@ -4,6 +4,7 @@ and nothing is written; the library face writes without expiry there, as anystor
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -78,7 +79,7 @@ def test_the_refusal_follows_the_declared_capability_not_the_class() -> None:
     from anystore_cli.errors import InvalidData
 
     class Forgetful(MemoryStore):
-        supports_ttl = False
+        capabilities = dataclasses.replace(MemoryStore.capabilities, ttl=False)
 
     Forgetful(uri="memory://forgetful").check_ttl(None)
     with pytest.raises(InvalidData, match="memory://forgetful"):

@@ -62,11 +62,11 @@ class Loader:
         self._errors: list[BaseException] = []
         self._pending: list[Any] = []
         backend = as_backend(store)
-        self.batch_keys: int = getattr(backend, "bulk_batch_keys", LOAD_BATCH_KEYS)
+        self.batch_keys: int = backend.capabilities.bulk_batch_keys
         """Keys handed to one `put_many` (one transaction, pipeline or request)"""
         # even with one job, batches are written on a thread of their own (in order) when the
         # store's writes wait on a server or the disk: that wait overlaps with parsing the next lines
-        if jobs > 1 or getattr(backend, "writes_wait", True):
+        if jobs > 1 or backend.capabilities.writes_wait:
             from concurrent.futures import ThreadPoolExecutor
 
             self._pool = ThreadPoolExecutor(max_workers=jobs)
@@ -410,7 +410,7 @@ def load_long_line(line: LongLine, store: Any, default_ttl: int | None, no_clobb
             raise line.malformed("expected `,` or `}`")
         line_end(source, line)
         _check_ttl(store, fields)
-        if known and fields.ttl != ttl_before and store.supports_ttl:
+        if known and fields.ttl != ttl_before and store.capabilities.ttl:
             raise line.malformed(
                 "`ttl` after a value over 4 MiB, which is streamed: put `ttl` before the value, or use `load --ttl`"
             )

@@ -245,7 +245,7 @@ def mirror(
     lock = threading.Lock()
     # stores under-report times (truncated, or a coarse clock): only the target's can make an
     # unchanged key look changed
-    window = target.mtime_precision
+    window = target.capabilities.mtime_precision
     digests = Digests(source, target, retries)
 
     # by size and time or digest, both sides are listed with their metadata; else names do

@@ -10,7 +10,6 @@ or of `KeyEntry` records). The filters beyond prefix, exclude_prefix and glob (`
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Callable, Generator
 from datetime import datetime
 from typing import IO, Any
@@ -35,15 +34,6 @@ from anystore_cli.util.keys import normalize_key
 from anystore_cli.util.serialize import to_store
 from anystore_cli.util.uri import clean_dict, mask_uri
 
-LEGACY_CAPABILITIES = {
-    "supports_ttl": "ttl",
-    "append_only": "append_only",
-    "mtime_precision": "mtime_precision",
-    "writes_wait": "writes_wait",
-    "bulk_batch_keys": "bulk_batch_keys",
-}
-"""Class attributes that declared a capability before `Capabilities`: old name -> field"""
-
 
 def _mask_secrets(value: Any, name: str = "") -> Any:
     """`value` masked as the command line shows settings (see `store.options.mask_secrets`)."""
@@ -54,25 +44,6 @@ def _mask_secrets(value: Any, name: str = "") -> Any:
 
 class BaseStore(ListingMixin, BatchMixin, BackendContract, StoreModel):
     """The store interface, whatever the backend."""
-
-    # the capabilities under the names callers used before `capabilities`: read-only
-    supports_ttl = property(lambda self: self.capabilities.ttl, doc="`capabilities.ttl`")
-    append_only = property(lambda self: self.capabilities.append_only, doc="`capabilities.append_only`")
-    mtime_precision = property(lambda self: self.capabilities.mtime_precision, doc="`capabilities.mtime_precision`")
-    writes_wait = property(lambda self: self.capabilities.writes_wait, doc="`capabilities.writes_wait`")
-    bulk_batch_keys = property(lambda self: self.capabilities.bulk_batch_keys, doc="`capabilities.bulk_batch_keys`")
-
-    def __init_subclass__(cls, **kwargs: Any) -> None:
-        """Fold a capability a subclass declares under its old name (`supports_ttl = False`)
-        into its `capabilities`, so both always say the same."""
-        super().__init_subclass__(**kwargs)
-        declared = {
-            field: cls.__dict__[name]
-            for name, field in LEGACY_CAPABILITIES.items()
-            if name in cls.__dict__ and not isinstance(cls.__dict__[name], property)
-        }
-        if declared:
-            cls.capabilities = dataclasses.replace(cls.capabilities, **declared)
 
     def check_ttl(self, ttl: int | None = None, what: str = "`--ttl`") -> None:
         """Refuse an expiry this store cannot honour: the command line's rule. (The library face
