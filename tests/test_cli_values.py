@@ -349,14 +349,3 @@ def test_keys_piped_to_xargs_get_prints_every_value(local_store: CliStore):
         local_store.put(key, key.encode() + b";")
     proc = local_store.shell("$ANYSTORE keys --glob 'd/*.json' --sort | xargs $ANYSTORE get")
     assert (proc.returncode, proc.stdout) == (0, b"d/1.json;d/2.json;d/3.json;"), stderr_text(proc)
-
-
-def test_put_refuses_a_value_given_twice_and_keeps_the_old_one(tmp_path, cli):
-    """`put KEY VALUE -i FILE` names two values: which one was meant cannot be told."""
-    store = str(tmp_path / "st")
-    (tmp_path / "in.txt").write_bytes(b"from file")
-    assert cli("-s", store, "put", "k", "old").returncode == 0
-    result = cli("-s", store, "put", "k", "from argument", "-i", str(tmp_path / "in.txt"))
-    assert result.returncode == 2
-    assert "not both" in result.stderr.decode()
-    assert cli("-s", store, "get", "k").stdout == b"old"

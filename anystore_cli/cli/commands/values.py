@@ -190,8 +190,6 @@ def put(
         if input not in (None, "-"):
             raise UsageProblem("put: give the value as `-` (stdin) or with `-i IN`, not both")
         value, input = None, "-"
-    elif value is not None and input is not None:
-        raise UsageProblem("put: give the value as VALUE or with `-i IN`, not both")
     if value is None and input is None and sys.stdin is not None and sys.stdin.isatty():
         raise UsageProblem("put: no VALUE and stdin is a terminal; give VALUE, `-i FILE`, or pipe the value in")
     store = state.store()
