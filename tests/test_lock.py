@@ -4,6 +4,7 @@ moto's server, which honours If-None-Match and If-Match on PutObject)."""
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import signal
 import subprocess
@@ -375,7 +376,7 @@ def test_status_says_when_the_holder_is_dead_on_this_host(tmp_path: Path) -> Non
 
 
 def test_the_lease_primitive_is_the_one_the_backend_names() -> None:
-    """`lease_backend` loads the class a backend names in `lease_primitive`; a backend that names
+    """`lease_backend` loads the class a backend names in `capabilities.leases`; a backend that names
     none refuses, naming the store by its uri scheme."""
     from anystore_cli.backends.leases.memory import MemoryLeases
     from anystore_cli.backends.memory import MemoryStore
@@ -384,7 +385,7 @@ def test_the_lease_primitive_is_the_one_the_backend_names() -> None:
     assert isinstance(lease_backend(MemoryStore(uri="memory://primitive")), MemoryLeases)
 
     class NoLeases(MemoryStore):
-        lease_primitive = None
+        capabilities = dataclasses.replace(MemoryStore.capabilities, leases=None)
 
     with pytest.raises(LockUnsupported, match=r"`memory` stores cannot hold a lock atomically"):
         lease_backend(NoLeases(uri="memory://primitive"))

@@ -72,7 +72,6 @@ _EXTRAS = {"s3": "s3", "s3a": "s3", "http": "remote", "https": "remote"}
 class Store(ObjectStoreMixin, FileLikeStore):
     """A store on any fsspec filesystem (a `LocalStore` for local paths)."""
 
-    lease_primitive: ClassVar[str | None] = "anystore_cli.backends.leases.s3:S3Leases"  # s3:// only
     # anystore's own and fsspec's generic options; the filesystem class's parameters add to them
     options: ClassVar[tuple[Option, ...]] = (
         Option("max_workers", "int", 16, help="Threads of batched reads and writes"),
@@ -84,7 +83,12 @@ class Store(ObjectStoreMixin, FileLikeStore):
 
     backend_errors: ClassVar[tuple[type[BaseException], ...]] = (OSError, ConnectionError, TimeoutError)
     # S3 and http times are whole seconds; server copies, leases and MD5s (ETags) are S3's
-    capabilities: ClassVar[Capabilities] = Capabilities(server_copy=True, leases=True, md5=True, mtime_precision=1.0)
+    capabilities: ClassVar[Capabilities] = Capabilities(
+        server_copy=True,
+        leases="anystore_cli.backends.leases.s3:S3Leases",  # it refuses every scheme but s3://
+        md5=True,
+        mtime_precision=1.0,
+    )
 
     def __new__(cls, *args: Any, **data: Any) -> Any:
         if cls is Store:

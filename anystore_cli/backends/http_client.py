@@ -66,7 +66,6 @@ def _pool(base: str, connect: float, read: float) -> urllib3.PoolManager:
 class ServedStore(BaseStore):
     """A store on an `anystore serve` server."""
 
-    lease_primitive: ClassVar[str | None] = None  # the server offers no lease
     options: ClassVar[tuple[Option, ...]] = (
         Option("token", "text", secret=True, help="Bearer token for writes"),
         Option("token_file", "text", help="File whose first line is the token"),

@@ -65,12 +65,13 @@ NAME_MAX = 255
 class LocalStore(LocalListingMixin, FileLikeStore):
     """A store in a local folder (`file://` uris and plain paths)."""
 
-    lease_primitive: ClassVar[str | None] = "anystore_cli.backends.leases.local:LocalLeases"
     options: ClassVar[tuple[Option, ...]] = (Option("fsync", "bool", False, help="fsync each value before it shows"),)
 
     # the kernel stamps files from a coarse clock, up to a tick (4-10 ms) behind `time.time()`:
     # a file written just after a value elsewhere may look older than it
-    capabilities: ClassVar[Capabilities] = Capabilities(leases=True, mtime_precision=0.05)
+    capabilities: ClassVar[Capabilities] = Capabilities(
+        leases="anystore_cli.backends.leases.local:LocalLeases", mtime_precision=0.05
+    )
 
     def __init__(self, **data: Any) -> None:
         super().__init__(**data)

@@ -23,10 +23,11 @@ from anystore_cli.util.keys import make_key_filter
 class MemoryStore(VirtualIOMixin, TTLMixin, BaseStore):
     """A store in this process's memory, with ttl support."""
 
-    lease_primitive: ClassVar[str | None] = "anystore_cli.backends.leases.memory:MemoryLeases"
     options: ClassVar[tuple[Option, ...]] = ()
 
-    capabilities: ClassVar[Capabilities] = Capabilities(ttl=True, leases=True, writes_wait=False)
+    capabilities: ClassVar[Capabilities] = Capabilities(
+        ttl=True, leases="anystore_cli.backends.leases.memory:MemoryLeases", writes_wait=False
+    )
     portable: ClassVar[bool] = True
     """The store's data lives in the object: pickles and copies carry it"""
     backend_errors: ClassVar[tuple[type[BaseException], ...]] = ()

@@ -76,7 +76,6 @@ each chunk, read at each write)"""
 class RedisStore(VirtualIOMixin, BaseStore):
     """A store in a Redis database, with ttl support."""
 
-    lease_primitive: ClassVar[str | None] = "anystore_cli.backends.leases.redis:RedisLeases"
     options: ClassVar[tuple[Option, ...]] = (
         Option("redis_prefix", "text", "anystore", help="Prefix of the store's keys ('': the whole database)"),
         Option("redis_timestamps", "bool", True, help="Keep created/updated times beside each value"),
@@ -84,7 +83,9 @@ class RedisStore(VirtualIOMixin, BaseStore):
         Option("socket_timeout", "float", 3.0, help="Seconds a command may take"),
     )
 
-    capabilities: ClassVar[Capabilities] = Capabilities(ttl=True, server_copy=True, leases=True)
+    capabilities: ClassVar[Capabilities] = Capabilities(
+        ttl=True, server_copy=True, leases="anystore_cli.backends.leases.redis:RedisLeases"
+    )
     backend_errors: ClassVar[tuple[type[BaseException], ...]] = (redis.RedisError, OSError)
 
     def __init__(self, **data: Any) -> None:

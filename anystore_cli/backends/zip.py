@@ -102,7 +102,6 @@ def _keep_owner_and_mode(reference: os.stat_result | None, path: str) -> None:
 class ZipStore(BaseStore):
     """A store in a zip archive; append-only."""
 
-    lease_primitive: ClassVar[str | None] = None  # no atomic write
     options: ClassVar[tuple[Option, ...]] = ()
 
     # zip times are in even seconds; a batch of the bulk loader copies the archive and reads

@@ -1,7 +1,7 @@
 """Locks: a named lease in a store, held across processes and machines while work runs.
 
 The lease record and the atomic steps are the contract in `anystore_cli.store.lease`; each
-backend that can make them atomic names its primitive (`lease_primitive`):
+backend that can make them atomic names its primitive (`capabilities.leases`):
 
 - local folder: a `link()` of a complete file to `NAME/<token>`, which fails if it exists.
 - SQL: an `INSERT` on the primary key, then `UPDATE ... WHERE name = ? AND token = ?`.
@@ -90,7 +90,7 @@ def check_ttl(ttl: float, wait: float = 0.0) -> tuple[float, float]:
 
 
 def lease_backend(store: Any, across_processes: bool = False) -> LeaseBackend:
-    """The lease primitives for `store`: the class its backend names in `lease_primitive`.
+    """The lease primitives for `store`: the class its backend names in `capabilities.leases`.
 
     Args:
         store: A store from `get_store`
@@ -105,7 +105,7 @@ def lease_backend(store: Any, across_processes: bool = False) -> LeaseBackend:
     label = mask_uri(store.uri)
     if getattr(store, "readonly", False):
         raise LockUnsupported(f"Store `{label}`: a lock needs a writable store (the store is readonly)")
-    target = getattr(store, "lease_primitive", None)
+    target = store.capabilities.leases
     if not target:
         raise cannot_lock(store)
     module_name, class_name = target.split(":")

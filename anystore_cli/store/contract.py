@@ -69,9 +69,9 @@ class Capabilities:
     server_copy: bool = False
     """`_server_copy` may copy a value without its bytes passing through this process (it still
     answers None where the two stores do not share a server)"""
-    leases: bool = False
-    """The backend has an atomic primitive to hold a lease (`anystore lock`), on some or all of
-    its stores"""
+    leases: str | None = None
+    """The backend's atomic primitive to hold a lease (`anystore lock`), on some or all of its
+    stores: a `LeaseBackend` class as `module:Class` (None: it has none)"""
     md5: bool = False
     """The listing may carry each value's MD5 without reading it through this process (an S3
     ETag of one part, computed by PostgreSQL or MySQL)"""

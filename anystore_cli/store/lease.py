@@ -4,7 +4,7 @@ A lease is one small JSON record per name: who holds it (host, pid), since when,
 (`expires`, renewed by the holder while it works) and a fencing token that grows with every
 acquisition, so a holder that stalled past its ttl and was taken over can be told apart from
 the new one by anything it writes to. A backend that can make the steps atomic names its
-`LeaseBackend` subclass in its class attribute `lease_primitive` (`module:Class`, as the
+`LeaseBackend` subclass in its `capabilities.leases` (`module:Class`, as the
 registry names backends); the implementations live in `anystore_cli.backends.leases`.
 Where the expiry is a time written in the record (local, SQL, S3) contenders compare it with
 their own clock: machines sharing a lock need clocks in sync to well within the ttl.

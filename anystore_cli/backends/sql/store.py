@@ -60,7 +60,6 @@ T = TypeVar("T")
 class SqlStore(SqliteFileAccess, Listing, BulkWrites, VirtualIOMixin, BaseStore):
     """A store in one table of a SQL database, with ttl support."""
 
-    lease_primitive: ClassVar[str | None] = "anystore_cli.backends.leases.sql:SqlLeases"
     options: ClassVar[tuple[Option, ...]] = (
         Option("table", "text", "anystore", help="The table of the store"),
         Option("timeout", "float", help="Seconds a statement may take (0: no limit)"),
@@ -70,7 +69,7 @@ class SqlStore(SqliteFileAccess, Listing, BulkWrites, VirtualIOMixin, BaseStore)
     # a load commits every 5,000 keys: a commit waits on the server's disk (PostgreSQL and
     # MariaDB spent a third of a load of small keys in 100 commits of 1,000)
     capabilities: ClassVar[Capabilities] = Capabilities(
-        ttl=True, server_copy=True, leases=True, md5=True, bulk_batch_keys=5000
+        ttl=True, server_copy=True, leases="anystore_cli.backends.leases.sql:SqlLeases", md5=True, bulk_batch_keys=5000
     )
     create_missing: bool = False
     """Whether a read creates a missing table (and SQLite file) as a write does: off, so a store
