@@ -55,9 +55,8 @@ from anystore_cli.backends.redis_wire import (  # noqa: F401 - escape_match, spl
 )
 from anystore_cli.config.settings import parse_bool
 from anystore_cli.errors import AlreadyExists, InvalidData, InvalidUri, StoreError
-from anystore_cli.store.base import KEY_BATCH, BaseStore, Capabilities, VirtualIOMixin
-from anystore_cli.store.contract import batched
-from anystore_cli.store.entry import BaseStats, entry_from_stats
+from anystore_cli.store.base import BaseStore, Capabilities, VirtualIOMixin
+from anystore_cli.store.entry import BaseStats
 from anystore_cli.store.io import CHUNK_SIZE
 from anystore_cli.store.options import Option
 from anystore_cli.util.keys import listing_prefix, make_key_filter
@@ -66,8 +65,6 @@ from anystore_cli.util.uri import mask_uri
 DEFAULT_PREFIX = "anystore"
 SCAN_COUNT = 5000
 """Keys Redis examines per SCAN call: fewer round trips, each still about a millisecond"""
-ENTRY_BATCH = 1000
-"""Keys whose size and time one pipeline asks for (`iterate_entries`)"""
 UPLOAD_TTL = 24 * 3600
 """Seconds an interrupted `put_stream` upload may linger before Redis drops it (renewed with
 each chunk, read at each write)"""
@@ -449,21 +446,11 @@ class RedisStore(VirtualIOMixin, BaseStore):
             return self._info_script(keys=[*names, self._stamp_hash], args=[len(keys), "hash", *metas])
         return self._info_script(keys=[*names, *metas], args=[len(keys), "strings"])
 
-    def _list(
-        self, prefix: str | None, exclude_prefix: str | None, glob: str | None, detail: bool = False, md5: bool = False
-    ) -> Iterator[list[Any]]:
-        """SCAN in batches; with `detail`, the size and times of each batch in one script call
-        (a key gone since the SCAN is left out, a hash or list comes with its `kind`)."""
-        keys = self._scan(prefix, exclude_prefix, glob)
-        if not detail:
-            yield from batched(keys, KEY_BATCH)
-            return
-        for batch in batched(keys, ENTRY_BATCH):
-            found = [entry_from_stats(key, stats) for key, stats in self._info_many(batch) if stats is not None]
-            if found:
-                yield found
-
-    def _scan(self, prefix: str | None, exclude_prefix: str | None, glob: str | None) -> Iterator[str]:
+    def _iterate_keys(
+        self, prefix: str | None = None, exclude_prefix: str | None = None, glob: str | None = None
+    ) -> Iterator[str]:
+        """SCAN with a MATCH pattern from the literal start of the prefix or glob; the contract's
+        `_list` batches these keys and asks `_info_many` (one script call) for their metadata."""
         match = make_key_filter(prefix, exclude_prefix, glob)
         base = self.redis_prefix + "/" if self.redis_prefix else ""
         pattern = encode_name(escape_match(base + listing_prefix(prefix, glob))) + b"*"

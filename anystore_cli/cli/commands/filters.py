@@ -79,10 +79,12 @@ class FilterCommand(TyperCommand):
         with contextlib.suppress(Exception):  # a bad command line fails in the real parse below
             _, _, order = self.make_parser(ctx).parse_args(args=list(args))
             ctx.meta[_ORDER] = [param.name for param in order if param.name in _RULES]
-        for param in {id(p): p for p in order}.values():
-            if param.name in _SINGLE and sum(p is param for p in order) > 1:
+        seen: set[str] = set()
+        for param in order:
+            if param.name in _SINGLE and param.name in seen:
                 flag = max(param.opts, key=len)
                 raise click.UsageError(f"{flag} given more than once: it takes one value", ctx=ctx)
+            seen.add(param.name)
         return super().parse_args(ctx, args)
 
 
