@@ -16,13 +16,7 @@ from typing import IO, Annotated, Any
 
 import typer
 
-from anystore_cli.cli.output.text import (  # noqa: F401  (command modules import them from here)
-    decode_key_b64,
-    is_text_key,
-    key_b64,
-    readable_text,
-    uri_text,
-)
+from anystore_cli.cli.output.text import readable_text, uri_text  # noqa: F401  (command modules import them from here)
 from anystore_cli.cli.output.values import dump_json, load_json, render_value  # noqa: F401
 from anystore_cli.config.settings import MAX_TTL
 from anystore_cli.errors import (

@@ -14,7 +14,7 @@ from anystore_cli.cli.commands.common import UsageProblem, get_state, open_outpu
 from anystore_cli.cli.commands.filters import FilterCommand, key_filters
 from anystore_cli.cli.completion import complete_key
 from anystore_cli.cli.options import ExcludePrefixOption, OutputOption, PrefixOption
-from anystore_cli.cli.output.records import RecordMaker  # noqa: F401  (the record of `keys --json`)
+from anystore_cli.cli.output.records import RecordMaker
 from anystore_cli.errors import DoesNotExist
 
 app = typer.Typer(rich_markup_mode=None, pretty_exceptions_enable=False)

@@ -14,7 +14,8 @@ class RecordMaker:
     """Builds the records of one store's keys: what is the same for every key is worked out once."""
 
     def __init__(self, store: Any, iso: bool = True) -> None:
-        from anystore_cli.cli.output.text import is_text_key, uri_text
+        from anystore_cli.cli.output.text import uri_text
+        from anystore_cli.util.keys import is_text_key
         from anystore_cli.util.uri import join_uri, mask_uri
 
         self.iso = iso
@@ -77,7 +78,8 @@ class RecordMaker:
         key = record["key"]
         if self.is_text_key(key):
             return record
-        from anystore_cli.cli.output.text import key_b64, readable_text
+        from anystore_cli.cli.output.text import readable_text
+        from anystore_cli.util.keys import key_b64
 
         return {
             "key": readable_text(key),

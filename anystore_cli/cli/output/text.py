@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import re
 
-from anystore_cli.util.keys import decode_key_b64, is_text_key, key_b64  # noqa: F401 - the key helpers live there
-
 _SURROGATES = re.compile("[\udc80-\udcff]")
 
 
