@@ -1,14 +1,16 @@
 """Listing of the SQL store: one SELECT narrowed by an escaped LIKE on the literal start of the
 prefix or glob, matched exactly in Python, streamed through a server-side cursor (or, on MySQL,
-paged through the primary key)."""
+paged through the primary key; on a plain SQLite file, through the standard library's `sqlite3`,
+as its reads are)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from anystore_cli.backends.sql._lazy import LazyModule
 from anystore_cli.backends.sql.layout import LIKE_ESCAPE, escape_like, to_utc, utcnow
+from anystore_cli.backends.sql.sqlite import parse_time
 from anystore_cli.backends.sql.watchdog import WATCHDOG
 from anystore_cli.store.base import KeyEntry
 from anystore_cli.store.entry import BaseStats
@@ -21,7 +23,7 @@ STREAM_BATCH = 1000
 
 
 def row_stats(row: Any) -> BaseStats:
-    """The metadata of a `(key, size, created, updated)` row."""
+    """The metadata of a `(key, size, created, updated)` row read through SQLAlchemy."""
     return BaseStats.make(int(row[1]), to_utc(row[2]), to_utc(row[3]))
 
 
@@ -32,48 +34,68 @@ class Listing:
         self, prefix: str | None = None, exclude_prefix: str | None = None, glob: str | None = None
     ) -> Iterator[tuple[str, BaseStats]]:
         """The listing's one SELECT, with sizes and timestamps."""
-        for row in self._listing(self._info_columns(), prefix, exclude_prefix, glob):
-            yield row[0], row_stats(row)
+        created = "timestamp"
+        if self._light() is not None and self.has_created_at:
+            created = "coalesce(created_at, timestamp)"
+        light = f"key, coalesce(length(value), 0), {created}, timestamp"
+        rows, stamp = self._listing(self._info_columns, light, prefix, exclude_prefix, glob)
+        for row in rows:
+            yield row[0], BaseStats.make(int(row[1]), stamp(row[2]), stamp(row[3]))
 
     def _iterate_keys(
         self, prefix: str | None = None, exclude_prefix: str | None = None, glob: str | None = None
     ) -> Iterator[str]:
-        for row in self._listing([self.table.c.key], prefix, exclude_prefix, glob):
+        rows, _ = self._listing(lambda: [self.table.c.key], "key", prefix, exclude_prefix, glob)
+        for row in rows:
             yield row[0]
 
     def _listing(
-        self, columns: list[Any], prefix: str | None, exclude_prefix: str | None, glob: str | None
-    ) -> Iterator[Any]:
-        """The rows of `columns` (the key first) of the live keys that match, streamed."""
-        table = self.table
+        self,
+        columns: Callable[[], list[Any]],
+        light_columns: str | None,
+        prefix: str | None,
+        exclude_prefix: str | None,
+        glob: str | None,
+    ) -> tuple[Iterator[Any], Callable[[Any], Any]]:
+        """The rows of `columns` (the key first) of the live keys that match, streamed, and how a
+        time of theirs is read. On a plain SQLite file the rows are those of `light_columns`
+        (the same columns in SQL), read through `sqlite3`."""
+        light = self._light() if light_columns else None  # a missing store is an error here, before the purge
+        table = self.table if light is None else None
         now = utcnow()
         if not self.readonly:
             self.purge_expired()
         match = make_key_filter(prefix, exclude_prefix, glob)
-        stmt = sa.select(*columns).where(self._live(now))
         literal = listing_prefix(prefix, glob)
+        exclude = exclude_prefix.lstrip("/") if exclude_prefix else None
+        if light is not None:
+            rows: Iterator[Any] = light.listing(light_columns, now, literal, exclude, STREAM_BATCH)
+            return (row for row in rows if match(row[0])), parse_time
+        stmt = sa.select(*columns()).where(self._live(now))
         if literal:
             stmt = stmt.where(table.c.key.like(escape_like(literal) + "%", escape=LIKE_ESCAPE))
-        if exclude_prefix and exclude_prefix.lstrip("/"):
-            pattern = escape_like(exclude_prefix.lstrip("/")) + "%"
+        if exclude:
+            pattern = escape_like(exclude) + "%"
             stmt = stmt.where(sa.not_(table.c.key.like(pattern, escape=LIKE_ESCAPE)))
-        paged = self._is_mysql()
-        for row in self._iterate_pages(stmt) if paged else self._iterate_cursor(stmt):
-            if match(row[0]):
-                yield row
+        rows = self._iterate_pages(stmt) if self._is_mysql() else self._iterate_cursor(stmt)
+        return (row for row in rows if match(row[0])), to_utc
 
     def _iterate_entries(
         self, prefix: str | None = None, exclude_prefix: str | None = None, glob: str | None = None, md5: bool = False
     ) -> Iterator[KeyEntry]:
         """Key, size and update time from one query; with `md5` the database computes each
         value's MD5 where it can (PostgreSQL, MySQL), so no value leaves the server."""
-        table = self.table
-        columns = [table.c.key, self._size(), table.c.timestamp]
-        server_md5 = md5 and self.engine.dialect.name != "sqlite"
-        if server_md5:
-            columns.append(sa.func.md5(table.c.value))
-        for row in self._listing(columns, prefix, exclude_prefix, glob):
-            updated = to_utc(row[2])
+        server_md5 = md5 and self._sqlite_reader is None and self.engine.dialect.name != "sqlite"
+
+        def columns() -> list[Any]:
+            table = self.table
+            chosen = [table.c.key, self._size(), table.c.timestamp]
+            return [*chosen, sa.func.md5(table.c.value)] if server_md5 else chosen
+
+        light = None if server_md5 else "key, coalesce(length(value), 0), timestamp"
+        rows, stamp = self._listing(columns, light, prefix, exclude_prefix, glob)
+        for row in rows:
+            updated = stamp(row[2])
             yield KeyEntry(
                 row[0],
                 row[1],

@@ -4,8 +4,9 @@ the read path of a plain database file, without SQLAlchemy.
 A `get` on SQLite spent most of its start-up importing SQLAlchemy (about 170 ms of 300) to run
 one SELECT. Reads of a database file whose table exists go through `sqlite3` here, with the
 same SQL the SQLAlchemy path runs: the same liveness test (`timestamp + ttl` as julianday), the
-same time format, the same pragmas. Everything else (writes, listings, in-memory databases,
-urls with options) stays on SQLAlchemy.
+same time format, the same pragmas. Writes and listings of such a file go through it too.
+In-memory databases, urls with options, `pop`, server copies, migration and the lock stay on
+SQLAlchemy.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from datetime import datetime
 from typing import Any
 from urllib.parse import quote
 
-from anystore_cli.backends.sql.layout import index_name, layout_problem, to_utc
+from anystore_cli.backends.sql.layout import LIKE_ESCAPE, escape_like, index_name, layout_problem, to_utc
 from anystore_cli.errors import StoreError, StoreNotFound
 
 SQLITE_BUSY_TIMEOUT = 30
@@ -217,6 +218,35 @@ class SqliteFile:
             row[0]: (int(row[1]), parse_time(row[2]), parse_time(row[3]))
             for row in self._select_keys(columns, keys, now)
         }
+
+    def listing(
+        self, columns: str, now: datetime, literal: str | None, exclude: str | None, batch: int
+    ) -> Iterator[tuple[Any, ...]]:
+        """Rows of `columns` (the key first) of the live rows whose key starts with `literal`
+        and not with `exclude`, streamed `batch` rows at a time, in key order.
+
+        The SELECT runs on a connection of its own, which ends with the listing: a caller may
+        write to the table while it iterates (`rm --prefix`) without changing the rows the
+        SELECT still has to give (WAL gives the reader a snapshot).
+        """
+        where, params = [sqlite_live()], [now.strftime(TIME_FORMAT)]
+        if literal:
+            where.append(f"key LIKE ? ESCAPE '{LIKE_ESCAPE}'")
+            params.append(escape_like(literal) + "%")
+        if exclude:
+            where.append(f"NOT key LIKE ? ESCAPE '{LIKE_ESCAPE}'")
+            params.append(escape_like(exclude) + "%")
+        sql = f"SELECT {columns} FROM {self._quoted} WHERE {' AND '.join(where)} ORDER BY key"
+        connection = sqlite3.connect(
+            f"file:{quote(self.path)}?mode=rw", uri=True, timeout=SQLITE_BUSY_TIMEOUT, isolation_level=None
+        )
+        try:
+            sqlite_on_connect(connection)
+            cursor = connection.execute(sql, params)
+            while rows := cursor.fetchmany(batch):
+                yield from rows
+        finally:
+            connection.close()
 
     @contextlib.contextmanager
     def _transaction(self, bulk: bool = False) -> Generator[sqlite3.Connection, None, None]:
