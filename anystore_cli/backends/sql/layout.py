@@ -6,7 +6,6 @@ The SQLite read path imports only this and `sqlite`, so a `get` does not pay for
 
 from __future__ import annotations
 
-import hashlib
 from datetime import datetime, timezone
 from typing import Any
 
@@ -45,6 +44,8 @@ def index_name(table: str) -> str:
     name = f"ix_{table}_ttl"
     if len(name) <= 60:
         return name
+    import hashlib  # only for long table names: not on every command's path
+
     return f"ix_{table[:40]}_{hashlib.sha1(table.encode()).hexdigest()[:8]}_ttl"
 
 

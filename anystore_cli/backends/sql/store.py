@@ -4,7 +4,6 @@ the reads of a SQLite database file."""
 from __future__ import annotations
 
 import contextlib
-import random
 import sys
 import threading
 import time
@@ -370,6 +369,8 @@ class SqlStore(SqliteFileAccess, Listing, BulkWrites, VirtualIOMixin, BaseStore)
         return self._dialect().insert(table).on_conflict_do_nothing(index_elements=[table.c.key])
 
     def _maybe_purge(self) -> None:
+        import random  # on writes only: a `get` does not pay its import
+
         if self.readonly or random.random() >= PURGE_PROBABILITY:
             return
         self.purge_expired()
