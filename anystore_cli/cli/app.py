@@ -6,8 +6,6 @@ table mapping exception types to exit statuses (in `anystore_cli.errors`; docs/e
 lists them).
 """
 
-from __future__ import annotations
-
 import errno
 import importlib
 import os

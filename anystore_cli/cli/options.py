@@ -4,8 +4,6 @@ The key filters (`--glob`, `--include`, `--exclude`, `--shard`) live beside thei
 `anystore_cli.cli.commands.filters`; what is here are the plain options that carry no logic.
 """
 
-from __future__ import annotations
-
 from typing import Annotated, Any
 
 import typer

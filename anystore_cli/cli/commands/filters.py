@@ -6,8 +6,6 @@ that matches decides, as rclone's filter rules are; the parser gives each option
 so `FilterCommand` records the order of the options as it parses them.
 """
 
-from __future__ import annotations
-
 import contextlib
 import functools
 import inspect

@@ -1,7 +1,5 @@
 """Keys: `keys`, `rm`, `exists`."""
 
-from __future__ import annotations
-
 import itertools
 import sys
 from collections.abc import Iterable, Iterator

@@ -1,7 +1,5 @@
 """`lock`: run a command while holding a lease in the store (cron jobs, CI steps)."""
 
-from __future__ import annotations
-
 import os
 import signal
 import subprocess

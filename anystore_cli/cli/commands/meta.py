@@ -1,7 +1,5 @@
 """Metadata: `info`, `checksum`, `settings`."""
 
-from __future__ import annotations
-
 import sys
 from typing import Annotated, Any
 

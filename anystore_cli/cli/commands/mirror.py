@@ -4,8 +4,6 @@ The engines are `anystore_cli.services.mirror` and `.check`; here are the comman
 progress and their summaries.
 """
 
-from __future__ import annotations
-
 import sys
 import threading
 from typing import Annotated, Any
@@ -42,7 +40,7 @@ class _MirrorCounts:
         self._task: Any = None
         self.enabled = enabled
 
-    def __enter__(self) -> _MirrorCounts:
+    def __enter__(self) -> "_MirrorCounts":
         from anystore_cli.cli.console import dumb_terminal, stderr_is_terminal
 
         if self.enabled and stderr_is_terminal() and not dumb_terminal():

@@ -1,7 +1,5 @@
 """`serve`: the store over HTTP (Starlette on uvicorn, from the `serve` extra)."""
 
-from __future__ import annotations
-
 import os
 from typing import Annotated
 

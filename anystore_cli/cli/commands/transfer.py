@@ -5,8 +5,6 @@ UTF-8); `load` reads them back through the store's bulk path (`put_many`). The l
 both pipelines are `anystore_cli.services.jsonl`, `.dump` and `.load`; here are the commands.
 """
 
-from __future__ import annotations
-
 from collections.abc import Iterator
 from typing import Annotated, Any
 

@@ -4,8 +4,6 @@ Values are bytes: `get` copies the stored bytes to stdout in chunks (the kernel 
 real files) and `put` streams stdin into the store; `--mode` changes that per command.
 """
 
-from __future__ import annotations
-
 import contextlib
 import sys
 from typing import Annotated, Any
