@@ -140,7 +140,7 @@ def parse_args(argv: Sequence[str] | None = None) -> Config:
     output = args.output or (BENCH / "results" / "RESULTS-quick.md" if partial else BENCH / "RESULTS.md")
     return Config(
         quick=args.quick,
-        startup_runs=5 if args.quick else 10,
+        startup_runs=5 if args.quick else 20,
         big_bytes=(args.size_mib or (256 if args.quick else 1024)) * MIB,
         stream_runs=3 if args.quick else 5,
         bulk_keys=args.keys or (20_000 if args.quick else 100_000),

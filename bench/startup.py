@@ -37,6 +37,28 @@ HORIZON_TARGETS = (
 )
 
 
+FLOORS = {
+    "floor typer app": "Start-up floor: a one-command typer app that prints the file (`bench/floor_app.py`)",
+    "floor import typer": "Start-up floor: `python -c 'import typer'`",
+    "floor import redis": "Start-up floor: `python -c 'import redis'` (redis-py, the Redis client)",
+    "floor import s3fs": "Start-up floor: `python -c 'import s3fs'` (the S3 client, before any request)",
+}
+"""What the framework and the client libraries cost on their own, timed with the commands"""
+
+_CLIENT_FLOOR = {"new redis get": "floor import redis", "new s3 get": "floor import s3fs"}
+
+
+def _floor_note(t: dict[str, float], ours: str, ref: str) -> str:
+    """What the floors under a start-up row cost against the same reference."""
+    parts = []
+    if "floor typer app" in t:
+        parts.append(f"a one-command typer app alone: {t['floor typer app'] / t[ref]:.2f}×")
+    client = _CLIENT_FLOOR.get(ours)
+    if client in t:
+        parts.append(f"`{client.removeprefix('floor ')}` alone: {t[client] / t[ref]:.2f}×")
+    return "; " + ", ".join(parts) if parts else ""
+
+
 def interpreter_of(command: list[str]) -> str:
     """The Python of the venv that runs `command` (its script's neighbour), for `python -c pass`."""
     candidate = Path(command[0]).parent / "python"
@@ -84,6 +106,12 @@ def section_startup(ctx: Context) -> None:
         "redis-cli get": (["redis-cli", "get", f"{prefix}/{SMALL_KEY}"], env),
         "new sqlite get": ([*ctx.new, *sqlite_store, "get", SMALL_KEY], env),
     }
+    python = interpreter_of(ctx.new)
+    # the floors under our commands, timed in the same run: the framework and the client libraries
+    commands["floor typer app"] = ([python, str(Path(__file__).with_name("floor_app.py")), str(store / SMALL_KEY)], env)
+    commands["floor import typer"] = ([python, "-c", "import typer"], env)
+    commands["floor import redis"] = ([python, "-c", "import redis"], env)
+    commands["floor import s3fs"] = ([python, "-c", "import s3fs"], env)
     if shutil.which("rclone"):
         commands["rclone cat"] = (["rclone", "cat", str(store / SMALL_KEY)], env)
     with _s3_store(ctx, store / SMALL_KEY) as s3:
@@ -102,7 +130,7 @@ def _time_startup(ctx: Context, commands: dict[str, tuple[list[str], dict[str, s
             run = measure(cmd, stdout=None, env=cmd_env)
             rss[name] = run.maxrss
             expected = SMALL_VALUE.strip() if "redis-cli" in name else SMALL_VALUE
-            checked = "--version" not in name and name != "python -c pass"
+            checked = "--version" not in name and name != "python -c pass" and not name.startswith("floor import")
             if checked and run.stdout.strip() != expected.strip():
                 raise BenchError(f"`{_show(cmd)}` printed {run.stdout[:80]!r}, expected {SMALL_VALUE!r}")
         except BenchError as exc:
@@ -133,7 +161,7 @@ def _time_startup(ctx: Context, commands: dict[str, tuple[list[str], dict[str, s
         target = f"≤ {limit:g}× `{ref}`"
         if ours in t and ref in t:
             ratio = t[ours] / t[ref]
-            note = f"peak RSS {fmt_rss(rss[ours])}"
+            note = f"peak RSS {fmt_rss(rss[ours])}" + _floor_note(t, ours, ref)
             report.target(
                 measure_name,
                 fmt_s(t[ours]),
@@ -164,6 +192,9 @@ def _time_startup(ctx: Context, commands: dict[str, tuple[list[str], dict[str, s
             if "new get" in t and name in ("cat", "rclone cat", "redis-cli get"):
                 note += f"; anystore-cli local `get` is {t['new get'] / t[name]:.1f}× this"
             report.add(label, fmt_s(t[name]), note)
+    for name, label in FLOORS.items():
+        if name in t and "python -c pass" in t:
+            report.add(label, fmt_s(t[name]), f"{t[name] / t['python -c pass']:.1f}× `python -c pass`")
     if not shutil.which("rclone"):
         report.add("Start-up horizon: `rclone cat FILE`", "not measured", "rclone is not installed on this machine")
     for name in ("new get", "original get"):
@@ -177,5 +208,7 @@ def _time_startup(ctx: Context, commands: dict[str, tuple[list[str], dict[str, s
         "file and S3 on a moto server on loopback (started before the timing, idle between requests) "
         "is compared with `python -c pass` of the interpreter `anystore` runs on. Children run without "
         "PYTHONDONTWRITEBYTECODE, so "
-        "both use compiled bytecode as a pip-installed package would."
+        "both use compiled bytecode as a pip-installed package would. The floors (a one-command typer "
+        "app, `import typer`, `import redis`, `import s3fs`, on the same interpreter) are timed in the "
+        "same interleaved runs: what the framework and each client library cost before our code runs."
     )
