@@ -139,3 +139,44 @@ def test_check_checksum_compares_large_values_by_streaming(monkeypatch):
     status = check(source, target, checksum=True)
     assert (status.equal, status.differ) == (1, 1)
     assert _calls(source, "checksum") == ["big"] and _calls(target, "checksum") == ["big"]
+
+
+def test_mirror_into_redis_asks_about_the_batch_instead_of_scanning_the_database(redis_url):
+    """SCAN walks every key of a Redis database, whatever the prefix: a mirror into a prefix of a
+    large shared database asks about each batch's keys (one script call a batch) instead, and
+    lists the target only where `--delete` needs its keys."""
+    from anystore_cli.backends.redis import RedisStore
+
+    class CountingRedis(RedisStore):
+        scans: ClassVar[int] = 0
+        asked: ClassVar[list[int]] = []
+
+        def _iterate_keys(self, *args: Any, **kwargs: Any) -> Any:
+            type(self).scans += 1
+            return super()._iterate_keys(*args, **kwargs)
+
+        def _info_many(self, keys: list[str]) -> Any:
+            type(self).asked.append(len(keys))
+            return super()._info_many(keys)
+
+    source = _store()
+    _fill(source, {f"k/{index:04d}": b"value %d" % index for index in range(2500)})
+    target = CountingRedis(uri=redis_url, backend_config={"redis_prefix": unique("walk")})
+    try:
+        assert mirror(source, target).mirrored == 2500
+        assert CountingRedis.scans == 0
+        assert CountingRedis.asked == [1000, 1000, 500]
+        assert target.get("k/0042", serialization_mode="raw") == b"value 42"
+
+        source.put("k/0007", b"changed, and longer", serialization_mode="raw")
+        status = mirror(source, target)
+        assert (status.mirrored, status.skipped, CountingRedis.scans) == (1, 2499, 0)
+        assert target.get("k/0007", serialization_mode="raw") == b"changed, and longer"
+
+        target.put("k/extra", b"only in the target", serialization_mode="raw")
+        status = mirror(source, target, delete=True)
+        assert (status.deleted, status.skipped, CountingRedis.scans) == (1, 2500, 1)
+        assert not target.exists("k/extra")
+    finally:
+        for key in list(target.iterate_keys()):
+            target.delete(key)

@@ -81,7 +81,10 @@ class RedisStore(VirtualIOMixin, BaseStore):
     )
 
     capabilities: ClassVar[Capabilities] = Capabilities(
-        ttl=True, server_copy=True, leases="anystore_cli.backends.leases.redis:RedisLeases"
+        ttl=True,
+        server_copy=True,
+        leases="anystore_cli.backends.leases.redis:RedisLeases",
+        listing_walks_all=True,
     )
     backend_errors: ClassVar[tuple[type[BaseException], ...]] = (redis.RedisError, OSError)
 

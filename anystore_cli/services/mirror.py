@@ -251,8 +251,18 @@ def mirror(
     # by size and time or digest, both sides are listed with their metadata; else names do
     detailed = mode in ("size-time", "checksum")
     existing: dict[str, Any] | None = None
+    # a target whose listing walks its whole database (Redis) is asked about each batch's keys
+    # instead: the cost follows the keys copied, not the size of the database
+    lookup = (
+        keys is None
+        and not delete
+        and mode in ("size-time", "ignore-existing")
+        and target.capabilities.listing_walks_all
+    )
     try:
-        if keys is None and (mode != "overwrite" or delete):
+        if lookup:
+            pass
+        elif keys is None and (mode != "overwrite" or delete):
             if detailed:
                 listed = with_retries(lambda: list(target.iterate_entries(**criteria, md5=mode == "checksum")), retries)
                 existing = {entry.key: entry for entry in listed}
@@ -279,17 +289,19 @@ def mirror(
             if on_progress is not None:
                 on_progress(key, outcome)
 
-    def _target_entry(key: str) -> Any:
+    def _target_entry(key: str, known: dict[str, Any] | None = None) -> Any:
+        if known is not None:
+            return known.get(key)
         if existing is not None:
             return existing.get(key, None) if detailed else (key if key in existing else None)
         return with_retries(lambda: target.entry(key), retries)
 
-    def _decide(key: str, entry: Any) -> tuple[str, Any]:
+    def _decide(key: str, entry: Any, known: dict[str, Any] | None = None) -> tuple[str, Any]:
         """Whether to "copy" or "skip" `key`, or "digest" (compare digests), and its source
-        entry (looked up when not listed)."""
+        entry (looked up when not listed); `known`: the target's entries of the batch."""
         if mode == "overwrite":
             return "copy", entry
-        theirs = _target_entry(key)
+        theirs = _target_entry(key, known)
         if theirs is None:
             return "copy", entry
         if mode == "ignore-existing":
@@ -358,10 +370,19 @@ def mirror(
     def _handle(items: list[Any]) -> None:
         """Decide and copy a batch of listed keys (or entries), counting each in listing order."""
         decided: list[tuple[str, str, Any]] = []
+        known: dict[str, Any] | None = None
+        if lookup:
+            names = [item if isinstance(item, str) else item.key for item in items]
+            try:
+                known = with_retries(lambda: target.entry_many(names), retries)
+            except KEY_ERRORS as exc:  # the batch's keys fail together, the others go on
+                for name in names:
+                    _count(name, "failed", error=error_message(exc))
+                return
         for item in items:
             key, entry = (item, None) if isinstance(item, str) else (item.key, item)
             try:
-                decided.append((key, *_decide(key, entry)))
+                decided.append((key, *_decide(key, entry, known)))
             except KEY_ERRORS as exc:
                 decided.append((key, "failed", exc))
         digest = [found for _, how, found in decided if how == "digest"]

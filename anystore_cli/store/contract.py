@@ -82,6 +82,10 @@ class Capabilities:
     (for a store in this process's memory, a second thread only adds switching)"""
     bulk_batch_keys: int = 1000
     """Keys the bulk loader hands to one `put_many` call (one transaction, pipeline or request)"""
+    listing_walks_all: bool = False
+    """Listing any prefix walks every key of the database (Redis SCAN with MATCH): a copy into
+    such a store asks about the keys of each batch (`_info_many`, one round trip) instead of
+    listing the target, so its cost follows the keys copied, not the size of the database"""
 
 
 def batched(items: Iterable[Any], size: int) -> Iterator[list[Any]]:
