@@ -6,6 +6,7 @@ from __future__ import annotations
 import itertools
 import secrets
 import shlex
+from collections.abc import Callable
 
 from bench.runner import (
     AWS_ENV,
@@ -14,6 +15,7 @@ from bench.runner import (
     SYNC_KEYS,
     BenchError,
     Context,
+    Run,
     _tail,
     fmt_rss,
     fmt_s,
@@ -58,14 +60,25 @@ def _server_copies(ctx: Context) -> None:
     sqlite = ["-i", source, "--input-config", "table=copies"]
     try:
         sh([*ctx.new, "mirror", *sqlite, "-o", checked], env=env)
+
+        def into_fresh(build: Callable[[str], list[str]], exact_rss: bool = True) -> Callable[[], Run]:
+            """A timed copy into a fresh prefix, deleted after the run (untimed): every run, and
+            the `check` beside them, meets a database of the same size (a SCAN walks all of it)."""
+
+            def run() -> Run:
+                target = fresh()
+                try:
+                    return measure(build(target), env=env, exact_rss=exact_rss)
+                finally:
+                    redis_delete(f"{prefixes.pop()}*")
+
+            return run
+
+        pipe = f"{new} -s {shlex.quote(source)} -b table=copies dump | {new} -s {{}} load"
         commands = {
-            "dump | load": lambda: measure(
-                ["sh", "-c", f"{new} -s {shlex.quote(source)} -b table=copies dump | {new} -s {fresh()} load"],
-                env=env,
-                exact_rss=False,
-            ),
-            "mirror": lambda: measure([*ctx.new, "mirror", *sqlite, "-o", fresh()], env=env),
-            "mirror -j 8": lambda: measure([*ctx.new, "mirror", *sqlite, "-o", fresh(), "-j", "8"], env=env),
+            "dump | load": into_fresh(lambda target: ["sh", "-c", pipe.format(target)], exact_rss=False),
+            "mirror": into_fresh(lambda target: [*ctx.new, "mirror", *sqlite, "-o", target]),
+            "mirror -j 8": into_fresh(lambda target: [*ctx.new, "mirror", *sqlite, "-o", target, "-j", "8"]),
             "check": lambda: measure([*ctx.new, "check", *sqlite, "-o", checked, "--checksum"], env=env),
         }
         results = interleaved(commands, cfg.listing_runs, warmup=0)
@@ -95,7 +108,8 @@ def _server_copies(ctx: Context) -> None:
         f"Copies: {n:,} keys of about 70 bytes loaded into a sqlite table; `mirror` (default 1 worker, "
         f"and `-j 8`) into a fresh Redis prefix each run, `check --checksum` against one mirrored copy, "
         f"and `dump | load` of the same keys into a fresh prefix: medians of {cfg.listing_runs} "
-        "interleaved runs."
+        "interleaved runs. Each fresh prefix is deleted after its run (untimed), so every run meets a "
+        "database of the same size: SCAN, which `check` lists the target with, walks the whole database."
     )
 
 

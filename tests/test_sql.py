@@ -9,6 +9,7 @@ import sys
 import time
 from collections.abc import Callable
 from datetime import datetime, timedelta, timezone
+from typing import Any
 
 import pytest
 
@@ -725,3 +726,31 @@ def test_bulk_paths_write_a_table_of_the_librarys_four_columns(store_factory):
         assert columns == {"key", "value", "timestamp", "ttl"}  # never altered
         assert (ttls["k/0599"], ttls["k/0000"], ttls["new"], ttls["one"]) == (60, None, None, 30), backend
         assert len(list(store.iterate_keys())) == 602
+
+
+def test_sqlite_file_listing_agrees_with_the_sqlalchemy_listing(tmp_path, cli):
+    """A plain `sqlite:///path` lists through `sqlite3`; the same file named as a `file:` uri goes
+    through SQLAlchemy. Both give the same keys, sizes and times, for every listing form."""
+    db = tmp_path / "both.db"
+    plain = f"sqlite:///{db}"
+    assert cli("-s", plain, "put", "a/1", "one").returncode == 0
+    assert cli("-s", plain, "put", "a/2", "second value", "--ttl", "3600").returncode == 0
+    assert cli("-s", plain, "put", "b_%/3", "x").returncode == 0  # LIKE's wildcards, literally
+    assert cli("-s", plain, "put", "a/1", "one, again").returncode == 0  # created and updated differ
+    heavy = f"sqlite:///file:{db}?uri=true"
+
+    def listed(uri: str, *args: str) -> list[Any]:
+        done = cli("-s", uri, "keys", *args)
+        assert done.returncode == 0, done.stderr
+        lines = done.stdout.decode().splitlines()
+        if "--json" not in args:
+            return lines
+        return [{k: v for k, v in json.loads(line).items() if k not in ("store", "uri")} for line in lines]
+
+    for args in (["--json"], ["-l"], ["--json", "--prefix", "a/"], ["--glob", "b_%/*"], ["--exclude-prefix", "a"]):
+        assert listed(plain, *args) == listed(heavy, *args), args
+    records = listed(plain, "--json")
+    assert [record["key"] for record in records] == ["a/1", "a/2", "b_%/3"]
+    first = records[0]
+    assert first["size"] == len(b"one, again") and first["created_at"] < first["updated_at"]
+    assert listed(plain, "--glob", "b_%/*") == ["b_%/3"]

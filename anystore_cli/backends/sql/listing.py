@@ -13,6 +13,7 @@ from anystore_cli.backends.sql.layout import LIKE_ESCAPE, escape_like, to_utc, u
 from anystore_cli.backends.sql.sqlite import parse_time
 from anystore_cli.backends.sql.watchdog import WATCHDOG
 from anystore_cli.store.base import KeyEntry
+from anystore_cli.store.contract import KEY_BATCH, batched
 from anystore_cli.store.entry import BaseStats
 from anystore_cli.util.keys import listing_prefix, make_key_filter
 
@@ -27,8 +28,40 @@ def row_stats(row: Any) -> BaseStats:
     return BaseStats.make(int(row[1]), to_utc(row[2]), to_utc(row[3]))
 
 
+class _Epochs(dict):
+    """Epoch seconds of the times a SQLite listing reads, parsed once per distinct text (the
+    keys a batch wrote share one), and forgotten past a few thousand so memory stays flat."""
+
+    def __missing__(self, text: Any) -> float | None:
+        if len(self) >= 4096:
+            self.clear()
+        parsed = parse_time(text)
+        value = self[text] = None if parsed is None else parsed.timestamp()
+        return value
+
+
 class Listing:
     """The listing primitives of `SqlStore`."""
+
+    def _list(
+        self, prefix: str | None, exclude_prefix: str | None, glob: str | None, detail: bool = False, md5: bool = False
+    ) -> Iterator[list[Any]]:
+        """On a plain SQLite file a detailed listing builds each `KeyEntry` from its row (no MD5:
+        SQLite computes none); elsewhere the contract's adapters over the hooks below."""
+        light = self._light() if detail else None
+        if light is None:
+            yield from super()._list(prefix, exclude_prefix, glob, detail=detail, md5=md5)  # type: ignore[misc]
+            return
+        created = "coalesce(created_at, timestamp)" if self.has_created_at else "timestamp"
+        columns = f"key, coalesce(length(value), 0), {created}, timestamp"
+        rows, _ = self._listing(self._info_columns, columns, prefix, exclude_prefix, glob)
+        epochs = _Epochs()
+        for batch in batched(rows, KEY_BATCH):
+            entries = []
+            for key, size, made, changed in batch:
+                made, changed = epochs[made], epochs[changed]
+                entries.append(KeyEntry(key, int(size), made if changed is None else changed, None, made))
+            yield entries
 
     def _iterate_infos(
         self, prefix: str | None = None, exclude_prefix: str | None = None, glob: str | None = None

@@ -130,7 +130,7 @@ def _list_infos(
         if limit is not None:
             infos = itertools.islice(infos, limit)
         infos = iter(infos)
-        batches = iter(lambda: [maker(stats) for stats in itertools.islice(infos, STREAMED_BATCH)], [])
+        batches = iter(lambda: _stats_records(maker, list(itertools.islice(infos, STREAMED_BATCH))), [])
     if not json and output == "-" and stdout_is_terminal():
         from anystore_cli.cli.output.tables import print_long_table
 
@@ -147,6 +147,17 @@ def _list_infos(
                     out.write(encode_text(end.join(map(long_line, batch)) + end))
         finally:
             out.flush()
+
+
+def _stats_records(maker: Any, batch: list[Any]) -> list[dict[str, Any]]:
+    """The records of a batch of `Stats`, built together (what `maker(stats)` gives each: the
+    kind of a name that holds no value, a Redis hash say, as `type`)."""
+    records = maker.records([(stats.key, stats.size, stats.created_at, stats.updated_at) for stats in batch])
+    for record, stats in zip(records, batch, strict=True):
+        kind = getattr(stats, "value_type", None)
+        if kind is not None:
+            record["type"] = kind
+    return records
 
 
 RECORD_BATCH = 4096
