@@ -15,7 +15,7 @@ from collections import Counter
 from collections.abc import Callable, Generator, Iterable, Iterator
 from typing import Any, NamedTuple, TypeVar
 
-from anystore_cli.store.contract import INFO_BATCH, BackendContract
+from anystore_cli.store.contract import INFO_BATCH, BackendContract, batched
 from anystore_cli.store.entry import BaseStats, KeyEntry, Stats, entry_from_stats, stats_from_entry
 from anystore_cli.util.keys import has_extra_filters, make_key_filter, normalize_prefix
 
@@ -227,9 +227,7 @@ class ListingMixin(BackendContract):
         """The `KeyEntry` of each of `keys` (None for a missing one), asked in batches: one query
         or round trip a batch where the backend can (`_info_many`). Never reads the values."""
         found: dict[str, KeyEntry | None] = {}
-        checked = [self._key(key) for key in keys]
-        for start in range(0, len(checked), INFO_BATCH):
-            batch = checked[start : start + INFO_BATCH]
+        for batch in batched((self._key(key) for key in keys), INFO_BATCH):
             with self._errors(batch[0] if len(batch) == 1 else None):
                 for key, stats in self._info_many(batch):
                     found[key] = None if stats is None else entry_from_stats(key, stats)

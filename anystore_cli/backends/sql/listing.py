@@ -10,7 +10,7 @@ from typing import Any
 
 from anystore_cli.backends.sql._lazy import LazyModule
 from anystore_cli.backends.sql.layout import LIKE_ESCAPE, escape_like, to_utc, utcnow
-from anystore_cli.backends.sql.sqlite import parse_time
+from anystore_cli.backends.sql.sqlite import info_columns, parse_time
 from anystore_cli.backends.sql.watchdog import WATCHDOG
 from anystore_cli.store.base import KeyEntry
 from anystore_cli.store.contract import KEY_BATCH, batched
@@ -52,8 +52,7 @@ class Listing:
         if light is None:
             yield from super()._list(prefix, exclude_prefix, glob, detail=detail, md5=md5)  # type: ignore[misc]
             return
-        created = "coalesce(created_at, timestamp)" if self.has_created_at else "timestamp"
-        columns = f"key, coalesce(length(value), 0), {created}, timestamp"
+        columns = info_columns(self.has_created_at)
         rows, _ = self._listing(self._info_columns, columns, prefix, exclude_prefix, glob)
         epochs = _Epochs()
         for batch in batched(rows, KEY_BATCH):
@@ -67,10 +66,7 @@ class Listing:
         self, prefix: str | None = None, exclude_prefix: str | None = None, glob: str | None = None
     ) -> Iterator[tuple[str, BaseStats]]:
         """The listing's one SELECT, with sizes and timestamps."""
-        created = "timestamp"
-        if self._light() is not None and self.has_created_at:
-            created = "coalesce(created_at, timestamp)"
-        light = f"key, coalesce(length(value), 0), {created}, timestamp"
+        light = info_columns(self._light() is not None and self.has_created_at)
         rows, stamp = self._listing(self._info_columns, light, prefix, exclude_prefix, glob)
         for row in rows:
             yield row[0], BaseStats.make(int(row[1]), stamp(row[2]), stamp(row[3]))

@@ -115,6 +115,13 @@ def upsert_many(
         connection.execute(upsert_sql(table, len(chunk), created_at), params)
 
 
+def info_columns(created_at: bool) -> str:
+    """Key, size, creation and update time in SQL: `created_at` where the table keeps it, else
+    the library's `timestamp` (the time of the last write) for both."""
+    created = "coalesce(created_at, timestamp)" if created_at else "timestamp"
+    return f"key, coalesce(length(value), 0), {created}, timestamp"
+
+
 def parse_time(value: Any) -> datetime | None:
     """A time read from a SQLite column (text as SQLAlchemy or CURRENT_TIMESTAMP wrote it)."""
     if value is None or isinstance(value, datetime):
@@ -146,17 +153,22 @@ class SqliteFile:
         """The connection, opened (and set up) on first use; it never creates the file."""
         return self._connect("rw")
 
+    def _open(self, mode: str) -> sqlite3.Connection:
+        """A new connection to the file (`mode` `rw`, or `rwc` to create it), set up."""
+        connection = sqlite3.connect(
+            f"file:{quote(self.path)}?mode={mode}",
+            uri=True,
+            timeout=SQLITE_BUSY_TIMEOUT,
+            isolation_level=None,
+            check_same_thread=False,
+        )
+        sqlite_on_connect(connection)
+        return connection
+
     def _connect(self, mode: str) -> sqlite3.Connection:
         connection = getattr(self._local, "connection", None)
         if connection is None:
-            connection = sqlite3.connect(
-                f"file:{quote(self.path)}?mode={mode}",
-                uri=True,
-                timeout=SQLITE_BUSY_TIMEOUT,
-                isolation_level=None,
-                check_same_thread=False,
-            )
-            sqlite_on_connect(connection)
+            connection = self._open(mode)
             self._local.connection = connection
             with self._opened_lock:
                 self._opened.append(connection)
@@ -212,8 +224,7 @@ class SqliteFile:
 
     def info_many(self, keys: list[str], now: datetime, created_at: bool) -> dict[str, tuple[int, Any, Any]]:
         """Size, creation and update time of the live rows among `keys`, by key."""
-        created = "coalesce(created_at, timestamp)" if created_at else "timestamp"
-        columns = f"key, coalesce(length(value), 0), {created}, timestamp"
+        columns = info_columns(created_at)
         return {
             row[0]: (int(row[1]), parse_time(row[2]), parse_time(row[3]))
             for row in self._select_keys(columns, keys, now)
@@ -237,11 +248,8 @@ class SqliteFile:
             where.append(f"NOT key LIKE ? ESCAPE '{LIKE_ESCAPE}'")
             params.append(escape_like(exclude) + "%")
         sql = f"SELECT {columns} FROM {self._quoted} WHERE {' AND '.join(where)} ORDER BY key"
-        connection = sqlite3.connect(
-            f"file:{quote(self.path)}?mode=rw", uri=True, timeout=SQLITE_BUSY_TIMEOUT, isolation_level=None
-        )
+        connection = self._open("rw")
         try:
-            sqlite_on_connect(connection)
             cursor = connection.execute(sql, params)
             while rows := cursor.fetchmany(batch):
                 yield from rows
